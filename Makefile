@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`.
+# Both create or refresh the virtual environment in .venv first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Reinstall whenever pyproject.toml changes.
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint format venv bench clean
+
+run: $(INSTALLED)
+	$(PY) -m services.launcher
+
+test: $(INSTALLED)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(INSTALLED)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(INSTALLED)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(INSTALLED)
+	$(PY) bench/gateway_overhead.py
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EmoGo needs Python 3.11 or newer; found " + sys.version.split()[0] + " (set PYTHON=/path/to/python3.11)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(INSTALLED)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

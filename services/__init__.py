@@ -1,0 +1,1 @@
+"""EmoGo services: one Litestar app per folder, plus the shared package `common`."""

@@ -1,0 +1,1 @@
+"""What every EmoGo service shares. It never imports a service."""

@@ -1,0 +1,79 @@
+"""One PyMongo async client per process, opened in the app's lifespan, with Beanie."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from beanie import Document, init_beanie
+from litestar import Litestar
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from services.common.settings import ServiceSettings
+
+logger = logging.getLogger("emogo.database")
+PING_TIMEOUT_SECONDS = 2.0
+SERVER_SELECTION_TIMEOUT_MS = 3000
+
+
+def make_client(settings: ServiceSettings) -> AsyncMongoClient:
+    return AsyncMongoClient(
+        settings.mongodb_uri,
+        appname=f"emogo-{settings.service}",
+        tz_aware=True,
+        uuidRepresentation="standard",
+        serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+    )
+
+
+async def ping(client: AsyncMongoClient) -> bool:
+    try:
+        await asyncio.wait_for(client.admin.command("ping"), PING_TIMEOUT_SECONDS)
+    except (PyMongoError, TimeoutError, OSError):
+        return False
+    return True
+
+
+async def _init_beanie_with_retry(
+    client: AsyncMongoClient, settings: ServiceSettings, documents: Sequence[type[Document]]
+) -> None:
+    """The database may start after the service (compose, launcher): retry until the deadline."""
+    deadline = time.monotonic() + settings.db_startup_timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await init_beanie(database=client[settings.db_name], document_models=list(documents))
+            return
+        except PyMongoError as exc:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"Cannot reach MongoDB for database {settings.db_name!r} after "
+                    f"{attempt} attempts: {exc.__class__.__name__}. Check MONGODB_URI "
+                    "and that the server is running."
+                ) from exc
+            logger.warning("database not reachable yet, retrying", extra={"attempt": attempt})
+            await asyncio.sleep(min(2.0, 0.2 * attempt))
+
+
+def mongo_lifespan(
+    settings: ServiceSettings, documents: Sequence[type[Document]]
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Opens the client and initialises Beanie for the service's documents; closes on exit."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        client = make_client(settings)
+        try:
+            await _init_beanie_with_retry(client, settings, documents)
+            app.state.mongo = client
+            logger.info("database ready", extra={"database": settings.db_name})
+            yield
+        finally:
+            await client.close()
+
+    return lifespan

@@ -1,0 +1,164 @@
+"""JSON-lines logging to stdout and to a rotating file per service.
+
+Every line carries the request id of the request it belongs to; credentials,
+tokens and keys are redacted from the finished line, whatever field holds them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+REDACTED = "[REDACTED]"
+
+# Shapes of secrets wherever they appear in a line: auth headers, and key/value
+# pairs whose key names a secret (api_key, password, token, secret, ...).
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(
+        r"(?i)([\"']?[a-z_]*(?:api_key|apikey|password|passwd|pwd|token|secret|_sk|_ak)[\"']?"
+        r"\s*[:=]\s*[\"']?)([^\"'\s,&}]+)"
+    ),
+    re.compile(r"(mongodb(?:\+srv)?://[^:/@\s]+:)([^@\s]+)(@)"),
+)
+
+
+class Redactor:
+    """Removes secret values from text: the configured ones and anything secret-shaped."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        text = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+        return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
+
+
+class RedactingJsonFormatter(JsonFormatter):
+    def __init__(self, service: str, redactor: Redactor) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+        )
+        self._service = service
+        self._redactor = redactor
+
+    def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        super().add_fields(log_record, record, message_dict)
+        log_record["service"] = self._service
+        log_record["request_id"] = request_id_var.get()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor(super().format(record))
+
+
+_HANDLER_MARK = "_emogo_handler"
+
+
+def configure_logging(
+    service: str, log_dir: Path, level: str, secrets: Iterable[str] = ()
+) -> Path:
+    """Send every logger's records to stdout and `<log_dir>/<service>.log` as JSON lines."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"{service}.log"
+    formatter = RedactingJsonFormatter(service, Redactor(secrets))
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    stream = logging.StreamHandler(sys.stdout)
+    rotating = RotatingFileHandler(
+        log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+    )
+    for handler in (stream, rotating):
+        handler.setFormatter(formatter)
+        setattr(handler, _HANDLER_MARK, True)
+        root.addHandler(handler)
+    root.setLevel(level)
+    # Per-request client logs would repeat our access line and may carry query strings.
+    for noisy in ("httpx", "httpcore", "pymongo", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return log_file
+
+
+def new_request_id(incoming: str | None) -> str:
+    """Keep a caller's well-formed id so one request can be followed across services."""
+    if incoming and _VALID_REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+access_logger = logging.getLogger("emogo.access")
+
+
+class RequestContextMiddleware:
+    """Gives each HTTP request an id (taken from `X-Request-ID` or made), returns it
+    in the response, binds it to every log line, and writes one access line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = new_request_id(incoming)
+        method, path = scope["method"], scope["path"]  # before a mount rewrites the path
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            client = scope.get("client")
+            access_logger.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": client[0] if client else None,
+                },
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,48 @@
+"""Wire types shared by every service. Handlers take and return msgspec Structs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+
+class WireStruct(msgspec.Struct, kw_only=True):
+    """Base of every request and response body."""
+
+
+class ErrorDetail(WireStruct):
+    error: str
+
+
+class ErrorEnvelope(WireStruct):
+    """The one error shape of the platform (documented for OpenAPI)."""
+
+    message: str
+    code: int
+    detail: dict[str, Any]
+
+
+class Liveness(WireStruct):
+    status: str
+    service: str
+    timestamp: datetime
+
+
+class Readiness(WireStruct):
+    status: str
+    service: str
+    database: str
+    timestamp: datetime
+
+
+class Principal(WireStruct, frozen=True):
+    """Who a request acts for: a role, and for per-user tokens the user it may reach."""
+
+    role: str
+    user_id: str | None = None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

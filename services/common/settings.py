@@ -1,0 +1,180 @@
+"""Configuration read once from the environment into frozen settings objects.
+
+Every value has one environment variable; a missing or invalid value stops the
+process at start-up with a message that names the variable and says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+
+DEFAULT_PORTS = {"gateway": 8000, "ingest": 8001, "media": 8002, "admin": 8003}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message says which and why."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+class Environment:
+    """Typed reads of environment variables, each failing with a `ConfigError`."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str | None = None, *aliases: str) -> str:
+        for candidate in (name, *aliases):
+            value = self.raw(candidate)
+            if value is not None:
+                return value
+        if default is None:
+            raise ConfigError(name, "is required but not set")
+        return default
+
+    def optional_text(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a whole number, got {value!r}") from None
+        if not minimum <= number <= maximum:
+            raise ConfigError(name, f"must be between {minimum} and {maximum}, got {number}")
+        return number
+
+    def number(self, name: str, default: float, minimum: float, maximum: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a number, got {value!r}") from None
+        if not minimum <= number <= maximum:
+            raise ConfigError(name, f"must be between {minimum} and {maximum}, got {number}")
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, 1, 65535)
+
+    def http_url(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(name, f"must be an http(s) URL such as http://127.0.0.1:8001, got {value!r}")
+        return value.rstrip("/")
+
+    def mongodb_uri(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ConfigError(name, "must start with mongodb:// or mongodb+srv://")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).upper()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+
+class Credentials(msgspec.Struct, frozen=True, kw_only=True):
+    """The three role tokens. `repr` never shows them."""
+
+    admin: str
+    viewer: str
+    device: str
+
+    def __repr__(self) -> str:
+        return "Credentials(admin=***, viewer=***, device=***)"
+
+    def by_role(self) -> dict[str, str]:
+        return {"admin": self.admin, "viewer": self.viewer, "device": self.device}
+
+
+MIN_TOKEN_LENGTH = 8
+
+
+def read_credentials(env: Environment) -> Credentials:
+    tokens: dict[str, str] = {}
+    for role in ("admin", "viewer", "device"):
+        variable = f"EMOGO_{role.upper()}_TOKEN"
+        token = env.text(variable)
+        if len(token) < MIN_TOKEN_LENGTH or any(ch.isspace() for ch in token):
+            raise ConfigError(
+                variable, f"must be at least {MIN_TOKEN_LENGTH} characters without spaces"
+            )
+        if token in tokens.values():
+            raise ConfigError(variable, "must differ from the other role tokens")
+        tokens[role] = token
+    return Credentials(**tokens)
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every service process needs. Services subclass it with their own fields."""
+
+    service: str
+    host: str
+    port: int
+    data_dir: Path
+    log_dir: Path
+    log_level: str
+    credentials: Credentials
+    mongodb_uri: str
+    db_name: str
+    mongodb_admin_username: str
+    mongodb_admin_password: str | None
+    # Seconds a service keeps retrying the database at start-up before giving up.
+    db_startup_timeout: float
+    max_json_body_bytes: int
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(service={self.service!r}, port={self.port}, db={self.db_name!r})"
+
+
+def common_fields(service: str, env: Environment) -> dict[str, object]:
+    """The `ServiceSettings` fields, read from the environment for one service."""
+    data_dir = Path(env.text("EMOGO_DATA_DIR", "./data")).resolve()
+    log_dir = Path(env.text("EMOGO_LOG_DIR", str(data_dir / "logs"))).resolve()
+    return {
+        "service": service,
+        "host": env.text("EMOGO_HOST", "127.0.0.1"),
+        "port": env.port(f"EMOGO_{service.upper()}_PORT", DEFAULT_PORTS[service]),
+        "data_dir": data_dir,
+        "log_dir": log_dir,
+        "log_level": env.choice("EMOGO_LOG_LEVEL", "INFO", LOG_LEVELS),
+        "credentials": read_credentials(env),
+        "mongodb_uri": env.mongodb_uri("MONGODB_URI", "mongodb://127.0.0.1:27017"),
+        "db_name": env.text("DB_NAME", "emogo", "EMOGO_DB_NAME"),
+        "mongodb_admin_username": env.text("MONGODB_ADMIN_USERNAME", "admin"),
+        "mongodb_admin_password": env.optional_text("MONGODB_ADMIN_PASSWORD"),
+        "db_startup_timeout": env.number("EMOGO_DB_STARTUP_TIMEOUT", 30.0, 0.0, 600.0),
+        "max_json_body_bytes": env.integer(
+            "EMOGO_MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024
+        ),
+    }
+
+
+def load_service_settings(
+    service: str, environ: Mapping[str, str] | None = None
+) -> ServiceSettings:
+    return ServiceSettings(**common_fields(service, Environment(environ)))  # type: ignore[arg-type]

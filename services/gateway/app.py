@@ -1,0 +1,39 @@
+"""The gateway app: one public port in front of ingest, media and admin."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template import TemplateConfig
+
+from services.common.app import build_app
+from services.gateway.controllers import PROXY_MOUNTS, HealthController, PagesController
+from services.gateway.services import ReverseProxy
+from services.gateway.settings import GatewaySettings, load_settings
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def create_app(settings: GatewaySettings | None = None) -> Litestar:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def upstream_client(app: Litestar) -> AsyncIterator[None]:
+        async with ReverseProxy.make_client(settings) as client:
+            app.state.proxy = ReverseProxy(settings, client)
+            yield
+
+    return build_app(
+        settings,
+        title="EmoGo gateway",
+        description="The public entry point: routes to the services, health, exports.",
+        route_handlers=[HealthController, PagesController, *PROXY_MOUNTS],
+        documents=None,
+        include_health=False,
+        extra_lifespan=[upstream_client],
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+    )

@@ -1,0 +1,246 @@
+"""The gateway's work: forwarding requests to the services and checking their health.
+
+The proxy streams both ways: request bodies go upstream as they arrive and
+responses come down as they are read, so a video of hundreds of MB passes in
+constant memory. It speaks raw ASGI on the client side for that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+
+import anyio
+import httpx
+from litestar.types import Receive, Scope, Send
+
+from services.common.errors import BadGateway, GatewayTimeout, ServiceUnavailable
+from services.common.schemas import utc_now
+from services.gateway.schemas import GatewayHealth, ServiceHealth
+from services.gateway.settings import GatewaySettings
+
+logger = logging.getLogger("emogo.gateway")
+
+# The fixed route table: path prefixes (whole segments) and the service that owns them.
+# Each service documents itself under /docs/<service>, forwarded unchanged.
+ROUTES: dict[str, tuple[str, ...]] = {
+    "ingest": ("/api/sentiments", "/api/gps", "/docs/ingest"),
+    "media": ("/api/vlogs", "/docs/media"),
+    "admin": (
+        "/api/v1",
+        "/tail_log",
+        "/dowload_log_file",  # the seed's spelling, kept for its clients
+        "/download_log_file",
+        "/docs/admin",
+    ),
+}
+
+# RFC 9110 §7.6.1: connection-specific headers a proxy must not forward.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set by the gateway itself (or by the request-id middleware) rather than copied.
+_REPLACED_ON_REQUEST = frozenset(
+    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+)
+_REPLACED_ON_RESPONSE = frozenset({b"x-request-id", b"server", b"date"})
+
+
+def end_to_end_headers(
+    headers: Iterable[tuple[bytes, bytes]], also_drop: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """Headers without hop-by-hop ones, including any that `Connection` names."""
+    headers = [(name.lower(), value) for name, value in headers]
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            named.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    dropped = HOP_BY_HOP | named | also_drop
+    return [(name, value) for name, value in headers if name not in dropped]
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name.lower() == wanted:
+            return value
+    return None
+
+
+def upstream_request_headers(scope: Scope, request_id: str) -> list[tuple[bytes, bytes]]:
+    headers = end_to_end_headers(scope["headers"], _REPLACED_ON_REQUEST)
+    client = scope.get("client")
+    client_ip = client[0] if client else "unknown"
+    prior = _header(scope, b"x-forwarded-for")
+    forwarded_for = f"{prior.decode('latin-1')}, {client_ip}" if prior else client_ip
+    host = _header(scope, b"host")
+    headers += [
+        (b"x-request-id", request_id.encode()),
+        (b"x-forwarded-for", forwarded_for.encode("latin-1")),
+        (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
+    ]
+    if host:
+        headers.append((b"x-forwarded-host", host))
+    return headers
+
+
+def _has_body(scope: Scope) -> bool:
+    return _header(scope, b"content-length") not in (None, b"0") or (
+        _header(scope, b"transfer-encoding") is not None
+    )
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+class ReverseProxy:
+    """Forwards ASGI requests to the services over one shared `httpx.AsyncClient`."""
+
+    def __init__(self, settings: GatewaySettings, client: httpx.AsyncClient) -> None:
+        self.upstreams = settings.upstreams
+        self.client = client
+
+    @staticmethod
+    def make_client(settings: GatewaySettings) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.write_timeout,
+                pool=settings.pool_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.max_upstream_connections,
+                max_keepalive_connections=settings.max_upstream_connections,
+            ),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def forward(self, service: str, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = scope.get("state", {}).get("request_id", "")
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.split(b"?", 1)[0]
+        query = scope.get("query_string", b"")
+        url = httpx.URL(self.upstreams[service]).copy_with(
+            raw_path=path + (b"?" + query if query else b"")
+        )
+        request = self.client.build_request(
+            scope["method"],
+            url,
+            headers=upstream_request_headers(scope, request_id),
+            content=_request_body(receive) if _has_body(scope) else None,
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except ClientGone:
+            logger.info("client went away while uploading", extra={"service": service})
+            return
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            logger.warning("service unavailable", extra={"service": service, "error": type(exc).__name__})
+            raise ServiceUnavailable(
+                f"The {service} service is unavailable", extra={"service": service}
+            ) from None
+        except httpx.TimeoutException as exc:
+            logger.warning("service timed out", extra={"service": service, "error": type(exc).__name__})
+            raise GatewayTimeout(
+                f"The {service} service did not answer in time", extra={"service": service}
+            ) from None
+        except httpx.TransportError as exc:
+            logger.warning("bad upstream answer", extra={"service": service, "error": type(exc).__name__})
+            raise BadGateway(
+                f"The {service} service gave no valid answer", extra={"service": service}
+            ) from None
+        try:
+            await self._relay(service, response, receive, send)
+        finally:
+            await response.aclose()
+
+    async def _relay(
+        self, service: str, response: httpx.Response, receive: Receive, send: Send
+    ) -> None:
+        """Streams the upstream response down; stops (and so closes upstream) when the
+        client goes away."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": end_to_end_headers(response.headers.raw, _REPLACED_ON_RESPONSE),
+            }
+        )
+        completed = False
+        async with anyio.create_task_group() as tasks:
+
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(watch_disconnect)
+            try:
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                completed = True
+            except (httpx.TransportError, OSError) as exc:
+                # Headers are gone already: end without completing the body so the
+                # client sees a broken transfer rather than a silently short file.
+                logger.warning(
+                    "upstream stream broke", extra={"service": service, "error": type(exc).__name__}
+                )
+            tasks.cancel_scope.cancel()
+        if not completed:
+            logger.info("response not completed", extra={"service": service})
+
+    async def service_health(self, service: str, timeout: float) -> ServiceHealth:
+        started = time.perf_counter()
+        try:
+            response = await self.client.get(f"{self.upstreams[service]}/ready", timeout=timeout)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return ServiceHealth(status="down", database="unknown", error=type(exc).__name__)
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        database = body.get("database", "unknown") if isinstance(body, dict) else "unknown"
+        return ServiceHealth(
+            status="up" if response.status_code == 200 else "down",
+            database=database,
+            latency_ms=latency,
+        )
+
+    async def health(self, timeout: float) -> GatewayHealth:
+        names = list(self.upstreams)
+        results = await asyncio.gather(*(self.service_health(n, timeout) for n in names))
+        services = dict(zip(names, results, strict=True))
+        all_up = all(s.status == "up" for s in results)
+        connected = all(s.database == "connected" for s in results)
+        return GatewayHealth(
+            status="healthy" if all_up and connected else "unhealthy",
+            database="connected" if connected else "disconnected",
+            timestamp=utc_now(),
+            services=services,
+        )
+

@@ -1,0 +1,46 @@
+"""Settings of the gateway: where each service is and how long to wait for it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from services.common.settings import (
+    DEFAULT_PORTS,
+    Environment,
+    ServiceSettings,
+    common_fields,
+)
+
+UPSTREAM_SERVICES = ("ingest", "media", "admin")
+
+
+class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
+    upstreams: dict[str, str]
+    # Connecting and taking a pooled connection should be quick; a failure there
+    # means the service is down (503). Reads and writes carry videos of hundreds of
+    # MB, so they get minutes (504 when exceeded).
+    connect_timeout: float
+    pool_timeout: float
+    read_timeout: float
+    write_timeout: float
+    health_timeout: float
+    max_upstream_connections: int
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
+    env = Environment(environ)
+    # A service's port setting also moves the gateway's default URL for it.
+    upstreams = {}
+    for name in UPSTREAM_SERVICES:
+        port = env.port(f"EMOGO_{name.upper()}_PORT", DEFAULT_PORTS[name])
+        upstreams[name] = env.http_url(f"EMOGO_{name.upper()}_URL", f"http://127.0.0.1:{port}")
+    return GatewaySettings(
+        **common_fields("gateway", env),  # type: ignore[arg-type]
+        upstreams=upstreams,
+        connect_timeout=env.number("EMOGO_GATEWAY_CONNECT_TIMEOUT", 3.0, 0.1, 60.0),
+        pool_timeout=env.number("EMOGO_GATEWAY_POOL_TIMEOUT", 5.0, 0.1, 60.0),
+        read_timeout=env.number("EMOGO_GATEWAY_READ_TIMEOUT", 300.0, 0.1, 3600.0),
+        write_timeout=env.number("EMOGO_GATEWAY_WRITE_TIMEOUT", 300.0, 0.1, 3600.0),
+        health_timeout=env.number("EMOGO_GATEWAY_HEALTH_TIMEOUT", 2.0, 0.1, 60.0),
+        max_upstream_connections=env.integer("EMOGO_GATEWAY_MAX_CONNECTIONS", 200, 1, 10000),
+    )

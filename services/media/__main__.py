@@ -1,0 +1,7 @@
+"""`python -m services.media` runs the media service."""
+
+from services.common.serve import serve
+from services.media.app import create_app
+from services.media.settings import load_settings
+
+serve(load_settings, create_app)

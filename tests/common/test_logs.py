@@ -1,0 +1,59 @@
+"""JSON-lines logs: request ids on every line, secrets never written."""
+
+import json
+from pathlib import Path
+
+from litestar.testing import TestClient
+
+from services.common.logs import Redactor, new_request_id
+from tests.common.apps import make_app
+from tests.support import TOKENS, bearer
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_redactor_removes_configured_and_secret_shaped_values() -> None:
+    redact = Redactor(["s3cr3t-token-value"])
+    text = redact(
+        "got s3cr3t-token-value; Authorization: Bearer abc.def-ghi; Basic dmlld2VyOnh5eg==; "
+        '{"openai_api_key": "sk-live-123", "password": "hunter2"} '
+        "mongodb://app:dbpass@db:27017/emogo"
+    )
+    for secret in ("s3cr3t-token-value", "abc.def-ghi", "dmlld2VyOnh5eg==", "sk-live-123", "hunter2", "dbpass"):
+        assert secret not in text
+    assert "mongodb://app:[REDACTED]@db:27017/emogo" in text
+
+
+def test_request_ids_are_kept_when_well_formed() -> None:
+    assert new_request_id("abc-123") == "abc-123"
+    generated = new_request_id("bad id with spaces")
+    assert generated != "bad id with spaces"
+    assert len(generated) == 32
+    assert new_request_id("x" * 200) != "x" * 200
+
+
+def test_every_request_logs_a_line_with_its_request_id(tmp_path: Path) -> None:
+    with TestClient(make_app(tmp_path)) as client:
+        response = client.get(
+            "/readings/r1",
+            headers={**bearer("viewer"), "X-Request-ID": "trace-42"},
+        )
+        assert response.headers["x-request-id"] == "trace-42"
+        generated = client.get("/readings/r2?api_key=leaky", headers=bearer("viewer"))
+        generated_id = generated.headers["x-request-id"]
+    lines = read_lines(tmp_path / "ingest.log")
+    access = [line for line in lines if line["logger"] == "emogo.access"]
+    first = next(line for line in access if line["request_id"] == "trace-42")
+    assert first["path"] == "/readings/r1"
+    assert first["status"] == 404
+    assert first["method"] == "GET"
+    assert first["service"] == "ingest"
+    assert "duration_ms" in first
+    assert "time" in first
+    assert any(line["request_id"] == generated_id for line in access)
+    text = (tmp_path / "ingest.log").read_text()
+    # Query strings are not logged at all; tokens never.
+    assert "leaky" not in text
+    assert TOKENS["viewer"] not in text

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import ConfigError, load_service_settings
+from services.gateway.settings import load_settings as load_gateway_settings
+from tests.support import TOKENS
+
+BASE = {
+    "EMOGO_ADMIN_TOKEN": TOKENS["admin"],
+    "EMOGO_VIEWER_TOKEN": TOKENS["viewer"],
+    "EMOGO_DEVICE_TOKEN": TOKENS["device"],
+}
+
+
+def test_defaults_and_seed_names() -> None:
+    settings = load_service_settings(
+        "ingest",
+        {
+            **BASE,
+            "MONGODB_URI": "mongodb://db.example:27017",
+            "DB_NAME": "course",
+            "MONGODB_ADMIN_USERNAME": "root",
+            "MONGODB_ADMIN_PASSWORD": "pw-secret",
+            "EMOGO_DATA_DIR": "/srv/emogo",
+        },
+    )
+    assert settings.port == 8001
+    assert settings.mongodb_uri == "mongodb://db.example:27017"
+    assert settings.db_name == "course"
+    assert settings.mongodb_admin_username == "root"
+    assert settings.mongodb_admin_password == "pw-secret"
+    assert settings.log_dir == Path("/srv/emogo/logs")
+    assert settings.credentials.viewer == TOKENS["viewer"]
+
+
+def test_settings_are_frozen_and_hide_secrets() -> None:
+    settings = load_service_settings("media", BASE)
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+    assert TOKENS["admin"] not in repr(settings)
+    assert TOKENS["admin"] not in repr(settings.credentials)
+
+
+@pytest.mark.parametrize(
+    ("override", "variable", "reason"),
+    [
+        ({"EMOGO_ADMIN_PORT": "http"}, "EMOGO_ADMIN_PORT", "whole number"),
+        ({"EMOGO_ADMIN_PORT": "70000"}, "EMOGO_ADMIN_PORT", "between 1 and 65535"),
+        ({"MONGODB_URI": "postgres://x"}, "MONGODB_URI", "mongodb://"),
+        ({"EMOGO_LOG_LEVEL": "LOUD"}, "EMOGO_LOG_LEVEL", "one of"),
+        ({"EMOGO_VIEWER_TOKEN": ""}, "EMOGO_VIEWER_TOKEN", "required"),
+        ({"EMOGO_DEVICE_TOKEN": "short"}, "EMOGO_DEVICE_TOKEN", "at least 8"),
+        ({"EMOGO_DEVICE_TOKEN": TOKENS["admin"]}, "EMOGO_DEVICE_TOKEN", "differ"),
+    ],
+)
+def test_bad_values_name_the_variable(override: dict, variable: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_service_settings("admin", {**BASE, **override})
+    assert caught.value.variable == variable
+    assert reason in str(caught.value)
+
+
+def test_gateway_upstreams_follow_service_ports_unless_given() -> None:
+    settings = load_gateway_settings({**BASE, "EMOGO_MEDIA_PORT": "9102"})
+    assert settings.upstreams == {
+        "ingest": "http://127.0.0.1:8001",
+        "media": "http://127.0.0.1:9102",
+        "admin": "http://127.0.0.1:8003",
+    }
+    settings = load_gateway_settings({**BASE, "EMOGO_ADMIN_URL": "http://admin:8003/"})
+    assert settings.upstreams["admin"] == "http://admin:8003"
+    with pytest.raises(ConfigError, match="EMOGO_INGEST_URL"):
+        load_gateway_settings({**BASE, "EMOGO_INGEST_URL": "ingest:8001"})
+

@@ -1,0 +1,93 @@
+"""Helpers the tests share: ports, tokens, environments, waiting for processes."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+TOKENS = {
+    "admin": "test-admin-token-0123456789",
+    "viewer": "test-viewer-token-0123456789",
+    "device": "test-device-token-0123456789",
+}
+
+
+def bearer(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def service_environ(mongodb_uri: str, data_dir: Path, db_name: str, **extra: str) -> dict[str, str]:
+    """The environment a service process (or settings loader) gets in tests."""
+    return {
+        "MONGODB_URI": mongodb_uri,
+        "DB_NAME": db_name,
+        "EMOGO_DATA_DIR": str(data_dir),
+        "EMOGO_LOG_DIR": str(data_dir / "logs"),
+        "EMOGO_ADMIN_TOKEN": TOKENS["admin"],
+        "EMOGO_VIEWER_TOKEN": TOKENS["viewer"],
+        "EMOGO_DEVICE_TOKEN": TOKENS["device"],
+        "EMOGO_DB_STARTUP_TIMEOUT": "10",
+        **extra,
+    }
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def start_python(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A real Python child process run from the repository root, output to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
