@@ -62,14 +62,17 @@ class StackConfig:
 
     @property
     def mongodb_uri(self) -> str:
-        return self.external_mongodb_uri or f"mongodb://127.0.0.1:{self.db_port}/?directConnection=true"
+        return (
+            self.external_mongodb_uri
+            or f"mongodb://127.0.0.1:{self.db_port}/?directConnection=true"
+        )
 
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
     def url(self, name: str) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.ports[name]}"
 
     @classmethod
@@ -111,7 +114,8 @@ def load_or_create_credentials(
     missing = [
         f"EMOGO_{role.upper()}_TOKEN"
         for role in ROLES
-        if not environ.get(f"EMOGO_{role.upper()}_TOKEN") and not stored.get(f"EMOGO_{role.upper()}_TOKEN")
+        if not environ.get(f"EMOGO_{role.upper()}_TOKEN")
+        and not stored.get(f"EMOGO_{role.upper()}_TOKEN")
     ]
     if missing:
         for name in missing:
@@ -183,7 +187,10 @@ def stack_specs(config: StackConfig) -> list[ProcessSpec]:
         "EMOGO_HOST": config.host,
         "MONGODB_URI": config.mongodb_uri,
         **{f"EMOGO_{name.upper()}_PORT": str(port) for name, port in config.ports.items()},
-        **{f"EMOGO_{role.upper()}_TOKEN": token for role, token in config.credentials.by_role().items()},
+        **{
+            f"EMOGO_{role.upper()}_TOKEN": token
+            for role, token in config.credentials.by_role().items()
+        },
     }
     specs: list[ProcessSpec] = []
     if config.external_mongodb_uri is None:
@@ -194,10 +201,14 @@ def stack_specs(config: StackConfig) -> list[ProcessSpec]:
                 name="database",
                 argv=[
                     secantus_command(),
-                    "--host", "127.0.0.1",
-                    "--port", str(config.db_port),
-                    "--storage-path", str(storage),
-                    "--log-level", "WARNING",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(config.db_port),
+                    "--storage-path",
+                    str(storage),
+                    "--log-level",
+                    "WARNING",
                 ],
                 env=env,
                 is_ready=mongo_ready(config.mongodb_uri),
@@ -218,7 +229,10 @@ def stack_specs(config: StackConfig) -> list[ProcessSpec]:
 
 
 def ensure_ports_free(config: StackConfig) -> None:
-    wanted = [(f"EMOGO_{name.upper()}_PORT", name, port, config.host) for name, port in config.ports.items()]
+    wanted = [
+        (f"EMOGO_{name.upper()}_PORT", name, port, config.host)
+        for name, port in config.ports.items()
+    ]
     if config.external_mongodb_uri is None:
         wanted.append(("EMOGO_DB_PORT", "database", config.db_port, "127.0.0.1"))
     for variable, name, port, host in wanted:
@@ -326,7 +340,9 @@ class Supervisor:
         now = time.monotonic()
         recent = [t for t in self.restarts[name] if now - t < RESTART_WINDOW_SECONDS]
         if len(recent) >= MAX_RESTARTS:
-            raise StackError(f"{name} died {len(recent) + 1} times within a minute; stopping the stack.")
+            raise StackError(
+                f"{name} died {len(recent) + 1} times within a minute; stopping the stack."
+            )
         self.restarts[name] = [*recent, now]
         self.processes.pop(name, None)
         print(f"restarting {name} ...", file=sys.stderr, flush=True)
@@ -343,22 +359,23 @@ def banner(config: StackConfig) -> str:
         if config.external_mongodb_uri
         else f"{config.mongodb_uri} (embedded SecantusDB, files in {config.data_dir / 'db'})"
     )
+    services = ", ".join(f"{name} {config.url(name)}" for name in SERVICES)
     return f"""
 EmoGo is running.
   Export page   {gateway}/export
   API docs      {gateway}/docs
   Health        {gateway}/health
-  Services      ingest {config.url('ingest')}, media {config.url('media')}, admin {config.url('admin')}
+  Services      {services}
   Database      {database}
   Logs          {config.log_dir}
 
 Credentials (kept in {config.credentials_file}, readable only by you):
-  admin   {tokens['admin']}
-  viewer  {tokens['viewer']}
-  device  {tokens['device']}
+  admin   {tokens["admin"]}
+  viewer  {tokens["viewer"]}
+  device  {tokens["device"]}
 Use them as `Authorization: Bearer <token>`, or in a browser sign in with the role
 as user name and the token as password. For example:
-  curl -H "Authorization: Bearer {tokens['viewer']}" {gateway}/api/v1/whoami
+  curl -H "Authorization: Bearer {tokens["viewer"]}" {gateway}/api/v1/whoami
 
 Press Ctrl-C to stop.
 """

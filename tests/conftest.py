@@ -18,8 +18,17 @@ def start_secantus(storage: Path, log: Path) -> tuple[subprocess.Popen[bytes], s
     storage.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [secantus_command(), "--host", "127.0.0.1", "--port", str(port),
-             "--storage-path", str(storage), "--log-level", "WARNING"],
+            [
+                secantus_command(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(storage),
+                "--log-level",
+                "WARNING",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

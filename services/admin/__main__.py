@@ -1,7 +1,7 @@
 """`python -m services.admin` runs the admin service."""
 
-from services.common.serve import serve
 from services.admin.app import create_app
 from services.admin.settings import load_settings
+from services.common.serve import serve
 
 serve(load_settings, create_app)

@@ -105,7 +105,11 @@ def summarize(errors: list[dict[str, Any]]) -> str:
 
 
 def error_body(status_code: int, error: str, **extra: Any) -> dict[str, Any]:
-    return {"message": f"HTTP Error {status_code}", "code": status_code, "detail": {"error": error, **extra}}
+    return {
+        "message": f"HTTP Error {status_code}",
+        "code": status_code,
+        "detail": {"error": error, **extra},
+    }
 
 
 def validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,8 +120,12 @@ def validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _json(body: dict[str, Any], status_code: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(content=body, status_code=status_code, media_type=MediaType.JSON, headers=headers)
+def _json(
+    body: dict[str, Any], status_code: int, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        content=body, status_code=status_code, media_type=MediaType.JSON, headers=headers
+    )
 
 
 def _litestar_field_errors(exc: ValidationException) -> list[dict[str, Any]]:

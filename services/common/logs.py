@@ -76,9 +76,7 @@ class RedactingJsonFormatter(JsonFormatter):
 _HANDLER_MARK = "_emogo_handler"
 
 
-def configure_logging(
-    service: str, log_dir: Path, level: str, secrets: Iterable[str] = ()
-) -> Path:
+def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable[str] = ()) -> Path:
     """Send every logger's records to stdout and `<log_dir>/<service>.log` as JSON lines."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"{service}.log"
@@ -139,7 +137,9 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)

@@ -81,7 +81,9 @@ class Environment:
         value = self.text(name, default)
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(name, f"must be an http(s) URL such as http://127.0.0.1:8001, got {value!r}")
+            raise ConfigError(
+                name, f"must be an http(s) URL such as http://127.0.0.1:8001, got {value!r}"
+            )
         return value.rstrip("/")
 
     def mongodb_uri(self, name: str, default: str) -> str:
@@ -148,7 +150,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_json_body_bytes: int
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(service={self.service!r}, port={self.port}, db={self.db_name!r})"
+        name = type(self).__name__
+        return f"{name}(service={self.service!r}, port={self.port}, db={self.db_name!r})"
 
 
 def common_fields(service: str, env: Environment) -> dict[str, object]:

@@ -26,7 +26,7 @@ class HealthController(Controller):
     @get("/health", operation_id="health", summary="Every service and the database")
     async def health(self, request: Request) -> Response[GatewayHealth]:
         proxy: ReverseProxy = request.app.state.proxy
-        report = await proxy.health(request.app.state.settings.health_timeout)
+        report = await proxy.health()
         return Response(report, status_code=200 if report.status == "healthy" else 503)
 
     @get("/ready", operation_id="ready", summary="Liveness of the gateway process itself")

@@ -56,6 +56,8 @@ _REPLACED_ON_REQUEST = frozenset(
     {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
 _REPLACED_ON_RESPONSE = frozenset({b"x-request-id", b"server", b"date"})
+# Responses up to this size are relayed in one piece.
+SMALL_BODY_BYTES = 1024 * 1024
 
 
 def end_to_end_headers(
@@ -122,6 +124,7 @@ class ReverseProxy:
 
     def __init__(self, settings: GatewaySettings, client: httpx.AsyncClient) -> None:
         self.upstreams = settings.upstreams
+        self.health_timeout = settings.health_timeout
         self.client = client
 
     @staticmethod
@@ -161,17 +164,23 @@ class ReverseProxy:
             logger.info("client went away while uploading", extra={"service": service})
             return
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            logger.warning("service unavailable", extra={"service": service, "error": type(exc).__name__})
+            logger.warning(
+                "service unavailable", extra={"service": service, "error": type(exc).__name__}
+            )
             raise ServiceUnavailable(
                 f"The {service} service is unavailable", extra={"service": service}
             ) from None
         except httpx.TimeoutException as exc:
-            logger.warning("service timed out", extra={"service": service, "error": type(exc).__name__})
+            logger.warning(
+                "service timed out", extra={"service": service, "error": type(exc).__name__}
+            )
             raise GatewayTimeout(
                 f"The {service} service did not answer in time", extra={"service": service}
             ) from None
         except httpx.TransportError as exc:
-            logger.warning("bad upstream answer", extra={"service": service, "error": type(exc).__name__})
+            logger.warning(
+                "bad upstream answer", extra={"service": service, "error": type(exc).__name__}
+            )
             raise BadGateway(
                 f"The {service} service gave no valid answer", extra={"service": service}
             ) from None
@@ -192,6 +201,13 @@ class ReverseProxy:
                 "headers": end_to_end_headers(response.headers.raw, _REPLACED_ON_RESPONSE),
             }
         )
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) <= SMALL_BODY_BYTES:
+            # Small answers (most API calls) go in one piece: no need to watch for a
+            # disconnect, which would cost a task per request.
+            body = b"".join([chunk async for chunk in response.aiter_raw()])
+            await send({"type": "http.response.body", "body": body})
+            return
         completed = False
         async with anyio.create_task_group() as tasks:
 
@@ -216,10 +232,12 @@ class ReverseProxy:
         if not completed:
             logger.info("response not completed", extra={"service": service})
 
-    async def service_health(self, service: str, timeout: float) -> ServiceHealth:
+    async def service_health(self, service: str) -> ServiceHealth:
         started = time.perf_counter()
         try:
-            response = await self.client.get(f"{self.upstreams[service]}/ready", timeout=timeout)
+            response = await self.client.get(
+                f"{self.upstreams[service]}/ready", timeout=self.health_timeout
+            )
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             return ServiceHealth(status="down", database="unknown", error=type(exc).__name__)
@@ -231,9 +249,9 @@ class ReverseProxy:
             latency_ms=latency,
         )
 
-    async def health(self, timeout: float) -> GatewayHealth:
+    async def health(self) -> GatewayHealth:
         names = list(self.upstreams)
-        results = await asyncio.gather(*(self.service_health(n, timeout) for n in names))
+        results = await asyncio.gather(*(self.service_health(n) for n in names))
         services = dict(zip(names, results, strict=True))
         all_up = all(s.status == "up" for s in results)
         connected = all(s.database == "connected" for s in results)
@@ -243,4 +261,3 @@ class ReverseProxy:
             timestamp=utc_now(),
             services=services,
         )
-

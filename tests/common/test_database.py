@@ -55,4 +55,6 @@ def test_start_up_fails_clearly_without_a_database(tmp_path: Path) -> None:
     app = create_ingest(load_settings(env))
     with pytest.raises(ExceptionGroup) as caught, TestClient(app):
         pass
-    assert caught.group_contains(RuntimeError, match="Cannot reach MongoDB.*MONGODB_URI", depth=None)
+    assert caught.group_contains(
+        RuntimeError, match="Cannot reach MongoDB.*MONGODB_URI", depth=None
+    )

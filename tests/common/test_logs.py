@@ -21,7 +21,14 @@ def test_redactor_removes_configured_and_secret_shaped_values() -> None:
         '{"openai_api_key": "sk-live-123", "password": "hunter2"} '
         "mongodb://app:dbpass@db:27017/emogo"
     )
-    for secret in ("s3cr3t-token-value", "abc.def-ghi", "dmlld2VyOnh5eg==", "sk-live-123", "hunter2", "dbpass"):
+    for secret in (
+        "s3cr3t-token-value",
+        "abc.def-ghi",
+        "dmlld2VyOnh5eg==",
+        "sk-live-123",
+        "hunter2",
+        "dbpass",
+    ):
         assert secret not in text
     assert "mongodb://app:[REDACTED]@db:27017/emogo" in text
 

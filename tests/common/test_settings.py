@@ -72,4 +72,3 @@ def test_gateway_upstreams_follow_service_ports_unless_given() -> None:
     assert settings.upstreams["admin"] == "http://admin:8003"
     with pytest.raises(ConfigError, match="EMOGO_INGEST_URL"):
         load_gateway_settings({**BASE, "EMOGO_INGEST_URL": "ingest:8001"})
-

@@ -5,12 +5,14 @@
   of its own that the gateway must drop;
 - GET /stream?size=N: sends N bytes in 1 MiB chunks, counting aborted streams;
 - GET /slow?seconds=S: answers after S seconds;
+- GET /gzip: a gzip-encoded body, to be passed on still encoded;
 - GET /stats: how many streams were aborted by the client going away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 from urllib.parse import parse_qs
@@ -52,8 +54,10 @@ async def app(scope, receive, send) -> None:
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"application/octet-stream"),
-                            (b"content-length", str(size).encode())],
+                "headers": [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(size).encode()),
+                ],
             }
         )
         gone = asyncio.Event()
@@ -76,6 +80,21 @@ async def app(scope, receive, send) -> None:
         await send({"type": "http.response.body", "body": b""})
         STATS["completed_streams"] += 1
         watcher.cancel()
+        return
+    if path.endswith("/gzip"):
+        payload = gzip.compress(b"compressed hello " * 100)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/plain"),
+                    (b"content-encoding", b"gzip"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
         return
     if path.endswith("/stats"):
         await _json(send, STATS)

@@ -43,14 +43,24 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyRig]:
     folder = tmp_path_factory.mktemp("proxy")
     echo_port, gateway_port = free_port(), free_port()
     echo = start_python(
-        ["-m", "uvicorn", "tests.gateway.echo_upstream:app", "--port", str(echo_port),
-         "--no-access-log", "--log-level", "warning"],
+        [
+            "-m",
+            "uvicorn",
+            "tests.gateway.echo_upstream:app",
+            "--port",
+            str(echo_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
         {},
         folder / "echo.log",
     )
     echo_url = f"http://127.0.0.1:{echo_port}"
     env = service_environ(
-        "mongodb://127.0.0.1:9", folder, "unused",
+        "mongodb://127.0.0.1:9",
+        folder,
+        "unused",
         EMOGO_GATEWAY_PORT=str(gateway_port),
         EMOGO_MEDIA_URL=echo_url,
         EMOGO_ADMIN_URL=echo_url,
@@ -96,6 +106,13 @@ def test_request_reaches_upstream_with_path_query_and_forwarding_headers(rig: Pr
     assert "keep-alive" not in response.headers
     assert response.headers["x-upstream-public"] == "kept"
     assert response.headers.get_list("x-request-id") == ["trace-123"]
+
+
+def test_encoded_bodies_pass_unchanged(rig: ProxyRig) -> None:
+    response = httpx.get(f"{rig.url}/api/vlogs/gzip")
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.text == "compressed hello " * 100
 
 
 def test_request_id_is_made_when_the_client_sends_none(rig: ProxyRig) -> None:
@@ -183,9 +200,12 @@ def test_large_upload_streams_through_in_flat_memory(rig: ProxyRig) -> None:
 
 def test_large_download_streams_through_in_flat_memory(rig: ProxyRig) -> None:
     received = 0
-    with PeakMemory(rig.gateway.pid) as memory, httpx.stream(
-        "GET", f"{rig.url}/api/vlogs/stream?size={LARGE_BODY}", timeout=120
-    ) as response:
+    with (
+        PeakMemory(rig.gateway.pid) as memory,
+        httpx.stream(
+            "GET", f"{rig.url}/api/vlogs/stream?size={LARGE_BODY}", timeout=120
+        ) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-length"] == str(LARGE_BODY)
         for chunk in response.iter_raw():
@@ -196,7 +216,9 @@ def test_large_download_streams_through_in_flat_memory(rig: ProxyRig) -> None:
 
 def test_upstream_stream_is_closed_when_the_client_goes_away(rig: ProxyRig) -> None:
     before = httpx.get(f"{rig.echo_url}/stats").json()["aborted_streams"]
-    with httpx.stream("GET", f"{rig.url}/api/vlogs/stream?size={4 * 1024 * MiB}", timeout=30) as response:
+    with httpx.stream(
+        "GET", f"{rig.url}/api/vlogs/stream?size={4 * 1024 * MiB}", timeout=30
+    ) as response:
         for index, _ in enumerate(response.iter_raw()):
             if index > 8:
                 break

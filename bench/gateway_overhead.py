@@ -1,0 +1,147 @@
+"""Gateway overhead: small GETs per second through the gateway vs. directly to a service.
+
+Starts a throw-away stack (SecantusDB in memory, the services, the gateway) on free
+ports, then alternates rounds of the same authenticated GET (`/api/v1/whoami` on the
+admin service) sent directly and through the gateway, and prints the median rates and
+their ratio. Machines are noisy: read the ratio, not the absolute numbers.
+
+    .venv/bin/python bench/gateway_overhead.py [--seconds 4] [--rounds 3] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.common.settings import Credentials
+from services.launcher import (
+    StackConfig,
+    Supervisor,
+    mongo_ready,
+    secantus_command,
+    stack_specs,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def measure(
+    url: str, headers: dict[str, str], seconds: float, concurrency: int
+) -> tuple[float, list[float]]:
+    """Requests per second and per-request latencies over `seconds` with `concurrency` workers."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, headers=headers, trust_env=False) as client:
+        await client.get(url)  # warm the connection pool
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.get(url)
+                if response.status_code != 200:
+                    errors += 1
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    if errors:
+        raise SystemExit(f"{errors} requests to {url} failed")
+    return len(latencies) / elapsed, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per target, alternating")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="emogo-bench-"))
+    db_port = free_port()
+    database = subprocess.Popen(
+        [
+            secantus_command(),
+            "--port",
+            str(db_port),
+            "--storage-path",
+            ":memory:",
+            "--log-level",
+            "ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
+    tokens = {role: secrets.token_urlsafe(24) for role in ("admin", "viewer", "device")}
+    config = StackConfig(
+        data_dir=workdir,
+        host="127.0.0.1",
+        ports={name: free_port() for name in ("gateway", "ingest", "media", "admin")},
+        db_port=db_port,
+        external_mongodb_uri=uri,
+        credentials=Credentials(**tokens),
+        credentials_file=workdir / "unused.env",
+        passthrough_env={**os.environ, "EMOGO_LOG_LEVEL": "WARNING"},
+    )
+    supervisor = Supervisor(stack_specs(config))
+    try:
+        deadline = time.monotonic() + 30
+        while not mongo_ready(uri)():
+            if time.monotonic() > deadline:
+                raise SystemExit("SecantusDB did not start")
+            time.sleep(0.2)
+        supervisor.start_all()
+        headers = {"Authorization": f"Bearer {tokens['admin']}"}
+        targets = {
+            "direct": f"{config.url('admin')}/api/v1/whoami",
+            "gateway": f"{config.url('gateway')}/api/v1/whoami",
+        }
+        rates: dict[str, list[float]] = {name: [] for name in targets}
+        latencies: dict[str, list[float]] = {name: [] for name in targets}
+        for round_number in range(1, args.rounds + 1):
+            for name, url in targets.items():
+                rate, samples = asyncio.run(measure(url, headers, args.seconds, args.concurrency))
+                rates[name].append(rate)
+                latencies[name].extend(samples)
+                print(f"round {round_number} {name:8s} {rate:8.0f} req/s", flush=True)
+        print()
+        print(f"{'target':8s} {'median req/s':>12s} {'p50 ms':>8s} {'p99 ms':>8s}")
+        for name in targets:
+            cuts = statistics.quantiles(latencies[name], n=100)
+            print(
+                f"{name:8s} {statistics.median(rates[name]):12.0f} "
+                f"{cuts[49] * 1000:8.2f} {cuts[98] * 1000:8.2f}"
+            )
+        ratio = statistics.median(rates["gateway"]) / statistics.median(rates["direct"])
+        print(f"\ngateway/direct throughput ratio: {ratio:.2f} (aim: >= 0.60)")
+    finally:
+        supervisor.stop_all()
+        database.terminate()
+        database.wait(15)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data generators that push fake telemetry and real MP4 vlogs through the gateway."""

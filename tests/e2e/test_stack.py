@@ -1,0 +1,105 @@
+"""The real stack, started the way the launcher starts it, checked through the gateway."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.common.settings import Credentials
+from services.launcher import StackConfig, Supervisor, stack_specs
+from tests.support import TOKENS, basic, bearer, free_port, http_ok, wait_until
+
+
+@pytest.fixture(scope="module")
+def stack(
+    mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Supervisor, str]]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    config = StackConfig(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        ports={name: free_port() for name in ("gateway", "ingest", "media", "admin")},
+        db_port=free_port(),
+        external_mongodb_uri=mongodb_uri,
+        credentials=Credentials(**TOKENS),
+        credentials_file=Path(data_dir / "unused.env"),
+        passthrough_env={**os.environ, "DB_NAME": "emogo_e2e_stack"},
+    )
+    supervisor = Supervisor(stack_specs(config))
+    try:
+        supervisor.start_all()
+        yield supervisor, config.url("gateway")
+    finally:
+        supervisor.stop_all()
+
+
+def test_health_shows_every_service_and_the_database(stack: tuple[Supervisor, str]) -> None:
+    _, gateway = stack
+    response = httpx.get(f"{gateway}/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert body["database"] == "connected"
+    assert body["timestamp"]
+    for name in ("ingest", "media", "admin"):
+        assert body["services"][name]["status"] == "up"
+        assert body["services"][name]["database"] == "connected"
+
+
+def test_proxied_request_with_each_kind_of_credential(stack: tuple[Supervisor, str]) -> None:
+    _, gateway = stack
+    assert (
+        httpx.get(f"{gateway}/api/v1/whoami", headers=bearer("device")).json()["role"] == "device"
+    )
+    browser = httpx.get(f"{gateway}/api/v1/whoami", headers=basic("viewer", TOKENS["viewer"]))
+    assert browser.status_code == 200
+    assert browser.json()["role"] == "viewer"
+
+
+def test_requests_without_valid_credentials_are_refused(stack: tuple[Supervisor, str]) -> None:
+    _, gateway = stack
+    anonymous = httpx.get(f"{gateway}/api/v1/whoami")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Basic")
+    assert anonymous.json()["code"] == 401
+    assert (
+        httpx.get(f"{gateway}/api/v1/whoami", headers=basic("viewer", "guess-guess")).status_code
+        == 401
+    )
+
+
+def test_docs_of_every_service_through_the_gateway(stack: tuple[Supervisor, str]) -> None:
+    _, gateway = stack
+    index = httpx.get(f"{gateway}/docs")
+    assert index.status_code == 200
+    for name in ("gateway", "ingest", "media", "admin"):
+        assert f'href="/docs/{name}"' in index.text
+        schema = httpx.get(f"{gateway}/docs/{name}/openapi.json")
+        assert schema.status_code == 200
+        assert schema.json()["info"]["title"] == f"EmoGo {name}"
+        assert httpx.get(f"{gateway}/docs/{name}").status_code == 200
+    assert "/docs" in httpx.get(f"{gateway}/").text
+
+
+def test_a_stopped_service_gives_503_and_recovers(stack: tuple[Supervisor, str]) -> None:
+    supervisor, gateway = stack
+    supervisor.processes["media"].kill()
+    supervisor.processes["media"].wait()
+    down = httpx.get(f"{gateway}/docs/media/openapi.json")
+    assert down.status_code == 503
+    assert down.json()["detail"]["service"] == "media"
+    health = httpx.get(f"{gateway}/health")
+    assert health.status_code == 503
+    assert health.json()["services"]["media"]["status"] == "down"
+    assert health.json()["services"]["ingest"]["status"] == "up"
+    # Other services are unaffected.
+    assert httpx.get(f"{gateway}/api/v1/whoami", headers=bearer("admin")).status_code == 200
+
+    supervisor.start("media")
+    supervisor.wait_ready("media")
+    assert httpx.get(f"{gateway}/docs/media/openapi.json").status_code == 200
+    wait_until(http_ok(f"{gateway}/health"), 10, "aggregate health to recover")
