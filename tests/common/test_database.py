@@ -1,60 +1,70 @@
-"""The Mongo lifespan, `/health` and `/ready`, against real SecantusDB servers."""
+"""The Mongo lifespan, `/health` and `/ready`, in real service processes on SecantusDB.
 
-import gc
+These run the service as its own process rather than in-process: PyMongo's async
+client can leak a monitor socket when it is closed while connecting (its connect
+path closes the socket on OSError, not on cancellation), which a short-lived
+in-process client hits and pytest reports as an unraisable ResourceWarning.
+"""
+
+import subprocess
 from pathlib import Path
 
-import pytest
-from litestar.testing import TestClient
+import httpx
 
-from services.ingest.app import create_app as create_ingest
-from services.ingest.settings import load_settings
 from tests.conftest import start_secantus
-from tests.support import free_port, service_environ
+from tests.support import free_port, http_ok, service_environ, start_python, stop, wait_until
 
 
-def test_ready_pings_the_database(service_env: dict[str, str]) -> None:
-    with TestClient(create_ingest(load_settings(service_env))) as client:
-        health = client.get("/health")
-        assert health.status_code == 200
-        assert health.json()["status"] == "healthy"
-        assert health.json()["service"] == "ingest"
-        ready = client.get("/ready")
-        assert ready.status_code == 200
-        assert ready.json()["database"] == "connected"
+def start_ingest(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = start_python(
+        ["-m", "services.ingest"], {**env, "EMOGO_INGEST_PORT": str(port)}, folder / "ingest.out"
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def test_ready_pings_the_database(service_env: dict[str, str], tmp_path: Path) -> None:
+    service, url = start_ingest(service_env, tmp_path)
+    try:
+        wait_until(http_ok(f"{url}/ready"), 30, "the ingest service")
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "healthy"
+        assert health["service"] == "ingest"
+        ready = httpx.get(f"{url}/ready").json()
+        assert ready["database"] == "connected"
         # Times carry an explicit offset.
-        assert ready.json()["timestamp"].endswith(("Z", "+00:00"))
+        assert ready["timestamp"].endswith(("Z", "+00:00"))
+    finally:
+        stop(service)
 
 
-# PyMongo's async monitor leaks its socket when the server closes it under a live
-# client (upstream PYTHON-3923); the collect below keeps that warning inside this test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_ready_turns_503_when_the_database_goes_away(tmp_path: Path) -> None:
     server, uri = start_secantus(tmp_path / "db", tmp_path / "db.log")
+    service, url = start_ingest(service_environ(uri, tmp_path, "emogo_ready"), tmp_path)
     try:
-        settings = load_settings(service_environ(uri, tmp_path, "emogo_ready"))
-        with TestClient(create_ingest(settings)) as client:
-            assert client.get("/ready").status_code == 200
-            server.terminate()
-            server.wait(15)
-            ready = client.get("/ready")
-            assert ready.status_code == 503
-            assert ready.json()["status"] == "unhealthy"
-            assert ready.json()["database"] == "disconnected"
-            # Liveness does no I/O: the process itself is fine.
-            assert client.get("/health").status_code == 200
+        wait_until(http_ok(f"{url}/ready"), 30, "the ingest service")
+        server.terminate()
+        server.wait(15)
+        ready = httpx.get(f"{url}/ready", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "unhealthy"
+        assert ready.json()["database"] == "disconnected"
+        # Liveness does no I/O: the process itself is fine.
+        assert httpx.get(f"{url}/health").status_code == 200
     finally:
+        stop(service)
         if server.poll() is None:
             server.kill()
-        gc.collect()
 
 
 def test_start_up_fails_clearly_without_a_database(tmp_path: Path) -> None:
     unreachable = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
     env = service_environ(unreachable, tmp_path, "emogo_none", EMOGO_DB_STARTUP_TIMEOUT="1")
-    app = create_ingest(load_settings(env))
-    with pytest.raises(ExceptionGroup) as caught, TestClient(app):
-        pass
-    assert caught.group_contains(
-        RuntimeError, match="Cannot reach MongoDB.*MONGODB_URI", depth=None
-    )
+    service, _ = start_ingest(env, tmp_path)
+    try:
+        assert service.wait(60) != 0
+    finally:
+        stop(service)
+    output = (tmp_path / "ingest.out").read_text()
+    assert "Cannot reach MongoDB for database 'emogo_none'" in output
+    assert "Check MONGODB_URI" in output
