@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 
 DEFAULT_PORTS = {"gateway": 8000, "ingest": 8001, "media": 8002, "admin": 8003}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+N = TypeVar("N", int, float)
 
 
 class ConfigError(Exception):
@@ -51,25 +53,21 @@ class Environment:
         return self.raw(name)
 
     def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(name, f"must be a whole number, got {value!r}") from None
-        if not minimum <= number <= maximum:
-            raise ConfigError(name, f"must be between {minimum} and {maximum}, got {number}")
-        return number
+        return self._bounded(name, default, minimum, maximum, int, "a whole number")
 
     def number(self, name: str, default: float, minimum: float, maximum: float) -> float:
+        return self._bounded(name, default, minimum, maximum, float, "a number")
+
+    def _bounded(
+        self, name: str, default: N, minimum: N, maximum: N, parse: type[N], kind: str
+    ) -> N:
         value = self.raw(name)
         if value is None:
             return default
         try:
-            number = float(value)
+            number = parse(value)
         except ValueError:
-            raise ConfigError(name, f"must be a number, got {value!r}") from None
+            raise ConfigError(name, f"must be {kind}, got {value!r}") from None
         if not minimum <= number <= maximum:
             raise ConfigError(name, f"must be between {minimum} and {maximum}, got {number}")
         return number

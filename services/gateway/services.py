@@ -16,7 +16,7 @@ import anyio
 import httpx
 from litestar.types import Receive, Scope, Send
 
-from services.common.errors import BadGateway, GatewayTimeout, ServiceUnavailable
+from services.common.errors import AppError, BadGateway, GatewayTimeout, ServiceUnavailable
 from services.common.schemas import utc_now
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
@@ -103,6 +103,17 @@ def _has_body(scope: Scope) -> bool:
     )
 
 
+def upstream_failure(service: str, exc: httpx.TransportError) -> AppError:
+    """What a failed request to a service means for the client: down (503), too slow
+    (504), or an answer that is not valid HTTP (502)."""
+    detail = {"service": service}
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ServiceUnavailable(f"The {service} service is unavailable", extra=detail)
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayTimeout(f"The {service} service did not answer in time", extra=detail)
+    return BadGateway(f"The {service} service gave no valid answer", extra=detail)
+
+
 class ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
@@ -163,27 +174,17 @@ class ReverseProxy:
         except ClientGone:
             logger.info("client went away while uploading", extra={"service": service})
             return
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            logger.warning(
-                "service unavailable", extra={"service": service, "error": type(exc).__name__}
-            )
-            raise ServiceUnavailable(
-                f"The {service} service is unavailable", extra={"service": service}
-            ) from None
-        except httpx.TimeoutException as exc:
-            logger.warning(
-                "service timed out", extra={"service": service, "error": type(exc).__name__}
-            )
-            raise GatewayTimeout(
-                f"The {service} service did not answer in time", extra={"service": service}
-            ) from None
         except httpx.TransportError as exc:
+            error = upstream_failure(service, exc)
             logger.warning(
-                "bad upstream answer", extra={"service": service, "error": type(exc).__name__}
+                "upstream request failed",
+                extra={
+                    "service": service,
+                    "error": type(exc).__name__,
+                    "status": error.status_code,
+                },
             )
-            raise BadGateway(
-                f"The {service} service gave no valid answer", extra={"service": service}
-            ) from None
+            raise error from None
         try:
             await self._relay(service, response, receive, send)
         finally:
