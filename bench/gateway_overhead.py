@@ -1,6 +1,6 @@
 """Gateway overhead: small GETs per second through the gateway vs. directly to a service.
 
-Starts a throw-away stack (SecantusDB in memory, the services, the gateway) on free
+Starts a throw-away stack (SecantusDB, the services, the gateway) in a temporary folder on free
 ports, then alternates rounds of the same authenticated GET (`/api/v1/whoami` on the
 admin service) sent directly and through the gateway, and prints the median rates and
 their ratio. Machines are noisy: read the ratio, not the absolute numbers.
@@ -14,9 +14,9 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,14 +26,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common.settings import Credentials
-from services.launcher import (
-    StackConfig,
-    Supervisor,
-    mongo_ready,
-    secantus_command,
-    stack_specs,
-)
+from services.common.settings import DEFAULT_PORTS, Credentials
+from services.launcher import StackConfig, Supervisor, stack_specs
 
 
 def free_port() -> int:
@@ -80,39 +74,20 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="emogo-bench-"))
-    db_port = free_port()
-    database = subprocess.Popen(
-        [
-            secantus_command(),
-            "--port",
-            str(db_port),
-            "--storage-path",
-            ":memory:",
-            "--log-level",
-            "ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
     tokens = {role: secrets.token_urlsafe(24) for role in ("admin", "viewer", "device")}
+    # The embedded database and every process, started exactly as `make run` does.
     config = StackConfig(
         data_dir=workdir,
         host="127.0.0.1",
-        ports={name: free_port() for name in ("gateway", "ingest", "media", "admin")},
-        db_port=db_port,
-        external_mongodb_uri=uri,
+        ports={name: free_port() for name in DEFAULT_PORTS},
+        db_port=free_port(),
+        external_mongodb_uri=None,
         credentials=Credentials(**tokens),
         credentials_file=workdir / "unused.env",
         passthrough_env={**os.environ, "EMOGO_LOG_LEVEL": "WARNING"},
     )
     supervisor = Supervisor(stack_specs(config))
     try:
-        deadline = time.monotonic() + 30
-        while not mongo_ready(uri)():
-            if time.monotonic() > deadline:
-                raise SystemExit("SecantusDB did not start")
-            time.sleep(0.2)
         supervisor.start_all()
         headers = {"Authorization": f"Bearer {tokens['admin']}"}
         targets = {
@@ -139,8 +114,7 @@ def main() -> None:
         print(f"\ngateway/direct throughput ratio: {ratio:.2f} (aim: >= 0.60)")
     finally:
         supervisor.stop_all()
-        database.terminate()
-        database.wait(15)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,13 @@ from pymongo.errors import PyMongoError
 
 from services.common.settings import (
     DEFAULT_PORTS,
+    SERVICE_NAMES,
     ConfigError,
     Credentials,
     Environment,
     read_credentials,
 )
 
-SERVICES = ("ingest", "media", "admin")
 ROLES = ("admin", "viewer", "device")
 DEFAULT_DB_PORT = 27018
 CREDENTIALS_FILE = "credentials.env"
@@ -62,10 +62,7 @@ class StackConfig:
 
     @property
     def mongodb_uri(self) -> str:
-        return (
-            self.external_mongodb_uri
-            or f"mongodb://127.0.0.1:{self.db_port}/?directConnection=true"
-        )
+        return self.external_mongodb_uri or local_mongodb_uri(self.db_port)
 
     @property
     def log_dir(self) -> Path:
@@ -90,7 +87,7 @@ class StackConfig:
             host=env.text("EMOGO_HOST", "127.0.0.1"),
             ports=ports,
             db_port=env.port("EMOGO_DB_PORT", DEFAULT_DB_PORT),
-            external_mongodb_uri=env.optional_text("MONGODB_URI"),
+            external_mongodb_uri=env.raw("MONGODB_URI"),
             credentials=credentials,
             credentials_file=credentials_file,
             passthrough_env=environ,
@@ -165,6 +162,27 @@ def mongo_ready(uri: str) -> Callable[[], bool]:
     return check
 
 
+def local_mongodb_uri(port: int) -> str:
+    """The URI of a database server on this machine, such as the embedded one."""
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+def secantus_argv(port: int, storage: Path | str, log_level: str = "WARNING") -> list[str]:
+    """The command that runs the embedded database on 127.0.0.1:`port` with its files
+    in `storage` (":memory:" for a throw-away one)."""
+    return [
+        secantus_command(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage),
+        "--log-level",
+        log_level,
+    ]
+
+
 def secantus_command() -> str:
     beside_python = Path(sys.executable).with_name("secantusd-py")
     found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
@@ -199,23 +217,13 @@ def stack_specs(config: StackConfig) -> list[ProcessSpec]:
         specs.append(
             ProcessSpec(
                 name="database",
-                argv=[
-                    secantus_command(),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(config.db_port),
-                    "--storage-path",
-                    str(storage),
-                    "--log-level",
-                    "WARNING",
-                ],
+                argv=secantus_argv(config.db_port, storage),
                 env=env,
                 is_ready=mongo_ready(config.mongodb_uri),
                 console_log=config.log_dir / "database.console.log",
             )
         )
-    for name in (*SERVICES, "gateway"):
+    for name in (*SERVICE_NAMES, "gateway"):
         specs.append(
             ProcessSpec(
                 name=name,
@@ -301,8 +309,8 @@ class Supervisor:
             # Services can start side by side; each must be up before the gateway.
             if name in ("database", "gateway"):
                 self.wait_ready(name)
-            if name == SERVICES[-1]:
-                for service in SERVICES:
+            if name == SERVICE_NAMES[-1]:
+                for service in SERVICE_NAMES:
                     self.wait_ready(service)
 
     def stop(self, name: str, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
@@ -359,7 +367,7 @@ def banner(config: StackConfig) -> str:
         if config.external_mongodb_uri
         else f"{config.mongodb_uri} (embedded SecantusDB, files in {config.data_dir / 'db'})"
     )
-    services = ", ".join(f"{name} {config.url(name)}" for name in SERVICES)
+    services = ", ".join(f"{name} {config.url(name)}" for name in SERVICE_NAMES)
     return f"""
 EmoGo is running.
   Export page   {gateway}/export

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.launcher import mongo_ready, secantus_command
+from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
 from tests.support import free_port, service_environ, wait_until
 
 
@@ -18,21 +18,9 @@ def start_secantus(storage: Path, log: Path) -> tuple[subprocess.Popen[bytes], s
     storage.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [
-                secantus_command(),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                str(storage),
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            secantus_argv(port, storage), stdout=out, stderr=subprocess.STDOUT
         )
-    uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    uri = local_mongodb_uri(port)
     try:
         wait_until(mongo_ready(uri), 30, "SecantusDB to accept connections")
     except AssertionError:

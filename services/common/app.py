@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.template import TemplateConfig
-from litestar.types import ControllerRouterHandler, LifespanHook
+from litestar.types import ControllerRouterHandler
 
 from services.common.database import mongo_lifespan
 from services.common.errors import EXCEPTION_HANDLERS
@@ -49,7 +49,6 @@ def build_app(
     route_handlers: Sequence[ControllerRouterHandler],
     documents: Sequence[type[Document]] | None,
     include_health: bool = True,
-    on_startup: Sequence[LifespanHook] = (),
     extra_lifespan: Sequence = (),
     template_config: TemplateConfig | None = None,
 ) -> Litestar:
@@ -68,7 +67,6 @@ def build_app(
         route_handlers=handlers,
         state=State({"settings": settings}),
         lifespan=[*lifespan, *extra_lifespan],
-        on_startup=list(on_startup),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(settings.service, title, description),
         request_max_body_size=settings.max_json_body_bytes,

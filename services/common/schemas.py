@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
 
 class WireStruct(msgspec.Struct, kw_only=True):
     """Base of every request and response body."""
-
-
-class ErrorDetail(WireStruct):
-    error: str
-
-
-class ErrorEnvelope(WireStruct):
-    """The one error shape of the platform (documented for OpenAPI)."""
-
-    message: str
-    code: int
-    detail: dict[str, Any]
 
 
 class Liveness(WireStruct):

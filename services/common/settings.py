@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+# The services behind the gateway, and every process's default port.
+SERVICE_NAMES = ("ingest", "media", "admin")
 DEFAULT_PORTS = {"gateway": 8000, "ingest": 8001, "media": 8002, "admin": 8003}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 N = TypeVar("N", int, float)
@@ -35,6 +37,7 @@ class Environment:
         self._environ = os.environ if environ is None else environ
 
     def raw(self, name: str) -> str | None:
+        """The value, or None when the variable is unset or blank."""
         value = self._environ.get(name)
         if value is None or value.strip() == "":
             return None
@@ -48,9 +51,6 @@ class Environment:
         if default is None:
             raise ConfigError(name, "is required but not set")
         return default
-
-    def optional_text(self, name: str) -> str | None:
-        return self.raw(name)
 
     def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
         return self._bounded(name, default, minimum, maximum, int, "a whole number")
@@ -167,7 +167,7 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
         "mongodb_uri": env.mongodb_uri("MONGODB_URI", "mongodb://127.0.0.1:27017"),
         "db_name": env.text("DB_NAME", "emogo", "EMOGO_DB_NAME"),
         "mongodb_admin_username": env.text("MONGODB_ADMIN_USERNAME", "admin"),
-        "mongodb_admin_password": env.optional_text("MONGODB_ADMIN_PASSWORD"),
+        "mongodb_admin_password": env.raw("MONGODB_ADMIN_PASSWORD"),
         "db_startup_timeout": env.number("EMOGO_DB_STARTUP_TIMEOUT", 30.0, 0.0, 600.0),
         "max_json_body_bytes": env.integer(
             "EMOGO_MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024

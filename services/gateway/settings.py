@@ -6,12 +6,11 @@ from collections.abc import Mapping
 
 from services.common.settings import (
     DEFAULT_PORTS,
+    SERVICE_NAMES,
     Environment,
     ServiceSettings,
     common_fields,
 )
-
-UPSTREAM_SERVICES = ("ingest", "media", "admin")
 
 
 class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
@@ -31,7 +30,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
     env = Environment(environ)
     # A service's port setting also moves the gateway's default URL for it.
     upstreams = {}
-    for name in UPSTREAM_SERVICES:
+    for name in SERVICE_NAMES:
         port = env.port(f"EMOGO_{name.upper()}_PORT", DEFAULT_PORTS[name])
         upstreams[name] = env.http_url(f"EMOGO_{name.upper()}_URL", f"http://127.0.0.1:{port}")
     return GatewaySettings(

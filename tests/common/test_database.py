@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from services.launcher import local_mongodb_uri
 from tests.conftest import start_secantus
 from tests.support import free_port, http_ok, service_environ, start_python, stop, wait_until
 
@@ -58,7 +59,7 @@ def test_ready_turns_503_when_the_database_goes_away(tmp_path: Path) -> None:
 
 
 def test_start_up_fails_clearly_without_a_database(tmp_path: Path) -> None:
-    unreachable = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    unreachable = local_mongodb_uri(free_port())
     env = service_environ(unreachable, tmp_path, "emogo_none", EMOGO_DB_STARTUP_TIMEOUT="1")
     service, _ = start_ingest(env, tmp_path)
     try:

@@ -14,6 +14,7 @@ import httpx
 import psutil
 from pymongo import MongoClient
 
+from services.launcher import local_mongodb_uri
 from tests.support import REPO, TOKENS, bearer, free_port, http_ok, wait_until
 
 PORT_NAMES = ("GATEWAY", "INGEST", "MEDIA", "ADMIN", "DB")
@@ -79,7 +80,7 @@ def test_launcher_runs_restarts_and_keeps_data(tmp_path: Path) -> None:
         assert httpx.get(f"{gateway}/api/v1/whoami", headers=admin).json()["role"] == "admin"
 
         # Something written to the embedded database...
-        db_uri = f"mongodb://127.0.0.1:{ports['DB']}/?directConnection=true"
+        db_uri = local_mongodb_uri(ports["DB"])
         with MongoClient(db_uri) as client:
             client.emogo.restart_check.insert_one({"_id": "kept", "value": 42})
 

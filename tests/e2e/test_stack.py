@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.settings import Credentials
+from services.common.settings import DEFAULT_PORTS, Credentials
 from services.launcher import StackConfig, Supervisor, stack_specs
 from tests.support import TOKENS, basic, bearer, free_port, http_ok, wait_until
 
@@ -22,7 +22,7 @@ def stack(
     config = StackConfig(
         data_dir=data_dir,
         host="127.0.0.1",
-        ports={name: free_port() for name in ("gateway", "ingest", "media", "admin")},
+        ports={name: free_port() for name in DEFAULT_PORTS},
         db_port=free_port(),
         external_mongodb_uri=mongodb_uri,
         credentials=Credentials(**TOKENS),
