@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
-from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
-from tests.support import free_port, service_environ, wait_until
+from services.common.settings import DEFAULT_PORTS, Credentials
+from services.launcher import (
+    StackConfig,
+    Supervisor,
+    local_mongodb_uri,
+    mongo_ready,
+    secantus_argv,
+    stack_specs,
+)
+from tests.support import TOKENS, bearer, free_port, service_environ, wait_until
 
 
 def start_secantus(storage: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -47,3 +59,49 @@ def db_name() -> str:
 @pytest.fixture
 def service_env(mongodb_uri: str, tmp_path: Path, db_name: str) -> dict[str, str]:
     return service_environ(mongodb_uri, tmp_path, db_name)
+
+
+@dataclass
+class Stack:
+    """Every service and the gateway as real processes, the way `make run` starts them."""
+
+    supervisor: Supervisor
+    config: StackConfig
+    db_name: str
+
+    @property
+    def gateway(self) -> str:
+        return self.config.url("gateway")
+
+    def client(self, role: str | None = None) -> httpx.Client:
+        """An HTTP client of the gateway, signed in as `role` (anonymous when None)."""
+        headers = bearer(role) if role else {}
+        return httpx.Client(base_url=self.gateway, headers=headers, timeout=30)
+
+
+@contextmanager
+def run_stack(mongodb_uri: str, data_dir: Path, db_name: str, **extra_env: str) -> Iterator[Stack]:
+    config = StackConfig(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        ports={name: free_port() for name in DEFAULT_PORTS},
+        db_port=free_port(),
+        external_mongodb_uri=mongodb_uri,
+        credentials=Credentials(**TOKENS),
+        credentials_file=data_dir / "unused.env",
+        passthrough_env={**os.environ, "DB_NAME": db_name, **extra_env},
+    )
+    supervisor = Supervisor(stack_specs(config))
+    try:
+        supervisor.start_all()
+        yield Stack(supervisor, config, db_name)
+    finally:
+        supervisor.stop_all()
+
+
+@pytest.fixture(scope="session")
+def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the session. Tests that share it keep apart by participant id;
+    tests that stop services start a stack of their own."""
+    with run_stack(mongodb_uri, tmp_path_factory.mktemp("stack"), "emogo_session") as running:
+        yield running

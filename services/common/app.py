@@ -18,6 +18,7 @@ from services.common.errors import EXCEPTION_HANDLERS
 from services.common.health import HealthController
 from services.common.logs import RequestContextMiddleware, configure_logging
 from services.common.settings import ServiceSettings
+from services.common.validation import reject_unknown_query_parameters
 
 API_VERSION = "0.1.0"
 
@@ -68,6 +69,7 @@ def build_app(
         state=State({"settings": settings}),
         lifespan=[*lifespan, *extra_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        guards=[reject_unknown_query_parameters],
         openapi_config=openapi_config(settings.service, title, description),
         request_max_body_size=settings.max_json_body_bytes,
         template_config=template_config,

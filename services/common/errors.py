@@ -10,13 +10,18 @@ No traceback ever reaches a response; unexpected errors are logged with the requ
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from pymongo.errors import ConnectionFailure
+
+from services.common.schemas import PATTERN_RULES
 
 logger = logging.getLogger("emogo.errors")
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class AppError(Exception):
@@ -104,6 +109,16 @@ def summarize(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) or "Invalid input"
 
 
+_REGEX_REASON = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$")
+
+
+def explain(reason: str) -> str:
+    """msgspec names a failed pattern by its regex; say the rule in words instead."""
+    if (match := _REGEX_REASON.match(reason)) and match["pattern"] in PATTERN_RULES:
+        return f"must be {PATTERN_RULES[match['pattern']]}"
+    return reason
+
+
 def error_body(status_code: int, error: str, **extra: Any) -> dict[str, Any]:
     return {
         "message": f"HTTP Error {status_code}",
@@ -136,9 +151,9 @@ def _litestar_field_errors(exc: ValidationException) -> list[dict[str, Any]]:
             key = item.get("key")
             # "data" is the handler's parameter name for the whole body, not a field.
             field = "body" if not key or (key == "data" and item.get("source") == "body") else key
-            entry: dict[str, Any] = {"field": field, "reason": item.get("message")}
-            if item.get("source"):
-                entry["source"] = str(item["source"])
+            entry: dict[str, Any] = {"field": field, "reason": explain(str(item.get("message")))}
+            if source := item.get("source"):
+                entry["source"] = getattr(source, "value", str(source))
             errors.append(entry)
     if not errors:
         errors.append({"field": "body", "reason": exc.detail})
@@ -151,15 +166,29 @@ def handle_app_error(_: Request, exc: AppError) -> Response:
     return _json(error_body(exc.status_code, exc.error, **exc.extra), exc.status_code, exc.headers)
 
 
-def handle_http_exception(_: Request, exc: HTTPException) -> Response:
+def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     if isinstance(exc, ValidationException):
         return _json(validation_body(_litestar_field_errors(exc)), 422, exc.headers)
     status = exc.status_code
+    if status == 413:
+        handler = request.scope.get("route_handler")
+        limit = handler.resolve_request_max_body_size() if handler else None
+        error = f"The request body is larger than the limit of {limit} bytes"
+        return _json(error_body(413, error, limit=limit), 413)
     if status >= 500:
         # Litestar's own 5xx (rare) keep their status but never their internals.
         logger.error("framework error", extra={"status": status, "error": exc.detail})
         return _json(error_body(status, "Internal server error"), status)
     return _json(error_body(status, exc.detail), status, exc.headers)
+
+
+def handle_database_unavailable(request: Request, exc: ConnectionFailure) -> Response:
+    # The request was fine; the database is not reachable right now. Clients retry.
+    logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    error = "The database is unavailable right now; retry shortly"
+    return _json(error_body(503, error), 503, {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
@@ -170,5 +199,6 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AppError: handle_app_error,
     HTTPException: handle_http_exception,
+    ConnectionFailure: handle_database_unavailable,
     Exception: handle_unexpected,
 }

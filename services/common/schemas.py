@@ -3,8 +3,39 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
+
+# Participant ids end up in query strings, file names of exports and log lines: a
+# conservative alphabet keeps all three safe and makes operator strings such as
+# `{"$ne": ""}` invalid on sight.
+PARTICIPANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$"
+PARTICIPANT_RULE = (
+    "1-128 characters: letters, digits and . _ @ : + - (starting with a letter or digit)"
+)
+ParticipantId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=PARTICIPANT_PATTERN,
+        description=f"The participant's id: {PARTICIPANT_RULE}.",
+        examples=["P001"],
+    ),
+]
+# A client-generated id makes a record idempotent: printable ASCII, no spaces.
+CLIENT_ID_PATTERN = r"^[!-~]{1,128}$"
+CLIENT_ID_RULE = "1-128 printable ASCII characters without spaces"
+ClientId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=CLIENT_ID_PATTERN,
+        description="An id the phone gives the record; a resent record with the same "
+        f"participant and client id is stored once. {CLIENT_ID_RULE}.",
+        examples=["5f1c2a9e-0d3b-4c55-9a51-6a1f0e7d2b10"],
+    ),
+]
+# How error messages describe each pattern (msgspec would quote the regex).
+PATTERN_RULES = {PARTICIPANT_PATTERN: PARTICIPANT_RULE, CLIENT_ID_PATTERN: CLIENT_ID_RULE}
 
 
 class WireStruct(msgspec.Struct, kw_only=True):

@@ -26,7 +26,7 @@ logger = logging.getLogger("emogo.gateway")
 # The fixed route table: path prefixes (whole segments) and the service that owns them.
 # Each service documents itself under /docs/<service>, forwarded unchanged.
 ROUTES: dict[str, tuple[str, ...]] = {
-    "ingest": ("/api/sentiments", "/api/gps", "/docs/ingest"),
+    "ingest": ("/api/sentiments", "/api/gps", "/api/telemetry", "/docs/ingest"),
     "media": ("/api/vlogs", "/docs/media"),
     "admin": (
         "/api/v1",

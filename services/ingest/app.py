@@ -5,16 +5,16 @@ from __future__ import annotations
 from litestar import Litestar
 
 from services.common.app import build_app
-from services.common.settings import ServiceSettings
+from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.models import DOCUMENTS
-from services.ingest.settings import load_settings
+from services.ingest.settings import IngestSettings, load_settings
 
 
-def create_app(settings: ServiceSettings | None = None) -> Litestar:
+def create_app(settings: IngestSettings | None = None) -> Litestar:
     return build_app(
         settings or load_settings(),
         title="EmoGo ingest",
         description="Sentiments and GPS fixes sent by participants' phones.",
-        route_handlers=[],
+        route_handlers=[SentimentController, GpsController, TelemetryController],
         documents=DOCUMENTS,
     )

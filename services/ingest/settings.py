@@ -4,8 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.common.settings import ServiceSettings, load_service_settings
+from services.common.settings import Environment, ServiceSettings, common_fields
+
+# The handler-level body limit of batch endpoints; EMOGO_INGEST_MAX_BATCH_BYTES can
+# only lower it. (Litestar needs an explicit limit per handler.)
+BATCH_BODY_CEILING = 64 * 1024 * 1024
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    return load_service_settings("ingest", environ)
+class IngestSettings(ServiceSettings, frozen=True, kw_only=True):
+    # Records one batch request may carry, and its body size in bytes.
+    max_batch_records: int
+    max_batch_bytes: int
+    # How far ahead of the server's clock a record's timestamp may be.
+    max_seconds_ahead: float
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> IngestSettings:
+    env = Environment(environ)
+    return IngestSettings(
+        **common_fields("ingest", env),  # type: ignore[arg-type]
+        max_batch_records=env.integer("EMOGO_INGEST_MAX_BATCH_RECORDS", 1000, 1, 100_000),
+        max_batch_bytes=env.integer(
+            "EMOGO_INGEST_MAX_BATCH_BYTES", 8 * 1024 * 1024, 1024, BATCH_BODY_CEILING
+        ),
+        max_seconds_ahead=env.number("EMOGO_INGEST_MAX_SECONDS_AHEAD", 86400.0, 0.0, 366 * 86400),
+    )

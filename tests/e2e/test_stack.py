@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from services.common.settings import DEFAULT_PORTS, Credentials
-from services.launcher import StackConfig, Supervisor, stack_specs
-from tests.support import TOKENS, basic, bearer, free_port, http_ok, wait_until
+from services.launcher import Supervisor
+from tests.conftest import run_stack
+from tests.support import TOKENS, basic, bearer, http_ok, wait_until
 
 
 @pytest.fixture(scope="module")
 def stack(
     mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Supervisor, str]]:
-    data_dir = tmp_path_factory.mktemp("stack")
-    config = StackConfig(
-        data_dir=data_dir,
-        host="127.0.0.1",
-        ports={name: free_port() for name in DEFAULT_PORTS},
-        db_port=free_port(),
-        external_mongodb_uri=mongodb_uri,
-        credentials=Credentials(**TOKENS),
-        credentials_file=Path(data_dir / "unused.env"),
-        passthrough_env={**os.environ, "DB_NAME": "emogo_e2e_stack"},
-    )
-    supervisor = Supervisor(stack_specs(config))
-    try:
-        supervisor.start_all()
-        yield supervisor, config.url("gateway")
-    finally:
-        supervisor.stop_all()
+    """A stack of its own: these tests stop and restart services."""
+    with run_stack(mongodb_uri, tmp_path_factory.mktemp("stack"), "emogo_e2e_stack") as running:
+        yield running.supervisor, running.gateway
 
 
 def test_health_shows_every_service_and_the_database(stack: tuple[Supervisor, str]) -> None:

@@ -1,0 +1,150 @@
+"""Checks every service applies to input: JSON bodies, record fields and query parameters.
+
+Problems are reported as `{"field", "reason"}` entries (see `errors.FieldError`), so a
+client learns which field is wrong and why, whether it sent one record or a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from functools import cache
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.enums import ParamType
+from litestar.handlers.base import BaseRouteHandler
+from litestar.handlers.http_handlers import HTTPRouteHandler
+
+from services.common.errors import BadRequest, FieldError, PayloadTooLarge, explain
+
+T = TypeVar("T")
+
+_AT_PATH = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(
+    r"^Object missing required field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$"
+)
+
+
+class NonFinite:
+    """Stands in for `NaN`/`Infinity`, which Python clients send but JSON does not allow,
+    so the field that carries one can be named instead of refusing the whole body."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON value of a body; `NaN`/`Infinity` come back as `NonFinite` markers.
+
+    Raises BadRequest naming the position when the body is not JSON at all."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as strict_error:
+        try:
+            return json.loads(body, parse_constant=NonFinite)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"The body is not valid JSON: {strict_error}") from None
+
+
+def _join(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def non_finite_fields(value: Any, path: str = "") -> Iterator[str]:
+    """Paths of every `NaN`/`Infinity` inside a decoded JSON value."""
+    if isinstance(value, NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        yield path or "body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from non_finite_fields(item, _join(path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from non_finite_fields(item, _join(path, index))
+
+
+def problem_from_validation_error(error: msgspec.ValidationError) -> dict[str, str]:
+    """msgspec's message as `{"field", "reason"}`."""
+    message = str(error)
+    if missing := _MISSING.match(message):
+        field = _join((missing["path"] or "").lstrip("."), missing["field"])
+        return {"field": field, "reason": "is required"}
+    if located := _AT_PATH.match(message):
+        return {
+            "field": located["path"].lstrip(".") or "body",
+            "reason": explain(located["reason"]),
+        }
+    return {"field": "body", "reason": message}
+
+
+def convert_record(value: Any, record_type: type[T]) -> T:
+    """One decoded JSON object as `record_type`, strictly typed; FieldError otherwise."""
+    if not isinstance(value, dict):
+        kind = "an array" if isinstance(value, list) else type(value).__name__
+        raise FieldError([{"field": "body", "reason": f"must be a JSON object, got {kind}"}])
+    if bad := list(non_finite_fields(value)):
+        reason = "must be a finite number (NaN and Infinity are not allowed)"
+        raise FieldError([{"field": field, "reason": reason} for field in bad])
+    try:
+        return msgspec.convert(value, record_type, strict=True)
+    except msgspec.ValidationError as error:
+        raise FieldError([problem_from_validation_error(error)]) from None
+
+
+@cache
+def _declared_query_parameters(
+    handler: HTTPRouteHandler, path_parameters: frozenset[str]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """(every query name the handler and its dependencies declare, those that may repeat)."""
+    kwargs_model = handler.create_kwargs_model(dict.fromkeys(path_parameters))  # type: ignore[arg-type]
+    query = [p for p in kwargs_model.expected_query_params if p.param_type is ParamType.QUERY]
+    return (
+        frozenset(p.field_alias for p in query),
+        frozenset(p.field_alias for p in query if p.is_sequence),
+    )
+
+
+def reject_unknown_query_parameters(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """A guard: query parameters are scalars the handler declares, nothing else.
+
+    This keeps operator-shaped input (`user_id[$ne]=`, `$where=`) and typos from being
+    silently ignored, and a parameter given twice from being half-read."""
+    if not isinstance(handler, HTTPRouteHandler):
+        return
+    path_parameters = frozenset(connection.scope.get("path_params", {}))
+    known, repeatable = _declared_query_parameters(handler, path_parameters)
+    problems = []
+    for name in dict.fromkeys(connection.query_params.keys()):
+        if name not in known:
+            expected = ", ".join(sorted(known)) or "none"
+            problems.append(
+                {"field": name, "reason": f"is not a query parameter here (known: {expected})"}
+            )
+        elif name not in repeatable and len(connection.query_params.getall(name)) > 1:
+            problems.append({"field": name, "reason": "must be given at most once"})
+    if problems:
+        raise FieldError([{**p, "source": "query"} for p in problems])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as it passes `limit` bytes."""
+    too_large = PayloadTooLarge(
+        f"The request body is larger than the limit of {limit} bytes", extra={"limit": limit}
+    )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,158 @@
+"""Wire types of the ingest service: what phones send and what readers get back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from services.common.schemas import ClientId, ParticipantId, WireStruct
+
+Instant = Annotated[
+    str | float,
+    Meta(
+        description="When it was recorded: ISO 8601 (an offset or `Z` is converted to UTC; "
+        "without one it is taken as UTC) or epoch seconds (milliseconds from 1e11 on). "
+        "Missing means now.",
+        examples=["2025-11-23T03:08:40.000Z"],
+    ),
+]
+Label = Annotated[str, Meta(min_length=1, max_length=64)]
+Intensity = Annotated[float, Meta(ge=0.0, le=1.0, description="From 0 (faint) to 1 (intense).")]
+Latitude = Annotated[float, Meta(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, Meta(ge=-180.0, le=180.0)]
+Metres = Annotated[float, Meta(ge=-1000.0, le=100_000.0)]
+# iOS reports -1 for an unknown speed or heading: accepted, stored as null.
+Speed = Annotated[float, Meta(ge=-1.0, le=1000.0, description="m/s; negative means unknown.")]
+Heading = Annotated[float, Meta(ge=-1.0, le=360.0, description="Degrees; negative = unknown.")]
+
+
+class SentimentIn(WireStruct):
+    user_id: ParticipantId
+    emotion: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=64,
+            description="A free label such as happy, sad, calm; stored trimmed and lower-case.",
+        ),
+    ]
+    intensity: Intensity
+    timestamp: Instant | None = None
+    note: Annotated[str, Meta(max_length=2000)] | None = None
+    context: Label | None = None
+    client_id: ClientId | None = None
+
+
+class GpsFixIn(WireStruct):
+    user_id: ParticipantId
+    latitude: Latitude
+    longitude: Longitude
+    timestamp: Instant | None = None
+    altitude: Metres | None = None
+    accuracy: Annotated[float, Meta(ge=0.0, le=100_000.0, description="Metres.")] | None = None
+    speed: Speed | None = None
+    heading: Heading | None = None
+    location_name: Annotated[str, Meta(max_length=256)] | None = None
+    client_id: ClientId | None = None
+
+
+class SentimentOut(WireStruct):
+    id: str = msgspec.field(name="_id")
+    user_id: str
+    emotion: str
+    intensity: float
+    timestamp: datetime
+    received_at: datetime
+    client_id: str | None = None
+    note: str | None = None
+    context: str | None = None
+
+
+class GpsFixOut(WireStruct):
+    id: str = msgspec.field(name="_id")
+    user_id: str
+    latitude: float
+    longitude: float
+    timestamp: datetime
+    received_at: datetime
+    client_id: str | None = None
+    altitude: float | None = None
+    accuracy: float | None = None
+    speed: float | None = None
+    heading: float | None = None
+    location_name: str | None = None
+
+
+class SentimentCreated(WireStruct):
+    message: str
+    id: str
+    record: SentimentOut
+
+
+class GpsFixCreated(WireStruct):
+    message: str
+    id: str
+    record: GpsFixOut
+
+
+class FieldProblem(WireStruct):
+    field: str
+    reason: str
+
+
+class RecordOutcome(WireStruct, omit_defaults=True):
+    """What became of one record of a batch, by its position in the batch."""
+
+    index: int
+    status: Literal["stored", "duplicate", "rejected"]
+    id: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+class BatchResult(WireStruct):
+    received: int
+    stored: int
+    duplicates: int
+    rejected: int
+    results: list[RecordOutcome]
+
+
+class Count(WireStruct):
+    count: int
+
+
+class EmotionStats(WireStruct):
+    count: int
+    mean_intensity: float
+
+
+class ParticipantTelemetry(WireStruct):
+    user_id: str
+    sentiments: int
+    gps_fixes: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    emotions: dict[str, EmotionStats]
+
+
+class ParticipantPage(WireStruct):
+    participants: list[ParticipantTelemetry]
+    next_cursor: str | None
+
+
+class TelemetryTotals(WireStruct):
+    sentiments: int
+    gps_fixes: int
+    participants: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    emotions: dict[str, EmotionStats]
+
+
+class DeletedTelemetry(WireStruct):
+    user_id: str
+    sentiments: int
+    gps_fixes: int

@@ -1,0 +1,472 @@
+"""What the ingest service does with the database: store, find, summarise, delete.
+
+Sentiments and GPS fixes share every behaviour; a `TelemetryKind` holds what
+differs (document, wire types, how a record is normalised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from beanie import Document
+from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.common.errors import BadRequest, Conflict, FieldError, NotFound, field_error
+from services.common.pagination import Order, TimeCursor, time_sort
+from services.common.schemas import utc_now
+from services.common.timestamps import check_plausible, parse_instant, truncate_to_milliseconds
+from services.common.validation import convert_record, decode_json
+from services.ingest.models import GpsFix, Sentiment
+from services.ingest.schemas import (
+    BatchResult,
+    DeletedTelemetry,
+    EmotionStats,
+    FieldProblem,
+    GpsFixIn,
+    GpsFixOut,
+    ParticipantTelemetry,
+    RecordOutcome,
+    SentimentIn,
+    SentimentOut,
+    TelemetryTotals,
+)
+
+DUPLICATE_KEY = 11000
+STREAM_BATCH_RECORDS = 1000
+STREAM_CHUNK_BYTES = 64 * 1024
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
+
+
+def _normalise_sentiment(fields: dict[str, Any]) -> None:
+    emotion = fields["emotion"].strip().lower()
+    if not emotion:
+        raise field_error("emotion", "must not be blank")
+    fields["emotion"] = emotion
+
+
+def _normalise_gps_fix(fields: dict[str, Any]) -> None:
+    # iOS reports -1 when it does not know the speed or heading.
+    for name in ("speed", "heading"):
+        if fields[name] is not None and fields[name] < 0:
+            fields[name] = None
+
+
+@dataclass(frozen=True)
+class TelemetryKind:
+    noun: str
+    created_message: str
+    document: type[Document]
+    record_in: type[SentimentIn | GpsFixIn]
+    record_out: type[SentimentOut | GpsFixOut]
+    normalise: Callable[[dict[str, Any]], None]
+
+    @property
+    def collection(self) -> AsyncCollection:
+        return self.document.get_pymongo_collection()
+
+    def to_wire(self, document: dict[str, Any]) -> Any:
+        document["_id"] = str(document["_id"])
+        return msgspec.convert(document, self.record_out)
+
+
+SENTIMENTS = TelemetryKind(
+    noun="sentiment",
+    created_message="Sentiment created successfully",
+    document=Sentiment,
+    record_in=SentimentIn,
+    record_out=SentimentOut,
+    normalise=_normalise_sentiment,
+)
+GPS_FIXES = TelemetryKind(
+    noun="GPS fix",
+    created_message="GPS coordinate created successfully",
+    document=GpsFix,
+    record_in=GpsFixIn,
+    record_out=GpsFixOut,
+    normalise=_normalise_gps_fix,
+)
+
+
+def time_span(since: str | None, until: str | None) -> dict[str, Any]:
+    """The filter from `since` (inclusive) to `until` (exclusive), so consecutive
+    windows never count a record twice."""
+    query: dict[str, Any] = {}
+    bounds: dict[str, datetime] = {}
+    for name, value, operator in (("since", since, "$gte"), ("until", until, "$lt")):
+        if value is not None:
+            try:
+                bounds[operator] = parse_instant(value)
+            except ValueError as problem:
+                raise field_error(name, str(problem)) from None
+    if "$gte" in bounds and "$lt" in bounds and bounds["$gte"] >= bounds["$lt"]:
+        raise field_error("until", "must be later than since")
+    if bounds:
+        query["timestamp"] = bounds
+    return query
+
+
+def bounding_box(bbox: str) -> dict[str, Any]:
+    """The filter for `minLon,minLat,maxLon,maxLat` (OGC API order). A box whose west
+    edge lies east of its east edge crosses the antimeridian."""
+    parts = bbox.split(",")
+    reason = "must be four numbers minLon,minLat,maxLon,maxLat"
+    if len(parts) != 4:
+        raise field_error("bbox", reason)
+    try:
+        west, south, east, north = (float(part) for part in parts)
+    except ValueError:
+        raise field_error("bbox", reason) from None
+    if not all(-180 <= lon <= 180 for lon in (west, east)):
+        raise field_error("bbox", "longitudes must lie in [-180, 180]")
+    if not -90 <= south <= north <= 90:
+        raise field_error("bbox", "latitudes must lie in [-90, 90] with minLat <= maxLat")
+    query: dict[str, Any] = {"latitude": {"$gte": south, "$lte": north}}
+    if west <= east:
+        query["longitude"] = {"$gte": west, "$lte": east}
+    else:
+        query["$or"] = [{"longitude": {"$gte": west}}, {"longitude": {"$lte": east}}]
+    return query
+
+
+def recorded_at(value: str | float | None, now: datetime, max_ahead: timedelta) -> datetime:
+    """The record's time in UTC: `now` when missing; refused when implausible."""
+    if value is None:
+        return now
+    try:
+        instant = parse_instant(value)
+        check_plausible(instant, now, max_ahead)
+    except ValueError as problem:
+        raise field_error("timestamp", str(problem)) from None
+    return instant
+
+
+def to_document(
+    kind: TelemetryKind, record: SentimentIn | GpsFixIn, now: datetime, max_ahead: timedelta
+) -> dict[str, Any]:
+    """The stored form of a validated record, with a server-made id."""
+    fields = msgspec.structs.asdict(record)
+    fields["timestamp"] = recorded_at(record.timestamp, now, max_ahead)
+    kind.normalise(fields)
+    return {"_id": ObjectId(), **fields, "received_at": now}
+
+
+def server_now() -> datetime:
+    return truncate_to_milliseconds(utc_now())
+
+
+async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dict[str, Any]:
+    """Stores one record; 409 naming the existing id when its client id was seen."""
+    document = to_document(kind, convert_record(raw, kind.record_in), server_now(), max_ahead)
+    try:
+        await kind.collection.insert_one(document)
+    except DuplicateKeyError:
+        existing = await kind.collection.find_one(
+            {"user_id": document["user_id"], "client_id": document["client_id"]}, {"_id": 1}
+        )
+        existing_id = str(existing["_id"]) if existing else None
+        raise Conflict(
+            f"A {kind.noun} with client_id {document['client_id']!r} already exists for "
+            f"participant {document['user_id']!r}",
+            extra={"id": existing_id},
+        ) from None
+    return document
+
+
+def split_batch(body: bytes, content_type: str, max_records: int) -> list[Any]:
+    """The records of a batch body: a JSON array, or NDJSON (one object per line).
+
+    A line that is not JSON becomes a FieldError in its place, so it is rejected
+    alone. Blank lines are skipped and do not count as records."""
+    start = body.lstrip()[:1]
+    if start == b"[":
+        items = decode_json(body)
+        if not isinstance(items, list):
+            raise field_error("body", "must be a JSON array of records")
+    elif content_type.split(";")[0].strip().lower() in NDJSON_TYPES or start == b"{":
+        items = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if line.strip():
+                try:
+                    items.append(decode_json(line))
+                except BadRequest:  # reported for this line alone
+                    items.append(field_error("body", f"line {number} is not valid JSON"))
+    else:
+        raise field_error(
+            "body",
+            "must be a JSON array of records, or NDJSON (one JSON object per line) "
+            "with Content-Type: application/x-ndjson",
+        )
+    if len(items) > max_records:
+        raise field_error(
+            "body", f"has {len(items)} records; a batch may carry at most {max_records}"
+        )
+    return items
+
+
+async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedelta) -> BatchResult:
+    """Stores every valid record once; reports each one's fate by its index.
+
+    Duplicates are recognised by (user_id, client_id): against what is stored (the
+    unique index refuses them) and within the batch itself."""
+    now = server_now()
+    outcomes: dict[int, RecordOutcome] = {}
+    to_insert: list[tuple[int, dict[str, Any]]] = []
+    first_index_of: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    for index, raw in enumerate(items):
+        try:
+            if isinstance(raw, FieldError):
+                raise raw
+            document = to_document(kind, convert_record(raw, kind.record_in), now, max_ahead)
+        except FieldError as problem:
+            errors = [FieldProblem(field=e["field"], reason=e["reason"]) for e in problem.errors]
+            outcomes[index] = RecordOutcome(index=index, status="rejected", errors=errors)
+            continue
+        if document["client_id"] is not None:
+            key = (document["user_id"], document["client_id"])
+            if key in first_index_of:
+                repeats.append((index, first_index_of[key]))
+                continue
+            first_index_of[key] = index
+        to_insert.append((index, document))
+
+    refused: set[int] = set()
+    if to_insert:
+        try:
+            await kind.collection.insert_many([doc for _, doc in to_insert], ordered=False)
+        except BulkWriteError as failure:
+            other = [e for e in failure.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
+            if other:
+                raise
+            refused = {e["index"] for e in failure.details["writeErrors"]}
+
+    already_stored = await _stored_ids(kind, [to_insert[i][1] for i in sorted(refused)])
+    for position, (index, document) in enumerate(to_insert):
+        if position in refused:
+            key = (document["user_id"], document["client_id"])
+            outcomes[index] = RecordOutcome(
+                index=index, status="duplicate", id=already_stored.get(key)
+            )
+        else:
+            outcomes[index] = RecordOutcome(index=index, status="stored", id=str(document["_id"]))
+    for index, first in repeats:
+        outcomes[index] = RecordOutcome(index=index, status="duplicate", id=outcomes[first].id)
+
+    results = [outcomes[i] for i in range(len(items))]
+    counts = {status: 0 for status in ("stored", "duplicate", "rejected")}
+    for outcome in results:
+        counts[outcome.status] += 1
+    return BatchResult(
+        received=len(items),
+        stored=counts["stored"],
+        duplicates=counts["duplicate"],
+        rejected=counts["rejected"],
+        results=results,
+    )
+
+
+async def _stored_ids(
+    kind: TelemetryKind, documents: list[dict[str, Any]]
+) -> dict[tuple[str, str], str]:
+    """The ids already stored under the (user_id, client_id) of `documents`."""
+    if not documents:
+        return {}
+    by_participant: dict[str, list[str]] = {}
+    for document in documents:
+        by_participant.setdefault(document["user_id"], []).append(document["client_id"])
+    query = {
+        "$or": [
+            {"user_id": user_id, "client_id": {"$in": client_ids}}
+            for user_id, client_ids in by_participant.items()
+        ]
+    }
+    found = kind.collection.find(query, {"_id": 1, "user_id": 1, "client_id": 1})
+    return {(d["user_id"], d["client_id"]): str(d["_id"]) async for d in found}
+
+
+async def get_one(kind: TelemetryKind, record_id: str) -> Any:
+    if not ObjectId.is_valid(record_id):
+        raise field_error("id", "must be a 24-character hexadecimal record id")
+    document = await kind.collection.find_one({"_id": ObjectId(record_id)})
+    if document is None:
+        raise NotFound(f"No {kind.noun} with id {record_id}")
+    return kind.to_wire(document)
+
+
+async def list_page(
+    kind: TelemetryKind, query: dict[str, Any], order: Order, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page sorted by time, and the cursor of the next page when there is one."""
+    if cursor is not None:
+        query = {"$and": [query, TimeCursor.decode(cursor, order).keyset("timestamp")]}
+    found = kind.collection.find(query).sort(time_sort("timestamp", order)).limit(limit + 1)
+    documents = await found.to_list()
+    next_cursor = None
+    if len(documents) > limit:
+        documents = documents[:limit]
+        last = documents[-1]
+        next_cursor = TimeCursor.after(order, last["timestamp"], last["_id"]).encode()
+    return [kind.to_wire(d) for d in documents], next_cursor
+
+
+async def count(kind: TelemetryKind, query: dict[str, Any]) -> int:
+    return await kind.collection.count_documents(query)
+
+
+async def stream_ndjson(kind: TelemetryKind, query: dict[str, Any]) -> AsyncIterator[bytes]:
+    """Every matching record, oldest first, one JSON object per line.
+
+    Reads the cursor in batches and sends ~64 KiB chunks: memory stays flat however
+    many records match."""
+    encoder = msgspec.json.Encoder()
+    buffer = bytearray()
+    found = kind.collection.find(query).sort(time_sort("timestamp", Order.ASC))
+    found = found.batch_size(STREAM_BATCH_RECORDS)
+    try:
+        async for document in found:
+            encoder.encode_into(kind.to_wire(document), buffer, -1)
+            buffer += b"\n"
+            if len(buffer) >= STREAM_CHUNK_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
+    finally:
+        await found.close()
+
+
+def _by_participant(kind_field: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "$group": {
+                "_id": "$user_id",
+                kind_field: {"$sum": 1},
+                "first": {"$min": "$timestamp"},
+                "last": {"$max": "$timestamp"},
+            }
+        }
+    ]
+
+
+async def participant_summaries(
+    window: dict[str, Any], after: str | None, limit: int
+) -> tuple[list[ParticipantTelemetry], str | None]:
+    """Per participant: counts, first and last activity, mean intensity per emotion.
+
+    Sorted by participant id; `after` is the last id of the previous page."""
+    match = {**window, **({"user_id": {"$gt": after}} if after else {})}
+    page = [{"$sort": {"_id": 1}}, {"$limit": limit + 1}]
+    sentiment_rows = await _aggregate(
+        SENTIMENTS,
+        [
+            {"$match": match},
+            {
+                "$group": {
+                    "_id": {"user_id": "$user_id", "emotion": "$emotion"},
+                    "count": {"$sum": 1},
+                    "mean": {"$avg": "$intensity"},
+                    "first": {"$min": "$timestamp"},
+                    "last": {"$max": "$timestamp"},
+                }
+            },
+            {
+                "$group": {
+                    "_id": "$_id.user_id",
+                    "sentiments": {"$sum": "$count"},
+                    "first": {"$min": "$first"},
+                    "last": {"$max": "$last"},
+                    "emotions": {
+                        "$push": {"emotion": "$_id.emotion", "count": "$count", "mean": "$mean"}
+                    },
+                }
+            },
+            *page,
+        ],
+    )
+    gps_rows = await _aggregate(
+        GPS_FIXES, [{"$match": match}, *_by_participant("gps_fixes"), *page]
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    for row in [*sentiment_rows, *gps_rows]:
+        merged = rows.setdefault(row["_id"], {"first": [], "last": [], "emotions": {}})
+        merged["sentiments"] = merged.get("sentiments", 0) + row.get("sentiments", 0)
+        merged["gps_fixes"] = merged.get("gps_fixes", 0) + row.get("gps_fixes", 0)
+        merged["first"].append(row["first"])
+        merged["last"].append(row["last"])
+        for emotion in row.get("emotions", []):
+            merged["emotions"][emotion["emotion"]] = EmotionStats(
+                count=emotion["count"], mean_intensity=round(emotion["mean"], 6)
+            )
+    user_ids = sorted(rows)
+    next_cursor = user_ids[limit - 1] if len(user_ids) > limit else None
+    return [
+        ParticipantTelemetry(
+            user_id=user_id,
+            sentiments=rows[user_id]["sentiments"],
+            gps_fixes=rows[user_id]["gps_fixes"],
+            first_activity=min(rows[user_id]["first"]),
+            last_activity=max(rows[user_id]["last"]),
+            emotions=dict(sorted(rows[user_id]["emotions"].items())),
+        )
+        for user_id in user_ids[:limit]
+    ], next_cursor
+
+
+async def totals(window: dict[str, Any]) -> TelemetryTotals:
+    """Counts over everything in `window`, and how often each emotion was reported."""
+    emotion_rows = await _aggregate(
+        SENTIMENTS,
+        [
+            {"$match": window},
+            {"$group": {"_id": "$emotion", "count": {"$sum": 1}, "mean": {"$avg": "$intensity"}}},
+            {"$sort": {"_id": 1}},
+        ],
+    )
+    spans = []
+    participants: set[str] = set()
+    for kind in (SENTIMENTS, GPS_FIXES):
+        rows = await _aggregate(
+            kind,
+            [
+                {"$match": window},
+                {
+                    "$group": {
+                        "_id": None,
+                        "first": {"$min": "$timestamp"},
+                        "last": {"$max": "$timestamp"},
+                    }
+                },
+            ],
+        )
+        spans.extend(rows)
+        participants.update(await kind.collection.distinct("user_id", window))
+    return TelemetryTotals(
+        sentiments=sum(row["count"] for row in emotion_rows),
+        gps_fixes=await count(GPS_FIXES, window),
+        participants=len(participants),
+        first_activity=min((row["first"] for row in spans), default=None),
+        last_activity=max((row["last"] for row in spans), default=None),
+        emotions={
+            row["_id"]: EmotionStats(count=row["count"], mean_intensity=round(row["mean"], 6))
+            for row in emotion_rows
+        },
+    )
+
+
+async def _aggregate(kind: TelemetryKind, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cursor = await kind.collection.aggregate(pipeline)
+    return await cursor.to_list()
+
+
+async def delete_participant(user_id: str) -> DeletedTelemetry:
+    sentiments = await SENTIMENTS.collection.delete_many({"user_id": user_id})
+    gps_fixes = await GPS_FIXES.collection.delete_many({"user_id": user_id})
+    return DeletedTelemetry(
+        user_id=user_id, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
+    )
