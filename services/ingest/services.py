@@ -184,11 +184,12 @@ def split_batch(body: bytes, content_type: str, max_records: int) -> list[Any]:
     A line that is not JSON becomes a FieldError in its place, so it is rejected
     alone. Blank lines are skipped and do not count as records."""
     start = body.lstrip()[:1]
+    media_type = content_type.split(";")[0].strip().lower()
     if start == b"[":
         items = decode_json(body)
         if not isinstance(items, list):
             raise field_error("body", "must be a JSON array of records")
-    elif content_type.split(";")[0].strip().lower() in NDJSON_TYPES or start == b"{":
+    elif media_type in NDJSON_TYPES or (media_type != "application/json" and start == b"{"):
         items = []
         for number, line in enumerate(body.splitlines(), start=1):
             if line.strip():

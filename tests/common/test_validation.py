@@ -1,0 +1,74 @@
+"""Decoding bodies and naming the field of every problem."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+import pytest
+from bson import ObjectId
+
+from services.common.errors import BadRequest, FieldError
+from services.common.pagination import Order, TimeCursor, decode_cursor, encode_cursor
+from services.common.schemas import ParticipantId
+from services.common.validation import NonFinite, convert_record, decode_json
+
+
+class Record(msgspec.Struct, kw_only=True):
+    user_id: ParticipantId
+    value: Annotated[float, msgspec.Meta(ge=0, le=1)]
+    tags: list[str] = []
+
+
+def test_json_with_nan_names_where_it_is() -> None:
+    decoded = decode_json(b'{"a": [1, NaN], "b": {"c": -Infinity}}')
+    assert isinstance(decoded["a"][1], NonFinite)
+    with pytest.raises(FieldError) as raised:
+        convert_record(decoded, Record)
+    assert [e["field"] for e in raised.value.errors] == ["a[1]", "b.c"]
+
+
+def test_invalid_json_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        decode_json(b'{"a": ')
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "reason"),
+    [
+        ({"value": 0.5}, "user_id", "is required"),
+        ({"user_id": "P1", "value": 2}, "value", "Expected `float` <= 1"),
+        ({"user_id": "P1", "value": "0.5"}, "value", "Expected `float`, got `str`"),
+        ({"user_id": "P 1", "value": 0.5}, "user_id", "must be 1-128 characters"),
+        ({"user_id": "P1", "value": 0.5, "tags": ["a", 3]}, "tags[1]", "Expected `str`"),
+        ([], "body", "must be a JSON object, got an array"),
+    ],
+)
+def test_problems_name_the_field(value: object, field: str, reason: str) -> None:
+    with pytest.raises(FieldError) as raised:
+        convert_record(value, Record)
+    assert raised.value.errors[0]["field"] == field
+    assert raised.value.errors[0]["reason"].startswith(reason)
+
+
+def test_cursors_round_trip_and_refuse_tampering() -> None:
+    record_id = ObjectId()
+    instant = datetime(2025, 11, 23, 3, 8, 40, 123000, tzinfo=UTC)
+    token = TimeCursor.after(Order.DESC, instant, record_id).encode()
+    cursor = TimeCursor.decode(token, Order.DESC)
+    assert cursor.keyset("timestamp") == {
+        "$or": [
+            {"timestamp": {"$lt": instant}},
+            {"timestamp": instant, "_id": {"$lt": record_id}},
+        ]
+    }
+    for forged in (
+        "x",
+        token[:-3],
+        encode_cursor(("desc", "soon", str(record_id))),
+        encode_cursor(("desc", 1, {"$ne": None})),
+    ):
+        with pytest.raises(FieldError):
+            TimeCursor.decode(forged, Order.DESC)
+    with pytest.raises(FieldError):
+        TimeCursor.decode(token, Order.ASC)
+    assert decode_cursor(encode_cursor(("P7",)), tuple[str]) == ("P7",)
