@@ -26,6 +26,7 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) bench/gateway_overhead.py
+	$(PY) bench/ingest.py
 
 venv: $(INSTALLED)
 

@@ -12,28 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
-import shutil
-import socket
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from services.common.settings import DEFAULT_PORTS, Credentials
-from services.launcher import StackConfig, Supervisor, stack_specs
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from support import bearer, throwaway_stack
 
 
 async def measure(
@@ -73,23 +56,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="emogo-bench-"))
-    tokens = {role: secrets.token_urlsafe(24) for role in ("admin", "viewer", "device")}
-    # The embedded database and every process, started exactly as `make run` does.
-    config = StackConfig(
-        data_dir=workdir,
-        host="127.0.0.1",
-        ports={name: free_port() for name in DEFAULT_PORTS},
-        db_port=free_port(),
-        external_mongodb_uri=None,
-        credentials=Credentials(**tokens),
-        credentials_file=workdir / "unused.env",
-        passthrough_env={**os.environ, "EMOGO_LOG_LEVEL": "WARNING"},
-    )
-    supervisor = Supervisor(stack_specs(config))
-    try:
-        supervisor.start_all()
-        headers = {"Authorization": f"Bearer {tokens['admin']}"}
+    with throwaway_stack() as (config, _):
+        headers = bearer(config, "admin")
         targets = {
             "direct": f"{config.url('admin')}/api/v1/whoami",
             "gateway": f"{config.url('gateway')}/api/v1/whoami",
@@ -112,9 +80,6 @@ def main() -> None:
             )
         ratio = statistics.median(rates["gateway"]) / statistics.median(rates["direct"])
         print(f"\ngateway/direct throughput ratio: {ratio:.2f} (aim: >= 0.60)")
-    finally:
-        supervisor.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pymongo import IndexModel
 CLIENT_ID_INDEX = "participant_client_id_unique"
 
 
-def _telemetry_indexes() -> list[IndexModel]:
+def telemetry_indexes() -> list[IndexModel]:
     """Indexes that serve every query of the API: by participant and time, by time alone
     (both ending in `_id`, the tie-break of the cursor), and the idempotency key."""
     return [
@@ -48,7 +48,7 @@ class Sentiment(Document):
 
     class Settings:
         name = "sentiments"
-        indexes = _telemetry_indexes()
+        indexes = telemetry_indexes()
 
 
 class GpsFix(Document):
@@ -66,7 +66,7 @@ class GpsFix(Document):
 
     class Settings:
         name = "gps_coordinates"
-        indexes = _telemetry_indexes()
+        indexes = telemetry_indexes()
 
 
 DOCUMENTS: list[type[Document]] = [Sentiment, GpsFix]

@@ -1,0 +1,84 @@
+"""What the benchmarks share: a throw-away stack started exactly as `make run` starts it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.common.settings import DEFAULT_PORTS, Credentials
+from services.launcher import (
+    StackConfig,
+    Supervisor,
+    local_mongodb_uri,
+    mongo_ready,
+    secantus_argv,
+    stack_specs,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def memory_database() -> Iterator[str]:
+    """A SecantusDB that keeps everything in memory: no disk flushes, so what a
+    benchmark measures is the services' own cost rather than the disk's."""
+    port = free_port()
+    process = subprocess.Popen(
+        secantus_argv(port, ":memory:"), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    uri = local_mongodb_uri(port)
+    try:
+        deadline = time.monotonic() + 30
+        while not mongo_ready(uri)():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("the in-memory SecantusDB did not start")
+        yield uri
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@contextmanager
+def throwaway_stack(
+    mongodb_uri: str | None = None, **extra_env: str
+) -> Iterator[tuple[StackConfig, Supervisor]]:
+    """The services and the gateway in a temporary folder on free ports, on
+    `mongodb_uri`, or on an embedded SecantusDB with its files there (as `make run`)."""
+    workdir = Path(tempfile.mkdtemp(prefix="emogo-bench-"))
+    tokens = {role: secrets.token_urlsafe(24) for role in ("admin", "viewer", "device")}
+    config = StackConfig(
+        data_dir=workdir,
+        host="127.0.0.1",
+        ports={name: free_port() for name in DEFAULT_PORTS},
+        db_port=free_port(),
+        external_mongodb_uri=mongodb_uri,
+        credentials=Credentials(**tokens),
+        credentials_file=workdir / "unused.env",
+        passthrough_env={**os.environ, "EMOGO_LOG_LEVEL": "WARNING", **extra_env},
+    )
+    supervisor = Supervisor(stack_specs(config))
+    try:
+        supervisor.start_all()
+        yield config, supervisor
+    finally:
+        supervisor.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bearer(config: StackConfig, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {config.credentials.by_role()[role]}"}
