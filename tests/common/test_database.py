@@ -13,7 +13,15 @@ import httpx
 
 from services.launcher import local_mongodb_uri
 from tests.conftest import start_secantus
-from tests.support import free_port, http_ok, service_environ, start_python, stop, wait_until
+from tests.support import (
+    bearer,
+    free_port,
+    http_ok,
+    service_environ,
+    start_python,
+    stop,
+    wait_until,
+)
 
 
 def start_ingest(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -52,6 +60,16 @@ def test_ready_turns_503_when_the_database_goes_away(tmp_path: Path) -> None:
         assert ready.json()["database"] == "disconnected"
         # Liveness does no I/O: the process itself is fine.
         assert httpx.get(f"{url}/health").status_code == 200
+        # A request that needs the database says so, without a traceback.
+        write = httpx.post(
+            f"{url}/api/sentiments",
+            json={"user_id": "P1", "emotion": "calm", "intensity": 0.5},
+            headers=bearer("device"),
+            timeout=30,
+        )
+        assert write.status_code == 503
+        assert write.headers["retry-after"] == "5"
+        assert write.json()["detail"]["error"].startswith("The database is unavailable")
     finally:
         stop(service)
         if server.poll() is None:
