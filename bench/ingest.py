@@ -18,19 +18,18 @@ import argparse
 import asyncio
 import itertools
 import statistics
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import httpx
-import psutil
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from support import bearer, memory_database, throwaway_stack
 
 from services.ingest.models import telemetry_indexes
+from tests.support import PeakMemory
 
 BATCH = 500
 EMOTIONS = ("happy", "sad", "calm", "anxious", "excited", "neutral")
@@ -131,29 +130,6 @@ async def run_rounds(config, args: argparse.Namespace) -> dict[str, list[float]]
         await gateway.aclose()
         await mongo.close()
     return rates
-
-
-class PeakMemory:
-    """Samples a process's resident memory in a thread until stopped."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 async def stream_rates(config, ingest_pid: int) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common.settings import DEFAULT_PORTS, Credentials
+from services.common.settings import Credentials
 from services.launcher import (
     StackConfig,
     Supervisor,
@@ -25,12 +23,7 @@ from services.launcher import (
     secantus_argv,
     stack_specs,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support import free_port, stack_config
 
 
 @contextmanager
@@ -61,15 +54,9 @@ def throwaway_stack(
     `mongodb_uri`, or on an embedded SecantusDB with its files there (as `make run`)."""
     workdir = Path(tempfile.mkdtemp(prefix="emogo-bench-"))
     tokens = {role: secrets.token_urlsafe(24) for role in ("admin", "viewer", "device")}
-    config = StackConfig(
-        data_dir=workdir,
-        host="127.0.0.1",
-        ports={name: free_port() for name in DEFAULT_PORTS},
-        db_port=free_port(),
-        external_mongodb_uri=mongodb_uri,
-        credentials=Credentials(**tokens),
-        credentials_file=workdir / "unused.env",
-        passthrough_env={**os.environ, "EMOGO_LOG_LEVEL": "WARNING", **extra_env},
+    credentials = Credentials(**tokens)
+    config = stack_config(
+        workdir, credentials, mongodb_uri, {"EMOGO_LOG_LEVEL": "WARNING", **extra_env}
     )
     supervisor = Supervisor(stack_specs(config))
     try:

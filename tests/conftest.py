@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.settings import DEFAULT_PORTS, Credentials
+from services.common.settings import Credentials
 from services.launcher import (
     StackConfig,
     Supervisor,
@@ -22,7 +21,7 @@ from services.launcher import (
     secantus_argv,
     stack_specs,
 )
-from tests.support import TOKENS, bearer, free_port, service_environ, wait_until
+from tests.support import TOKENS, bearer, free_port, service_environ, stack_config, wait_until
 
 
 def start_secantus(storage: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -81,15 +80,8 @@ class Stack:
 
 @contextmanager
 def run_stack(mongodb_uri: str, data_dir: Path, db_name: str, **extra_env: str) -> Iterator[Stack]:
-    config = StackConfig(
-        data_dir=data_dir,
-        host="127.0.0.1",
-        ports={name: free_port() for name in DEFAULT_PORTS},
-        db_port=free_port(),
-        external_mongodb_uri=mongodb_uri,
-        credentials=Credentials(**TOKENS),
-        credentials_file=data_dir / "unused.env",
-        passthrough_env={**os.environ, "DB_NAME": db_name, **extra_env},
+    config = stack_config(
+        data_dir, Credentials(**TOKENS), mongodb_uri, {"DB_NAME": db_name, **extra_env}
     )
     supervisor = Supervisor(stack_specs(config))
     try:

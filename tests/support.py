@@ -7,11 +7,16 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
+import psutil
+
+from services.common.settings import DEFAULT_PORTS, Credentials
+from services.launcher import StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
 TOKENS = {
@@ -91,3 +96,50 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stack_config(
+    data_dir: Path,
+    credentials: Credentials,
+    mongodb_uri: str | None,
+    env: Mapping[str, str],
+) -> StackConfig:
+    """A stack on free ports, for tests and benchmarks; `mongodb_uri=None` embeds a database."""
+    return StackConfig(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        ports={name: free_port() for name in DEFAULT_PORTS},
+        db_port=free_port(),
+        external_mongodb_uri=mongodb_uri,
+        credentials=credentials,
+        credentials_file=data_dir / "unused.env",
+        passthrough_env={**os.environ, **env},
+    )
+
+
+class PeakMemory:
+    """Samples a process's resident memory in the background."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.baseline = self.process.memory_info().rss
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline

@@ -1,7 +1,5 @@
 """HTTP handlers of the ingest service: sentiments, GPS fixes, per-participant views."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -29,15 +27,10 @@ from services.ingest import services
 from services.ingest.schemas import (
     BatchResult,
     Count,
+    Created,
     DeletedTelemetry,
-    GpsFixCreated,
-    GpsFixIn,
-    GpsFixOut,
     ParticipantPage,
     ParticipantTelemetry,
-    SentimentCreated,
-    SentimentIn,
-    SentimentOut,
     TelemetryTotals,
 )
 from services.ingest.services import GPS_FIXES, SENTIMENTS, TelemetryKind
@@ -111,35 +104,6 @@ def _max_ahead(request: Request) -> timedelta:
     return timedelta(seconds=_settings(request).max_seconds_ahead)
 
 
-async def _create(request: Request, kind: TelemetryKind) -> tuple[str, Any]:
-    body = await request.body()
-    document = await services.insert_one(kind, decode_json(body), _max_ahead(request))
-    return str(document["_id"]), kind.to_wire(document)
-
-
-async def _create_batch(request: Request, kind: TelemetryKind) -> BatchResult:
-    settings = _settings(request)
-    body = await read_body(request, settings.max_batch_bytes)
-    items = services.split_batch(
-        body, request.headers.get("content-type", ""), settings.max_batch_records
-    )
-    return await services.insert_batch(kind, items, _max_ahead(request))
-
-
-async def _page(
-    request: Request, kind: TelemetryKind, selection: MongoFilter, order: Order, limit: int
-) -> Response[list[Any]]:
-    records, next_cursor = await services.list_page(
-        kind, selection, order, limit, request.query_params.get("cursor")
-    )
-    headers = next_page_headers(request.url.path, dict(request.query_params), next_cursor)
-    return Response(records, headers=headers)
-
-
-def _stream(kind: TelemetryKind, selection: MongoFilter) -> Stream:
-    return Stream(services.stream_ndjson(kind, selection), media_type=NDJSON)
-
-
 BATCH_DESCRIPTION = (
     "A JSON array, or NDJSON (`Content-Type: application/x-ndjson`, one record per "
     "line). Every valid record is stored; each rejected one is reported by its index "
@@ -152,159 +116,106 @@ LIST_DESCRIPTION = (
 )
 
 
-class SentimentController(Controller):
-    path = "/api/sentiments"
-    tags = ["sentiments"]
-    dependencies = {
-        **TIME_AND_PARTICIPANT,
-        "selection": Provide(provide_sentiment_filter),
-    }
+def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Provide) -> type:
+    """The controller of one kind of telemetry: sentiments and GPS fixes behave alike.
 
-    @post(
-        "/",
-        operation_id="createSentiment",
-        guards=[requires(*WRITERS)],
-        summary="Store one sentiment",
-        operation_class=documented_body(SentimentIn),
-        status_code=201,
-    )
-    async def create(self, request: Request) -> SentimentCreated:
-        record_id, record = await _create(request, SENTIMENTS)
-        return SentimentCreated(message=SENTIMENTS.created_message, id=record_id, record=record)
+    Annotations here are evaluated when the function runs (this module does not use
+    `from __future__ import annotations`), so each controller documents its own types."""
+    one, many = kind.operation_name, kind.operation_name_plural
 
-    @post(
-        "/batch",
-        operation_id="createSentimentBatch",
-        guards=[requires(*WRITERS)],
-        summary="Store many sentiments at once, idempotently",
-        description=BATCH_DESCRIPTION,
-        operation_class=documented_body(SentimentIn, batch=True),
-        request_max_body_size=BATCH_BODY_CEILING,
-        status_code=200,
-    )
-    async def create_batch(self, request: Request) -> BatchResult:
-        return await _create_batch(request, SENTIMENTS)
+    class RecordsController(Controller):
+        path = route
+        tags = [tag]
+        dependencies = {**TIME_AND_PARTICIPANT, "selection": selection}
 
-    @get(
-        "/",
-        operation_id="listSentiments",
-        guards=[requires(*READERS)],
-        summary="List sentiments",
-        description=LIST_DESCRIPTION,
-    )
-    async def list_records(
-        self,
-        request: Request,
-        selection: MongoFilter,
-        order: OrderParameter = Order.DESC,
-        limit: PageSize = DEFAULT_PAGE_SIZE,
-        cursor: CursorParameter = None,
-    ) -> Response[list[SentimentOut]]:
-        return await _page(request, SENTIMENTS, selection, order, limit)
+        @post(
+            "/",
+            operation_id=f"create{one}",
+            guards=[requires(*WRITERS)],
+            summary=f"Store one {kind.noun}",
+            operation_class=documented_body(kind.record_in),
+            status_code=201,
+        )
+        async def create(self, request: Request) -> Created[kind.record_out]:
+            body = await request.body()
+            document = await services.insert_one(kind, decode_json(body), _max_ahead(request))
+            record_id = str(document["_id"])
+            return Created(
+                message=kind.created_message, id=record_id, record=kind.to_wire(document)
+            )
 
-    @get(
-        "/count",
-        operation_id="countSentiments",
-        guards=[requires(*READERS)],
-        summary="Count sentiments",
-    )
-    async def count(self, selection: MongoFilter) -> Count:
-        return Count(count=await services.count(SENTIMENTS, selection))
+        @post(
+            "/batch",
+            operation_id=f"create{one}Batch",
+            guards=[requires(*WRITERS)],
+            summary=f"Store many {kind.noun_plural} at once, idempotently",
+            description=BATCH_DESCRIPTION,
+            operation_class=documented_body(kind.record_in, batch=True),
+            request_max_body_size=BATCH_BODY_CEILING,
+            status_code=200,
+        )
+        async def create_batch(self, request: Request) -> BatchResult:
+            settings = _settings(request)
+            body = await read_body(request, settings.max_batch_bytes)
+            content_type = request.headers.get("content-type", "")
+            items = services.split_batch(body, content_type, settings.max_batch_records)
+            return await services.insert_batch(kind, items, _max_ahead(request))
 
-    @get(
-        "/stream",
-        operation_id="streamSentiments",
-        guards=[requires(*READERS)],
-        summary="Every matching sentiment as NDJSON, oldest first",
-        media_type=NDJSON,
-    )
-    async def stream(self, selection: MongoFilter) -> Stream:
-        return _stream(SENTIMENTS, selection)
+        @get(
+            "/",
+            operation_id=f"list{many}",
+            guards=[requires(*READERS)],
+            summary=f"List {kind.noun_plural}",
+            description=LIST_DESCRIPTION,
+        )
+        async def list_records(
+            self,
+            request: Request,
+            selection: MongoFilter,
+            order: OrderParameter = Order.DESC,
+            limit: PageSize = DEFAULT_PAGE_SIZE,
+            cursor: CursorParameter = None,
+        ) -> Response[list[kind.record_out]]:
+            records, next_cursor = await services.list_page(kind, selection, order, limit, cursor)
+            query = dict(request.query_params)
+            return Response(records, headers=next_page_headers(route, query, next_cursor))
 
-    @get(
-        "/{record_id:str}",
-        operation_id="getSentiment",
-        guards=[requires(*READERS)],
-        summary="One sentiment",
-    )
-    async def get_one(self, record_id: FromPath[str]) -> SentimentOut:
-        return await services.get_one(SENTIMENTS, record_id)
+        @get(
+            "/count",
+            operation_id=f"count{many}",
+            guards=[requires(*READERS)],
+            summary=f"Count {kind.noun_plural}",
+        )
+        async def count(self, selection: MongoFilter) -> Count:
+            return Count(count=await services.count(kind, selection))
+
+        @get(
+            "/stream",
+            operation_id=f"stream{many}",
+            guards=[requires(*READERS)],
+            summary=f"Every matching {kind.noun} as NDJSON, oldest first",
+            media_type=NDJSON,
+        )
+        async def stream(self, selection: MongoFilter) -> Stream:
+            return Stream(services.stream_ndjson(kind, selection), media_type=NDJSON)
+
+        @get(
+            "/{record_id:str}",
+            operation_id=f"get{one}",
+            guards=[requires(*READERS)],
+            summary=f"One {kind.noun}",
+        )
+        async def get_one(self, record_id: FromPath[str]) -> kind.record_out:
+            return await services.get_one(kind, record_id)
+
+    RecordsController.__name__ = RecordsController.__qualname__ = f"{one}Controller"
+    return RecordsController
 
 
-class GpsController(Controller):
-    path = "/api/gps"
-    tags = ["gps"]
-    dependencies = {**TIME_AND_PARTICIPANT, "selection": Provide(provide_gps_filter)}
-
-    @post(
-        "/",
-        operation_id="createGpsFix",
-        guards=[requires(*WRITERS)],
-        summary="Store one GPS fix",
-        operation_class=documented_body(GpsFixIn),
-        status_code=201,
-    )
-    async def create(self, request: Request) -> GpsFixCreated:
-        record_id, record = await _create(request, GPS_FIXES)
-        return GpsFixCreated(message=GPS_FIXES.created_message, id=record_id, record=record)
-
-    @post(
-        "/batch",
-        operation_id="createGpsFixBatch",
-        guards=[requires(*WRITERS)],
-        summary="Store many GPS fixes at once, idempotently",
-        description=BATCH_DESCRIPTION,
-        operation_class=documented_body(GpsFixIn, batch=True),
-        request_max_body_size=BATCH_BODY_CEILING,
-        status_code=200,
-    )
-    async def create_batch(self, request: Request) -> BatchResult:
-        return await _create_batch(request, GPS_FIXES)
-
-    @get(
-        "/",
-        operation_id="listGpsFixes",
-        guards=[requires(*READERS)],
-        summary="List GPS fixes",
-        description=LIST_DESCRIPTION,
-    )
-    async def list_records(
-        self,
-        request: Request,
-        selection: MongoFilter,
-        order: OrderParameter = Order.DESC,
-        limit: PageSize = DEFAULT_PAGE_SIZE,
-        cursor: CursorParameter = None,
-    ) -> Response[list[GpsFixOut]]:
-        return await _page(request, GPS_FIXES, selection, order, limit)
-
-    @get(
-        "/count",
-        operation_id="countGpsFixes",
-        guards=[requires(*READERS)],
-        summary="Count GPS fixes",
-    )
-    async def count(self, selection: MongoFilter) -> Count:
-        return Count(count=await services.count(GPS_FIXES, selection))
-
-    @get(
-        "/stream",
-        operation_id="streamGpsFixes",
-        guards=[requires(*READERS)],
-        summary="Every matching GPS fix as NDJSON, oldest first",
-        media_type=NDJSON,
-    )
-    async def stream(self, selection: MongoFilter) -> Stream:
-        return _stream(GPS_FIXES, selection)
-
-    @get(
-        "/{record_id:str}",
-        operation_id="getGpsFix",
-        guards=[requires(*READERS)],
-        summary="One GPS fix",
-    )
-    async def get_one(self, record_id: FromPath[str]) -> GpsFixOut:
-        return await services.get_one(GPS_FIXES, record_id)
+SentimentController = records_controller(
+    SENTIMENTS, "/api/sentiments", "sentiments", Provide(provide_sentiment_filter)
+)
+GpsController = records_controller(GPS_FIXES, "/api/gps", "gps", Provide(provide_gps_filter))
 
 
 class TelemetryController(Controller):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
 from services.common.schemas import ClientId, ParticipantId, WireStruct
 
+R = TypeVar("R")
 Instant = Annotated[
     str | float,
     Meta(
@@ -86,16 +87,12 @@ class GpsFixOut(WireStruct):
     location_name: str | None = None
 
 
-class SentimentCreated(WireStruct):
+class Created(WireStruct, Generic[R]):
+    """The seed's reply to a single write (`message`, `id`), with the stored record."""
+
     message: str
     id: str
-    record: SentimentOut
-
-
-class GpsFixCreated(WireStruct):
-    message: str
-    id: str
-    record: GpsFixOut
+    record: R
 
 
 class FieldProblem(WireStruct):

@@ -60,6 +60,10 @@ def _normalise_gps_fix(fields: dict[str, Any]) -> None:
 @dataclass(frozen=True)
 class TelemetryKind:
     noun: str
+    noun_plural: str
+    # As in operation ids: createSentiment, listSentiments.
+    operation_name: str
+    operation_name_plural: str
     created_message: str
     document: type[Document]
     record_in: type[SentimentIn | GpsFixIn]
@@ -77,6 +81,9 @@ class TelemetryKind:
 
 SENTIMENTS = TelemetryKind(
     noun="sentiment",
+    noun_plural="sentiments",
+    operation_name="Sentiment",
+    operation_name_plural="Sentiments",
     created_message="Sentiment created successfully",
     document=Sentiment,
     record_in=SentimentIn,
@@ -85,6 +92,9 @@ SENTIMENTS = TelemetryKind(
 )
 GPS_FIXES = TelemetryKind(
     noun="GPS fix",
+    noun_plural="GPS fixes",
+    operation_name="GpsFix",
+    operation_name_plural="GpsFixes",
     created_message="GPS coordinate created successfully",
     document=GpsFix,
     record_in=GpsFixIn,

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from tests.support import (
     TOKENS,
+    PeakMemory,
     free_port,
     http_ok,
     service_environ,
@@ -146,34 +144,6 @@ def test_gateway_health_reports_each_service(rig: ProxyRig) -> None:
     assert body["database"] == "disconnected"
     assert set(body["services"]) == {"ingest", "media", "admin"}
     assert body["services"]["ingest"]["status"] == "down"
-
-
-class PeakMemory:
-    """Samples a process's resident memory in the background."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 def test_large_upload_streams_through_in_flat_memory(rig: ProxyRig) -> None:
