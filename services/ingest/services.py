@@ -352,81 +352,70 @@ async def stream_ndjson(kind: TelemetryKind, query: dict[str, Any]) -> AsyncIter
         await found.close()
 
 
-def _by_participant(kind_field: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "$group": {
-                "_id": "$user_id",
-                kind_field: {"$sum": 1},
-                "first": {"$min": "$timestamp"},
-                "last": {"$max": "$timestamp"},
-            }
-        }
-    ]
-
-
 async def participant_summaries(
     window: dict[str, Any], after: str | None, limit: int
 ) -> tuple[list[ParticipantTelemetry], str | None]:
     """Per participant: counts, first and last activity, mean intensity per emotion.
 
-    Sorted by participant id; `after` is the last id of the previous page."""
-    match = {**window, **({"user_id": {"$gt": after}} if after else {})}
-    page = [{"$sort": {"_id": 1}}, {"$limit": limit + 1}]
+    Sorted by participant id; `after` is the last id of the previous page, and the
+    returned cursor the last id of this one when more follow. Each collection gives
+    at most `limit + 1` participants, which is enough to know the first `limit` of
+    their union and whether there are more."""
+    match = window if after is None else {"$and": [window, {"user_id": {"$gt": after}}]}
+    first_page = [{"$sort": {"_id": 1}}, {"$limit": limit + 1}]
+    per_emotion = {
+        "$group": {
+            "_id": {"user_id": "$user_id", "emotion": "$emotion"},
+            "count": {"$sum": 1},
+            "mean": {"$avg": "$intensity"},
+            "first": {"$min": "$timestamp"},
+            "last": {"$max": "$timestamp"},
+        }
+    }
+    per_participant = {
+        "$group": {
+            "_id": "$_id.user_id",
+            "count": {"$sum": "$count"},
+            "first": {"$min": "$first"},
+            "last": {"$max": "$last"},
+            "emotions": {"$push": {"emotion": "$_id.emotion", "count": "$count", "mean": "$mean"}},
+        }
+    }
+    gps_per_participant = {
+        "$group": {
+            "_id": "$user_id",
+            "count": {"$sum": 1},
+            "first": {"$min": "$timestamp"},
+            "last": {"$max": "$timestamp"},
+        }
+    }
     sentiment_rows = await _aggregate(
-        SENTIMENTS,
-        [
-            {"$match": match},
-            {
-                "$group": {
-                    "_id": {"user_id": "$user_id", "emotion": "$emotion"},
-                    "count": {"$sum": 1},
-                    "mean": {"$avg": "$intensity"},
-                    "first": {"$min": "$timestamp"},
-                    "last": {"$max": "$timestamp"},
-                }
-            },
-            {
-                "$group": {
-                    "_id": "$_id.user_id",
-                    "sentiments": {"$sum": "$count"},
-                    "first": {"$min": "$first"},
-                    "last": {"$max": "$last"},
-                    "emotions": {
-                        "$push": {"emotion": "$_id.emotion", "count": "$count", "mean": "$mean"}
-                    },
-                }
-            },
-            *page,
-        ],
+        SENTIMENTS, [{"$match": match}, per_emotion, per_participant, *first_page]
     )
-    gps_rows = await _aggregate(
-        GPS_FIXES, [{"$match": match}, *_by_participant("gps_fixes"), *page]
-    )
-    rows: dict[str, dict[str, Any]] = {}
-    for row in [*sentiment_rows, *gps_rows]:
-        merged = rows.setdefault(row["_id"], {"first": [], "last": [], "emotions": {}})
-        merged["sentiments"] = merged.get("sentiments", 0) + row.get("sentiments", 0)
-        merged["gps_fixes"] = merged.get("gps_fixes", 0) + row.get("gps_fixes", 0)
-        merged["first"].append(row["first"])
-        merged["last"].append(row["last"])
-        for emotion in row.get("emotions", []):
-            merged["emotions"][emotion["emotion"]] = EmotionStats(
-                count=emotion["count"], mean_intensity=round(emotion["mean"], 6)
+    gps_rows = await _aggregate(GPS_FIXES, [{"$match": match}, gps_per_participant, *first_page])
+
+    sentiments = {row["_id"]: row for row in sentiment_rows}
+    gps_fixes = {row["_id"]: row for row in gps_rows}
+    user_ids = sorted(sentiments.keys() | gps_fixes.keys())
+    summaries = []
+    for user_id in user_ids[:limit]:
+        rows = [row for row in (sentiments.get(user_id), gps_fixes.get(user_id)) if row]
+        emotions = sentiments[user_id]["emotions"] if user_id in sentiments else []
+        summaries.append(
+            ParticipantTelemetry(
+                user_id=user_id,
+                sentiments=sentiments[user_id]["count"] if user_id in sentiments else 0,
+                gps_fixes=gps_fixes[user_id]["count"] if user_id in gps_fixes else 0,
+                first_activity=min(row["first"] for row in rows),
+                last_activity=max(row["last"] for row in rows),
+                emotions={
+                    e["emotion"]: EmotionStats(count=e["count"], mean_intensity=round(e["mean"], 6))
+                    for e in sorted(emotions, key=lambda e: e["emotion"])
+                },
             )
-    user_ids = sorted(rows)
-    next_cursor = user_ids[limit - 1] if len(user_ids) > limit else None
-    return [
-        ParticipantTelemetry(
-            user_id=user_id,
-            sentiments=rows[user_id]["sentiments"],
-            gps_fixes=rows[user_id]["gps_fixes"],
-            first_activity=min(rows[user_id]["first"]),
-            last_activity=max(rows[user_id]["last"]),
-            emotions=dict(sorted(rows[user_id]["emotions"].items())),
         )
-        for user_id in user_ids[:limit]
-    ], next_cursor
+    next_cursor = user_ids[limit - 1] if len(user_ids) > limit else None
+    return summaries, next_cursor
 
 
 async def totals(window: dict[str, Any]) -> TelemetryTotals:
@@ -439,30 +428,21 @@ async def totals(window: dict[str, Any]) -> TelemetryTotals:
             {"$sort": {"_id": 1}},
         ],
     )
-    spans = []
+    span = {"_id": None, "count": {"$sum": 1}, "first": {"$min": "$timestamp"}}
+    span["last"] = {"$max": "$timestamp"}
+    spans: dict[str, dict[str, Any]] = {}
     participants: set[str] = set()
     for kind in (SENTIMENTS, GPS_FIXES):
-        rows = await _aggregate(
-            kind,
-            [
-                {"$match": window},
-                {
-                    "$group": {
-                        "_id": None,
-                        "first": {"$min": "$timestamp"},
-                        "last": {"$max": "$timestamp"},
-                    }
-                },
-            ],
-        )
-        spans.extend(rows)
+        rows = await _aggregate(kind, [{"$match": window}, {"$group": span}])
+        spans[kind.noun] = rows[0] if rows else {"count": 0}
         participants.update(await kind.collection.distinct("user_id", window))
+    known = [row for row in spans.values() if row["count"]]
     return TelemetryTotals(
-        sentiments=sum(row["count"] for row in emotion_rows),
-        gps_fixes=await count(GPS_FIXES, window),
+        sentiments=spans[SENTIMENTS.noun]["count"],
+        gps_fixes=spans[GPS_FIXES.noun]["count"],
         participants=len(participants),
-        first_activity=min((row["first"] for row in spans), default=None),
-        last_activity=max((row["last"] for row in spans), default=None),
+        first_activity=min((row["first"] for row in known), default=None),
+        last_activity=max((row["last"] for row in known), default=None),
         emotions={
             row["_id"]: EmotionStats(count=row["count"], mean_intensity=round(row["mean"], 6))
             for row in emotion_rows

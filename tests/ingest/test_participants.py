@@ -127,6 +127,13 @@ def test_participants_page_by_id_and_totals_add_up(stack: Stack) -> None:
         assert [row["sentiments"] for row in seen] == [1, 2, 3, 4, 5, 6, 7]
         assert [row["gps_fixes"] for row in seen] == [0, 1, 0, 1, 0, 1, 0]
 
+        # One participant, with the same paging parameters.
+        one = viewer.get(
+            "/api/telemetry/participants", params={**window, "user_id": people[3], "limit": 1}
+        ).json()
+        assert [row["user_id"] for row in one["participants"]] == [people[3]]
+        assert one["next_cursor"] is None
+
         totals = viewer.get("/api/telemetry/summary", params=window).json()
         assert totals == {
             "sentiments": 28,
@@ -180,3 +187,17 @@ def test_indexes_serve_the_queries_and_make_client_ids_unique(stack: Stack) -> N
             unique = indexes["participant_client_id_unique"]
             assert unique["unique"] is True
             assert [k for k, _ in unique["key"]] == ["user_id", "client_id"]
+
+
+def test_an_empty_window_has_zero_totals(viewer: httpx.Client) -> None:
+    window = {"since": "2001-01-01", "until": "2001-01-02"}
+    assert viewer.get("/api/telemetry/summary", params=window).json() == {
+        "sentiments": 0,
+        "gps_fixes": 0,
+        "participants": 0,
+        "first_activity": None,
+        "last_activity": None,
+        "emotions": {},
+    }
+    page = viewer.get("/api/telemetry/participants", params=window).json()
+    assert page == {"participants": [], "next_cursor": None}
