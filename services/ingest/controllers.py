@@ -4,13 +4,18 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.di import Provide
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
 from services.common.auth import READERS, WRITERS, Role, requires
 from services.common.errors import NotFound
-from services.common.openapi import documented_body
+from services.common.filters import (
+    TIME_AND_PARTICIPANT,
+    MongoFilter,
+    ParticipantPath,
+)
+from services.common.openapi import NDJSON_MEDIA_TYPE, documented_body
 from services.common.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
@@ -21,7 +26,6 @@ from services.common.pagination import (
     encode_cursor,
     next_page_headers,
 )
-from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE
 from services.common.validation import decode_json, read_body
 from services.ingest import services
 from services.ingest.schemas import (
@@ -35,39 +39,6 @@ from services.ingest.schemas import (
 )
 from services.ingest.services import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.settings import BATCH_BODY_CEILING, IngestSettings
-
-ParticipantPath = Annotated[
-    str,
-    PathParameter(
-        pattern=PARTICIPANT_PATTERN, description=f"The participant's id: {PARTICIPANT_RULE}"
-    ),
-]
-ParticipantFilter = Annotated[
-    str | None,
-    QueryParameter(
-        pattern=PARTICIPANT_PATTERN,
-        description=f"Only this participant ({PARTICIPANT_RULE}).",
-    ),
-]
-InstantFilter = Annotated[
-    str | None,
-    QueryParameter(
-        max_length=64,
-        description="ISO 8601 (no offset = UTC) or epoch seconds. `since` is inclusive, "
-        "`until` exclusive.",
-    ),
-]
-NDJSON = "application/x-ndjson"
-# A query the dependencies below build from validated scalar parameters.
-MongoFilter = NamedDependency[dict[str, Any]]
-
-
-async def provide_span(since: InstantFilter = None, until: InstantFilter = None) -> dict[str, Any]:
-    return services.time_span(since, until)
-
-
-async def provide_window(span: MongoFilter, user_id: ParticipantFilter = None) -> dict[str, Any]:
-    return {**span, "user_id": user_id} if user_id is not None else span
 
 
 async def provide_sentiment_filter(
@@ -91,9 +62,6 @@ async def provide_gps_filter(
     ] = None,
 ) -> dict[str, Any]:
     return {**window, **services.bounding_box(bbox)} if bbox is not None else window
-
-
-TIME_AND_PARTICIPANT = {"span": Provide(provide_span), "window": Provide(provide_window)}
 
 
 def _settings(request: Request) -> IngestSettings:
@@ -194,10 +162,10 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             operation_id=f"stream{many}",
             guards=[requires(*READERS)],
             summary=f"Every matching {kind.noun} as NDJSON, oldest first",
-            media_type=NDJSON,
+            media_type=NDJSON_MEDIA_TYPE,
         )
         async def stream(self, selection: MongoFilter) -> Stream:
-            return Stream(services.stream_ndjson(kind, selection), media_type=NDJSON)
+            return Stream(services.stream_ndjson(kind, selection), media_type=NDJSON_MEDIA_TYPE)
 
         @get(
             "/{record_id:str}",

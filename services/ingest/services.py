@@ -103,24 +103,6 @@ GPS_FIXES = TelemetryKind(
 )
 
 
-def time_span(since: str | None, until: str | None) -> dict[str, Any]:
-    """The filter from `since` (inclusive) to `until` (exclusive), so consecutive
-    windows never count a record twice."""
-    query: dict[str, Any] = {}
-    bounds: dict[str, datetime] = {}
-    for name, value, operator in (("since", since, "$gte"), ("until", until, "$lt")):
-        if value is not None:
-            try:
-                bounds[operator] = parse_instant(value)
-            except ValueError as problem:
-                raise field_error(name, str(problem)) from None
-    if "$gte" in bounds and "$lt" in bounds and bounds["$gte"] >= bounds["$lt"]:
-        raise field_error("until", "must be later than since")
-    if bounds:
-        query["timestamp"] = bounds
-    return query
-
-
 def bounding_box(bbox: str) -> dict[str, Any]:
     """The filter for `minLon,minLat,maxLon,maxLat` (OGC API order). A box whose west
     edge lies east of its east edge crosses the antimeridian."""

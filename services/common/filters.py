@@ -1,0 +1,67 @@
+"""The filters every list, count, stream and summary shares: one participant and a
+time window, from validated scalar query parameters (never a client-made query)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar.di import NamedDependency, Provide
+from litestar.params import PathParameter, QueryParameter
+
+from services.common.errors import field_error
+from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE
+from services.common.timestamps import parse_instant
+
+ParticipantPath = Annotated[
+    str,
+    PathParameter(
+        pattern=PARTICIPANT_PATTERN, description=f"The participant's id: {PARTICIPANT_RULE}"
+    ),
+]
+ParticipantFilter = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=PARTICIPANT_PATTERN,
+        description=f"Only this participant ({PARTICIPANT_RULE}).",
+    ),
+]
+InstantFilter = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=64,
+        description="ISO 8601 (no offset = UTC) or epoch seconds. `since` is inclusive, "
+        "`until` exclusive.",
+    ),
+]
+# A query the dependencies below build from validated scalar parameters.
+MongoFilter = NamedDependency[dict[str, Any]]
+
+
+async def provide_span(since: InstantFilter = None, until: InstantFilter = None) -> dict[str, Any]:
+    return time_span(since, until)
+
+
+async def provide_window(span: MongoFilter, user_id: ParticipantFilter = None) -> dict[str, Any]:
+    return {**span, "user_id": user_id} if user_id is not None else span
+
+
+def time_span(since: str | None, until: str | None) -> dict[str, Any]:
+    """The filter from `since` (inclusive) to `until` (exclusive), so consecutive
+    windows never count a record twice."""
+    query: dict[str, Any] = {}
+    bounds: dict[str, datetime] = {}
+    for name, value, operator in (("since", since, "$gte"), ("until", until, "$lt")):
+        if value is not None:
+            try:
+                bounds[operator] = parse_instant(value)
+            except ValueError as problem:
+                raise field_error(name, str(problem)) from None
+    if "$gte" in bounds and "$lt" in bounds and bounds["$gte"] >= bounds["$lt"]:
+        raise field_error("until", "must be later than since")
+    if bounds:
+        query["timestamp"] = bounds
+    return query
+
+
+TIME_AND_PARTICIPANT = {"span": Provide(provide_span), "window": Provide(provide_window)}
