@@ -1,6 +1,7 @@
 """Ingest throughput: events per second through the gateway against raw PyMongo.
 
-Starts a throw-away stack, then alternates rounds of
+Starts a throw-away stack (embedded SecantusDB, as `make run`), then alternates
+rounds of
   - single records: `POST /api/sentiments` through the gateway vs. `insert_one`;
   - batches of 500: `POST /api/sentiments/batch` through the gateway vs. `insert_many`;
 with the same concurrency, into the same database (the raw side writes to a
@@ -20,13 +21,12 @@ import itertools
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import httpx
 from bson import ObjectId
 from pymongo import AsyncMongoClient
-from support import bearer, memory_database, throwaway_stack
+from support import bearer, throwaway_stack
 
 from services.ingest.models import telemetry_indexes
 from tests.support import PeakMemory
@@ -167,19 +167,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per target, alternating")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    parser.add_argument(
-        "--db",
-        choices=("memory", "disk"),
-        default="memory",
-        help="SecantusDB in memory (default: measures the services, not the disk) or on "
-        "disk as `make run` has it (every write is flushed, so both sides wait on the disk)",
-    )
     args = parser.parse_args()
 
-    with ExitStack() as resources:
-        uri = resources.enter_context(memory_database()) if args.db == "memory" else None
-        config, supervisor = resources.enter_context(throwaway_stack(uri))
-        print(f"database: SecantusDB on {args.db}\n", flush=True)
+    with throwaway_stack() as (config, supervisor):
         rates = asyncio.run(run_rounds(config, args))
         print(f"\n{'target':15s} {'median events/s':>16s}")
         medians = {name: statistics.median(values) for name, values in rates.items()}

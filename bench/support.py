@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,32 +16,9 @@ from services.common.settings import Credentials
 from services.launcher import (
     StackConfig,
     Supervisor,
-    local_mongodb_uri,
-    mongo_ready,
-    secantus_argv,
     stack_specs,
 )
-from tests.support import free_port, stack_config
-
-
-@contextmanager
-def memory_database() -> Iterator[str]:
-    """A SecantusDB that keeps everything in memory: no disk flushes, so what a
-    benchmark measures is the services' own cost rather than the disk's."""
-    port = free_port()
-    process = subprocess.Popen(
-        secantus_argv(port, ":memory:"), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    uri = local_mongodb_uri(port)
-    try:
-        deadline = time.monotonic() + 30
-        while not mongo_ready(uri)():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("the in-memory SecantusDB did not start")
-        yield uri
-    finally:
-        process.terminate()
-        process.wait(15)
+from tests.support import stack_config
 
 
 @contextmanager
@@ -51,7 +26,7 @@ def throwaway_stack(
     mongodb_uri: str | None = None, **extra_env: str
 ) -> Iterator[tuple[StackConfig, Supervisor]]:
     """The services and the gateway in a temporary folder on free ports, on
-    `mongodb_uri`, or on an embedded SecantusDB with its files there (as `make run`)."""
+    `mongodb_uri`, or else on an embedded SecantusDB with its files there (as `make run`)."""
     workdir = Path(tempfile.mkdtemp(prefix="emogo-bench-"))
     tokens = {role: secrets.token_urlsafe(24) for role in ("admin", "viewer", "device")}
     credentials = Credentials(**tokens)
