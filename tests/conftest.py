@@ -95,5 +95,11 @@ def run_stack(mongodb_uri: str, data_dir: Path, db_name: str, **extra_env: str) 
 def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack for the session. Tests that share it keep apart by participant id;
     tests that stop services start a stack of their own."""
-    with run_stack(mongodb_uri, tmp_path_factory.mktemp("stack"), "emogo_session") as running:
+    # A small upload limit, so that tests can exceed it cheaply.
+    with run_stack(
+        mongodb_uri,
+        tmp_path_factory.mktemp("stack"),
+        "emogo_session",
+        EMOGO_MEDIA_MAX_UPLOAD_BYTES=str(16 * 1024 * 1024),
+    ) as running:
         yield running

@@ -13,6 +13,8 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
+from services.common.errors import field_error
+
 EPOCH_MILLISECONDS_FROM = 1e11
 # Earlier instants are almost always an unset phone clock (0 = 1970-01-01).
 EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
@@ -67,3 +69,17 @@ def check_plausible(instant: datetime, now: datetime, max_ahead: timedelta) -> N
             f"is more than {hours:g} h ahead of the server's clock "
             f"({now.isoformat(timespec='seconds')}); check the device's clock and time zone"
         )
+
+
+def recorded_at(
+    value: str | float | None, now: datetime, max_ahead: timedelta = timedelta(days=1)
+) -> datetime:
+    """The record's time in UTC: `now` when missing; refused when implausible."""
+    if value is None:
+        return now
+    try:
+        instant = parse_instant(value)
+        check_plausible(instant, now, max_ahead)
+    except ValueError as problem:
+        raise field_error("timestamp", str(problem)) from None
+    return instant

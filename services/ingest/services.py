@@ -20,7 +20,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.common.errors import BadRequest, Conflict, FieldError, NotFound, field_error
 from services.common.pagination import Order, TimeCursor, time_sort
 from services.common.schemas import utc_now
-from services.common.timestamps import check_plausible, parse_instant, truncate_to_milliseconds
+from services.common.timestamps import recorded_at, truncate_to_milliseconds
 from services.common.validation import convert_record, decode_json
 from services.ingest.models import GpsFix, Sentiment
 from services.ingest.schemas import (
@@ -124,18 +124,6 @@ def bounding_box(bbox: str) -> dict[str, Any]:
     else:
         query["$or"] = [{"longitude": {"$gte": west}}, {"longitude": {"$lte": east}}]
     return query
-
-
-def recorded_at(value: str | float | None, now: datetime, max_ahead: timedelta) -> datetime:
-    """The record's time in UTC: `now` when missing; refused when implausible."""
-    if value is None:
-        return now
-    try:
-        instant = parse_instant(value)
-        check_plausible(instant, now, max_ahead)
-    except ValueError as problem:
-        raise field_error("timestamp", str(problem)) from None
-    return instant
 
 
 def to_document(

@@ -2,19 +2,65 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
 from litestar import Litestar
 
 from services.common.app import build_app
-from services.common.settings import ServiceSettings
+from services.media import services
+from services.media.controllers import VlogController
 from services.media.models import DOCUMENTS
-from services.media.settings import load_settings
+from services.media.settings import MediaSettings, load_settings
+from services.media.storage import GridFSStorage
+
+logger = logging.getLogger("emogo.media")
+CLEANUP_EVERY_SECONDS = 300
 
 
-def create_app(settings: ServiceSettings | None = None) -> Litestar:
+def create_app(settings: MediaSettings | None = None) -> Litestar:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def media_lifespan(app: Litestar) -> AsyncIterator[None]:
+        """Storage, the preview worker and the clean-up of abandoned uploads, after the
+        database lifespan has opened the client."""
+        storage = GridFSStorage(app.state.mongo[settings.db_name])
+        previews = services.PreviewWorker(settings, storage)
+        app.state.storage = storage
+        app.state.previews = previews
+        app.state.uploads = services.Uploads(settings, storage, previews)
+        older = timedelta(seconds=settings.stale_upload_seconds)
+
+        async def tidy_up() -> None:
+            while True:
+                try:
+                    removed = await services.remove_stale_uploads(storage, older)
+                    if removed:
+                        logger.info("removed abandoned uploads", extra={"count": removed})
+                except Exception:
+                    logger.warning("clean-up of abandoned uploads failed", exc_info=True)
+                await asyncio.sleep(CLEANUP_EVERY_SECONDS)
+
+        await previews.resume()
+        cleaner = asyncio.create_task(tidy_up())
+        try:
+            yield
+        finally:
+            cleaner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cleaner
+            await previews.stop()
+
     return build_app(
-        settings or load_settings(),
+        settings,
         title="EmoGo media",
         description="Video diaries (vlogs): upload, metadata, playback and download.",
-        route_handlers=[],
+        route_handlers=[VlogController],
         documents=DOCUMENTS,
+        extra_lifespan=[media_lifespan],
     )

@@ -1,5 +1,80 @@
-"""Beanie documents of the media service (vlogs and their stored videos)."""
+"""Beanie documents of the media service: vlogs, whose video bytes live in storage.
 
-from beanie import Document
+A vlog is either a stored video (`has_file`), or the seed's link-only kind that
+records a `video_url` somewhere else. A stored video goes through the states
+`uploading` -> `ready` (or is removed when it fails); its preview rendition, made only
+when the original will not play in browsers, has a state of its own.
+"""
 
-DOCUMENTS: list[type[Document]] = []
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import pymongo
+from beanie import Document, PydanticObjectId
+from pymongo import IndexModel
+
+
+class VlogState(StrEnum):
+    UPLOADING = "uploading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class PreviewState(StrEnum):
+    NOT_NEEDED = "not_needed"
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Vlog(Document):
+    user_id: str
+    title: str = ""
+    description: str = ""
+    # When it was recorded (the seed's `timestamp`), and when it reached the server.
+    timestamp: datetime
+    uploaded_at: datetime
+    state: VlogState
+    has_file: bool
+    # Link-only vlogs (the seed's `POST /api/vlogs`).
+    video_url: str | None = None
+    # The stored video.
+    storage_id: PydanticObjectId | None = None
+    original_name: str | None = None
+    content_type: str | None = None
+    container: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    codec: str | None = None
+    thumbnail: bytes | None = None
+    preview_state: PreviewState = PreviewState.NOT_NEEDED
+    preview_storage_id: PydanticObjectId | None = None
+    preview_size: int | None = None
+    preview_error: str | None = None
+
+    class Settings:
+        name = "vlogs"
+        indexes = [
+            IndexModel(
+                [("user_id", pymongo.ASCENDING), ("timestamp", pymongo.ASCENDING), ("_id", 1)],
+                name="participant_time",
+            ),
+            IndexModel([("timestamp", pymongo.ASCENDING), ("_id", 1)], name="time"),
+            # The same participant uploading the same bytes gets the existing vlog.
+            IndexModel(
+                [("user_id", pymongo.ASCENDING), ("sha256", pymongo.ASCENDING)],
+                name="participant_sha256_unique",
+                unique=True,
+                partialFilterExpression={"sha256": {"$type": "string"}},
+            ),
+            IndexModel([("state", pymongo.ASCENDING), ("uploaded_at", 1)], name="state_age"),
+        ]
+
+
+DOCUMENTS: list[type[Document]] = [Vlog]

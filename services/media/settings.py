@@ -3,9 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
-from services.common.settings import ServiceSettings, load_service_settings
+from services.common.settings import Environment, ServiceSettings, common_fields
+
+# The handler-level body limit of uploads; EMOGO_MEDIA_MAX_UPLOAD_BYTES can only lower
+# it. (Litestar needs an explicit limit per handler.)
+UPLOAD_BODY_CEILING = 8 * 1024 * 1024 * 1024
+MiB = 1024 * 1024
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    return load_service_settings("media", environ)
+class MediaSettings(ServiceSettings, frozen=True, kw_only=True):
+    # Largest video one upload may carry.
+    max_upload_bytes: int
+    # Uploads processed at once; each keeps a temporary copy on local disk for
+    # decoding, so this bounds that disk use to max_upload_bytes times this.
+    max_concurrent_uploads: int
+    temp_dir: Path
+    # Largest height of a preview rendition (H.264) made for unplayable videos.
+    preview_max_height: int
+    # Uploads still incomplete after this long are removed with their bytes.
+    stale_upload_seconds: float
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> MediaSettings:
+    env = Environment(environ)
+    fields = common_fields("media", env)
+    data_dir: Path = fields["data_dir"]  # type: ignore[assignment]
+    return MediaSettings(
+        **fields,  # type: ignore[arg-type]
+        max_upload_bytes=env.integer(
+            "EMOGO_MEDIA_MAX_UPLOAD_BYTES", 512 * MiB, 1024, UPLOAD_BODY_CEILING
+        ),
+        max_concurrent_uploads=env.integer("EMOGO_MEDIA_MAX_CONCURRENT_UPLOADS", 4, 1, 64),
+        temp_dir=Path(env.text("EMOGO_MEDIA_TEMP_DIR", str(data_dir / "tmp"))).resolve(),
+        preview_max_height=env.integer("EMOGO_MEDIA_PREVIEW_MAX_HEIGHT", 720, 144, 2160),
+        stale_upload_seconds=env.number(
+            "EMOGO_MEDIA_STALE_UPLOAD_SECONDS", 3600.0, 60.0, 7 * 86400
+        ),
+    )

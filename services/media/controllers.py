@@ -1,0 +1,397 @@
+"""HTTP handlers of the media service: uploads, playback and downloads, management."""
+
+import re
+import unicodedata
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from bson import ObjectId
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import Stream
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from services.common.auth import READERS, WRITERS, Role, requires
+from services.common.errors import NotFound, RangeNotSatisfiable
+from services.common.filters import TIME_AND_PARTICIPANT, MongoFilter, ParticipantPath
+from services.common.pagination import (
+    DEFAULT_PAGE_SIZE,
+    CursorParameter,
+    Order,
+    OrderParameter,
+    PageSize,
+    next_page_headers,
+)
+from services.common.validation import convert_record, decode_json
+from services.media import services
+from services.media.models import PreviewState, VlogState
+from services.media.schemas import (
+    CleanupReport,
+    DeletedVlogs,
+    ParticipantVlogs,
+    VlogCount,
+    VlogCreated,
+    VlogEdit,
+    VlogLinkIn,
+    VlogOut,
+)
+from services.media.settings import UPLOAD_BODY_CEILING, MediaSettings
+from services.media.storage import VideoStorage
+
+SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# The bytes of a vlog never change: its sha256 is a strong validator.
+CACHE_CONTROL = "private, max-age=86400"
+
+
+def _settings(request: Request) -> MediaSettings:
+    return request.app.state.settings
+
+
+def _storage(request: Request) -> VideoStorage:
+    return request.app.state.storage
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The (first, last) byte a single-range `Range` header asks for, None for the
+    whole file (no header, or several ranges, which RFC 9110 lets a server ignore);
+    416 when it lies past the end."""
+    if not header:
+        return None
+    match = SINGLE_RANGE.match(header.strip().replace(" ", ""))
+    if match is None:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # the last N bytes
+        length = int(last)
+        if length == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise _unsatisfiable(size)
+    return start, end
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"The range lies outside the file of {size} bytes",
+        headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+    )
+
+
+def content_disposition(kind: str, filename: str) -> str:
+    """RFC 6266: an ASCII fallback and the exact name in RFC 5987 encoding."""
+    # The fallback keeps letters readable: "été" becomes "ete", not "___".
+    ascii_only = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    fallback = ascii_only.replace('"', "_").strip() or "video"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def send_stored(
+    request: Request,
+    *,
+    storage_id: ObjectId,
+    size: int,
+    etag: str,
+    content_type: str,
+    disposition: str,
+) -> Response[Any]:
+    """The stored bytes with HTTP caching and single-range support (206/304/416)."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Cache-Control": CACHE_CONTROL,
+        "Content-Disposition": disposition,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
+        return Response(b"", status_code=304, headers=headers)
+    wanted = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        wanted = None  # the client's copy is stale: send everything
+    span = byte_range(wanted, size)
+    first, last = span if span is not None else (0, size - 1)
+    if span is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    headers["Content-Length"] = str(last - first + 1)
+    return Stream(
+        _storage(request).read_range(storage_id, first, last),
+        status_code=206 if span is not None else 200,
+        media_type=content_type,
+        headers=headers,
+    )
+
+
+async def _stored_vlog(vlog_id: str) -> dict[str, Any]:
+    vlog = await services.get_vlog(services.parse_vlog_id(vlog_id))
+    if not vlog.get("has_file") or vlog.get("state") != VlogState.READY:
+        raise NotFound(f"Video file not found: vlog {vlog_id} has no stored video")
+    return vlog
+
+
+def _original(request: Request, vlog: dict[str, Any], kind: str) -> Response[Any]:
+    name = services.download_name(vlog, services.extension_of(vlog))
+    return send_stored(
+        request,
+        storage_id=vlog["storage_id"],
+        size=vlog["size"],
+        etag=f'"{vlog["sha256"]}"',
+        content_type=vlog["content_type"],
+        disposition=content_disposition(kind, name),
+    )
+
+
+def _created(vlog: dict[str, Any], duplicate: bool, message: str) -> Response[VlogCreated]:
+    wire = services.to_wire(vlog)
+    return Response(
+        VlogCreated(
+            message="Vlog already uploaded" if duplicate else message,
+            id=wire.id,
+            video_url=wire.video_url,
+            download_url=wire.download_url,
+            file_size=wire.file_size,
+            duplicate=duplicate,
+            vlog=wire,
+        ),
+        status_code=HTTP_200_OK if duplicate else HTTP_201_CREATED,
+    )
+
+
+UPLOAD_DESCRIPTION = (
+    "The seed's multipart form: `user_id` (required), `video` (the file), `title`, "
+    "`description`, and optionally `timestamp` (when it was recorded). The type is "
+    "decided by the file's bytes (MP4/MOV, WebM/MKV, AVI; else 415). 201 for a new vlog; "
+    "the same participant sending the same bytes again gets the existing vlog with 200."
+)
+StateFilter = Annotated[
+    VlogState,
+    QueryParameter(
+        name="state", description="Only vlogs in this state (the default `ready`: finished ones)."
+    ),
+]
+
+
+class VlogController(Controller):
+    path = "/api/vlogs"
+    tags = ["vlogs"]
+    dependencies = TIME_AND_PARTICIPANT
+
+    @post(
+        "/upload",
+        operation_id="uploadVlog",
+        guards=[requires(*WRITERS)],
+        summary="Upload a video (multipart)",
+        description=UPLOAD_DESCRIPTION,
+        request_max_body_size=UPLOAD_BODY_CEILING,
+    )
+    async def upload(self, request: Request) -> Response[VlogCreated]:
+        uploads: services.Uploads = request.app.state.uploads
+        vlog, duplicate = await uploads.upload(
+            lambda make_video: services.receive_multipart(request, make_video)
+        )
+        return _created(vlog, duplicate, "Vlog uploaded successfully")
+
+    @post(
+        "/upload/raw",
+        operation_id="uploadVlogRaw",
+        guards=[requires(*WRITERS)],
+        summary="Upload a video as the request body, details in the query",
+        request_max_body_size=UPLOAD_BODY_CEILING,
+    )
+    async def upload_raw(
+        self,
+        request: Request,
+        user_id: FromQuery[str],
+        filename: Annotated[str, QueryParameter(max_length=255)] = "video",
+        title: Annotated[str, QueryParameter(max_length=200)] = "",
+        description: Annotated[str, QueryParameter(max_length=5000)] = "",
+        timestamp: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Response[VlogCreated]:
+        uploads: services.Uploads = request.app.state.uploads
+        fields = {"user_id": user_id, "title": title, "description": description}
+        if timestamp is not None:
+            fields["timestamp"] = timestamp
+
+        async def receive(make_video: Any) -> services.UploadForm:
+            incoming = make_video(filename, fields)
+            await services.receive_raw(request, incoming)
+            return services.UploadForm(fields=fields, video=incoming)
+
+        vlog, duplicate = await uploads.upload(receive)
+        return _created(vlog, duplicate, "Vlog uploaded successfully")
+
+    @post(
+        "/",
+        operation_id="createVlogLink",
+        guards=[requires(*WRITERS)],
+        summary="Record a vlog whose video lives elsewhere (the seed's `video_url`)",
+    )
+    async def create_link(self, request: Request) -> Response[VlogCreated]:
+        record = convert_record(decode_json(await request.body()), VlogLinkIn)
+        fields = {
+            "user_id": record.user_id,
+            "video_url": record.video_url,
+            "title": record.title,
+            "description": record.description,
+            "duration": record.duration,
+            "timestamp": record.timestamp,
+        }
+        vlog = await services.create_link(fields)
+        return _created(vlog, False, "Vlog created successfully")
+
+    @get(
+        "/",
+        operation_id="listVlogs",
+        guards=[requires(*READERS)],
+        summary="List vlogs, newest first (`Link` header for the next page)",
+    )
+    async def list_vlogs(
+        self,
+        request: Request,
+        window: MongoFilter,
+        in_state: StateFilter = VlogState.READY,
+        order: OrderParameter = Order.DESC,
+        limit: PageSize = DEFAULT_PAGE_SIZE,
+        cursor: CursorParameter = None,
+    ) -> Response[list[VlogOut]]:
+        vlogs, next_cursor = await services.list_page(
+            {**window, "state": in_state}, order, limit, cursor
+        )
+        headers = next_page_headers(self.path, dict(request.query_params), next_cursor)
+        return Response(vlogs, headers=headers)
+
+    @get(
+        "/count",
+        operation_id="countVlogs",
+        guards=[requires(*READERS)],
+        summary="How many vlogs, and their bytes",
+    )
+    async def count(self, window: MongoFilter) -> VlogCount:
+        number, total = await services.count({**window, "state": VlogState.READY})
+        return VlogCount(count=number, total_bytes=total)
+
+    @get(
+        "/participants",
+        operation_id="vlogParticipants",
+        guards=[requires(*READERS)],
+        summary="Per participant: vlogs, bytes, total duration, first and last recording",
+    )
+    async def participants(self, window: MongoFilter) -> list[ParticipantVlogs]:
+        return await services.participants({**window, "state": VlogState.READY})
+
+    @get(
+        "/download/{filename:str}",
+        operation_id="downloadVlogByName",
+        guards=[requires(*READERS)],
+        summary="The seed's download path: `<id>.<ext>` as given in `video_url`",
+    )
+    async def download_by_name(self, request: Request, filename: FromPath[str]) -> Response[Any]:
+        try:
+            vlog = await _stored_vlog(filename)
+        except NotFound:
+            raise NotFound("Video file not found") from None
+        return _original(request, vlog, "attachment")
+
+    @get(
+        "/{vlog_id:str}",
+        operation_id="getVlog",
+        guards=[requires(*READERS)],
+        summary="One vlog",
+    )
+    async def get_one(self, vlog_id: FromPath[str]) -> VlogOut:
+        return services.to_wire(await services.get_vlog(services.parse_vlog_id(vlog_id)))
+
+    @get(
+        "/{vlog_id:str}/download",
+        operation_id="downloadVlog",
+        guards=[requires(*READERS)],
+        summary="The original video, as an attachment named after the title",
+    )
+    async def download(self, request: Request, vlog_id: FromPath[str]) -> Response[Any]:
+        return _original(request, await _stored_vlog(vlog_id), "attachment")
+
+    @get(
+        "/{vlog_id:str}/play",
+        operation_id="playVlog",
+        guards=[requires(*READERS)],
+        summary="For a player: the H.264 preview when there is one, else the original, inline",
+    )
+    async def play(self, request: Request, vlog_id: FromPath[str]) -> Response[Any]:
+        vlog = await _stored_vlog(vlog_id)
+        if vlog.get("preview_state") != PreviewState.READY:
+            return _original(request, vlog, "inline")
+        name = services.download_name(vlog, ".preview.mp4")
+        return send_stored(
+            request,
+            storage_id=vlog["preview_storage_id"],
+            size=vlog["preview_size"],
+            etag=f'"{vlog["sha256"]}-preview"',
+            content_type="video/mp4",
+            disposition=content_disposition("inline", name),
+        )
+
+    @get(
+        "/{vlog_id:str}/thumbnail",
+        operation_id="vlogThumbnail",
+        guards=[requires(*READERS)],
+        summary="A JPEG of a frame near the start",
+    )
+    async def thumbnail(self, vlog_id: FromPath[str]) -> Response[bytes]:
+        vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), with_thumbnail=True)
+        if not vlog.get("thumbnail"):
+            raise NotFound(f"Vlog {vlog_id} has no thumbnail")
+        return Response(
+            bytes(vlog["thumbnail"]),
+            media_type="image/jpeg",
+            headers={"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"},
+        )
+
+    @patch(
+        "/{vlog_id:str}",
+        operation_id="editVlog",
+        guards=[requires(*WRITERS)],
+        summary="Change the title or description",
+    )
+    async def edit(self, request: Request, vlog_id: FromPath[str]) -> VlogOut:
+        changes = convert_record(decode_json(await request.body()), VlogEdit)
+        given = {"title": changes.title, "description": changes.description}
+        fields = {name: value.strip() for name, value in given.items() if value is not None}
+        vlog = await services.edit(services.parse_vlog_id(vlog_id), fields)
+        return services.to_wire(vlog)
+
+    @delete(
+        "/{vlog_id:str}",
+        operation_id="deleteVlog",
+        guards=[requires(Role.ADMIN)],
+        summary="Delete one vlog and its bytes",
+        status_code=200,
+    )
+    async def delete_one(self, request: Request, vlog_id: FromPath[str]) -> DeletedVlogs:
+        return await services.delete_one(_storage(request), services.parse_vlog_id(vlog_id))
+
+    @delete(
+        "/participants/{user_id:str}",
+        operation_id="deleteParticipantVlogs",
+        guards=[requires(Role.ADMIN)],
+        summary="Delete every vlog of one participant, bytes included",
+        status_code=200,
+    )
+    async def delete_participant(self, request: Request, user_id: ParticipantPath) -> DeletedVlogs:
+        return await services.delete_participant(_storage(request), user_id)
+
+    @post(
+        "/maintenance/cleanup",
+        operation_id="cleanupUploads",
+        guards=[requires(Role.ADMIN)],
+        summary="Remove uploads that never completed (also runs every few minutes)",
+        status_code=200,
+    )
+    async def cleanup(self, request: Request) -> CleanupReport:
+        older = timedelta(seconds=_settings(request).stale_upload_seconds)
+        removed = await services.remove_stale_uploads(_storage(request), older)
+        return CleanupReport(removed_uploads=removed)

@@ -1,0 +1,98 @@
+"""Wire types of the media service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from msgspec import Meta
+
+from services.common.schemas import ParticipantId, WireStruct
+
+Title = Annotated[str, Meta(max_length=200)]
+Description = Annotated[str, Meta(max_length=5000)]
+HttpUrl = Annotated[
+    str, Meta(max_length=2048, pattern=r"^https?://[^\s]+$", description="An http(s) URL.")
+]
+
+
+class VlogLinkIn(WireStruct):
+    """The seed's link-only vlog: the video lives elsewhere."""
+
+    user_id: ParticipantId
+    video_url: HttpUrl
+    title: Title = ""
+    description: Description = ""
+    duration: Annotated[float, Meta(ge=0, le=86400)] | None = None
+    timestamp: str | float | None = None
+
+
+class VlogEdit(WireStruct):
+    title: Title | None = None
+    description: Description | None = None
+
+
+class VlogOut(WireStruct):
+    """A vlog as every reader sees it; URLs are paths on the gateway."""
+
+    id: str
+    user_id: str
+    title: str
+    description: str
+    timestamp: datetime
+    uploaded_at: datetime
+    state: str
+    has_file: bool
+    video_url: str | None
+    download_url: str | None
+    play_url: str | None
+    thumbnail_url: str | None
+    file_size: int | None
+    original_name: str | None
+    content_type: str | None
+    container: str | None
+    sha256: str | None
+    duration: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    codec: str | None
+    browser_playable: bool
+    preview_state: str
+
+
+class VlogCreated(WireStruct):
+    """The seed's reply to an upload (`message`, `id`, `video_url`, `download_url`,
+    `file_size`), with the whole vlog."""
+
+    message: str
+    id: str
+    video_url: str | None
+    download_url: str | None
+    file_size: int | None
+    duplicate: bool
+    vlog: VlogOut
+
+
+class VlogCount(WireStruct):
+    count: int
+    total_bytes: int
+
+
+class ParticipantVlogs(WireStruct):
+    user_id: str
+    vlogs: int
+    total_bytes: int
+    total_duration: float
+    first_recorded: datetime
+    last_recorded: datetime
+
+
+class DeletedVlogs(WireStruct):
+    user_id: str | None
+    vlogs: int
+    bytes: int
+
+
+class CleanupReport(WireStruct):
+    removed_uploads: int
