@@ -302,6 +302,9 @@ async def receive_multipart(
     """The seed's multipart form, streamed: text fields, and the `video` file part."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
+    if content_type == b"application/x-www-form-urlencoded":
+        # A form without a file part is sent this way by most clients.
+        raise field_error(VIDEO_FIELD, "is required: send a multipart/form-data form with it")
     if content_type != b"multipart/form-data" or not boundary:
         raise UnsupportedMediaType(
             "Send the upload as multipart/form-data with the video in the field `video` "

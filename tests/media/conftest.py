@@ -1,0 +1,121 @@
+"""Real videos for the media tests: drawn with NumPy and OpenCV, written by OpenCV
+(MPEG-4 Part 2, MJPEG, VP8) or encoded to H.264 with PyAV, as phones and the seed make them."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import cv2
+import httpx
+import numpy as np
+import pytest
+from pymongo import MongoClient
+
+from tests.conftest import Stack
+
+WIDTH, HEIGHT, FPS, SECONDS = 640, 480, 30, 3
+FRAMES = FPS * SECONDS
+
+
+def frames(seed: int) -> Iterator[np.ndarray]:
+    """A coloured background, a moving circle and a frame counter, different per seed."""
+    for n in range(FRAMES):
+        frame = np.full((HEIGHT, WIDTH, 3), ((seed * 40) % 255, 80, 160), np.uint8)
+        cv2.circle(frame, (100 + 4 * n, 240), 30 + n % 20, (0, 0, 255), -1)
+        cv2.putText(
+            frame, f"{seed}:{n}", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3
+        )
+        yield frame
+
+
+def opencv_video(path: Path, fourcc: str, seed: int) -> bytes:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (WIDTH, HEIGHT))
+    assert writer.isOpened(), fourcc
+    for frame in frames(seed):
+        writer.write(frame)
+    writer.release()
+    return path.read_bytes()
+
+
+def h264_video(path: Path, seed: int) -> bytes:
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for frame in frames(seed):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("videos")
+    return {
+        "h264": h264_video(folder / "h264.mp4", 1),
+        "mpeg4": opencv_video(folder / "mpeg4.mp4", "mp4v", 2),
+        "mjpeg_avi": opencv_video(folder / "mjpeg.avi", "MJPG", 3),
+        "vp8_webm": opencv_video(folder / "vp8.webm", "VP80", 4),
+    }
+
+
+@pytest.fixture
+def device(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client("device") as client:
+        yield client
+
+
+@pytest.fixture
+def viewer(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client("viewer") as client:
+        yield client
+
+
+@pytest.fixture
+def admin(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client("admin") as client:
+        yield client
+
+
+def upload(
+    client: httpx.Client, user_id: str, data: bytes, name: str = "clip.mp4", **fields: str
+) -> httpx.Response:
+    return client.post(
+        "/api/vlogs/upload",
+        data={"user_id": user_id, **fields},
+        files={"video": (name, data, "application/octet-stream")},
+    )
+
+
+def wait_for_previews(viewer: httpx.Client, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = viewer.get("/api/vlogs", params={"limit": 1000}).json()
+        if not any(v["preview_state"] == "pending" for v in pending):
+            return
+        time.sleep(0.2)
+    raise AssertionError("previews still pending")
+
+
+def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
+    """Every stored byte belongs to a finished vlog, and no temporary copy is left."""
+    wait_for_previews(viewer)
+    with MongoClient(stack.config.mongodb_uri) as client:
+        database = client[stack.db_name]
+        vlogs = list(
+            database["vlogs"].find({}, {"state": 1, "storage_id": 1, "preview_storage_id": 1})
+        )
+        assert all(v["state"] == "ready" for v in vlogs)
+        owned = {v.get(k) for v in vlogs for k in ("storage_id", "preview_storage_id")} - {None}
+        files = set(database["videos.files"].distinct("_id"))
+        chunked = set(database["videos.chunks"].distinct("files_id"))
+    assert files == owned
+    assert chunked <= files
+    assert not list((stack.config.data_dir / "tmp").glob("*"))
