@@ -35,6 +35,8 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         app.state.previews = previews
         app.state.uploads = services.Uploads(settings, storage, previews)
         older = timedelta(seconds=settings.stale_upload_seconds)
+        # Temporary copies of an earlier run are of uploads that died with it.
+        await asyncio.to_thread(services.clear_temp_dir, settings.temp_dir)
 
         async def tidy_up() -> None:
             while True:

@@ -540,6 +540,13 @@ async def create_link(fields: dict[str, Any]) -> dict[str, Any]:
     return await get_vlog(vlog.id)
 
 
+def clear_temp_dir(temp_dir: Path) -> None:
+    if temp_dir.is_dir():
+        for leftover in temp_dir.iterdir():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+
+
 # --- previews -----------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import pytest
 from pymongo import MongoClient
 
 from tests.conftest import Stack
+from tests.support import wait_until
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 480, 30, 3
 FRAMES = FPS * SECONDS
@@ -105,8 +106,11 @@ def wait_for_previews(viewer: httpx.Client, timeout: float = 60) -> None:
 
 
 def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
-    """Every stored byte belongs to a finished vlog, and no temporary copy is left."""
+    """Every stored byte belongs to a finished vlog, and no temporary copy is left
+    (once background previews, also of vlogs deleted meanwhile, have finished)."""
     wait_for_previews(viewer)
+    temp_dir = stack.config.data_dir / "tmp"
+    wait_until(lambda: not list(temp_dir.glob("*")), 60, "temporary copies to be removed")
     with MongoClient(stack.config.mongodb_uri) as client:
         database = client[stack.db_name]
         vlogs = list(
@@ -118,4 +122,3 @@ def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
         chunked = set(database["videos.chunks"].distinct("files_id"))
     assert files == owned
     assert chunked <= files
-    assert not list((stack.config.data_dir / "tmp").glob("*"))
