@@ -52,6 +52,25 @@ def h264_video(path: Path, seed: int) -> bytes:
     return path.read_bytes()
 
 
+def iphone_like_video(path: Path, seed: int) -> bytes:
+    """HEVC in a QuickTime file with AAC sound, as iPhones record: no browser plays it."""
+    with av.open(str(path), "w", format="mov") as container:
+        picture = container.add_stream("libx265", rate=FPS, options={"log-level": "error"})
+        picture.width, picture.height, picture.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        sound = container.add_stream("aac", rate=44100)
+        sound.layout = "mono"
+        for frame in frames(seed):
+            container.mux(picture.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        tone = (0.2 * np.sin(np.arange(1024) / 8)).astype(np.float32).reshape(1, -1)
+        for n in range(SECONDS * 44100 // 1024):
+            samples = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 44100, n * 1024
+            container.mux(sound.encode(samples))
+        container.mux(picture.encode(None))
+        container.mux(sound.encode(None))
+    return path.read_bytes()
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -64,6 +83,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         "mpeg4": opencv_video(folder / "mpeg4.mp4", "mp4v", 2),
         "mjpeg_avi": opencv_video(folder / "mjpeg.avi", "MJPG", 3),
         "vp8_webm": opencv_video(folder / "vp8.webm", "VP80", 4),
+        "hevc_mov": iphone_like_video(folder / "iphone.mov", 5),
     }
 
 

@@ -75,7 +75,14 @@ def test_raw_body_upload(
     assert sha256(viewer.get(vlog["download_url"]).content) == sha256(videos["vp8_webm"])
 
 
-@pytest.mark.parametrize(("kind", "container"), [("mpeg4", "mp4"), ("mjpeg_avi", "avi")])
+@pytest.mark.parametrize(
+    ("kind", "container", "codec", "sound"),
+    [
+        ("mpeg4", "mp4", "mpeg4", False),
+        ("mjpeg_avi", "avi", "mjpeg", False),
+        ("hevc_mov", "mov", "hevc", True),
+    ],
+)
 def test_unplayable_videos_get_an_h264_preview(
     device: httpx.Client,
     viewer: httpx.Client,
@@ -83,12 +90,15 @@ def test_unplayable_videos_get_an_h264_preview(
     tmp_path,
     kind: str,
     container: str,
+    codec: str,
+    sound: bool,
 ) -> None:
     response = upload(device, new_participant(), videos[kind], name=f"seed.{container}")
     assert response.status_code == 201, response.text
     vlog = response.json()["vlog"]
     assert vlog["container"] == container
-    assert vlog["codec"] in ("mpeg4", "mjpeg")
+    assert vlog["codec"] == codec
+    assert vlog["browser_playable"] is False
     assert vlog["preview_state"] in ("pending", "ready")
     deadline = time.monotonic() + 60
     while vlog["preview_state"] == "pending" and time.monotonic() < deadline:
@@ -108,6 +118,9 @@ def test_unplayable_videos_get_an_h264_preview(
         stream = decoded.streams.video[0]
         assert stream.codec_context.name == "h264"
         assert sum(1 for _ in decoded.decode(stream)) == FRAMES
+    with av.open(str(preview)) as decoded:
+        sounds = [s.codec_context.name for s in decoded.streams.audio]
+        assert sounds == (["aac"] if sound else [])
     capture = cv2.VideoCapture(str(preview))
     assert capture.read()[0]
     capture.release()
