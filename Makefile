@@ -27,6 +27,7 @@ format: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) bench/gateway_overhead.py
 	$(PY) bench/ingest.py
+	$(PY) bench/media.py
 
 venv: $(INSTALLED)
 

@@ -30,6 +30,7 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         """Storage, the preview worker and the clean-up of abandoned uploads, after the
         database lifespan has opened the client."""
         storage = GridFSStorage(app.state.mongo[settings.db_name])
+        await storage.prepare()
         previews = services.PreviewWorker(settings, storage)
         app.state.storage = storage
         app.state.previews = previews

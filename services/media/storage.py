@@ -8,15 +8,22 @@ class with these four methods (multipart upload for `open_writer`, ranged GET fo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bson import ObjectId
-from gridfs import AsyncGridFSBucket, NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
 # MongoDB's default: chunks of 255 KiB fit one document each with room to spare.
 CHUNK_BYTES = 255 * 1024
+WRITE_BATCH_CHUNKS = 4
+# 4 MiB per query when reading.
+READ_WINDOW_CHUNKS = 16
 BUCKET = "videos"
+
+
+class MissingChunk(RuntimeError):
+    """Stored bytes are incomplete: the file cannot be served."""
 
 
 class StoredWriter(Protocol):
@@ -26,6 +33,10 @@ class StoredWriter(Protocol):
 
 
 class VideoStorage(Protocol):
+    async def prepare(self) -> None:
+        """Creates what the backend needs (indexes, buckets); safe to repeat."""
+        ...
+
     async def open_writer(
         self, object_id: ObjectId, name: str, metadata: Mapping[str, Any]
     ) -> StoredWriter: ...
@@ -39,35 +50,100 @@ class VideoStorage(Protocol):
         ...
 
 
+class GridFSWriter:
+    """Writes one file in the GridFS layout (chunks, then the files document).
+
+    PyMongo's own upload stream gathers up to 32 MB of chunks before each insert,
+    which measured +140 MB of resident memory in the media service during every
+    upload; this one inserts about 1 MiB at a time, so memory stays flat. What it
+    writes is ordinary GridFS, readable by any GridFS client (`mongofiles`, PyMongo)."""
+
+    def __init__(
+        self, database: AsyncDatabase, object_id: ObjectId, name: str, metadata: Mapping[str, Any]
+    ) -> None:
+        self.files = database[f"{BUCKET}.files"]
+        self.chunks = database[f"{BUCKET}.chunks"]
+        self.object_id = object_id
+        self.name = name
+        self.metadata = dict(metadata)
+        self.length = 0
+        self.chunk_number = 0
+        self.buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= WRITE_BATCH_CHUNKS * CHUNK_BYTES:
+            await self._flush(final=False)
+
+    async def _flush(self, *, final: bool) -> None:
+        whole = len(self.buffer) if final else len(self.buffer) // CHUNK_BYTES * CHUNK_BYTES
+        documents = []
+        for start in range(0, whole, CHUNK_BYTES):
+            piece = bytes(self.buffer[start : start + CHUNK_BYTES])
+            documents.append({"files_id": self.object_id, "n": self.chunk_number, "data": piece})
+            self.chunk_number += 1
+            self.length += len(piece)
+        del self.buffer[:whole]
+        if documents:
+            await self.chunks.insert_many(documents)
+
+    async def close(self) -> None:
+        await self._flush(final=True)
+        await self.files.insert_one(
+            {
+                "_id": self.object_id,
+                "length": self.length,
+                "chunkSize": CHUNK_BYTES,
+                "uploadDate": datetime.now(UTC),
+                "filename": self.name,
+                "metadata": self.metadata,
+            }
+        )
+
+    async def abort(self) -> None:
+        self.buffer.clear()
+        await self.chunks.delete_many({"files_id": self.object_id})
+
+
 class GridFSStorage:
     """Videos in a GridFS bucket of the service's database."""
 
     def __init__(self, database: AsyncDatabase) -> None:
-        self.bucket = AsyncGridFSBucket(database, bucket_name=BUCKET, chunk_size_bytes=CHUNK_BYTES)
+        self.database = database
+        self.files = database[f"{BUCKET}.files"]
         self.chunks = database[f"{BUCKET}.chunks"]
+
+    async def prepare(self) -> None:
+        """The indexes GridFS readers rely on (what PyMongo's own writer would create)."""
+        await self.chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+        await self.files.create_index([("filename", 1), ("uploadDate", 1)])
 
     async def open_writer(
         self, object_id: ObjectId, name: str, metadata: Mapping[str, Any]
     ) -> StoredWriter:
-        return self.bucket.open_upload_stream_with_id(object_id, name, metadata=dict(metadata))
+        return GridFSWriter(self.database, object_id, name, metadata)
 
     async def read_range(self, object_id: ObjectId, start: int, end: int) -> AsyncIterator[bytes]:
-        stream = await self.bucket.open_download_stream(object_id)
-        try:
-            await stream.seek(start)
-            remaining = end - start + 1
-            while remaining > 0:
-                piece = await stream.read(min(CHUNK_BYTES, remaining))
-                if not piece:
-                    break
-                remaining -= len(piece)
-                yield piece
-        finally:
-            await stream.close()
+        # Only the chunks the range touches, a window at a time. PyMongo's download
+        # stream asks for every chunk in one sorted query, which a server may answer
+        # only after sorting them all (540 ms to the first byte of a 200 MB video
+        # measured on SecantusDB, against 3 ms for a window), and reads from the start
+        # of the file to seek.
+        first, last = start // CHUNK_BYTES, end // CHUNK_BYTES
+        for window in range(first, last + 1, READ_WINDOW_CHUNKS):
+            wanted = range(window, min(last, window + READ_WINDOW_CHUNKS - 1) + 1)
+            found = self.chunks.find(
+                {"files_id": object_id, "n": {"$gte": wanted[0], "$lte": wanted[-1]}},
+                {"n": 1, "data": 1},
+            ).sort("n", 1)
+            chunks = await found.to_list()
+            if [chunk["n"] for chunk in chunks] != list(wanted):
+                raise MissingChunk(f"{object_id} lacks chunks in {wanted[0]}..{wanted[-1]}")
+            for chunk in chunks:
+                offset = chunk["n"] * CHUNK_BYTES
+                yield bytes(chunk["data"][max(0, start - offset) : end - offset + 1])
 
     async def delete(self, object_id: ObjectId) -> None:
-        try:
-            await self.bucket.delete(object_id)
-        except NoFile:
-            # An upload cut short leaves chunks without a files document.
-            await self.chunks.delete_many({"files_id": object_id})
+        # Chunks first: an upload cut short has chunks but no files document.
+        await self.chunks.delete_many({"files_id": object_id})
+        await self.files.delete_one({"_id": object_id})
