@@ -114,8 +114,11 @@ _REGEX_REASON = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$")
 
 def explain(reason: str) -> str:
     """msgspec names a failed pattern by its regex; say the rule in words instead."""
-    if (match := _REGEX_REASON.match(reason)) and match["pattern"] in PATTERN_RULES:
-        return f"must be {PATTERN_RULES[match['pattern']]}"
+    if match := _REGEX_REASON.match(reason):
+        # msgspec quotes the pattern with its backslashes doubled.
+        pattern = match["pattern"].replace("\\\\", "\\")
+        if pattern in PATTERN_RULES:
+            return f"must be {PATTERN_RULES[pattern]}"
     return reason
 
 

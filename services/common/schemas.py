@@ -10,7 +10,11 @@ import msgspec
 # Participant ids end up in query strings, file names of exports and log lines: a
 # conservative alphabet keeps all three safe and makes operator strings such as
 # `{"$ne": ""}` invalid on sight.
-PARTICIPANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$"
+# Patterns end in END_OF_TEXT, not `$`: msgspec and Litestar match with `re.search`,
+# where `$` also matches before a final newline. (The lookahead works in ECMAScript
+# too, so the OpenAPI documents stay valid.)
+END_OF_TEXT = r"(?![\s\S])"
+PARTICIPANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}" + END_OF_TEXT
 PARTICIPANT_RULE = (
     "1-128 characters: letters, digits and . _ @ : + - (starting with a letter or digit)"
 )
@@ -23,7 +27,7 @@ ParticipantId = Annotated[
     ),
 ]
 # A client-generated id makes a record idempotent: printable ASCII, no spaces.
-CLIENT_ID_PATTERN = r"^[!-~]{1,128}$"
+CLIENT_ID_PATTERN = r"^[!-~]{1,128}" + END_OF_TEXT
 CLIENT_ID_RULE = "1-128 printable ASCII characters without spaces"
 ClientId = Annotated[
     str,

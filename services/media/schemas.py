@@ -7,12 +7,13 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from services.common.schemas import ParticipantId, WireStruct
+from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct
 
 Title = Annotated[str, Meta(max_length=200)]
 Description = Annotated[str, Meta(max_length=5000)]
 HttpUrl = Annotated[
-    str, Meta(max_length=2048, pattern=r"^https?://[^\s]+$", description="An http(s) URL.")
+    str,
+    Meta(max_length=2048, pattern=r"^https?://[^\s]+" + END_OF_TEXT, description="An http(s) URL."),
 ]
 
 

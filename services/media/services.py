@@ -388,7 +388,7 @@ def check_details(fields: dict[str, str]) -> UploadDetails:
     user_id = fields.get("user_id", "")
     if not user_id:
         problems.append({"field": "user_id", "reason": "is required"})
-    elif not re.match(PARTICIPANT_PATTERN, user_id):
+    elif not re.fullmatch(PARTICIPANT_PATTERN, user_id):
         problems.append({"field": "user_id", "reason": f"must be {PARTICIPANT_RULE}"})
     for name, limit in (("title", 200), ("description", 5000)):
         if len(fields.get(name, "")) > limit:
@@ -464,7 +464,9 @@ class Uploads:
                 return await self._store(form.video, details)
             except BaseException:
                 if incoming is not None:
-                    await incoming.discard()
+                    # What a failed discard leaves, the periodic clean-up removes.
+                    with contextlib.suppress(Exception):
+                        await incoming.discard()
                 raise
 
     async def _store(

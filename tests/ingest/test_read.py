@@ -199,6 +199,7 @@ def test_one_record_by_id(viewer: httpx.Client) -> None:
         {"$where": "1 == 1"},
         {"user_id": '{"$gt": ""}'},
         {"user_id": "$ne"},
+        {"user_id": "P1\n"},
         {"since[$gt]": "2000-01-01"},
         {"emotion[$regex]": ".*"},
         {"filter": '{"user_id": {"$exists": true}}'},
@@ -221,6 +222,9 @@ def test_injections_and_bad_parameters_get_4xx_and_no_data(
         assert response.status_code == 422, (path, params, response.text)
         problems = response.json()["detail"]["errors"]
         assert {p["field"] for p in problems} <= {*params, "user_id", "until"}
+        for problem in problems:
+            if problem["field"] == "user_id":
+                assert problem["reason"].startswith("must be 1-128 characters")
         assert participant not in response.text
 
 

@@ -144,6 +144,7 @@ def test_implausible_timestamps_are_refused(
         ({"user_id": ""}, "user_id"),
         ({"user_id": "a" * 129}, "user_id"),
         ({"user_id": "P 1"}, "user_id"),
+        ({"user_id": "P1\n"}, "user_id"),
         ({"user_id": {"$ne": None}}, "user_id"),
         ({"user_id": ["P1"]}, "user_id"),
         ({"client_id": "has space"}, "client_id"),
