@@ -106,8 +106,8 @@ async def raw_download(bucket: AsyncGridFSBucket, file_id: object) -> tuple[floa
     return time.perf_counter() - began, first_byte or 0.0, received
 
 
-async def run(config, gateway_pid: int, media_pid: int, path: Path, rounds: int) -> None:
-    size_mb = path.stat().st_size / MiB
+async def run(config, gateway_pid: int, media_pid: int, path: Path, size: int, rounds: int) -> None:
+    size_mb = size / MiB
     client = httpx.AsyncClient(
         base_url=config.url("gateway"), headers=bearer(config, "admin"), timeout=600
     )
@@ -124,11 +124,11 @@ async def run(config, gateway_pid: int, media_pid: int, path: Path, rounds: int)
             seconds, file_id = await raw_upload(bucket, path)
             results["up/raw"].append(size_mb / seconds)
             seconds, ttfb, received = await gateway_download(client, vlog_id)
-            assert received == path.stat().st_size
+            assert received == size
             results["down/gateway"].append(size_mb / seconds)
             results["ttfb/gateway"].append(ttfb * 1000)
             seconds, ttfb, received = await raw_download(bucket, file_id)
-            assert received == path.stat().st_size
+            assert received == size
             results["down/raw"].append(size_mb / seconds)
             results["ttfb/raw"].append(ttfb * 1000)
             print(
@@ -140,15 +140,11 @@ async def run(config, gateway_pid: int, media_pid: int, path: Path, rounds: int)
     await mongo.close()
     median = {k: statistics.median(v) for k, v in results.items()}
     print(f"\nvideo of {size_mb:.0f} MiB, median of {rounds} round(s)")
-    print(
-        f"upload   gateway {median['up/gateway']:7.1f} MiB/s   raw GridFS {median['up/raw']:7.1f} MiB/s"
-    )
-    print(
-        f"download gateway {median['down/gateway']:7.1f} MiB/s   raw GridFS {median['down/raw']:7.1f} MiB/s"
-    )
-    print(
-        f"time to first byte: gateway {median['ttfb/gateway']:.1f} ms, raw {median['ttfb/raw']:.1f} ms"
-    )
+    for way in ("up", "down"):
+        gateway, raw = median[f"{way}/gateway"], median[f"{way}/raw"]
+        print(f"{way + 'load':8s} gateway {gateway:7.1f} MiB/s   raw GridFS {raw:7.1f} MiB/s")
+    ttfb_gateway, ttfb_raw = median["ttfb/gateway"], median["ttfb/raw"]
+    print(f"time to first byte: gateway {ttfb_gateway:.1f} ms, raw {ttfb_raw:.1f} ms")
     print(f"\nupload gateway/raw:   {median['up/gateway'] / median['up/raw']:.2f} (aim: >= 0.5)")
     print(f"download gateway/raw: {median['down/gateway'] / median['down/raw']:.2f} (aim: >= 0.5)")
     for name, memory in (("gateway", gateway_memory), ("media", media_memory)):
@@ -176,6 +172,7 @@ def main() -> None:
                     supervisor.processes["gateway"].pid,
                     supervisor.processes["media"].pid,
                     path,
+                    path.stat().st_size,
                     args.rounds,
                 )
             )

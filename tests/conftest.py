@@ -103,3 +103,27 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         EMOGO_MEDIA_MAX_UPLOAD_BYTES=str(16 * 1024 * 1024),
     ) as running:
         yield running
+
+
+@pytest.fixture
+def device(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client("device") as client:
+        yield client
+
+
+@pytest.fixture
+def viewer(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client("viewer") as client:
+        yield client
+
+
+@pytest.fixture
+def admin(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client("admin") as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client() as client:
+        yield client

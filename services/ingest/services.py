@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.errors import BadRequest, Conflict, FieldError, NotFound, field_error
-from services.common.pagination import Order, TimeCursor, time_sort
+from services.common.pagination import Order, fetch_page, time_sort
 from services.common.schemas import utc_now
 from services.common.timestamps import recorded_at, truncate_to_milliseconds
 from services.common.validation import convert_record, decode_json
@@ -284,15 +284,7 @@ async def list_page(
     kind: TelemetryKind, query: dict[str, Any], order: Order, limit: int, cursor: str | None
 ) -> tuple[list[Any], str | None]:
     """One page sorted by time, and the cursor of the next page when there is one."""
-    if cursor is not None:
-        query = {"$and": [query, TimeCursor.decode(cursor, order).keyset("timestamp")]}
-    found = kind.collection.find(query).sort(time_sort("timestamp", order)).limit(limit + 1)
-    documents = await found.to_list()
-    next_cursor = None
-    if len(documents) > limit:
-        documents = documents[:limit]
-        last = documents[-1]
-        next_cursor = TimeCursor.after(order, last["timestamp"], last["_id"]).encode()
+    documents, next_cursor = await fetch_page(kind.collection, query, order, limit, cursor)
     return [kind.to_wire(d) for d in documents], next_cursor
 
 

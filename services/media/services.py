@@ -37,7 +37,7 @@ from services.common.errors import (
     UnsupportedMediaType,
     field_error,
 )
-from services.common.pagination import Order, TimeCursor, time_sort
+from services.common.pagination import Order, fetch_page
 from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE, utc_now
 from services.common.timestamps import recorded_at, truncate_to_milliseconds
 from services.media import video
@@ -653,14 +653,9 @@ class PreviewWorker:
 async def list_page(
     query: dict[str, Any], order: Order, limit: int, cursor: str | None
 ) -> tuple[list[VlogOut], str | None]:
-    if cursor is not None:
-        query = {"$and": [query, TimeCursor.decode(cursor, order).keyset("timestamp")]}
-    found = collection().find(query, WITHOUT_THUMBNAIL).sort(time_sort("timestamp", order))
-    vlogs = await found.limit(limit + 1).to_list()
-    next_cursor = None
-    if len(vlogs) > limit:
-        vlogs = vlogs[:limit]
-        next_cursor = TimeCursor.after(order, vlogs[-1]["timestamp"], vlogs[-1]["_id"]).encode()
+    vlogs, next_cursor = await fetch_page(
+        collection(), query, order, limit, cursor, WITHOUT_THUMBNAIL
+    )
     return [to_wire(v) for v in vlogs], next_cursor
 
 

@@ -87,24 +87,6 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture
-def device(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.client("device") as client:
-        yield client
-
-
-@pytest.fixture
-def viewer(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.client("viewer") as client:
-        yield client
-
-
-@pytest.fixture
-def admin(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.client("admin") as client:
-        yield client
-
-
 def upload(
     client: httpx.Client, user_id: str, data: bytes, name: str = "clip.mp4", **fields: str
 ) -> httpx.Response:
