@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta
 
 from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct
@@ -36,7 +37,7 @@ class VlogEdit(WireStruct):
 class VlogOut(WireStruct):
     """A vlog as every reader sees it; URLs are paths on the gateway."""
 
-    id: str
+    id: str = msgspec.field(name="_id")
     user_id: str
     title: str
     description: str

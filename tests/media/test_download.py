@@ -110,7 +110,7 @@ def test_playback_is_inline_and_seekable(viewer: httpx.Client, stored: tuple[dic
 
 def test_the_seed_download_path(viewer: httpx.Client, stored: tuple[dict, bytes]) -> None:
     vlog, data = stored
-    assert vlog["video_url"] == f"/api/vlogs/download/{vlog['id']}.mp4"
+    assert vlog["video_url"] == f"/api/vlogs/download/{vlog['_id']}.mp4"
     assert viewer.get(vlog["video_url"]).content == data
     missing = viewer.get("/api/vlogs/download/0123456789abcdef01234567.mp4")
     assert missing.status_code == 404

@@ -25,11 +25,11 @@ def test_listing_filters_and_pages(
         ids.append(response.json()["id"])
     listed, pages = walk(viewer, "/api/vlogs", {"user_id": who, "limit": 2})
     assert pages == 2
-    assert [v["id"] for v in listed] == list(reversed(ids))
+    assert [v["_id"] for v in listed] == list(reversed(ids))
     window = viewer.get(
         "/api/vlogs", params={"user_id": who, "since": "2025-03-02", "until": "2025-03-03"}
     ).json()
-    assert [v["id"] for v in window] == [ids[1]]
+    assert [v["_id"] for v in window] == [ids[1]]
     count = viewer.get("/api/vlogs/count", params={"user_id": who}).json()
     assert count == {
         "count": 3,
@@ -49,16 +49,16 @@ def test_editing_title_and_description(
 ) -> None:
     vlog = upload(device, new_participant(), videos["h264"]).json()["vlog"]
     edited = device.patch(
-        f"/api/vlogs/{vlog['id']}", json={"title": " Lunch ", "description": "with friends"}
+        f"/api/vlogs/{vlog['_id']}", json={"title": " Lunch ", "description": "with friends"}
     )
     assert edited.status_code == 200
     assert (edited.json()["title"], edited.json()["description"]) == ("Lunch", "with friends")
     disposition = viewer.get(vlog["download_url"]).headers["content-disposition"]
     assert disposition.startswith('attachment; filename="Lunch.mp4"')
-    bad = device.patch(f"/api/vlogs/{vlog['id']}", json={"title": 7})
+    bad = device.patch(f"/api/vlogs/{vlog['_id']}", json={"title": 7})
     assert bad.status_code == 422
     assert bad.json()["detail"]["errors"][0]["field"] == "title"
-    assert viewer.patch(f"/api/vlogs/{vlog['id']}", json={"title": "x"}).status_code == 403
+    assert viewer.patch(f"/api/vlogs/{vlog['_id']}", json={"title": "x"}).status_code == 403
 
 
 def test_deleting_removes_the_bytes(
@@ -73,8 +73,8 @@ def test_deleting_removes_the_bytes(
     upload(device, who, videos["mpeg4"])
     upload(device, who, videos["vp8_webm"])
     kept = upload(device, other, videos["h264"]).json()["vlog"]
-    assert device.delete(f"/api/vlogs/{single['id']}").status_code == 403
-    gone = admin.delete(f"/api/vlogs/{single['id']}")
+    assert device.delete(f"/api/vlogs/{single['_id']}").status_code == 403
+    gone = admin.delete(f"/api/vlogs/{single['_id']}")
     assert gone.status_code == 200
     assert gone.json() == {"user_id": who, "vlogs": 1, "bytes": len(videos["h264"])}
     assert viewer.get(single["download_url"]).status_code == 404

@@ -33,6 +33,7 @@ def test_multipart_upload_as_the_seed_client_sends_it(
     assert body["download_url"] == f"/api/vlogs/{body['id']}/download"
     vlog = viewer.get(f"/api/vlogs/{body['id']}").json()
     assert vlog == body["vlog"]
+    assert vlog["_id"] == body["id"]
     assert (vlog["user_id"], vlog["title"], vlog["description"]) == (who, "Morning walk", "sunny")
     assert vlog["state"] == "ready"
     assert vlog["has_file"] is True
@@ -103,7 +104,7 @@ def test_unplayable_videos_get_an_h264_preview(
     deadline = time.monotonic() + 60
     while vlog["preview_state"] == "pending" and time.monotonic() < deadline:
         time.sleep(0.2)
-        vlog = viewer.get(f"/api/vlogs/{vlog['id']}").json()
+        vlog = viewer.get(f"/api/vlogs/{vlog['_id']}").json()
     assert vlog["preview_state"] == "ready"
     assert vlog["browser_playable"] is True
     played = viewer.get(vlog["play_url"])
@@ -292,7 +293,7 @@ def test_link_only_vlogs_as_the_seed_made_them(device: httpx.Client, viewer: htt
     assert vlog["video_url"] == "https://example.org/v/1.mp4"
     assert vlog["download_url"] is None
     assert vlog["duration"] == 12.5
-    missing = viewer.get(f"/api/vlogs/{vlog['id']}/download")
+    missing = viewer.get(f"/api/vlogs/{vlog['_id']}/download")
     assert missing.status_code == 404
     bad = device.post("/api/vlogs", json={"user_id": who, "video_url": "javascript:alert(1)"})
     assert bad.status_code == 422
