@@ -38,6 +38,7 @@ from services.common.settings import (
 ROLES = ("admin", "viewer", "device")
 DEFAULT_DB_PORT = 27018
 CREDENTIALS_FILE = "credentials.env"
+SECRET_KEY_VARIABLE = "EMOGO_SECRET_KEY"  # noqa: S105 - the variable's name
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 # A child that dies more often than this within the window takes the stack down.
@@ -58,6 +59,8 @@ class StackConfig:
     external_mongodb_uri: str | None
     credentials: Credentials
     credentials_file: Path
+    # Encrypts the admin service's provider keys (EMOGO_SECRET_KEY).
+    secret_key: str
     passthrough_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -81,7 +84,7 @@ class StackConfig:
             name: env.port(f"EMOGO_{name.upper()}_PORT", default)
             for name, default in DEFAULT_PORTS.items()
         }
-        credentials, credentials_file = load_or_create_credentials(data_dir, environ)
+        credentials, secret_key, credentials_file = load_or_create_credentials(data_dir, environ)
         return cls(
             data_dir=data_dir,
             host=env.text("EMOGO_HOST", "127.0.0.1"),
@@ -90,15 +93,17 @@ class StackConfig:
             external_mongodb_uri=env.raw("MONGODB_URI"),
             credentials=credentials,
             credentials_file=credentials_file,
+            secret_key=secret_key,
             passthrough_env=environ,
         )
 
 
 def load_or_create_credentials(
     data_dir: Path, environ: Mapping[str, str]
-) -> tuple[Credentials, Path]:
-    """Tokens from the environment win; the rest come from the data folder's
-    credentials file, which is created on first run, readable only by its owner."""
+) -> tuple[Credentials, str, Path]:
+    """The role tokens and the secret key. Values in the environment win; the rest come
+    from the data folder's credentials file, created on first run, readable only by
+    its owner."""
     path = data_dir / CREDENTIALS_FILE
     stored: dict[str, str] = {}
     if path.exists():
@@ -108,25 +113,21 @@ def load_or_create_credentials(
             key, sep, value = line.partition("=")
             if sep and not key.startswith("#"):
                 stored[key.strip()] = value.strip()
-    missing = [
-        f"EMOGO_{role.upper()}_TOKEN"
-        for role in ROLES
-        if not environ.get(f"EMOGO_{role.upper()}_TOKEN")
-        and not stored.get(f"EMOGO_{role.upper()}_TOKEN")
-    ]
+    generated = [*(f"EMOGO_{role.upper()}_TOKEN" for role in ROLES), SECRET_KEY_VARIABLE]
+    missing = [name for name in generated if not environ.get(name) and not stored.get(name)]
     if missing:
         for name in missing:
             stored[name] = secrets.token_urlsafe(32)
         data_dir.mkdir(parents=True, exist_ok=True)
-        text = "# EmoGo role tokens, generated on first run. Keep this file private.\n"
+        text = "# EmoGo role tokens and secret key, generated on first run. Keep private.\n"
         text += "".join(f"{k}={v}\n" for k, v in sorted(stored.items()))
         temporary = path.with_suffix(".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(text)
         temporary.replace(path)
-    merged = {**stored, **{k: v for k, v in environ.items() if k.endswith("_TOKEN") and v}}
-    return read_credentials(Environment(merged)), path
+    merged = {**stored, **{k: v for k, v in environ.items() if k in generated and v}}
+    return read_credentials(Environment(merged)), merged[SECRET_KEY_VARIABLE], path
 
 
 @dataclass
@@ -209,6 +210,7 @@ def stack_specs(config: StackConfig) -> list[ProcessSpec]:
             f"EMOGO_{role.upper()}_TOKEN": token
             for role, token in config.credentials.by_role().items()
         },
+        SECRET_KEY_VARIABLE: config.secret_key,
     }
     specs: list[ProcessSpec] = []
     if config.external_mongodb_uri is None:

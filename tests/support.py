@@ -19,6 +19,8 @@ from services.common.settings import DEFAULT_PORTS, Credentials
 from services.launcher import StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
+# Encrypts provider keys in the admin service under test.
+SECRET_KEY = "test-secret-key-0123456789-0123456789-0123456789"
 TOKENS = {
     "admin": "test-admin-token-0123456789",
     "viewer": "test-viewer-token-0123456789",
@@ -51,6 +53,7 @@ def service_environ(mongodb_uri: str, data_dir: Path, db_name: str, **extra: str
         "EMOGO_ADMIN_TOKEN": TOKENS["admin"],
         "EMOGO_VIEWER_TOKEN": TOKENS["viewer"],
         "EMOGO_DEVICE_TOKEN": TOKENS["device"],
+        "EMOGO_SECRET_KEY": SECRET_KEY,
         "EMOGO_DB_STARTUP_TIMEOUT": "10",
         **extra,
     }
@@ -113,6 +116,7 @@ def stack_config(
         external_mongodb_uri=mongodb_uri,
         credentials=credentials,
         credentials_file=data_dir / "unused.env",
+        secret_key=SECRET_KEY,
         passthrough_env={**os.environ, **env},
     )
 

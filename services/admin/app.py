@@ -4,18 +4,42 @@ from __future__ import annotations
 
 from litestar import Litestar
 
-from services.admin.controllers import CredentialController
+from services.admin import services
+from services.admin.bootstrap import Target, bootstrap
+from services.admin.controllers import (
+    CharacterController,
+    CredentialController,
+    LogController,
+    UserConfigController,
+)
 from services.admin.models import DOCUMENTS
-from services.admin.settings import load_settings
+from services.admin.settings import AdminSettings, load_settings
 from services.common.app import build_app
-from services.common.settings import ServiceSettings
 
 
-def create_app(settings: ServiceSettings | None = None) -> Litestar:
-    return build_app(
-        settings or load_settings(),
+def create_app(settings: AdminSettings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    target = Target(
+        mongodb_uri=settings.mongodb_uri,
+        db_name=settings.db_name,
+        admin_username=settings.mongodb_admin_username,
+        admin_password=settings.mongodb_admin_password,
+    )
+    app = build_app(
+        settings,
         title="EmoGo admin",
         description="Users, AI characters and their configuration, provider keys, logs.",
-        route_handlers=[CredentialController],
+        route_handlers=[
+            CredentialController,
+            UserConfigController,
+            CharacterController,
+            LogController,
+        ],
         documents=DOCUMENTS,
+        prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,
     )
+    # Read and checked now, so a broken defaults folder stops the start-up.
+    app.state.defaults = services.Defaults(settings.defaults_dir)
+    app.state.vault = services.KeyVault(settings.secret_keys)
+    app.state.sign_in_limiter = services.RateLimiter(settings.sign_in_requests_per_minute)
+    return app

@@ -1,23 +1,578 @@
-"""HTTP handlers of the admin service."""
+"""HTTP handlers of the admin service: the companion app's `/api/v1` contract, and logs.
+
+Access: the admin credential reaches everything; a token from `authenticate_user`
+reaches only its own user's config and characters (another user's id answers 404);
+register and sign-in are open but rate-limited; listing users and logs is admin-only.
+"""
 
 from __future__ import annotations
 
-from litestar import Controller, Request, get
+import html
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
-from services.admin.schemas import WhoAmI
-from services.common.auth import ANY_ROLE, authenticate, requires
+import anyio
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.response import Stream
+
+from services.admin import services
+from services.admin.schemas import (
+    MODEL_SECTION_UPDATES,
+    AsrUpdate,
+    AvatarUpdate,
+    Character,
+    CharacterIdReply,
+    CharacterList,
+    CharacterRef,
+    DuplicateCharacter,
+    NameUpdate,
+    Options,
+    PasswordChange,
+    PromptUpdate,
+    Registration,
+    SceneUpdate,
+    SignedIn,
+    SignIn,
+    TtsUpdate,
+    UserConfigUpdate,
+    UserConfigView,
+    UserIdReply,
+    UserList,
+    UserRef,
+    WhoAmI,
+)
+from services.admin.settings import AdminSettings
+from services.common.auth import CHALLENGE, Role, principal_from_header
+from services.common.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from services.common.logs import Redactor, log_file, tail
+from services.common.openapi import documented_body, error_responses
+from services.common.schemas import Principal
+from services.common.settings import SERVICE_NAMES
+from services.common.validation import read_record
+
+MAX_TAIL_LINES = 10_000
+
+LOG_SERVICES = (*SERVICE_NAMES, "gateway")
+
+
+def _settings(request: ASGIConnection) -> AdminSettings:
+    return request.app.state.settings
+
+
+def _vault(request: Request) -> services.KeyVault:
+    return request.app.state.vault
+
+
+async def caller(request: ASGIConnection) -> Principal:
+    """Who sends the request: a role credential, or a user's token from authenticate_user."""
+    header = request.headers.get("authorization")
+    principal = principal_from_header(header, _settings(request).credentials)
+    if principal is not None:
+        return principal
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        user_id = await services.session_user(token.strip())
+        if user_id is not None:
+            return Principal(role="user", user_id=user_id)
+    message = "Invalid credentials" if header else "Credentials required"
+    raise Unauthorized(message, headers=CHALLENGE)
+
+
+async def authorize_user(request: Request, user_id: str) -> None:
+    """Lets through the admin and `user_id`'s own token. Another user's token learns
+    nothing: it gets the same 404 as a user that does not exist."""
+    if _settings(request).open_user_endpoints:
+        return
+    principal = await caller(request)
+    if principal.role == Role.ADMIN:
+        return
+    if principal.role != "user":
+        raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
+    if principal.user_id != user_id:
+        raise NotFound(f"User {user_id} not found.")
+
+
+async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard: the admin credential only (a user's token gets 403, not 401)."""
+    principal = await caller(connection)  # type: ignore[arg-type]
+    if principal.role != Role.ADMIN:
+        raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
+
+
+ADMIN_ONLY = [admin_only]
+
+
+def done() -> Response[None]:
+    """The original's reply to a change: 200 with an empty body."""
+    return Response(content=b"", status_code=200)
+
+
+def _client_address(request: Request) -> str:
+    # The gateway appends the address it saw; that last entry is the one to trust.
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return request.client.host if request.client else "unknown"
+
+
+def _limit_sign_in(request: Request) -> None:
+    request.app.state.sign_in_limiter.check(_client_address(request))
+
+
+USER_ERRORS = error_responses(401, 403, 404)
+CHARACTER_ERRORS = error_responses(401, 403, 404)
+OPEN_ERRORS = error_responses(400, 429)
 
 
 class CredentialController(Controller):
     path = "/api/v1"
-    tags = ["credentials"]
+    tags = ["users"]
 
     @get(
         "/whoami",
         operation_id="whoami",
-        guards=[requires(*ANY_ROLE)],
-        summary="The role a credential grants (lets clients check a token before use)",
+        summary="What a credential grants: a role, or a user's own data",
+        responses=error_responses(401),
     )
     async def whoami(self, request: Request) -> WhoAmI:
-        principal = authenticate(request)
+        principal = await caller(request)
         return WhoAmI(role=principal.role, user_id=principal.user_id)
+
+    @get(
+        "/list_users",
+        operation_id="listUsers",
+        guards=ADMIN_ONLY,
+        summary="Every user's id and name",
+        responses=error_responses(401, 403),
+    )
+    async def list_users(self) -> UserList:
+        credentials = await services.UserCredential.find_all().sort("_id").to_list()
+        return UserList(
+            user_id_list=[c.user_id for c in credentials],
+            user_name_list=[c.username for c in credentials],
+        )
+
+    @get(
+        "/list_user_credential_id",
+        operation_id="listUserCredentialIds",
+        guards=ADMIN_ONLY,
+        summary="Ids of users with credentials",
+        responses=error_responses(401, 403),
+    )
+    async def list_credential_ids(self) -> UserList:
+        found = await services.UserCredential.find_all().sort("_id").to_list()
+        return UserList(user_id_list=[c.user_id for c in found], user_name_list=None)
+
+    @get(
+        "/list_user_config_id",
+        operation_id="listUserConfigIds",
+        guards=ADMIN_ONLY,
+        summary="Ids of users with a config",
+        responses=error_responses(401, 403),
+    )
+    async def list_config_ids(self) -> UserList:
+        found = await services.UserConfig.find_all().sort("_id").to_list()
+        return UserList(user_id_list=[c.user_id for c in found], user_name_list=None)
+
+    @post(
+        "/register_user",
+        operation_id="registerUser",
+        summary="Create a credential (open; rate-limited per address)",
+        operation_class=documented_body(Registration),
+        responses=OPEN_ERRORS,
+        status_code=200,
+    )
+    async def register_user(self, request: Request) -> UserIdReply:
+        _limit_sign_in(request)
+        body = await read_record(request, Registration)
+        return UserIdReply(user_id=await services.register(body.username, body.password))
+
+    @post(
+        "/authenticate_user",
+        operation_id="authenticateUser",
+        summary="Sign in: the user's id, and a token for that user's own data",
+        description="Failed sign-ins in a row lock the username for a while that doubles "
+        "with each further failure (429 with Retry-After).",
+        operation_class=documented_body(SignIn),
+        responses=OPEN_ERRORS,
+        status_code=200,
+    )
+    async def authenticate_user(self, request: Request) -> SignedIn:
+        _limit_sign_in(request)
+        body = await read_record(request, SignIn)
+        settings = _settings(request)
+        credential = await services.check_password(settings, body.username, body.password)
+        token, expires_at = await services.start_session(settings, credential.user_id)
+        return SignedIn(user_id=credential.user_id, token=token, token_expires_at=expires_at)
+
+    @post(
+        "/update_user_password",
+        operation_id="updateUserPassword",
+        summary="Change a password (ends every session of that user)",
+        operation_class=documented_body(PasswordChange),
+        responses=OPEN_ERRORS,
+        status_code=200,
+    )
+    async def update_user_password(self, request: Request) -> Response[None]:
+        _limit_sign_in(request)
+        body = await read_record(request, PasswordChange)
+        settings = _settings(request)
+        credential = await services.check_password(settings, body.username, body.password)
+        await services.change_password(credential, body.new_password)
+        return done()
+
+    @post(
+        "/create_user",
+        operation_id="createUser",
+        summary="The user's default config and a read-only copy of every default character",
+        operation_class=documented_body(UserRef),
+        responses=error_responses(401, 403, 404, 409),
+        status_code=200,
+    )
+    async def create_user(self, request: Request) -> Response[None]:
+        body = await read_record(request, UserRef)
+        await authorize_user(request, body.user_id)
+        await services.create_user(request.app.state.defaults, _vault(request), body.user_id)
+        return done()
+
+    @post(
+        "/delete_user",
+        operation_id="deleteUser",
+        summary="Remove a user's credential, config, characters and sessions",
+        operation_class=documented_body(UserRef),
+        responses=USER_ERRORS,
+        status_code=200,
+    )
+    async def delete_user(self, request: Request) -> Response[None]:
+        body = await read_record(request, UserRef)
+        await authorize_user(request, body.user_id)
+        await services.delete_user(body.user_id)
+        return done()
+
+
+UserIdPath = FromPath[str]
+
+
+class UserConfigController(Controller):
+    path = "/api/v1"
+    tags = ["user config"]
+
+    @post(
+        "/update_user_config",
+        operation_id="updateUserConfig",
+        summary="Set provider keys and settings; only the fields given change",
+        description="Keys are encrypted at rest and never returned, at most masked. "
+        'null or absent leaves a field unchanged; "" clears a key.',
+        operation_class=documented_body(UserConfigUpdate),
+        responses=USER_ERRORS,
+        status_code=200,
+    )
+    async def update_user_config(self, request: Request) -> Response[None]:
+        body = await read_record(request, UserConfigUpdate)
+        await authorize_user(request, body.user_id)
+        changes = {
+            name: getattr(body, name) for name in body.__struct_fields__ if name != "user_id"
+        }
+        await services.update_user_config(_vault(request), body.user_id, changes)
+        return done()
+
+    @get(
+        "/get_user_config/{user_id:str}",
+        operation_id="getUserConfig",
+        summary="A user's settings, and which keys are set (masked)",
+        responses=USER_ERRORS,
+    )
+    async def get_user_config(self, request: Request, user_id: UserIdPath) -> UserConfigView:
+        await authorize_user(request, user_id)
+        return services.config_view(_vault(request), await services.user_config(user_id))
+
+    async def _options(
+        self, request: Request, user_id: str, needs: dict[str, tuple[str, ...]]
+    ) -> Options:
+        await authorize_user(request, user_id)
+        return Options(options=await services.available(user_id, needs))
+
+    @get(
+        "/get_available_llm/{user_id:str}",
+        operation_id="availableLlm",
+        summary="LLM providers whose keys are all set",
+        responses=USER_ERRORS,
+    )
+    async def available_llm(self, request: Request, user_id: UserIdPath) -> Options:
+        return await self._options(request, user_id, services.LLM_NEEDS)
+
+    @get(
+        "/get_available_asr/{user_id:str}",
+        operation_id="availableAsr",
+        summary="Speech recognition options",
+        responses=USER_ERRORS,
+    )
+    async def available_asr(self, request: Request, user_id: UserIdPath) -> Options:
+        return await self._options(request, user_id, services.ASR_NEEDS)
+
+    @get(
+        "/get_available_tts/{user_id:str}",
+        operation_id="availableTts",
+        summary="Speech synthesis options",
+        responses=USER_ERRORS,
+    )
+    async def available_tts(self, request: Request, user_id: UserIdPath) -> Options:
+        return await self._options(request, user_id, services.TTS_NEEDS)
+
+
+def _section_handler(section: str) -> Any:
+    """`update_character_<section>` for one of the four model sections."""
+    body_type = MODEL_SECTION_UPDATES[section]
+
+    @post(
+        f"/update_character_{section}",
+        operation_id=f"updateCharacter{section.title()}",
+        summary=f"Set the {section} adapter and model override",
+        operation_class=documented_body(body_type),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def update_section(self: Controller, request: Request) -> Response[None]:
+        body = await read_record(request, body_type)
+        return await _update(request, body, (f"{section}_adapter", f"{section}_model_override"))
+
+    update_section.__name__ = f"update_character_{section}"
+    return update_section
+
+
+async def _update(request: Request, body: CharacterRef, fields: tuple[str, ...]) -> Response[None]:
+    await authorize_user(request, body.user_id)
+    changes = {name: getattr(body, name) for name in fields}
+    await services.update_character(body.user_id, body.character_id, changes)
+    return done()
+
+
+class CharacterController(Controller):
+    path = "/api/v1"
+    tags = ["characters"]
+
+    @get(
+        "/list_characters/{user_id:str}",
+        operation_id="listCharacters",
+        summary="A user's characters, in creation order",
+        responses=USER_ERRORS,
+    )
+    async def list_characters(self, request: Request, user_id: UserIdPath) -> CharacterList:
+        await authorize_user(request, user_id)
+        found = await services.characters_of(user_id)
+        return CharacterList(
+            character_id_list=[c.character_id for c in found],
+            character_name_list=[c.character_name for c in found],
+        )
+
+    @get(
+        "/get_character_config/{user_id:str}/{character_id:str}",
+        operation_id="getCharacterConfig",
+        summary="A character's whole config",
+        responses=CHARACTER_ERRORS,
+    )
+    async def get_character_config(
+        self, request: Request, user_id: UserIdPath, character_id: FromPath[str]
+    ) -> Character:
+        await authorize_user(request, user_id)
+        return services.to_wire(await services.character(user_id, character_id))
+
+    @post(
+        "/duplicate_character",
+        operation_id="duplicateCharacter",
+        summary="An editable copy, renamed when a name is given",
+        operation_class=documented_body(DuplicateCharacter),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def duplicate_character(self, request: Request) -> CharacterIdReply:
+        body = await read_record(request, DuplicateCharacter)
+        await authorize_user(request, body.user_id)
+        copy_id = await services.duplicate(body.user_id, body.character_id, body.character_name)
+        return CharacterIdReply(character_id=copy_id)
+
+    @post(
+        "/delete_character",
+        operation_id="deleteCharacter",
+        summary="Delete an editable character (read-only ones: 403)",
+        operation_class=documented_body(CharacterRef),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def delete_character(self, request: Request) -> Response[None]:
+        body = await read_record(request, CharacterRef)
+        await authorize_user(request, body.user_id)
+        await services.delete_character(body.user_id, body.character_id)
+        return done()
+
+    @post(
+        "/update_character_name",
+        operation_id="updateCharacterName",
+        summary="Rename a character",
+        operation_class=documented_body(NameUpdate),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def update_name(self, request: Request) -> Response[None]:
+        return await _update(request, await read_record(request, NameUpdate), ("character_name",))
+
+    @post(
+        "/update_character_avatar",
+        operation_id="updateCharacterAvatar",
+        summary="Change a character's avatar",
+        operation_class=documented_body(AvatarUpdate),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def update_avatar(self, request: Request) -> Response[None]:
+        return await _update(request, await read_record(request, AvatarUpdate), ("avatar",))
+
+    @post(
+        "/update_character_scene",
+        operation_id="updateCharacterScene",
+        summary="Change a character's scene",
+        operation_class=documented_body(SceneUpdate),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def update_scene(self, request: Request) -> Response[None]:
+        return await _update(request, await read_record(request, SceneUpdate), ("scene_name",))
+
+    @post(
+        "/update_character_prompt",
+        operation_id="updateCharacterPrompt",
+        summary="Change a character's prompt",
+        operation_class=documented_body(PromptUpdate),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def update_prompt(self, request: Request) -> Response[None]:
+        return await _update(request, await read_record(request, PromptUpdate), ("prompt",))
+
+    @post(
+        "/update_character_asr",
+        operation_id="updateCharacterAsr",
+        summary="Change a character's speech recognition",
+        operation_class=documented_body(AsrUpdate),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def update_asr(self, request: Request) -> Response[None]:
+        return await _update(request, await read_record(request, AsrUpdate), ("asr_adapter",))
+
+    @post(
+        "/update_character_tts",
+        operation_id="updateCharacterTts",
+        summary="Change a character's voice",
+        operation_class=documented_body(TtsUpdate),
+        responses=CHARACTER_ERRORS,
+        status_code=200,
+    )
+    async def update_tts(self, request: Request) -> Response[None]:
+        body = await read_record(request, TtsUpdate)
+        return await _update(request, body, ("tts_adapter", "voice", "voice_speed"))
+
+    update_character_classification = _section_handler("classification")
+    update_character_conversation = _section_handler("conversation")
+    update_character_reaction = _section_handler("reaction")
+    update_character_memory = _section_handler("memory")
+
+
+LineCount = Annotated[int, PathParameter(ge=1, le=MAX_TAIL_LINES)]
+ServiceChoice = Annotated[
+    Literal[LOG_SERVICES],  # type: ignore[valid-type]
+    QueryParameter(description="Whose log: admin (default), ingest, media or gateway."),
+]
+FormatChoice = Annotated[
+    Literal["html", "json"] | None,
+    QueryParameter(description="html (for browsers) or json; else decided by Accept."),
+]
+
+
+class LogController(Controller):
+    """The JSON-lines logs every service writes, for the admin only."""
+
+    path = "/"
+    tags = ["logs"]
+    guards = ADMIN_ONLY
+
+    @staticmethod
+    def _path(request: Request, service: str) -> Any:
+        path = log_file(_settings(request).log_dir, service)
+        if not path.is_file():
+            raise ServiceUnavailable(f"No log file for {service} at {path}")
+        return path
+
+    @staticmethod
+    def _redactor(request: Request) -> Redactor:
+        settings = _settings(request)
+        return Redactor([*settings.credentials.by_role().values(), *settings.secret_keys])
+
+    @get(
+        "/tail_log/{n_lines:int}",
+        operation_id="tailLog",
+        summary=f"The last lines (1 to {MAX_TAIL_LINES}) of a service's log",
+        responses=error_responses(401, 403, 503),
+        media_type=MediaType.HTML,
+    )
+    async def tail_log(
+        self,
+        request: Request,
+        n_lines: LineCount,
+        service: ServiceChoice = "admin",
+        format: FormatChoice = None,
+    ) -> Response[Any]:
+        path = self._path(request, service)
+        redact = self._redactor(request)
+        lines = [redact(line) for line in await anyio.to_thread.run_sync(tail, path, n_lines)]
+        accept = request.headers.get("accept", "")
+        wants_json = format == "json" or (
+            format is None and "application/json" in accept and "text/html" not in accept
+        )
+        if wants_json:
+            return Response({"service": service, "lines": lines}, media_type=MediaType.JSON)
+        rows = "\n".join(html.escape(line) for line in lines)
+        page = (
+            f"<!doctype html><html lang=en><meta charset=utf-8>"
+            f"<title>{service} log: last {n_lines} lines</title>"
+            f"<h1>{service} log: last {len(lines)} lines</h1><pre>{rows}</pre></html>"
+        )
+        return Response(page, media_type=MediaType.HTML)
+
+    async def _download(self, request: Request, service: str) -> Stream:
+        path = self._path(request, service)
+        redact = self._redactor(request)
+
+        async def lines() -> AsyncIterator[bytes]:
+            async with await anyio.open_file(path, "rb") as handle:
+                async for line in handle:
+                    yield redact(line.decode("utf-8", "replace")).encode()
+
+        return Stream(
+            lines(),
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{service}.log"'},
+        )
+
+    @get(
+        "/dowload_log_file",
+        operation_id="downloadLogFileSeedSpelling",
+        summary="A service's whole log as a file (the seed's spelling of the path)",
+        responses=error_responses(401, 403, 503),
+    )
+    async def download_seed_spelling(
+        self, request: Request, service: ServiceChoice = "admin"
+    ) -> Stream:
+        return await self._download(request, service)
+
+    @get(
+        "/download_log_file",
+        operation_id="downloadLogFile",
+        summary="A service's whole log as a file",
+        responses=error_responses(401, 403, 503),
+    )
+    async def download(self, request: Request, service: ServiceChoice = "admin") -> Stream:
+        return await self._download(request, service)

@@ -1,5 +1,85 @@
-"""Beanie documents of the admin service (users, characters, configs)."""
+"""Beanie documents of the admin service, in the original's collections.
 
+Passwords are stored only as Argon2 hashes and provider keys only encrypted
+(`encrypted_keys`: name -> Fernet token); tokens handed to users only as SHA-256.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pymongo
 from beanie import Document
+from pydantic import ConfigDict
+from pymongo import IndexModel
 
-DOCUMENTS: list[type[Document]] = []
+
+class UserCredential(Document):
+    user_id: str
+    username: str
+    password_hash: str
+    created_at: datetime
+    failed_sign_ins: int = 0
+    locked_until: datetime | None = None
+
+    class Settings:
+        name = "UserCredentials"
+        indexes = [
+            IndexModel([("username", pymongo.ASCENDING)], name="username_unique", unique=True),
+            IndexModel([("user_id", pymongo.ASCENDING)], name="user_id_unique", unique=True),
+        ]
+
+
+class UserConfig(Document):
+    user_id: str
+    encrypted_keys: dict[str, str] = {}
+    # Settings that are not secret (timezone, ...), from the default user config.
+    settings: dict[str, str | None] = {}
+
+    class Settings:
+        name = "UserConfigs"
+        indexes = [IndexModel([("user_id", pymongo.ASCENDING)], name="user_id_unique", unique=True)]
+
+
+class CharacterConfig(Document):
+    """A character: the original's fields, kept as they are (see schemas.Character)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user_id: str
+    character_id: str
+    character_name: str
+    read_only: bool = False
+    # The original's spelling, which its clients read.
+    create_datatime: str
+
+    class Settings:
+        name = "CharacterConfigs"
+        indexes = [
+            IndexModel(
+                [("user_id", pymongo.ASCENDING), ("character_id", pymongo.ASCENDING)],
+                name="user_character_unique",
+                unique=True,
+            ),
+            IndexModel([("user_id", pymongo.ASCENDING), ("_id", 1)], name="user_creation"),
+        ]
+
+
+class UserSession(Document):
+    """A token authenticate_user handed out, by its SHA-256."""
+
+    token_sha256: str
+    user_id: str
+    expires_at: datetime
+
+    class Settings:
+        name = "UserSessions"
+        indexes = [
+            IndexModel([("token_sha256", pymongo.ASCENDING)], name="token_unique", unique=True),
+            IndexModel([("user_id", pymongo.ASCENDING)], name="user"),
+            # MongoDB removes expired sessions by itself.
+            IndexModel([("expires_at", pymongo.ASCENDING)], name="expiry", expireAfterSeconds=0),
+        ]
+
+
+DOCUMENTS: list[type[Document]] = [UserCredential, UserConfig, CharacterConfig, UserSession]

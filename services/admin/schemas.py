@@ -1,6 +1,235 @@
-"""Wire types of the admin service."""
+"""Wire types of the admin service: the companion app's contract (reference/admin-api.md)."""
 
-from services.common.schemas import WireStruct
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from services.common.schemas import END_OF_TEXT, PARTICIPANT_PATTERN, WireStruct
+
+# Names the clients may choose from; anything else is refused with 422 naming the field.
+ASR_ADAPTERS = ("zoetrope", "openai", "softsugar")
+TTS_ADAPTERS = ("zoetrope", "huoshan", "huoshan_icl", "softsugar", "sensenova", "elevenlabs")
+LLM_PROVIDERS = ("openai", "xai", "anthropic", "gemini", "deepseek", "sensenova")
+MODEL_ADAPTERS = tuple(f"{provider}_omni" for provider in LLM_PROVIDERS)
+MODEL_SECTIONS = ("classification", "conversation", "reaction", "memory")
+# Provider keys a user config holds (all secret), and its plain settings.
+PROVIDER_KEYS = (
+    "openai_api_key",
+    "xai_api_key",
+    "anthropic_api_key",
+    "gemini_api_key",
+    "deepseek_api_key",
+    "sensenova_api_key",
+    "sensenova_ak",
+    "sensenova_sk",
+    "softsugar_app_id",
+    "softsugar_app_key",
+    "huoshan_app_id",
+    "huoshan_token",
+    "sense_tts_api_key",
+    "nova_tts_api_key",
+    "elevenlabs_api_key",
+)
+PLAIN_SETTINGS = ("timezone",)
+
+UserId = Annotated[str, Meta(pattern=PARTICIPANT_PATTERN, description="A user's id (uuid4).")]
+CharacterId = Annotated[str, Meta(pattern=PARTICIPANT_PATTERN)]
+Username = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT)]
+Password = Annotated[str, Meta(min_length=8, max_length=256)]
+Name = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT)]
+Token = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}" + END_OF_TEXT)]
+ModelOverride = Annotated[str, Meta(max_length=128)]
+Threshold = Annotated[int, Meta(ge=0, le=1000)]
+Percent = Annotated[int, Meta(ge=0, le=100)]
+
+
+class SignIn(WireStruct):
+    username: Username
+    password: Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class Registration(WireStruct):
+    username: Username
+    password: Password
+
+
+class PasswordChange(WireStruct):
+    username: Username
+    password: Annotated[str, Meta(min_length=1, max_length=256)]
+    new_password: Password
+
+
+class UserRef(WireStruct):
+    user_id: UserId
+
+
+class CharacterRef(WireStruct):
+    user_id: UserId
+    character_id: CharacterId
+
+
+class DuplicateCharacter(CharacterRef):
+    character_name: Name | None = None
+
+
+class NameUpdate(CharacterRef):
+    character_name: Name
+
+
+class AvatarUpdate(CharacterRef):
+    avatar: Token
+
+
+class SceneUpdate(CharacterRef):
+    scene_name: Token
+
+
+class PromptUpdate(CharacterRef):
+    prompt: Annotated[str, Meta(max_length=20_000)]
+
+
+class AsrUpdate(CharacterRef):
+    asr_adapter: Literal[ASR_ADAPTERS]  # type: ignore[valid-type]
+
+
+class TtsUpdate(CharacterRef):
+    tts_adapter: Literal[TTS_ADAPTERS]  # type: ignore[valid-type]
+    voice: Annotated[str, Meta(max_length=128)] = ""
+    voice_speed: Annotated[float, Meta(ge=0.25, le=4.0)] = 1.0
+
+
+def _model_section(section: str) -> type[CharacterRef]:
+    """`update_character_<section>`'s body: `<section>_adapter`, `<section>_model_override`."""
+    return msgspec.defstruct(
+        f"{section.title()}Update",
+        [
+            (f"{section}_adapter", Literal[MODEL_ADAPTERS]),  # type: ignore[valid-type]
+            (f"{section}_model_override", ModelOverride, ""),
+        ],
+        bases=(CharacterRef,),
+        kw_only=True,
+        module=__name__,
+    )
+
+
+MODEL_SECTION_UPDATES = {section: _model_section(section) for section in MODEL_SECTIONS}
+
+# update_user_config: every key optional; null or absent leaves it unchanged.
+UserConfigUpdate = msgspec.defstruct(
+    "UserConfigUpdate",
+    [("user_id", UserId)]
+    + [
+        (name, Annotated[str, Meta(max_length=1024)] | None, None)
+        for name in (*PROVIDER_KEYS, *PLAIN_SETTINGS)
+    ],
+    bases=(WireStruct,),
+    kw_only=True,
+    module=__name__,
+)
+
+
+class CharacterTemplate(WireStruct, forbid_unknown_fields=True):
+    """A default character as shipped in defaults/characters/*.json."""
+
+    character_name: Name
+    avatar: Token
+    scene_name: Token
+    prompt: Annotated[str, Meta(max_length=20_000)]
+    tts_adapter: Literal[TTS_ADAPTERS]  # type: ignore[valid-type]
+    voice: str = ""
+    voice_speed: Annotated[float, Meta(ge=0.25, le=4.0)] = 1.0
+    asr_adapter: Literal[ASR_ADAPTERS] = "zoetrope"  # type: ignore[valid-type]
+    classification_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    classification_model_override: ModelOverride = ""
+    conversation_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    conversation_model_override: ModelOverride = ""
+    reaction_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    reaction_model_override: ModelOverride = ""
+    memory_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    memory_model_override: ModelOverride = ""
+    acquaintance_threshold: Threshold = 5
+    friend_threshold: Threshold = 10
+    situationship_threshold: Threshold = 15
+    lover_threshold: Threshold = 20
+    neutral_threshold: Percent = 50
+    happiness_threshold: Percent = 20
+    sadness_threshold: Percent = 20
+    fear_threshold: Percent = 20
+    anger_threshold: Percent = 20
+    disgust_threshold: Percent = 20
+    surprise_threshold: Percent = 20
+    shyness_threshold: Percent = 20
+
+    def __post_init__(self) -> None:
+        steps = (
+            self.acquaintance_threshold,
+            self.friend_threshold,
+            self.situationship_threshold,
+            self.lover_threshold,
+        )
+        if list(steps) != sorted(steps):
+            raise ValueError("relationship thresholds must rise: acquaintance <= ... <= lover")
+
+
+class Character(CharacterTemplate, kw_only=True, forbid_unknown_fields=False):
+    """A user's character: the whole config `get_character_config` returns."""
+
+    user_id: str
+    character_id: str
+    create_datatime: str  # the original's spelling, e.g. "2025-11-23 03:08:40,123"
+    read_only: bool = False
+
+
+class UserList(WireStruct):
+    user_id_list: list[str]
+    user_name_list: list[str] | None
+
+
+class UserIdReply(WireStruct):
+    user_id: str
+
+
+class SignedIn(WireStruct):
+    """authenticate_user's reply: the original's `user_id`, and a token for that user's
+    own data (`Authorization: Bearer <token>`), which old clients ignore."""
+
+    user_id: str
+    token: str
+    token_expires_at: datetime
+
+
+class CharacterList(WireStruct):
+    character_id_list: list[str]
+    character_name_list: list[str]
+
+
+class CharacterIdReply(WireStruct):
+    character_id: str
+
+
+class Options(WireStruct):
+    options: list[str]
+
+
+class UserConfigView(WireStruct):
+    """A user's config as the API shows it: keys only masked."""
+
+    user_id: str
+    keys: dict[str, str]
+    settings: dict[str, str | None]
+
+
+class LogLine(WireStruct):
+    line: str
+
+
+class LogTail(WireStruct):
+    service: str
+    lines: list[str]
 
 
 class WhoAmI(WireStruct):

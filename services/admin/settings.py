@@ -3,9 +3,58 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
-from services.common.settings import ServiceSettings, load_service_settings
+from services.common.settings import ConfigError, Environment, ServiceSettings, common_fields
+
+# The defaults shipped with the project: a user config and the template characters.
+SHIPPED_DEFAULTS = Path(__file__).resolve().parent / "defaults"
+MIN_SECRET_KEY_LENGTH = 32
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    return load_service_settings("admin", environ)
+class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
+    # Comma-separated; the first encrypts provider keys, all decrypt (key rotation).
+    secret_keys: tuple[str, ...]
+    # Folder with user_config.json and characters/*.json.
+    defaults_dir: Path
+    # How long a token from authenticate_user stays valid.
+    user_token_seconds: float
+    # Failed sign-ins in a row before a username is locked, and the first lock's length
+    # (it doubles with each further failure).
+    sign_in_failures_allowed: int
+    sign_in_lock_seconds: float
+    # Requests to register_user/authenticate_user per client address and minute.
+    sign_in_requests_per_minute: int
+    # Serve the unchanged old front end: user endpoints without any credential.
+    open_user_endpoints: bool
+    # Check and, with the admin credentials, create the application's database user.
+    bootstrap_database: bool
+
+    def __repr__(self) -> str:
+        return f"AdminSettings(port={self.port}, db={self.db_name!r})"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> AdminSettings:
+    env = Environment(environ)
+    keys = tuple(k.strip() for k in env.text("EMOGO_SECRET_KEY").split(",") if k.strip())
+    if not keys or any(len(k) < MIN_SECRET_KEY_LENGTH for k in keys):
+        raise ConfigError(
+            "EMOGO_SECRET_KEY",
+            f"must be at least {MIN_SECRET_KEY_LENGTH} characters (several: comma-separated, "
+            "the first encrypts); for example: openssl rand -base64 32",
+        )
+    return AdminSettings(
+        **common_fields("admin", env),  # type: ignore[arg-type]
+        secret_keys=keys,
+        defaults_dir=Path(env.text("EMOGO_ADMIN_DEFAULTS_DIR", str(SHIPPED_DEFAULTS))).resolve(),
+        user_token_seconds=env.number("EMOGO_USER_TOKEN_SECONDS", 7 * 86400.0, 60.0, 366 * 86400),
+        sign_in_failures_allowed=env.integer("EMOGO_SIGN_IN_FAILURES_ALLOWED", 5, 1, 100),
+        sign_in_lock_seconds=env.number("EMOGO_SIGN_IN_LOCK_SECONDS", 30.0, 1.0, 86400.0),
+        sign_in_requests_per_minute=env.integer("EMOGO_SIGN_IN_REQUESTS_PER_MINUTE", 30, 1, 10_000),
+        open_user_endpoints=env.choice(
+            "EMOGO_ADMIN_OPEN_USER_ENDPOINTS", "FALSE", ("TRUE", "FALSE")
+        )
+        == "TRUE",
+        bootstrap_database=env.choice("EMOGO_ADMIN_BOOTSTRAP_DATABASE", "TRUE", ("TRUE", "FALSE"))
+        == "TRUE",
+    )

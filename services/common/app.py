@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from beanie import Document
 from litestar import Litestar
@@ -52,6 +52,7 @@ def build_app(
     include_health: bool = True,
     extra_lifespan: Sequence = (),
     template_config: TemplateConfig | None = None,
+    prepare_database: Callable[[], Awaitable[str]] | None = None,
 ) -> Litestar:
     """The app every service's `create_app()` returns.
 
@@ -62,7 +63,7 @@ def build_app(
         settings.log_level,
         secrets=[*settings.credentials.by_role().values(), settings.mongodb_admin_password or ""],
     )
-    lifespan = [] if documents is None else [mongo_lifespan(settings, documents)]
+    lifespan = [] if documents is None else [mongo_lifespan(settings, documents, prepare_database)]
     handlers = [*([HealthController] if include_health else []), *route_handlers]
     app = Litestar(
         route_handlers=handlers,

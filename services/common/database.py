@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from beanie import Document, init_beanie
@@ -61,12 +61,17 @@ async def _init_beanie_with_retry(
 
 
 def mongo_lifespan(
-    settings: ServiceSettings, documents: Sequence[type[Document]]
+    settings: ServiceSettings,
+    documents: Sequence[type[Document]],
+    prepare: Callable[[], Awaitable[str]] | None = None,
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """Opens the client and initialises Beanie for the service's documents; closes on exit."""
+    """Opens the client and initialises Beanie for the service's documents; closes on
+    exit. `prepare` runs first (the admin service's database bootstrap)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if prepare is not None:
+            logger.info(await prepare())
         client = make_client(settings)
         try:
             await _init_beanie_with_retry(client, settings, documents)

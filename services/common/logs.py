@@ -79,7 +79,7 @@ _HANDLER_MARK = "_emogo_handler"
 def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable[str] = ()) -> Path:
     """Send every logger's records to stdout and `<log_dir>/<service>.log` as JSON lines."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_dir / f"{service}.log"
+    path = log_file(log_dir, service)
     formatter = RedactingJsonFormatter(service, Redactor(secrets))
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
@@ -87,7 +87,7 @@ def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable
         handler.close()
     stream = logging.StreamHandler(sys.stdout)
     rotating = RotatingFileHandler(
-        log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
     )
     for handler in (stream, rotating):
         handler.setFormatter(formatter)
@@ -97,7 +97,7 @@ def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable
     # Per-request client logs would repeat our access line and may carry query strings.
     for noisy in ("httpx", "httpcore", "pymongo", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return log_file
+    return path
 
 
 def new_request_id(incoming: str | None) -> str:
@@ -162,3 +162,30 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+TAIL_BLOCK_BYTES = 64 * 1024
+
+
+def log_file(log_dir: Path, service: str) -> Path:
+    """Where `configure_logging` writes a service's log."""
+    return log_dir / f"{service}.log"
+
+
+def tail(path: Path, count: int) -> list[str]:
+    """The last `count` lines of a file, read backwards in blocks from its end, so a
+    log of any size costs only what the lines themselves take."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        position = handle.tell()
+        pieces: list[bytes] = []
+        newlines = 0
+        while position > 0 and newlines <= count:
+            step = min(TAIL_BLOCK_BYTES, position)
+            position -= step
+            handle.seek(position)
+            block = handle.read(step)
+            pieces.append(block)
+            newlines += block.count(b"\n")
+    lines = b"".join(reversed(pieces)).splitlines()
+    return [line.decode("utf-8", "replace") for line in lines[-count:]] if count else []

@@ -90,6 +90,16 @@ class Environment:
             raise ConfigError(name, "must start with mongodb:// or mongodb+srv://")
         return value
 
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"must be true or false, got {value!r}")
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).upper()
         if value not in choices:

@@ -148,3 +148,9 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_record(request: Request, record_type: type[T]) -> T:
+    """The request's JSON body as `record_type`: strict types, and every problem named
+    (also NaN and Infinity, which Litestar's own decoding would refuse wholesale)."""
+    return convert_record(decode_json(await request.body()), record_type)

@@ -23,7 +23,7 @@ from services.common.pagination import (
     PageSize,
     next_page_headers,
 )
-from services.common.validation import convert_record, decode_json
+from services.common.validation import read_record
 from services.media import services
 from services.media.models import PreviewState, VlogState
 from services.media.schemas import (
@@ -232,7 +232,7 @@ class VlogController(Controller):
         summary="Record a vlog whose video lives elsewhere (the seed's `video_url`)",
     )
     async def create_link(self, request: Request) -> Response[VlogCreated]:
-        record = convert_record(decode_json(await request.body()), VlogLinkIn)
+        record = await read_record(request, VlogLinkIn)
         fields = {
             "user_id": record.user_id,
             "video_url": record.video_url,
@@ -358,7 +358,7 @@ class VlogController(Controller):
         summary="Change the title or description",
     )
     async def edit(self, request: Request, vlog_id: FromPath[str]) -> VlogOut:
-        changes = convert_record(decode_json(await request.body()), VlogEdit)
+        changes = await read_record(request, VlogEdit)
         given = {"title": changes.title, "description": changes.description}
         fields = {name: value.strip() for name, value in given.items() if value is not None}
         vlog = await services.edit(services.parse_vlog_id(vlog_id), fields)

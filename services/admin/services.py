@@ -1,0 +1,391 @@
+"""What the admin service does: credentials, sessions, characters, configs, keys.
+
+Passwords are hashed with Argon2id (argon2-cffi), provider keys encrypted with
+Fernet (AES-128-CBC with HMAC-SHA256, from `cryptography`) under keys derived from
+EMOGO_SECRET_KEY, and tokens handed to users stored only as their SHA-256.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pymongo.errors import DuplicateKeyError
+
+from services.admin.models import CharacterConfig, UserConfig, UserCredential, UserSession
+from services.admin.schemas import (
+    PLAIN_SETTINGS,
+    PROVIDER_KEYS,
+    Character,
+    CharacterTemplate,
+    UserConfigView,
+)
+from services.admin.settings import AdminSettings
+from services.common.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+)
+from services.common.schemas import utc_now
+
+# OWASP's Argon2id setting for interactive sign-in: 19 MiB, 2 passes, 1 lane.
+PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# Verified when the username is unknown, so both answers take as long.
+_DECOY_HASH = PASSWORDS.hash(secrets.token_urlsafe(16))
+READ_ONLY = "Character is read-only and cannot be modified"
+
+
+# --- provider keys ------------------------------------------------------------------
+
+
+class KeyVault:
+    """Encrypts provider keys. Each secret in EMOGO_SECRET_KEY becomes a Fernet key
+    through HKDF; the first encrypts, all decrypt, so keys can be rotated."""
+
+    def __init__(self, secret_keys: Iterable[str]) -> None:
+        self._fernet = MultiFernet([Fernet(self._derive(secret)) for secret in secret_keys])
+
+    @staticmethod
+    def _derive(secret: str) -> bytes:
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"emogo provider keys"
+        ).derive(secret.encode())
+        return base64.urlsafe_b64encode(key)
+
+    def encrypt(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def decrypt(self, token: str) -> str | None:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            return None
+
+
+def mask(value: str | None) -> str:
+    """What a response may show of a key: its last four characters, for long ones."""
+    if not value:
+        return ""
+    return f"****{value[-4:]}" if len(value) >= 16 else "****"
+
+
+# --- defaults -----------------------------------------------------------------------
+
+
+class Defaults:
+    """The default user config and template characters, read and checked at start-up."""
+
+    def __init__(self, folder: Path) -> None:
+        config_file = folder / "user_config.json"
+        character_files = sorted((folder / "characters").glob("*.json"))
+        if not config_file.is_file() or not character_files:
+            raise RuntimeError(
+                f"{folder} must hold user_config.json and characters/*.json "
+                "(EMOGO_ADMIN_DEFAULTS_DIR)"
+            )
+        self.user_config: dict[str, str | None] = json.loads(config_file.read_text("utf-8"))
+        self.characters: list[CharacterTemplate] = []
+        for path in character_files:
+            try:
+                self.characters.append(
+                    msgspec.json.decode(path.read_bytes(), type=CharacterTemplate)
+                )
+            except (msgspec.ValidationError, msgspec.DecodeError) as problem:
+                raise RuntimeError(f"default character {path}: {problem}") from None
+
+
+def creation_time(now: datetime) -> str:
+    """The original's `create_datatime` format: `YYYY-MM-DD HH:MM:SS,mmm`."""
+    return now.strftime("%Y-%m-%d %H:%M:%S,") + f"{now.microsecond // 1000:03d}"
+
+
+# --- sign-in ------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """At most `per_minute` requests per client address in any minute (per process)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._seen: dict[str, deque[float]] = {}
+
+    def check(self, client: str) -> None:
+        now = time.monotonic()
+        recent = self._seen.setdefault(client, deque())
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= self.per_minute:
+            retry = max(1, int(60 - (now - recent[0])) + 1)
+            raise TooManyRequests(
+                "Too many sign-in requests from this address; retry later",
+                headers={"Retry-After": str(retry)},
+            )
+        recent.append(now)
+        if len(self._seen) > 10_000:  # forget idle addresses
+            for address in [a for a, times in self._seen.items() if not times]:
+                del self._seen[address]
+
+
+async def _hash(password: str) -> str:
+    return await asyncio.to_thread(PASSWORDS.hash, password)
+
+
+async def _verify(password_hash: str, password: str) -> bool:
+    def verify() -> bool:
+        try:
+            return PASSWORDS.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(verify)
+
+
+async def register(username: str, password: str) -> str:
+    if await UserCredential.find_one(UserCredential.username == username):
+        raise BadRequest(f"Username {username} already exists.")
+    user_id = str(uuid.uuid4())
+    credential = UserCredential(
+        user_id=user_id,
+        username=username,
+        password_hash=await _hash(password),
+        created_at=utc_now(),
+    )
+    try:
+        await credential.insert()
+    except DuplicateKeyError:
+        raise BadRequest(f"Username {username} already exists.") from None
+    return user_id
+
+
+async def check_password(settings: AdminSettings, username: str, password: str) -> UserCredential:
+    """The credential when the password matches. Failures in a row lock the username
+    for a while that doubles with each further failure (429 with Retry-After)."""
+    credential = await UserCredential.find_one(UserCredential.username == username)
+    if credential is None:
+        await _verify(_DECOY_HASH, password)
+        raise BadRequest(f"Username {username} not found.")
+    now = utc_now()
+    locked_until = credential.locked_until
+    if locked_until is not None and locked_until.replace(tzinfo=UTC) > now:
+        wait = int((locked_until.replace(tzinfo=UTC) - now).total_seconds()) + 1
+        raise TooManyRequests(
+            "Too many failed sign-ins for this username; retry later",
+            headers={"Retry-After": str(wait)},
+        )
+    if not await _verify(credential.password_hash, password):
+        failures = credential.failed_sign_ins + 1
+        changes: dict[str, Any] = {"failed_sign_ins": failures}
+        if failures >= settings.sign_in_failures_allowed:
+            doublings = min(failures - settings.sign_in_failures_allowed, 12)
+            changes["locked_until"] = now + timedelta(
+                seconds=settings.sign_in_lock_seconds * 2**doublings
+            )
+        await credential.set(changes)
+        raise BadRequest("Password mismatch.")
+    if credential.failed_sign_ins or credential.locked_until:
+        await credential.set({"failed_sign_ins": 0, "locked_until": None})
+    return credential
+
+
+async def start_session(settings: AdminSettings, user_id: str) -> tuple[str, datetime]:
+    token = secrets.token_urlsafe(32)
+    expires_at = utc_now() + timedelta(seconds=settings.user_token_seconds)
+    await UserSession(
+        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        user_id=user_id,
+        expires_at=expires_at,
+    ).insert()
+    return token, expires_at
+
+
+async def session_user(token: str) -> str | None:
+    """The user a token from authenticate_user stands for, while it is valid."""
+    session = await UserSession.find_one(
+        UserSession.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    )
+    if session is None or session.expires_at.replace(tzinfo=UTC) <= utc_now():
+        return None
+    return session.user_id
+
+
+async def change_password(credential: UserCredential, new_password: str) -> None:
+    await credential.set({"password_hash": await _hash(new_password)})
+    # Whoever held a token under the old password holds nothing now.
+    await UserSession.find(UserSession.user_id == credential.user_id).delete()
+
+
+# --- users --------------------------------------------------------------------------
+
+
+async def create_user(defaults: Defaults, vault: KeyVault, user_id: str) -> None:
+    """The user's config from the defaults, and a read-only copy of every default character."""
+    if await UserConfig.find_one(UserConfig.user_id == user_id):
+        raise Conflict(f"User {user_id} already exists.")
+    keys = {
+        name: vault.encrypt(value)
+        for name, value in defaults.user_config.items()
+        if name in PROVIDER_KEYS and value
+    }
+    settings = {name: defaults.user_config.get(name) for name in PLAIN_SETTINGS}
+    try:
+        await UserConfig(user_id=user_id, encrypted_keys=keys, settings=settings).insert()
+    except DuplicateKeyError:
+        raise Conflict(f"User {user_id} already exists.") from None
+    now = utc_now()
+    await CharacterConfig.insert_many(
+        [
+            CharacterConfig(
+                **msgspec.structs.asdict(template),
+                user_id=user_id,
+                character_id=str(uuid.uuid4()),
+                read_only=True,
+                create_datatime=creation_time(now),
+            )
+            for template in defaults.characters
+        ]
+    )
+
+
+async def delete_user(user_id: str) -> None:
+    found = [
+        await UserCredential.find(UserCredential.user_id == user_id).delete(),
+        await UserConfig.find(UserConfig.user_id == user_id).delete(),
+        await CharacterConfig.find(CharacterConfig.user_id == user_id).delete(),
+    ]
+    await UserSession.find(UserSession.user_id == user_id).delete()
+    if not any(result is not None and result.deleted_count for result in found):
+        raise NotFound(f"User {user_id} not found.")
+
+
+async def user_config(user_id: str) -> UserConfig:
+    config = await UserConfig.find_one(UserConfig.user_id == user_id)
+    if config is None:
+        raise NotFound(f"User config not found for user_id: {user_id}.")
+    return config
+
+
+async def update_user_config(vault: KeyVault, user_id: str, changes: dict[str, Any]) -> None:
+    """Only the fields given change; null leaves a field as it is, "" clears a key."""
+    config = await user_config(user_id)
+    keys = dict(config.encrypted_keys)
+    settings = dict(config.settings)
+    for name, value in changes.items():
+        if value is None:
+            continue
+        if name in PROVIDER_KEYS:
+            if value == "":
+                keys.pop(name, None)
+            else:
+                keys[name] = vault.encrypt(value)
+        elif name in PLAIN_SETTINGS:
+            settings[name] = value
+    await config.set({"encrypted_keys": keys, "settings": settings})
+
+
+def config_view(vault: KeyVault, config: UserConfig) -> UserConfigView:
+    return UserConfigView(
+        user_id=config.user_id,
+        keys={name: mask(vault.decrypt(token)) for name, token in config.encrypted_keys.items()},
+        settings=dict(config.settings),
+    )
+
+
+# Which providers a user can use: each needs every one of its keys.
+LLM_NEEDS = {
+    "openai": ("openai_api_key",),
+    "xai": ("xai_api_key",),
+    "anthropic": ("anthropic_api_key",),
+    "gemini": ("gemini_api_key",),
+    "deepseek": ("deepseek_api_key",),
+    "sensenova": ("sensenova_ak", "sensenova_sk"),
+}
+ASR_NEEDS = {
+    "zoetrope": (),
+    "openai": ("openai_api_key",),
+    "softsugar": ("softsugar_app_id", "softsugar_app_key"),
+}
+TTS_NEEDS = {
+    "zoetrope": (),
+    "huoshan": ("huoshan_app_id", "huoshan_token"),
+    "huoshan_icl": ("huoshan_app_id", "huoshan_token"),
+    "softsugar": ("softsugar_app_id", "softsugar_app_key"),
+    "sensenova": ("nova_tts_api_key",),
+    "elevenlabs": ("elevenlabs_api_key",),
+}
+
+
+async def available(user_id: str, needs: dict[str, tuple[str, ...]]) -> list[str]:
+    present = set((await user_config(user_id)).encrypted_keys)
+    return [option for option, keys in needs.items() if set(keys) <= present]
+
+
+# --- characters ---------------------------------------------------------------------
+
+
+async def characters_of(user_id: str) -> list[CharacterConfig]:
+    return await CharacterConfig.find(CharacterConfig.user_id == user_id).sort("_id").to_list()
+
+
+async def character(user_id: str, character_id: str) -> CharacterConfig:
+    found = await CharacterConfig.find_one(
+        CharacterConfig.user_id == user_id, CharacterConfig.character_id == character_id
+    )
+    if found is None:
+        raise NotFound(
+            f"Character not found for user_id: {user_id} and character_id: {character_id}."
+        )
+    return found
+
+
+def to_wire(found: CharacterConfig) -> Character:
+    fields = found.model_dump(exclude={"id", "revision_id"})
+    return msgspec.convert(fields, Character)
+
+
+async def duplicate(user_id: str, character_id: str, name: str | None) -> str:
+    original = await character(user_id, character_id)
+    fields = original.model_dump(exclude={"id", "revision_id"})
+    copy_id = str(uuid.uuid4())
+    fields.update(
+        character_id=copy_id,
+        read_only=False,
+        create_datatime=creation_time(utc_now()),
+        character_name=name if name is not None else fields["character_name"],
+    )
+    await CharacterConfig(**fields).insert()
+    return copy_id
+
+
+async def editable(user_id: str, character_id: str) -> CharacterConfig:
+    found = await character(user_id, character_id)
+    if found.read_only:
+        raise Forbidden(READ_ONLY)
+    return found
+
+
+async def update_character(user_id: str, character_id: str, changes: dict[str, Any]) -> None:
+    found = await editable(user_id, character_id)
+    await found.set(changes)
+
+
+async def delete_character(user_id: str, character_id: str) -> None:
+    found = await editable(user_id, character_id)
+    await found.delete()
