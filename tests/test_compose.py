@@ -63,9 +63,14 @@ def test_only_the_gateway_is_published(compose: dict) -> None:
 def test_secrets_are_required_not_defaulted(compose: dict) -> None:
     for name in APP_SERVICES:
         environment = compose["services"][name]["environment"]
-        for role in ("ADMIN", "VIEWER", "DEVICE"):
-            value = environment[f"EMOGO_{role}_TOKEN"]
-            assert re.fullmatch(rf"\$\{{EMOGO_{role}_TOKEN:\?.+\}}", value), value
+        for variable in (
+            "EMOGO_ADMIN_TOKEN",
+            "EMOGO_VIEWER_TOKEN",
+            "EMOGO_DEVICE_TOKEN",
+            "EMOGO_SECRET_KEY",
+        ):
+            value = environment[variable]
+            assert re.fullmatch(rf"\$\{{{variable}:\?.+\}}", value), value
 
 
 def test_dockerfile_runs_as_an_unprivileged_user() -> None:

@@ -69,7 +69,12 @@ def test_launcher_runs_restarts_and_keeps_data(tmp_path: Path) -> None:
         tokens = dict(
             line.split("=", 1) for line in credentials.read_text().splitlines() if "=" in line
         )
-        assert set(tokens) == {"EMOGO_ADMIN_TOKEN", "EMOGO_VIEWER_TOKEN", "EMOGO_DEVICE_TOKEN"}
+        assert set(tokens) == {
+            "EMOGO_ADMIN_TOKEN",
+            "EMOGO_VIEWER_TOKEN",
+            "EMOGO_DEVICE_TOKEN",
+            "EMOGO_SECRET_KEY",
+        }
         assert all(len(token) >= 32 for token in tokens.values())
         assert tokens["EMOGO_VIEWER_TOKEN"] in printed
 
@@ -79,10 +84,14 @@ def test_launcher_runs_restarts_and_keeps_data(tmp_path: Path) -> None:
         admin = {"Authorization": f"Bearer {tokens['EMOGO_ADMIN_TOKEN']}"}
         assert httpx.get(f"{gateway}/api/v1/whoami", headers=admin).json()["role"] == "admin"
 
-        # Something written to the embedded database...
+        # Something written to the embedded database, and a provider key encrypted
+        # under the generated secret key...
         db_uri = local_mongodb_uri(ports["DB"])
         with MongoClient(db_uri) as client:
             client.emogo.restart_check.insert_one({"_id": "kept", "value": 42})
+        httpx.post(f"{gateway}/api/v1/create_user", json={"user_id": "kept-user"}, headers=admin)
+        key = {"user_id": "kept-user", "openai_api_key": "sk-kept-0123456789abcdef"}
+        httpx.post(f"{gateway}/api/v1/update_user_config", json=key, headers=admin)
 
         # A child that dies is reported loudly and brought back.
         ingest = next(
@@ -112,12 +121,15 @@ def test_launcher_runs_restarts_and_keeps_data(tmp_path: Path) -> None:
         )
         with MongoClient(db_uri) as client:
             assert client.emogo.restart_check.find_one({"_id": "kept"})["value"] == 42
+        config = httpx.get(f"{gateway}/api/v1/get_user_config/kept-user", headers=admin).json()
+        assert config["keys"]["openai_api_key"] == "****cdef"  # still decrypts
         stop_with_ctrl_c(launcher)
     finally:
         if launcher.poll() is None:
             for child in psutil.Process(launcher.pid).children(recursive=True):
                 child.kill()
             launcher.kill()
+            launcher.wait()
 
 
 def test_busy_port_gives_a_clear_message(tmp_path: Path) -> None:
