@@ -341,7 +341,10 @@ async def available(user_id: str, needs: dict[str, tuple[str, ...]]) -> list[str
 
 
 async def characters_of(user_id: str) -> list[CharacterConfig]:
-    return await CharacterConfig.find(CharacterConfig.user_id == user_id).sort("_id").to_list()
+    found = await CharacterConfig.find(CharacterConfig.user_id == user_id).sort("_id").to_list()
+    if not found:
+        await user_config(user_id)  # 404 for a user that does not exist
+    return found
 
 
 async def character(user_id: str, character_id: str) -> CharacterConfig:

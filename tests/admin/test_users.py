@@ -156,8 +156,9 @@ def test_registration_and_creation_conflicts(stack: Stack, anonymous: httpx.Clie
         twice = admin.post("/api/v1/create_user", json={"user_id": user_id})
         assert twice.status_code == 409
         assert twice.json()["detail"]["error"] == f"User {user_id} already exists."
-        unknown = admin.post("/api/v1/delete_user", json={"user_id": "nobody-" + uuid.uuid4().hex})
-        assert unknown.status_code == 404
+        nobody = "nobody-" + uuid.uuid4().hex
+        assert admin.post("/api/v1/delete_user", json={"user_id": nobody}).status_code == 404
+        assert admin.get(f"/api/v1/list_characters/{nobody}").status_code == 404
 
 
 def test_deleting_a_user_removes_everything(stack: Stack, anonymous: httpx.Client) -> None:
