@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -64,20 +63,10 @@ def auth_server(tmp_path: Path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    time.sleep(0.5)
-    wait_until(lambda: server.poll() is None and _answers(port), 30, "SecantusDB with --auth")
+    wait_until(mongo_ready(open_uri), 30, "SecantusDB with --auth")
     yield port
     server.terminate()
     server.wait(15)
-
-
-def _answers(port: int) -> bool:
-    try:
-        with MongoClient(local_mongodb_uri(port), serverSelectionTimeoutMS=500) as client:
-            client.admin.command("ping")
-        return True
-    except Exception:
-        return False
 
 
 def app_uri(port: int) -> str:
