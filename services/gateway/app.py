@@ -11,7 +11,12 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
 from services.common.app import build_app
-from services.gateway.controllers import PROXY_MOUNTS, HealthController, PagesController
+from services.gateway.controllers import (
+    PROXY_MOUNTS,
+    ExportController,
+    HealthController,
+    PagesController,
+)
 from services.gateway.services import ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
 
@@ -31,7 +36,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         settings,
         title="EmoGo gateway",
         description="The public entry point: routes to the services, health, exports.",
-        route_handlers=[HealthController, PagesController, *PROXY_MOUNTS],
+        route_handlers=[HealthController, PagesController, ExportController, *PROXY_MOUNTS],
         documents=None,
         include_health=False,
         extra_lifespan=[upstream_client],

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
 from litestar import Controller, MediaType, Request, Response, asgi, get
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import ASGIRouteHandler
-from litestar.response import Template
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream, Template
 from litestar.types import Receive, Scope, Send
 
+from services.common.auth import READERS, requires
+from services.common.errors import NotFound, ServiceUnavailable
+from services.common.filters import InstantFilter, ParticipantFilter, time_span
 from services.common.schemas import Liveness, utc_now
+from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
+from services.gateway.export import (
+    FORMATS,
+    PARTICIPANTS_PER_PAGE,
+    TRACK_FIXES,
+    VLOGS_PER_PAGE,
+    ServiceApi,
+    ServiceDown,
+    export_all,
+    export_zip,
+    human_bytes,
+    local_time,
+    merge_participants,
+    section,
+)
 from services.gateway.schemas import GatewayHealth
 from services.gateway.services import ROUTES, ReverseProxy
+from services.gateway.settings import GatewaySettings
 
 DOCS = (
     ("gateway", "Gateway: health, exports"),
@@ -56,7 +83,196 @@ def proxy_mount(service: str, prefixes: tuple[str, ...]) -> ASGIRouteHandler:
         await proxy.forward(service, scope, receive, send)
 
     forward.__name__ = f"proxy_{service}"
-    return asgi(path=list(prefixes), is_mount=True, name=f"proxy_{service}")(forward)
+    return asgi(path=list(prefixes), is_mount=True, name=f"proxy_{service}", copy_scope=False)(
+        forward
+    )
 
 
 PROXY_MOUNTS = [proxy_mount(service, prefixes) for service, prefixes in ROUTES.items()]
+
+
+async def provide_export_filters(
+    user_id: ParticipantFilter = None,
+    since: InstantFilter = None,
+    until: InstantFilter = None,
+) -> dict[str, Any]:
+    """The page's filters, checked here (422 naming the field) and passed on as given."""
+    time_span(since, until)
+    return {"user_id": user_id, "since": since, "until": until}
+
+
+ExportFilters = NamedDependency[dict[str, Any]]
+EXPORT_NAME = re.compile(r"^(sentiments|gps|vlogs)\.(csv|ndjson|json)$")
+VlogsCursor = Annotated[str | None, QueryParameter(max_length=200, description="Vlog page.")]
+PeopleCursor = Annotated[str | None, QueryParameter(max_length=200, description="Table page.")]
+
+
+def _api(request: Request) -> ServiceApi:
+    proxy: ReverseProxy = request.app.state.proxy
+    return ServiceApi(
+        client=proxy.client,
+        upstreams=proxy.upstreams,
+        authorization=request.headers.get("authorization"),
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )
+
+
+async def _started(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Reads the first piece before the response starts, so that a refusal or a down
+    service still becomes a proper error response instead of a broken download."""
+    try:
+        first = await anext(pieces)
+    except StopAsyncIteration:
+        first = b""
+    except ServiceDown as down:
+        raise ServiceUnavailable(
+            f"The {down.service} service is not answering", extra={"service": down.service}
+        ) from None
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield first
+        async for piece in pieces:
+            yield piece
+
+    return rest()
+
+
+def _attachment(name: str, media_type: str, pieces: AsyncIterator[bytes]) -> Stream:
+    return Stream(
+        pieces,
+        media_type=media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _stamp() -> str:
+    return utc_now().strftime("%Y%m%d-%H%M%S")
+
+
+class ExportController(Controller):
+    """The page TAs open, and the downloads it links to."""
+
+    path = "/"
+    tags = ["export"]
+    guards = [requires(*READERS)]
+    dependencies = {"filters": Provide(provide_export_filters)}
+
+    @get("/export", operation_id="exportPage", media_type=MediaType.HTML, include_in_schema=False)
+    async def page(
+        self,
+        request: Request,
+        filters: ExportFilters,
+        vlogs_cursor: VlogsCursor = None,
+        people_cursor: PeopleCursor = None,
+    ) -> Template:
+        api = _api(request)
+        settings: GatewaySettings = request.app.state.settings
+        summary, vlog_count, timeline, people, vlog_people, vlog_page = await asyncio.gather(
+            section(api.json("ingest", "/api/telemetry/summary", filters)),
+            section(api.json("media", "/api/vlogs/count", filters)),
+            section(api.json("ingest", "/api/telemetry/timeline", filters)),
+            section(
+                api.json(
+                    "ingest",
+                    "/api/telemetry/participants",
+                    {**filters, "limit": PARTICIPANTS_PER_PAGE, "cursor": people_cursor},
+                )
+            ),
+            section(api.json("media", "/api/vlogs/participants", filters)),
+            section(
+                api.get(
+                    "media",
+                    "/api/vlogs",
+                    {**filters, "limit": VLOGS_PER_PAGE, "cursor": vlogs_cursor},
+                )
+            ),
+        )
+        rows = merge_participants(
+            people[0]["participants"] if people[0] else [], vlog_people[0] or []
+        )
+        tracks = await asyncio.gather(
+            *(
+                section(
+                    api.json(
+                        "ingest",
+                        "/api/gps",
+                        {
+                            **filters,
+                            "user_id": row["user_id"],
+                            "order": "asc",
+                            "limit": TRACK_FIXES,
+                        },
+                    )
+                )
+                for row in rows
+                if row["gps_fixes"]
+            )
+        )
+        with_fixes = [row for row in rows if row["gps_fixes"]]
+        track_pictures = [
+            (row["user_id"], row["gps_fixes"], gps_track(fixes or []))
+            for row, (fixes, _) in zip(with_fixes, tracks, strict=True)
+        ]
+        vlogs_response = vlog_page[0]
+        query = {k: v for k, v in filters.items() if v}
+        problems = [
+            problem
+            for _, problem in (summary, vlog_count, timeline, people, vlog_people, vlog_page)
+            if problem
+        ]
+        return Template(
+            template_name="export.html.j2",
+            context={
+                "filters": filters,
+                "query": urlencode(query),
+                "problems": list(dict.fromkeys(problems)),
+                "summary": summary[0],
+                "vlog_count": vlog_count[0],
+                "emotion_chart": emotion_distribution(summary[0]["emotions"])
+                if summary[0]
+                else None,
+                "timeline_chart": intensity_over_time(timeline[0] or []),
+                "rows": rows,
+                "people_next": people[0]["next_cursor"] if people[0] else None,
+                "tracks": track_pictures,
+                "vlogs": vlogs_response.json() if vlogs_response else [],
+                "vlogs_next": vlogs_response.headers.get("x-next-cursor")
+                if vlogs_response
+                else None,
+                "zone": settings.display_timezone,
+                "local": lambda value: local_time(value, settings.display_timezone),
+                "size": human_bytes,
+                "formats": ("csv", "json", "ndjson"),
+            },
+        )
+
+    @get("/api/export/all", operation_id="exportAll", summary="The seed's export of everything")
+    async def export_all(self, request: Request, filters: ExportFilters) -> Stream:
+        pieces = await _started(export_all(_api(request), filters))
+        return _attachment(f"emogo-all-{_stamp()}.json", "application/json", pieces)
+
+    @get("/api/export/everything.zip", operation_id="exportZip", summary="Every file and video")
+    async def export_zip(self, request: Request, filters: ExportFilters) -> Stream:
+        pieces = await _started(export_zip(_api(request), filters))
+        return _attachment(f"emogo-export-{_stamp()}.zip", "application/zip", pieces)
+
+    @get(
+        "/api/export/{name:str}",
+        operation_id="exportRecords",
+        summary="One kind of record as csv, json or ndjson: sentiments.csv, gps.json, ...",
+    )
+    async def export_records(
+        self, request: Request, name: FromPath[str], filters: ExportFilters
+    ) -> Stream:
+        match = EXPORT_NAME.match(name)
+        if match is None:
+            raise NotFound(
+                f"No export {name!r}: ask for sentiments, gps or vlogs as .csv, .json or .ndjson"
+            )
+        kind, format_name = match.groups()
+        media_type, render = FORMATS[format_name]
+        pieces = await _started(render(kind, _api(request).records(kind, filters)))
+        return _attachment(f"emogo-{kind}-{_stamp()}.{format_name}", media_type, pieces)

@@ -36,6 +36,7 @@ from services.ingest.schemas import (
     ParticipantPage,
     ParticipantTelemetry,
     TelemetryTotals,
+    TimelinePoint,
 )
 from services.ingest.services import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.settings import BATCH_BODY_CEILING, IngestSettings
@@ -201,6 +202,15 @@ class TelemetryController(Controller):
     )
     async def summary(self, window: MongoFilter) -> TelemetryTotals:
         return await services.totals(window)
+
+    @get(
+        "/timeline",
+        operation_id="telemetryTimeline",
+        guards=[requires(*READERS)],
+        summary="Per UTC day and emotion: count and mean intensity",
+    )
+    async def timeline(self, window: MongoFilter) -> list[TimelinePoint]:
+        return await services.timeline(window)
 
     @get(
         "/participants",

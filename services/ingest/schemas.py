@@ -140,6 +140,13 @@ class ParticipantPage(WireStruct):
     next_cursor: str | None
 
 
+class TimelinePoint(WireStruct):
+    day: str  # YYYY-MM-DD (UTC)
+    emotion: str
+    count: int
+    mean_intensity: float
+
+
 class TelemetryTotals(WireStruct):
     sentiments: int
     gps_fixes: int

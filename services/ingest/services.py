@@ -35,6 +35,7 @@ from services.ingest.schemas import (
     SentimentIn,
     SentimentOut,
     TelemetryTotals,
+    TimelinePoint,
 )
 
 DUPLICATE_KEY = 11000
@@ -410,6 +411,37 @@ async def totals(window: dict[str, Any]) -> TelemetryTotals:
             for row in emotion_rows
         },
     )
+
+
+async def timeline(window: dict[str, Any]) -> list[TimelinePoint]:
+    """Mean intensity and count per UTC day and emotion, oldest first: what a chart of
+    intensity over time needs, however many sentiments there are."""
+    rows = await _aggregate(
+        SENTIMENTS,
+        [
+            {"$match": window},
+            {
+                "$group": {
+                    "_id": {
+                        "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp"}},
+                        "emotion": "$emotion",
+                    },
+                    "count": {"$sum": 1},
+                    "mean": {"$avg": "$intensity"},
+                }
+            },
+            {"$sort": {"_id.day": 1, "_id.emotion": 1}},
+        ],
+    )
+    return [
+        TimelinePoint(
+            day=row["_id"]["day"],
+            emotion=row["_id"]["emotion"],
+            count=row["count"],
+            mean_intensity=round(row["mean"], 6),
+        )
+        for row in rows
+    ]
 
 
 async def _aggregate(kind: TelemetryKind, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,406 @@
+"""What the export page and the bulk exports read, from the services' APIs only.
+
+The gateway has no database: every number, row and byte here comes over HTTP from
+ingest and media, sent with the caller's own credential, so the services decide
+what the caller may see. Everything large is streamed: records as they arrive,
+videos chunk by chunk, so memory stays flat whatever the export's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from stream_zip import ZIP_64, ZIP_AUTO, async_stream_zip
+
+from services.common.errors import AppError, BadGateway
+
+RECORDS_PER_PAGE = 1000
+KINDS = ("sentiments", "gps", "vlogs")
+SENTIMENT_COLUMNS = (
+    "_id", "user_id", "timestamp", "emotion", "intensity", "note", "context", "client_id",
+    "received_at",
+)  # fmt: skip
+GPS_COLUMNS = (
+    "_id", "user_id", "timestamp", "latitude", "longitude", "altitude", "accuracy", "speed",
+    "heading", "location_name", "client_id", "received_at",
+)  # fmt: skip
+VLOG_COLUMNS = (
+    "_id", "user_id", "timestamp", "title", "description", "duration", "width", "height", "fps",
+    "codec", "container", "file_size", "sha256", "original_name", "has_file", "video_url",
+    "download_url", "uploaded_at", "zip_path",
+)  # fmt: skip
+COLUMNS = {"sentiments": SENTIMENT_COLUMNS, "gps": GPS_COLUMNS, "vlogs": VLOG_COLUMNS}
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ServiceDown(Exception):
+    """A service did not answer; the page shows a banner for its part."""
+
+    def __init__(self, service: str, reason: str) -> None:
+        super().__init__(f"{service}: {reason}")
+        self.service = service
+        self.reason = reason
+
+
+class UpstreamRefused(AppError):
+    """A service answered 4xx (bad filter, no access): passed on as it is."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        error = detail.get("error") if isinstance(detail, dict) else None
+        super().__init__(error or f"HTTP Error {status}")
+        self.status_code = status
+        self.body = body
+
+
+@dataclass
+class ServiceApi:
+    """Calls to the services on behalf of one request, with its credential."""
+
+    client: httpx.AsyncClient
+    upstreams: dict[str, str]
+    authorization: str | None
+    request_id: str | None = None
+    headers: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.headers = {}
+        if self.authorization:
+            self.headers["Authorization"] = self.authorization
+        if self.request_id:
+            self.headers["X-Request-ID"] = self.request_id
+
+    def _url(self, service: str, path: str) -> str:
+        return f"{self.upstreams[service]}{path}"
+
+    async def get(
+        self, service: str, path: str, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        try:
+            response = await self.client.get(
+                self._url(service, path), params=_clean(params), headers=self.headers
+            )
+        except httpx.HTTPError as problem:
+            raise ServiceDown(service, type(problem).__name__) from None
+        if response.status_code >= 500:
+            raise ServiceDown(service, f"answered {response.status_code}")
+        if response.status_code >= 400:
+            raise UpstreamRefused(response.status_code, _body(response))
+        return response
+
+    async def json(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        return (await self.get(service, path, params)).json()
+
+    async def stream(
+        self, service: str, path: str, params: dict[str, Any] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The raw body of a GET, piece by piece; refusals raise before the first piece."""
+        request = self.client.build_request(
+            "GET", self._url(service, path), params=_clean(params), headers=self.headers
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as problem:
+            raise ServiceDown(service, type(problem).__name__) from None
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                if response.status_code >= 500:
+                    raise ServiceDown(service, f"answered {response.status_code}")
+                raise UpstreamRefused(response.status_code, _body(response))
+            async for piece in response.aiter_raw():
+                yield piece
+        except httpx.HTTPError as problem:
+            raise BadGateway(
+                f"{service} broke off the transfer: {type(problem).__name__}"
+            ) from None
+        finally:
+            await response.aclose()
+
+    async def records(self, kind: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Every record of `kind` matching `filters`, oldest first."""
+        if kind == "vlogs":
+            cursor: str | None = None
+            while True:
+                params = {**filters, "order": "asc", "limit": RECORDS_PER_PAGE, "cursor": cursor}
+                response = await self.get("media", "/api/vlogs", params)
+                for vlog in response.json():
+                    yield vlog
+                cursor = response.headers.get("x-next-cursor")
+                if cursor is None:
+                    return
+        pending = b""
+        async for piece in self.stream("ingest", f"/api/{kind}/stream", filters):
+            pending += piece
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                if line:
+                    yield json.loads(line)
+        if pending.strip():
+            yield json.loads(pending)
+
+
+def _clean(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    return {"message": f"HTTP Error {response.status_code}", "code": response.status_code,
+            "detail": {"error": response.text[:200]}}  # fmt: skip
+
+
+# --- formats ------------------------------------------------------------------------
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_rows(kind: str, records: list[dict[str, Any]], *, header: bool) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    if header:
+        writer.writerow(COLUMNS[kind])
+    for record in records:
+        writer.writerow(
+            ["" if record.get(c) is None else spreadsheet_safe(record[c]) for c in COLUMNS[kind]]
+        )
+    return buffer.getvalue().encode()
+
+
+async def as_csv(kind: str, records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """UTF-8 with a byte-order mark (so Excel reads it as UTF-8), RFC 4180 quoting."""
+    yield b"\xef\xbb\xbf" + csv_rows(kind, [], header=True)
+    batch: list[dict[str, Any]] = []
+    async for record in records:
+        batch.append(record)
+        if len(batch) >= RECORDS_PER_PAGE:
+            yield csv_rows(kind, batch, header=False)
+            batch = []
+    if batch:
+        yield csv_rows(kind, batch, header=False)
+
+
+async def as_ndjson(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async for record in records:
+        yield json.dumps(record, ensure_ascii=False).encode() + b"\n"
+
+
+async def as_json_array(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    yield b"["
+    first = True
+    async for record in records:
+        yield (b"" if first else b",") + json.dumps(record, ensure_ascii=False).encode()
+        first = False
+    yield b"]"
+
+
+FORMATS: dict[str, tuple[str, Callable[..., AsyncIterator[bytes]]]] = {
+    "csv": ("text/csv; charset=utf-8", lambda kind, records: as_csv(kind, records)),
+    "ndjson": ("application/x-ndjson", lambda kind, records: as_ndjson(records)),
+    "json": ("application/json", lambda kind, records: as_json_array(records)),
+}
+
+
+async def export_all(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[bytes]:
+    """The seed's `GET /api/export/all` body, streamed."""
+    counts = {
+        "total_vlogs": (await api.json("media", "/api/vlogs/count", filters))["count"],
+        "total_sentiments": (await api.json("ingest", "/api/sentiments/count", filters))["count"],
+        "total_gps_coordinates": (await api.json("ingest", "/api/gps/count", filters))["count"],
+    }
+    head = {"export_date": datetime.now(UTC).isoformat(), **counts}
+    yield json.dumps(head)[:-1].encode() + b', "data": {'
+    for position, (name, kind) in enumerate(
+        (("vlogs", "vlogs"), ("sentiments", "sentiments"), ("gps_coordinates", "gps"))
+    ):
+        yield (b", " if position else b"") + f'"{name}": '.encode()
+        async for piece in as_json_array(api.records(kind, filters)):
+            yield piece
+    yield b"}}"
+
+
+# --- the ZIP ------------------------------------------------------------------------
+
+
+def video_path(vlog: dict[str, Any]) -> str:
+    """A readable path inside the ZIP: videos/<participant>/<date>_<title>_<id>.<ext>."""
+    title = "".join(c if c.isalnum() or c in "-_ " else "_" for c in vlog.get("title") or "")
+    title = "_".join(title.split())[:60] or "vlog"
+    day = str(vlog.get("timestamp", ""))[:10]
+    extension = {"mov": "mov", "webm": "webm", "mkv": "mkv", "avi": "avi"}.get(
+        vlog.get("container") or "", "mp4"
+    )
+    return f"videos/{vlog['user_id']}/{day}_{title}_{vlog['_id'][-6:]}.{extension}"
+
+
+ZIP_README = """EmoGo export
+
+sentiments.csv, gps.csv, vlogs.csv: one row per record, UTF-8, times in UTC (ISO 8601).
+  sentiments: emotion label (lower-case), intensity 0..1, optional note and context.
+  gps: latitude/longitude (WGS 84), altitude and accuracy in metres, speed m/s,
+       heading degrees (empty when unknown), location_name.
+  vlogs: title, description, duration (s), width/height (px), fps, codec, container,
+         file_size (bytes), sha256 of the original, and where its video is in this ZIP.
+  client_id: the phone's own id of a record; received_at: when the server stored it.
+  Cells that would start a spreadsheet formula are prefixed with an apostrophe.
+*.ndjson: the same records as JSON, one per line.
+videos/<participant>/: every stored video, byte for byte as uploaded.
+manifest.json: counts, the filters used, the export time, the sha256 of every file.
+"""
+
+
+class Hashing:
+    """Passes bytes through, remembering their sha256 and length."""
+
+    def __init__(self, pieces: AsyncIterator[bytes]) -> None:
+        self.pieces = pieces
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for piece in self.pieces:
+            self.digest.update(piece)
+            self.size += len(piece)
+            yield piece
+
+
+async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[bytes]:
+    """One ZIP: every data file, every stored video, a manifest and a README."""
+    now = datetime.now(UTC)
+    files: dict[str, Hashing] = {}
+    counts: dict[str, int] = {}
+
+    async def counted(kind: str) -> AsyncIterator[dict[str, Any]]:
+        counts[kind] = 0
+        async for record in api.records(kind, filters):
+            counts[kind] += 1
+            yield record
+
+    async def entries() -> AsyncIterator[tuple[str, datetime, int, Any, AsyncIterator[bytes]]]:
+        for kind in ("sentiments", "gps"):
+            for name, stream in (
+                (f"{kind}.csv", as_csv(kind, counted(kind))),
+                (f"{kind}.ndjson", as_ndjson(api.records(kind, filters))),
+            ):
+                files[name] = Hashing(stream)
+                yield name, now, 0o644, ZIP_64, files[name].__aiter__()
+        vlogs = [vlog async for vlog in api.records("vlogs", filters)]
+        counts["vlogs"] = len(vlogs)
+        for vlog in vlogs:
+            vlog["zip_path"] = video_path(vlog) if vlog.get("download_url") else None
+
+        async def vlog_rows() -> AsyncIterator[dict[str, Any]]:
+            for vlog in vlogs:
+                yield vlog
+
+        files["vlogs.csv"] = Hashing(as_csv("vlogs", vlog_rows()))
+        yield "vlogs.csv", now, 0o644, ZIP_64, files["vlogs.csv"].__aiter__()
+        for vlog in vlogs:
+            if vlog["zip_path"]:
+                download = api.stream("media", f"/api/vlogs/{vlog['_id']}/download")
+                files[vlog["zip_path"]] = Hashing(download)
+                # Stored, not deflated: videos are compressed already.
+                method = ZIP_AUTO(vlog["file_size"], level=0)
+                yield vlog["zip_path"], now, 0o644, method, files[vlog["zip_path"]].__aiter__()
+        readme = ZIP_README.encode()
+        files["README.txt"] = Hashing(_once(readme))
+        yield "README.txt", now, 0o644, ZIP_64, files["README.txt"].__aiter__()
+        manifest = {
+            "export_date": now.isoformat(),
+            "filters": filters,
+            "counts": counts,
+            "files": {
+                name: {"sha256": f.digest.hexdigest(), "bytes": f.size} for name, f in files.items()
+            },
+        }
+        yield "manifest.json", now, 0o644, ZIP_64, _once(json.dumps(manifest, indent=2).encode())
+
+    async for piece in async_stream_zip(
+        entries(), get_compressobj=lambda: zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    ):
+        yield piece
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+# --- the page -----------------------------------------------------------------------
+
+PARTICIPANTS_PER_PAGE = 25
+VLOGS_PER_PAGE = 12
+TRACK_FIXES = 500
+
+
+def merge_participants(
+    telemetry: list[dict[str, Any]], vlogs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per participant of the telemetry page, with their vlogs added."""
+    by_user = {row["user_id"]: row for row in vlogs}
+    rows = []
+    for row in telemetry:
+        media = by_user.get(row["user_id"], {})
+        times_first = [t for t in (row.get("first_activity"), media.get("first_recorded")) if t]
+        times_last = [t for t in (row.get("last_activity"), media.get("last_recorded")) if t]
+        rows.append(
+            {
+                "user_id": row["user_id"],
+                "sentiments": row["sentiments"],
+                "gps_fixes": row["gps_fixes"],
+                "vlogs": media.get("vlogs", 0),
+                "first_activity": min(times_first) if times_first else None,
+                "last_activity": max(times_last) if times_last else None,
+            }
+        )
+    return rows
+
+
+def local_time(value: str | None, zone: str) -> str:
+    """An ISO 8601 instant as `YYYY-MM-DD HH:MM` in the page's time zone."""
+    if not value:
+        return ""
+    instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return instant.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+def human_bytes(size: int | None) -> str:
+    if not size:
+        return "0 B"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+async def section(job: Any) -> tuple[Any, str | None]:
+    """A part of the page: its data, or why its service could not give it."""
+    try:
+        return await job, None
+    except ServiceDown as down:
+        return (
+            None,
+            f"The {down.service} service is not answering ({down.reason}); this part is missing.",
+        )
