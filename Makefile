@@ -14,6 +14,7 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m ruff check .
+	scripts/ensure-chromium
 	$(PY) -m pytest
 
 lint: $(INSTALLED)
