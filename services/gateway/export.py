@@ -188,11 +188,23 @@ def csv_rows(kind: str, records: list[dict[str, Any]], *, header: bool) -> bytes
     return buffer.getvalue().encode()
 
 
+async def _peeked(
+    records: AsyncIterator[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], AsyncIterator[dict[str, Any]]]:
+    """The first record (or none) and the rest. Formats read it before their first
+    byte, so an unreachable service is an error response, not a broken download."""
+    iterator = aiter(records)
+    try:
+        return [await anext(iterator)], iterator
+    except StopAsyncIteration:
+        return [], iterator
+
+
 async def as_csv(kind: str, records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     """UTF-8 with a byte-order mark (so Excel reads it as UTF-8), RFC 4180 quoting."""
+    batch, rest = await _peeked(records)
     yield b"\xef\xbb\xbf" + csv_rows(kind, [], header=True)
-    batch: list[dict[str, Any]] = []
-    async for record in records:
+    async for record in rest:
         batch.append(record)
         if len(batch) >= RECORDS_PER_PAGE:
             yield csv_rows(kind, batch, header=False)
@@ -207,11 +219,10 @@ async def as_ndjson(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byt
 
 
 async def as_json_array(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    yield b"["
-    first = True
-    async for record in records:
-        yield (b"" if first else b",") + json.dumps(record, ensure_ascii=False).encode()
-        first = False
+    head, rest = await _peeked(records)
+    yield b"[" + b"".join(json.dumps(r, ensure_ascii=False).encode() for r in head)
+    async for record in rest:
+        yield b"," + json.dumps(record, ensure_ascii=False).encode()
     yield b"]"
 
 

@@ -87,3 +87,25 @@ def test_a_stopped_service_gives_503_and_recovers(stack: tuple[Supervisor, str])
     supervisor.wait_ready("media")
     assert httpx.get(f"{gateway}/docs/media/openapi.json").status_code == 200
     wait_until(http_ok(f"{gateway}/health"), 10, "aggregate health to recover")
+
+
+def test_the_export_page_survives_a_service_that_is_down(
+    stack: tuple[Supervisor, str],
+) -> None:
+    supervisor, gateway = stack
+    viewer = basic("viewer", TOKENS["viewer"])
+    supervisor.processes["ingest"].kill()
+    supervisor.processes["ingest"].wait()
+    try:
+        page = httpx.get(f"{gateway}/export", headers=viewer, timeout=30)
+        assert page.status_code == 200
+        assert "The ingest service is not answering" in page.text
+        assert 'id="vlogs"' in page.text  # media's part still renders
+        assert "Traceback" not in page.text
+        export = httpx.get(f"{gateway}/api/export/sentiments.csv", headers=viewer, timeout=30)
+        assert export.status_code == 503
+        assert export.json()["detail"]["service"] == "ingest"
+    finally:
+        supervisor.start("ingest")
+        supervisor.wait_ready("ingest")
+    assert "not answering" not in httpx.get(f"{gateway}/export", headers=viewer).text

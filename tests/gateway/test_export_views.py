@@ -1,0 +1,107 @@
+"""The export page's view logic on its own: charts, CSV, names, times, merging."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+
+from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
+from services.gateway.export import (
+    as_csv,
+    human_bytes,
+    local_time,
+    merge_participants,
+    spreadsheet_safe,
+    video_path,
+)
+
+
+def test_charts_escape_labels_and_say_nothing_without_data() -> None:
+    chart = emotion_distribution({"<b>joy</b>": {"count": 3, "mean_intensity": 0.5}})
+    assert "&lt;b&gt;joy&lt;/b&gt;" in chart
+    assert "<b>" not in chart
+    assert emotion_distribution({}) is None
+    assert intensity_over_time([]) is None
+    assert gps_track([]) is None
+    line = intensity_over_time(
+        [
+            {"day": "2025-03-01", "emotion": "calm", "count": 2, "mean_intensity": 0.25},
+            {"day": "2025-03-02", "emotion": "calm", "count": 1, "mean_intensity": 0.75},
+        ]
+    )
+    assert line.count("<circle") == 2
+    assert "<polyline" in line
+
+
+def test_a_track_keeps_its_shape_and_marks_start_and_end() -> None:
+    fixes = [{"latitude": 25.0 + i * 0.001, "longitude": 121.5} for i in range(10)]
+    picture = gps_track(fixes, size=100)
+    assert picture.count("<circle") == 2
+    assert "10 fixes" in picture
+
+
+def test_csv_quotes_and_defuses_formulas() -> None:
+    assert spreadsheet_safe("=1+1") == "'=1+1"
+    assert spreadsheet_safe("-2") == "'-2"
+    assert spreadsheet_safe(-2.5) == -2.5  # numbers stay numbers
+    assert spreadsheet_safe("calm") == "calm"
+
+    async def records():
+        yield {"_id": "a", "user_id": "P1", "note": 'line\nbreak, "quoted"', "intensity": 0.5}
+        yield {"_id": "b", "user_id": "P2", "note": "@SUM(A1)", "intensity": None}
+
+    async def collect() -> bytes:
+        return b"".join([piece async for piece in as_csv("sentiments", records())])
+
+    text = asyncio.run(collect()).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["note"] for row in rows] == ['line\nbreak, "quoted"', "'@SUM(A1)"]
+    assert rows[1]["intensity"] == ""
+
+
+def test_names_times_and_sizes() -> None:
+    vlog = {"_id": "0123456789abcdef01234567", "user_id": "P1", "title": "Mon été / ../x",
+            "timestamp": "2025-03-02T10:30:00Z", "container": "mov"}  # fmt: skip
+    path = video_path(vlog)
+    assert path.startswith("videos/P1/2025-03-02_Mon_été_")
+    assert path.endswith("x_234567.mov")
+    assert path.count("/") == 2
+    assert ".." not in path
+    assert local_time("2025-03-02T16:30:00Z", "Asia/Taipei") == "2025-03-03 00:30"
+    assert local_time(None, "UTC") == ""
+    assert human_bytes(0) == "0 B"
+    assert human_bytes(1536) == "1.5 KB"
+    assert human_bytes(5 * 1024**3) == "5.0 GB"
+
+
+def test_participants_merge_telemetry_and_vlogs() -> None:
+    rows = merge_participants(
+        [
+            {
+                "user_id": "P1",
+                "sentiments": 2,
+                "gps_fixes": 0,
+                "first_activity": "2025-03-02T00:00:00Z",
+                "last_activity": "2025-03-03T00:00:00Z",
+            }
+        ],
+        [
+            {
+                "user_id": "P1",
+                "vlogs": 3,
+                "first_recorded": "2025-03-01T00:00:00Z",
+                "last_recorded": "2025-03-02T00:00:00Z",
+            }
+        ],
+    )
+    assert rows == [
+        {
+            "user_id": "P1",
+            "sentiments": 2,
+            "gps_fixes": 0,
+            "vlogs": 3,
+            "first_activity": "2025-03-01T00:00:00Z",
+            "last_activity": "2025-03-03T00:00:00Z",
+        }
+    ]
