@@ -29,6 +29,7 @@ bench: $(INSTALLED)
 	$(PY) bench/gateway_overhead.py
 	$(PY) bench/ingest.py
 	$(PY) bench/media.py
+	$(PY) bench/export.py
 
 venv: $(INSTALLED)
 

@@ -1,0 +1,162 @@
+"""The export page and the ZIP export under load.
+
+Starts a throw-away stack (embedded SecantusDB, as `make run`), loads it through the
+gateway with telemetry (100k records by default, in batches of 1000) and vlogs
+(1,000 small ones, plus ten of 100 MiB for the ZIP), then measures:
+  - the time to render `/export` (median of several renders);
+  - ZIP export of the large videos' participant (1 GiB of video) through the gateway,
+    in MiB/s, against reading the same files from GridFS with PyMongo in the same run;
+  - the gateway's peak resident memory during the ZIP export.
+
+    .venv/bin/python bench/export.py [--records 100000] [--vlogs 1000] [--videos 10]
+                                     [--video-mb 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from gridfs import AsyncGridFSBucket
+from media import MiB, build_video, file_pieces
+from pymongo import AsyncMongoClient
+from support import bearer, throwaway_stack
+
+from tests.support import PeakMemory
+
+BATCH = 1000
+
+
+async def load_telemetry(client: httpx.AsyncClient, records: int) -> None:
+    sequence = itertools.count()
+
+    async def one_batch(kind: str, size: int) -> None:
+        rows = []
+        for _ in range(size):
+            n = next(sequence)
+            common = {"user_id": f"P{n % 50:03d}", "timestamp": 1740000000 + n * 37}
+            if kind == "sentiments":
+                rows.append({**common, "emotion": ("happy", "calm", "sad", "anxious")[n % 4],
+                             "intensity": (n % 100) / 100})  # fmt: skip
+            else:
+                rows.append({**common, "latitude": 25.0 + (n % 1000) / 1e5,
+                             "longitude": 121.5 + (n % 700) / 1e5})  # fmt: skip
+        response = await client.post(f"/api/{kind}/batch", json=rows)
+        assert response.json()["stored"] == size, response.text
+
+    half = records // 2
+    for kind, total in (("sentiments", records - half), ("gps", half)):
+        jobs = [one_batch(kind, min(BATCH, total - start)) for start in range(0, total, BATCH)]
+        for chunk in range(0, len(jobs), 4):
+            await asyncio.gather(*jobs[chunk : chunk + 4])
+
+
+async def upload(client: httpx.AsyncClient, path: Path, user_id: str, title: str) -> None:
+    response = await client.post(
+        "/api/vlogs/upload/raw",
+        params={"user_id": user_id, "filename": path.name, "title": title},
+        content=file_pieces(path),
+    )
+    assert response.status_code == 201, response.text
+
+
+async def run(config, gateway_pid: int, folder: Path, args: argparse.Namespace) -> None:
+    device = httpx.AsyncClient(
+        base_url=config.url("gateway"), headers=bearer(config, "device"), timeout=600
+    )
+    viewer = httpx.AsyncClient(
+        base_url=config.url("gateway"), headers=bearer(config, "viewer"), timeout=600
+    )
+    began = time.perf_counter()
+    await load_telemetry(device, args.records)
+    print(
+        f"loaded {args.records} telemetry records in {time.perf_counter() - began:.0f} s",
+        flush=True,
+    )
+
+    began = time.perf_counter()
+    small = [folder / f"small-{n}.mp4" for n in range(args.vlogs)]
+    for n, path in enumerate(small):
+        build_video(path, 64 * 1024 + n)  # distinct bytes: no two are duplicates
+    for chunk in range(0, len(small), 4):
+        await asyncio.gather(
+            *(
+                upload(device, p, f"P{n % 50:03d}", f"Vlog {n}")
+                for n, p in enumerate(small[chunk : chunk + 4], start=chunk)
+            )
+        )
+    large = folder / "large.mp4"
+    for n in range(args.videos):
+        build_video(large, args.video_mb * MiB)
+        await upload(device, large, "ZIPPER", f"Large {n}")
+    large.unlink()
+    print(f"uploaded {args.vlogs} small and {args.videos} large vlogs in "
+          f"{time.perf_counter() - began:.0f} s\n", flush=True)  # fmt: skip
+
+    renders = []
+    for _ in range(5):
+        started = time.perf_counter()
+        page = await viewer.get("/export")
+        assert page.status_code == 200
+        renders.append(time.perf_counter() - started)
+    print(f"/export render: median {statistics.median(renders) * 1000:.0f} ms "
+          f"(min {min(renders) * 1000:.0f}, max {max(renders) * 1000:.0f})")  # fmt: skip
+
+    with PeakMemory(gateway_pid) as memory:
+        started = time.perf_counter()
+        received = 0
+        async with viewer.stream(
+            "GET", "/api/export/everything.zip", params={"user_id": "ZIPPER"}
+        ) as response:
+            assert response.status_code == 200
+            async for piece in response.aiter_raw():
+                received += len(piece)
+        zip_seconds = time.perf_counter() - started
+
+    mongo = AsyncMongoClient(config.mongodb_uri)
+    bucket = AsyncGridFSBucket(mongo["emogo"], bucket_name="videos")
+    vlogs = (await viewer.get("/api/vlogs", params={"user_id": "ZIPPER", "limit": 100})).json()
+    started = time.perf_counter()
+    raw = 0
+    async for stored in mongo["emogo"]["vlogs"].find({"user_id": "ZIPPER"}):
+        stream = await bucket.open_download_stream(stored["storage_id"])
+        while piece := await stream.read(MiB):
+            raw += len(piece)
+    raw_seconds = time.perf_counter() - started
+    await mongo.close()
+    await device.aclose()
+    await viewer.aclose()
+
+    video_bytes = sum(v["file_size"] for v in vlogs)
+    zip_rate = video_bytes / MiB / zip_seconds
+    raw_rate = raw / MiB / raw_seconds
+    print(f"ZIP export: {received / MiB:.0f} MiB in {zip_seconds:.1f} s, {zip_rate:.1f} MiB/s")
+    print(f"raw GridFS read of the same videos: {raw / MiB:.0f} MiB, {raw_rate:.1f} MiB/s")
+    print(f"ZIP/raw throughput: {zip_rate / raw_rate:.2f} (aim: >= 0.5)")
+    print(f"gateway RSS during the ZIP: idle {memory.baseline / MiB:.0f} MiB, "
+          f"peak {memory.peak / MiB:.0f} MiB (aim: < 150)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=100_000, help="telemetry records")
+    parser.add_argument("--vlogs", type=int, default=1000, help="small vlogs")
+    parser.add_argument("--videos", type=int, default=10, help="large videos for the ZIP")
+    parser.add_argument("--video-mb", type=int, default=100, help="size of each large video")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="emogo-bench-export-") as folder:
+        limit = str((args.video_mb + 64) * MiB)
+        with throwaway_stack(EMOGO_MEDIA_MAX_UPLOAD_BYTES=limit) as (config, supervisor):
+            asyncio.run(run(config, supervisor.processes["gateway"].pid, Path(folder), args))
+
+
+if __name__ == "__main__":
+    main()
