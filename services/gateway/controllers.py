@@ -18,6 +18,7 @@ from litestar.types import Receive, Scope, Send
 from services.common.auth import READERS, requires
 from services.common.errors import NotFound, ServiceUnavailable
 from services.common.filters import InstantFilter, ParticipantFilter, time_span
+from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
 from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
 from services.gateway.export import (
@@ -190,8 +191,13 @@ class ExportController(Controller):
                 )
             ),
         )
+        telemetry_page = people[0] or {"participants": [], "next_cursor": None}
+        shown = telemetry_page["participants"]
         rows = merge_participants(
-            people[0]["participants"] if people[0] else [], vlog_people[0] or []
+            shown,
+            vlog_people[0] or [],
+            after=decode_cursor(people_cursor, tuple[str])[0] if people_cursor else None,
+            through=shown[-1]["user_id"] if shown and telemetry_page["next_cursor"] else None,
         )
         tracks = await asyncio.gather(
             *(

@@ -105,3 +105,17 @@ def test_participants_merge_telemetry_and_vlogs() -> None:
             "last_activity": "2025-03-03T00:00:00Z",
         }
     ]
+
+
+def test_participants_with_only_vlogs_get_a_row_on_their_page() -> None:
+    telemetry = [{"user_id": "B", "sentiments": 1, "gps_fixes": 0}]
+    vlogs = [
+        {"user_id": uid, "vlogs": 1, "first_recorded": "2025-01-01", "last_recorded": "2025-01-02"}
+        for uid in ("A", "C", "Z")
+    ]
+    # A middle page ending at B shows A (after nothing) but not C or Z (later pages).
+    assert [r["user_id"] for r in merge_participants(telemetry, vlogs, None, "B")] == ["A", "B"]
+    # The last page takes everything after the previous page.
+    last = merge_participants(telemetry, vlogs, "A", None)
+    assert [r["user_id"] for r in last] == ["B", "C", "Z"]
+    assert last[1]["sentiments"] == 0
