@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from litestar import Litestar
 
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.models import DOCUMENTS
+from services.ingest.services import ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
+
+
+@asynccontextmanager
+async def rollups_ready(_: Litestar) -> AsyncIterator[None]:
+    """Records stored before the daily rollups existed are counted into them once."""
+    await ensure_rollups()
+    yield
 
 
 def create_app(settings: IngestSettings | None = None) -> Litestar:
@@ -17,4 +28,5 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         description="Sentiments and GPS fixes sent by participants' phones.",
         route_handlers=[SentimentController, GpsController, TelemetryController],
         documents=DOCUMENTS,
+        extra_lifespan=[rollups_ready],
     )

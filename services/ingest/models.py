@@ -70,3 +70,32 @@ class GpsFix(Document):
 
 
 DOCUMENTS: list[type[Document]] = [Sentiment, GpsFix]
+
+
+class DailyRollup(Document):
+    """Counts per kind, participant, UTC day (and emotion), kept up to date on every
+    write, so totals, timelines and participant tables read a few rows per participant
+    and day instead of every record."""
+
+    kind: str
+    user_id: str
+    day: str  # YYYY-MM-DD, UTC
+    emotion: str  # "" for GPS fixes
+    count: int
+    intensity_sum: float
+    first: datetime
+    last: datetime
+
+    class Settings:
+        name = "telemetry_daily"
+        indexes = [
+            IndexModel(
+                [("kind", 1), ("user_id", 1), ("day", 1), ("emotion", 1)],
+                name="rollup_key",
+                unique=True,
+            ),
+            IndexModel([("kind", 1), ("day", 1)], name="kind_day"),
+        ]
+
+
+DOCUMENTS.append(DailyRollup)

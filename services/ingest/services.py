@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from beanie import Document
 from bson import ObjectId
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -22,7 +23,7 @@ from services.common.pagination import Order, fetch_page, time_sort
 from services.common.schemas import utc_now
 from services.common.timestamps import recorded_at, truncate_to_milliseconds
 from services.common.validation import convert_record, decode_json
-from services.ingest.models import GpsFix, Sentiment
+from services.ingest.models import DailyRollup, GpsFix, Sentiment
 from services.ingest.schemas import (
     BatchResult,
     DeletedTelemetry,
@@ -60,6 +61,7 @@ def _normalise_gps_fix(fields: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class TelemetryKind:
+    key: str  # its name in rollups and exports
     noun: str
     noun_plural: str
     # As in operation ids: createSentiment, listSentiments.
@@ -81,6 +83,7 @@ class TelemetryKind:
 
 
 SENTIMENTS = TelemetryKind(
+    key="sentiments",
     noun="sentiment",
     noun_plural="sentiments",
     operation_name="Sentiment",
@@ -92,6 +95,7 @@ SENTIMENTS = TelemetryKind(
     normalise=_normalise_sentiment,
 )
 GPS_FIXES = TelemetryKind(
+    key="gps",
     noun="GPS fix",
     noun_plural="GPS fixes",
     operation_name="GpsFix",
@@ -146,6 +150,7 @@ async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dic
     document = to_document(kind, convert_record(raw, kind.record_in), server_now(), max_ahead)
     try:
         await kind.collection.insert_one(document)
+        await add_to_rollups(kind, [document])
     except DuplicateKeyError:
         existing = await kind.collection.find_one(
             {"user_id": document["user_id"], "client_id": document["client_id"]}, {"_id": 1}
@@ -228,6 +233,7 @@ async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedel
                 raise
             refused = {e["index"] for e in failure.details["writeErrors"]}
 
+    await add_to_rollups(kind, [doc for i, (_, doc) in enumerate(to_insert) if i not in refused])
     already_stored = await _stored_ids(kind, [to_insert[i][1] for i in sorted(refused)])
     for position, (index, document) in enumerate(to_insert):
         if position in refused:
@@ -324,6 +330,9 @@ async def participant_summaries(
     returned cursor the last id of this one when more follow. Each collection gives
     at most `limit + 1` participants, which is enough to know the first `limit` of
     their union and whether there are more."""
+    rows = await rollup_rows(window)
+    if rows is not None:
+        return _participants_from(rows, after, limit)
     match = window if after is None else {"$and": [window, {"user_id": {"$gt": after}}]}
     first_page = [{"$sort": {"_id": 1}}, {"$limit": limit + 1}]
     per_emotion = {
@@ -383,6 +392,9 @@ async def participant_summaries(
 
 async def totals(window: dict[str, Any]) -> TelemetryTotals:
     """Counts over everything in `window`, and how often each emotion was reported."""
+    rows = await rollup_rows(window)
+    if rows is not None:
+        return _totals_from(rows)
     emotion_rows = await _aggregate(
         SENTIMENTS,
         [
@@ -416,6 +428,9 @@ async def totals(window: dict[str, Any]) -> TelemetryTotals:
 async def timeline(window: dict[str, Any]) -> list[TimelinePoint]:
     """Mean intensity and count per UTC day and emotion, oldest first: what a chart of
     intensity over time needs, however many sentiments there are."""
+    rows = await rollup_rows(window)
+    if rows is not None:
+        return _timeline_from(rows)
     rows = await _aggregate(
         SENTIMENTS,
         [
@@ -450,8 +465,169 @@ async def _aggregate(kind: TelemetryKind, pipeline: list[dict[str, Any]]) -> lis
 
 
 async def delete_participant(user_id: str) -> DeletedTelemetry:
+    await DailyRollup.get_pymongo_collection().delete_many({"user_id": user_id})
     sentiments = await SENTIMENTS.collection.delete_many({"user_id": user_id})
     gps_fixes = await GPS_FIXES.collection.delete_many({"user_id": user_id})
     return DeletedTelemetry(
         user_id=user_id, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
     )
+
+
+# --- daily rollups --------------------------------------------------------------------
+
+KINDS = {kind.key: kind for kind in (SENTIMENTS, GPS_FIXES)}
+
+
+def _rollup_key(kind: TelemetryKind, document: dict[str, Any]) -> tuple[str, str, str, str]:
+    emotion = document.get("emotion", "") if kind is SENTIMENTS else ""
+    return kind.key, document["user_id"], document["timestamp"].strftime("%Y-%m-%d"), emotion
+
+
+async def add_to_rollups(kind: TelemetryKind, documents: list[dict[str, Any]]) -> None:
+    """Counts newly stored records into their participant's day."""
+    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for document in documents:
+        group = groups.setdefault(
+            _rollup_key(kind, document),
+            {"count": 0, "sum": 0.0, "first": document["timestamp"], "last": document["timestamp"]},
+        )
+        group["count"] += 1
+        group["sum"] += document.get("intensity", 0.0) if kind is SENTIMENTS else 0.0
+        group["first"] = min(group["first"], document["timestamp"])
+        group["last"] = max(group["last"], document["timestamp"])
+    if not groups:
+        return
+    await DailyRollup.get_pymongo_collection().bulk_write(
+        [
+            UpdateOne(
+                {"kind": key[0], "user_id": key[1], "day": key[2], "emotion": key[3]},
+                {
+                    "$inc": {"count": group["count"], "intensity_sum": group["sum"]},
+                    "$min": {"first": group["first"]},
+                    "$max": {"last": group["last"]},
+                },
+                upsert=True,
+            )
+            for key, group in groups.items()
+        ],
+        ordered=False,
+    )
+
+
+async def rebuild_rollups() -> int:
+    """Recounts the rollups from the records (data stored before rollups existed)."""
+    rollups = DailyRollup.get_pymongo_collection()
+    await rollups.delete_many({})
+    written = 0
+    for kind in (SENTIMENTS, GPS_FIXES):
+        batch: list[dict[str, Any]] = []
+        async for document in kind.collection.find(
+            {}, {"user_id": 1, "timestamp": 1, "emotion": 1, "intensity": 1}
+        ):
+            batch.append(document)
+            if len(batch) >= 5000:
+                await add_to_rollups(kind, batch)
+                written += len(batch)
+                batch = []
+        await add_to_rollups(kind, batch)
+        written += len(batch)
+    return written
+
+
+async def ensure_rollups() -> None:
+    """At start-up: rebuild when records exist but no rollups do."""
+    if await DailyRollup.get_pymongo_collection().find_one({}, {"_id": 1}) is not None:
+        return
+    for kind in (SENTIMENTS, GPS_FIXES):
+        if await kind.collection.find_one({}, {"_id": 1}) is not None:
+            await rebuild_rollups()
+            return
+
+
+def _day_bounds(window: dict[str, Any]) -> dict[str, str] | None:
+    """The rollup filter on `day` for a window whose bounds fall on UTC midnights;
+    None when a bound is mid-day (then only the records can answer)."""
+    bounds = window.get("timestamp", {})
+    days: dict[str, str] = {}
+    for operator, instant in bounds.items():
+        if (instant.hour, instant.minute, instant.second, instant.microsecond) != (0, 0, 0, 0):
+            return None
+        days[operator] = instant.strftime("%Y-%m-%d")
+    return days
+
+
+async def rollup_rows(window: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The rollups inside `window`, or None when the window needs the records."""
+    if set(window) - {"user_id", "timestamp"}:
+        return None
+    days = _day_bounds(window)
+    if days is None:
+        return None
+    query: dict[str, Any] = {}
+    if "user_id" in window:
+        query["user_id"] = window["user_id"]
+    if days:
+        query["day"] = days
+    found = DailyRollup.get_pymongo_collection().find(query, {"_id": 0})
+    return await found.to_list()
+
+
+def _emotions(rows: list[dict[str, Any]]) -> dict[str, EmotionStats]:
+    counts: dict[str, list[float]] = {}
+    for row in rows:
+        if row["kind"] == SENTIMENTS.key:
+            entry = counts.setdefault(row["emotion"], [0, 0.0])
+            entry[0] += row["count"]
+            entry[1] += row["intensity_sum"]
+    return {
+        emotion: EmotionStats(count=int(n), mean_intensity=round(total / n, 6))
+        for emotion, (n, total) in sorted(counts.items())
+    }
+
+
+def _totals_from(rows: list[dict[str, Any]]) -> TelemetryTotals:
+    return TelemetryTotals(
+        sentiments=sum(r["count"] for r in rows if r["kind"] == SENTIMENTS.key),
+        gps_fixes=sum(r["count"] for r in rows if r["kind"] == GPS_FIXES.key),
+        participants=len({r["user_id"] for r in rows}),
+        first_activity=min((r["first"] for r in rows), default=None),
+        last_activity=max((r["last"] for r in rows), default=None),
+        emotions=_emotions(rows),
+    )
+
+
+def _timeline_from(rows: list[dict[str, Any]]) -> list[TimelinePoint]:
+    points: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row["kind"] == SENTIMENTS.key:
+            entry = points.setdefault((row["day"], row["emotion"]), [0, 0.0])
+            entry[0] += row["count"]
+            entry[1] += row["intensity_sum"]
+    return [
+        TimelinePoint(day=day, emotion=emotion, count=int(n), mean_intensity=round(total / n, 6))
+        for (day, emotion), (n, total) in sorted(points.items())
+    ]
+
+
+def _participants_from(
+    rows: list[dict[str, Any]], after: str | None, limit: int
+) -> tuple[list[ParticipantTelemetry], str | None]:
+    by_user: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if after is None or row["user_id"] > after:
+            by_user.setdefault(row["user_id"], []).append(row)
+    user_ids = sorted(by_user)
+    summaries = []
+    for user_id in user_ids[:limit]:
+        mine = by_user[user_id]
+        summaries.append(
+            ParticipantTelemetry(
+                user_id=user_id,
+                sentiments=sum(r["count"] for r in mine if r["kind"] == SENTIMENTS.key),
+                gps_fixes=sum(r["count"] for r in mine if r["kind"] == GPS_FIXES.key),
+                first_activity=min(r["first"] for r in mine),
+                last_activity=max(r["last"] for r in mine),
+                emotions=_emotions(mine),
+            )
+        )
+    return summaries, user_ids[limit - 1] if len(user_ids) > limit else None
