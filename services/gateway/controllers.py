@@ -25,6 +25,7 @@ from services.gateway.export import (
     FORMATS,
     PARTICIPANTS_PER_PAGE,
     TRACK_FIXES,
+    TRACKS_PER_PAGE,
     VLOGS_PER_PAGE,
     ServiceApi,
     ServiceDown,
@@ -199,6 +200,8 @@ class ExportController(Controller):
             after=decode_cursor(people_cursor, tuple[str])[0] if people_cursor else None,
             through=shown[-1]["user_id"] if shown and telemetry_page["next_cursor"] else None,
         )
+        # Tracks of the first few participants only: each is a query of its own.
+        with_fixes = [row for row in rows if row["gps_fixes"]][:TRACKS_PER_PAGE]
         tracks = await asyncio.gather(
             *(
                 section(
@@ -213,11 +216,9 @@ class ExportController(Controller):
                         },
                     )
                 )
-                for row in rows
-                if row["gps_fixes"]
+                for row in with_fixes
             )
         )
-        with_fixes = [row for row in rows if row["gps_fixes"]]
         track_pictures = [
             (row["user_id"], row["gps_fixes"], gps_track(fixes or []))
             for row, (fixes, _) in zip(with_fixes, tracks, strict=True)
@@ -252,6 +253,8 @@ class ExportController(Controller):
                 "local": lambda value: local_time(value, settings.display_timezone),
                 "size": human_bytes,
                 "formats": ("csv", "json", "ndjson"),
+                "track_fixes": TRACK_FIXES,
+                "more_tracks": len([r for r in rows if r["gps_fixes"]]) > TRACKS_PER_PAGE,
             },
         )
 

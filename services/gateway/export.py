@@ -372,7 +372,8 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 PARTICIPANTS_PER_PAGE = 25
 VLOGS_PER_PAGE = 12
-TRACK_FIXES = 500
+TRACK_FIXES = 200
+TRACKS_PER_PAGE = 8
 
 
 def merge_participants(
