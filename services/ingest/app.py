@@ -10,15 +10,19 @@ from litestar import Litestar
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.models import DOCUMENTS
-from services.ingest.services import ensure_rollups
+from services.ingest.services import ROLLUPS, ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
 
 
 @asynccontextmanager
 async def rollups_ready(_: Litestar) -> AsyncIterator[None]:
-    """Records stored before the daily rollups existed are counted into them once."""
+    """The daily rollups add up to the records at start, and stay so while running."""
     await ensure_rollups()
-    yield
+    ROLLUPS.start()
+    try:
+        yield
+    finally:
+        await ROLLUPS.stop()
 
 
 def create_app(settings: IngestSettings | None = None) -> Litestar:

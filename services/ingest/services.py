@@ -6,6 +6,9 @@ differs (document, wire types, how a record is normalised).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +42,7 @@ from services.ingest.schemas import (
     TimelinePoint,
 )
 
+logger = logging.getLogger("emogo.ingest")
 DUPLICATE_KEY = 11000
 STREAM_BATCH_RECORDS = 1000
 STREAM_CHUNK_BYTES = 64 * 1024
@@ -150,7 +154,7 @@ async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dic
     document = to_document(kind, convert_record(raw, kind.record_in), server_now(), max_ahead)
     try:
         await kind.collection.insert_one(document)
-        await add_to_rollups(kind, [document])
+        ROLLUPS.add(kind, [document])
     except DuplicateKeyError:
         existing = await kind.collection.find_one(
             {"user_id": document["user_id"], "client_id": document["client_id"]}, {"_id": 1}
@@ -233,7 +237,7 @@ async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedel
                 raise
             refused = {e["index"] for e in failure.details["writeErrors"]}
 
-    await add_to_rollups(kind, [doc for i, (_, doc) in enumerate(to_insert) if i not in refused])
+    ROLLUPS.add(kind, [doc for i, (_, doc) in enumerate(to_insert) if i not in refused])
     already_stored = await _stored_ids(kind, [to_insert[i][1] for i in sorted(refused)])
     for position, (index, document) in enumerate(to_insert):
         if position in refused:
@@ -465,6 +469,7 @@ async def _aggregate(kind: TelemetryKind, pipeline: list[dict[str, Any]]) -> lis
 
 
 async def delete_participant(user_id: str) -> DeletedTelemetry:
+    await ROLLUPS.flush()
     await DailyRollup.get_pymongo_collection().delete_many({"user_id": user_id})
     sentiments = await SENTIMENTS.collection.delete_many({"user_id": user_id})
     gps_fixes = await GPS_FIXES.collection.delete_many({"user_id": user_id})
@@ -535,13 +540,61 @@ async def rebuild_rollups() -> int:
 
 
 async def ensure_rollups() -> None:
-    """At start-up: rebuild when records exist but no rollups do."""
-    if await DailyRollup.get_pymongo_collection().find_one({}, {"_id": 1}) is not None:
-        return
+    """At start-up: rebuild the rollups when they do not add up to the records (data
+    from before they existed, or counts a crash kept from being written)."""
+    counted = await (
+        await DailyRollup.get_pymongo_collection().aggregate(
+            [{"$group": {"_id": "$kind", "count": {"$sum": "$count"}}}]
+        )
+    ).to_list()
+    in_rollups = {row["_id"]: row["count"] for row in counted}
     for kind in (SENTIMENTS, GPS_FIXES):
-        if await kind.collection.find_one({}, {"_id": 1}) is not None:
+        if await kind.collection.estimated_document_count() != in_rollups.get(kind.key, 0):
             await rebuild_rollups()
             return
+
+
+class RollupWriter:
+    """Gathers the counts of newly stored records and writes them together every
+    moment, so a single-record write costs one insert, not an insert and an update.
+    Reads flush first, so this process's own writes are always counted."""
+
+    FLUSH_SECONDS = 0.2
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[TelemetryKind, dict[str, Any]]] = []
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, kind: TelemetryKind, documents: list[dict[str, Any]]) -> None:
+        self._pending.extend((kind, document) for document in documents)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            pending, self._pending = self._pending, []
+            for kind in (SENTIMENTS, GPS_FIXES):
+                await add_to_rollups(kind, [doc for k, doc in pending if k is kind])
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception:
+                logger.warning("rollup flush failed", exc_info=True)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+ROLLUPS = RollupWriter()
 
 
 def _day_bounds(window: dict[str, Any]) -> dict[str, str] | None:
@@ -563,6 +616,7 @@ async def rollup_rows(window: dict[str, Any]) -> list[dict[str, Any]] | None:
     days = _day_bounds(window)
     if days is None:
         return None
+    await ROLLUPS.flush()
     query: dict[str, Any] = {}
     if "user_id" in window:
         query["user_id"] = window["user_id"]
