@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from stream_zip import ZIP_64, ZIP_AUTO, async_stream_zip
+from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 
 from services.common.errors import AppError, BadGateway
 
@@ -336,8 +336,12 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
                 # The media service verified the video's sha256 when it was uploaded;
                 # hashing a gigabyte again here would halve the export's speed.
                 videos[vlog["zip_path"]] = {"sha256": vlog["sha256"], "bytes": vlog["file_size"]}
-                # Stored, not deflated: videos are compressed already.
-                method = ZIP_AUTO(vlog["file_size"], level=0)
+                # Stored, not deflated: videos are compressed already. With the CRC-32
+                # the media service took at upload, the bytes pass through untouched.
+                if vlog.get("crc32") is not None:
+                    method = NO_COMPRESSION_64(vlog["file_size"], vlog["crc32"])
+                else:
+                    method = ZIP_AUTO(vlog["file_size"], level=0)
                 yield vlog["zip_path"], now, 0o644, method, download
         readme = ZIP_README.encode()
         files["README.txt"] = Hashing(_once(readme))

@@ -47,6 +47,7 @@ class Vlog(Document):
     container: str | None = None
     size: int | None = None
     sha256: str | None = None
+    crc32: int | None = None
     duration: float | None = None
     width: int | None = None
     height: int | None = None

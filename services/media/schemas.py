@@ -54,6 +54,7 @@ class VlogOut(WireStruct):
     content_type: str | None
     container: str | None
     sha256: str | None
+    crc32: int | None
     duration: float | None
     width: int | None
     height: int | None

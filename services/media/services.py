@@ -15,6 +15,7 @@ import logging
 import re
 import tempfile
 import unicodedata
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -134,6 +135,7 @@ def to_wire(vlog: dict[str, Any]) -> VlogOut:
         content_type=vlog.get("content_type"),
         container=vlog.get("container"),
         sha256=vlog.get("sha256"),
+        crc32=vlog.get("crc32"),
         duration=vlog.get("duration"),
         width=vlog.get("width"),
         height=vlog.get("height"),
@@ -179,6 +181,8 @@ class IncomingVideo:
     container: tuple[str, str, str] | None = None
     temp_path: Path | None = None
     _digest: Any = field(default_factory=hashlib.sha256)
+    # CRC-32 too: ZIP exports can then store the video without reading it twice.
+    crc32: int = 0
     _pending: bytearray = field(default_factory=bytearray)
     _writer: StoredWriter | None = None
     _temp: Any = None
@@ -220,6 +224,7 @@ class IncomingVideo:
 
     def _keep(self, data: bytes) -> None:
         self._digest.update(data)
+        self.crc32 = zlib.crc32(data, self.crc32)
         self._temp.write(data)
 
     async def finish(self) -> str:
@@ -498,6 +503,7 @@ class Uploads:
             "state": VlogState.READY,
             "size": incoming.received,
             "sha256": sha256,
+            "crc32": incoming.crc32,
             "duration": facts.duration,
             "width": facts.width,
             "height": facts.height,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 
 import av
 import cv2
@@ -38,6 +39,7 @@ def test_multipart_upload_as_the_seed_client_sends_it(
     assert vlog["state"] == "ready"
     assert vlog["has_file"] is True
     assert vlog["sha256"] == sha256(videos["h264"])
+    assert vlog["crc32"] == zlib.crc32(videos["h264"])
     assert (vlog["container"], vlog["content_type"], vlog["codec"]) == ("mp4", "video/mp4", "h264")
     assert (vlog["width"], vlog["height"], vlog["fps"], vlog["duration"]) == (640, 480, 30.0, 3.0)
     # H.264 in MP4 plays in browsers as it is: no preview needed.
