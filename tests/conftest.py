@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,25 +108,18 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield running
 
 
-@pytest.fixture
-def device(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.client("device") as client:
-        yield client
+def _signed_in_client(role: str | None, name: str) -> Any:
+    """A fixture: a client of the session's gateway, signed in as `role`."""
+
+    @pytest.fixture(name=name)
+    def client(stack: Stack) -> Iterator[httpx.Client]:
+        with stack.client(role) as signed_in:
+            yield signed_in
+
+    return client
 
 
-@pytest.fixture
-def viewer(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.client("viewer") as client:
-        yield client
-
-
-@pytest.fixture
-def admin(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.client("admin") as client:
-        yield client
-
-
-@pytest.fixture
-def anonymous(stack: Stack) -> Iterator[httpx.Client]:
-    with stack.client() as client:
-        yield client
+device = _signed_in_client("device", "device")
+viewer = _signed_in_client("viewer", "viewer")
+admin = _signed_in_client("admin", "admin")
+anonymous = _signed_in_client(None, "anonymous")

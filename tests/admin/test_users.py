@@ -7,7 +7,6 @@ import re
 import uuid
 
 import httpx
-import pytest
 from pymongo import MongoClient
 
 from tests.conftest import Stack
@@ -42,12 +41,6 @@ def sign_up(client: httpx.Client, username: str | None = None) -> tuple[str, dic
     assert created.status_code == 200
     assert created.content == b""
     return user_id, headers
-
-
-@pytest.fixture
-def anonymous(stack: Stack):
-    with stack.client() as client:
-        yield client
 
 
 def test_the_front_ends_sign_in_flow(anonymous: httpx.Client) -> None:
