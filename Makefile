@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Reinstall whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint format venv bench clean
+.PHONY: run test lint format venv bench demo clean
 
 run: $(INSTALLED)
 	$(PY) -m services.launcher
@@ -24,6 +24,10 @@ lint: $(INSTALLED)
 format: $(INSTALLED)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# Populates the stack `make run` started: a week of five participants and ten vlogs.
+demo: $(INSTALLED)
+	$(PY) -m generators demo
 
 bench: $(INSTALLED)
 	$(PY) bench/gateway_overhead.py
