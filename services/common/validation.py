@@ -97,6 +97,11 @@ def convert_record(value: Any, record_type: type[T]) -> T:
         raise FieldError([problem_from_validation_error(error)]) from None
 
 
+# A handler's `opt` key for pages people open from links and bookmarks, which may carry
+# parameters of their own (utm_source=...): those are ignored instead of refused.
+ANY_QUERY = "ignores_unknown_query_parameters"
+
+
 @cache
 def _declared_query_parameters(
     handler: HTTPRouteHandler, path_parameters: frozenset[str]
@@ -115,7 +120,7 @@ def reject_unknown_query_parameters(connection: ASGIConnection, handler: BaseRou
 
     This keeps operator-shaped input (`user_id[$ne]=`, `$where=`) and typos from being
     silently ignored, and a parameter given twice from being half-read."""
-    if not isinstance(handler, HTTPRouteHandler):
+    if not isinstance(handler, HTTPRouteHandler) or handler.opt.get(ANY_QUERY):
         return
     path_parameters = frozenset(connection.scope.get("path_params", {}))
     known, repeatable = _declared_query_parameters(handler, path_parameters)

@@ -20,6 +20,7 @@ from services.common.errors import NotFound, ServiceUnavailable
 from services.common.filters import InstantFilter, ParticipantFilter, time_span
 from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
+from services.common.validation import ANY_QUERY
 from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
 from services.gateway.export import (
     FORMATS,
@@ -68,11 +69,11 @@ class PagesController(Controller):
     tags = ["pages"]
     include_in_schema = False
 
-    @get("/", operation_id="home", media_type=MediaType.HTML)
+    @get("/", operation_id="home", media_type=MediaType.HTML, opt={ANY_QUERY: True})
     async def home(self) -> Template:
         return Template(template_name="home.html.j2", context={"docs": DOCS})
 
-    @get("/docs", operation_id="docs_index", media_type=MediaType.HTML)
+    @get("/docs", operation_id="docs_index", media_type=MediaType.HTML, opt={ANY_QUERY: True})
     async def docs_index(self) -> Template:
         return Template(template_name="docs.html.j2", context={"docs": DOCS})
 
@@ -162,7 +163,13 @@ class ExportController(Controller):
     guards = [requires(*READERS)]
     dependencies = {"filters": Provide(provide_export_filters)}
 
-    @get("/export", operation_id="exportPage", media_type=MediaType.HTML, include_in_schema=False)
+    @get(
+        "/export",
+        operation_id="exportPage",
+        media_type=MediaType.HTML,
+        include_in_schema=False,
+        opt={ANY_QUERY: True},
+    )
     async def page(
         self,
         request: Request,

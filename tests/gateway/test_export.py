@@ -90,6 +90,14 @@ def test_the_page_shows_what_the_apis_count(stack: Stack, study: dict) -> None:
         empty = viewer.get("/export", params={"user_id": who, "since": "2030-01-01"}).text
         assert "No vlogs match these filters" in empty
         assert viewer.get("/export", params={"since": "yesterday"}).status_code == 422
+        # A link from an e-mail or a bookmark may carry parameters of its own.
+        tracked = viewer.get("/export", params={"user_id": who, "utm_source": "mail"})
+        assert tracked.status_code == 200
+        assert 'data-total="sentiments">24<' in tracked.text
+        # The APIs still refuse what they do not know.
+        assert (
+            viewer.get("/api/export/sentiments.csv", params={"utm_source": "x"}).status_code == 422
+        )
 
 
 def test_csv_round_trips_and_is_formula_safe(stack: Stack, study: dict) -> None:
