@@ -223,15 +223,6 @@ class UserConfigView(WireStruct):
     settings: dict[str, str | None]
 
 
-class LogLine(WireStruct):
-    line: str
-
-
-class LogTail(WireStruct):
-    service: str
-    lines: list[str]
-
-
 class WhoAmI(WireStruct):
     role: str
     user_id: str | None = None

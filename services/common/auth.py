@@ -32,7 +32,6 @@ class Role(StrEnum):
 
 READERS = (Role.ADMIN, Role.VIEWER)
 WRITERS = (Role.ADMIN, Role.DEVICE)
-ANY_ROLE = (Role.ADMIN, Role.VIEWER, Role.DEVICE)
 
 
 def _role_for_token(token: str, credentials: Credentials) -> Role | None:
