@@ -6,10 +6,11 @@ client learns which field is wrong and why, whether it sent one record or a batc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from typing import Any, TypeVar
 
@@ -137,19 +138,36 @@ def reject_unknown_query_parameters(connection: ASGIConnection, handler: BaseRou
         raise FieldError([{**p, "source": "query"} for p in problems])
 
 
+# After refusing a body, read on (and discard) at most this much of the rest, so that
+# clients which send the whole body before reading still see the answer.
+DRAIN_BYTES = 64 * 1024 * 1024
+
+
+async def drain(chunks: AsyncIterator[bytes], budget: int = DRAIN_BYTES) -> None:
+    """Reads and drops the rest of a refused body, up to `budget` bytes."""
+    with contextlib.suppress(Exception):
+        async for chunk in chunks:
+            budget -= len(chunk)
+            if budget <= 0:
+                return
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing with 413 as soon as it passes `limit` bytes."""
     too_large = PayloadTooLarge(
         f"The request body is larger than the limit of {limit} bytes", extra={"limit": limit}
     )
+    stream = request.stream()
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
+        await drain(stream)
         raise too_large
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
+    async for chunk in stream:
         received += len(chunk)
         if received > limit:
+            await drain(stream)
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)

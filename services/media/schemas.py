@@ -29,6 +29,15 @@ class VlogLinkIn(WireStruct):
     timestamp: str | float | None = None
 
 
+class UploadFields(WireStruct):
+    """The text fields of the seed's upload form (or the raw upload's query)."""
+
+    user_id: ParticipantId
+    title: Title = ""
+    description: Description = ""
+    timestamp: Annotated[str, Meta(max_length=64)] | None = None
+
+
 class VlogEdit(WireStruct):
     title: Title | None = None
     description: Description | None = None

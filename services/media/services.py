@@ -16,12 +16,13 @@ import re
 import tempfile
 import unicodedata
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from bson import ObjectId
 from litestar import Request
 from pymongo.asynchronous.collection import AsyncCollection
@@ -31,7 +32,6 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from services.common.errors import (
     AppError,
     BadRequest,
-    FieldError,
     NotFound,
     PayloadTooLarge,
     TooManyRequests,
@@ -39,11 +39,12 @@ from services.common.errors import (
     field_error,
 )
 from services.common.pagination import Order, fetch_page
-from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE, utc_now
+from services.common.schemas import utc_now
 from services.common.timestamps import recorded_at, truncate_to_milliseconds
+from services.common.validation import convert_record, drain
 from services.media import video
 from services.media.models import PreviewState, Vlog, VlogState
-from services.media.schemas import DeletedVlogs, ParticipantVlogs, VlogOut
+from services.media.schemas import DeletedVlogs, ParticipantVlogs, UploadFields, VlogOut
 from services.media.settings import MediaSettings
 from services.media.storage import StoredWriter, VideoStorage
 
@@ -52,9 +53,6 @@ logger = logging.getLogger("emogo.media")
 FLUSH_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 10 * 1024
 MAX_PARTS = 20
-# After refusing an upload, read on (and discard) at most this much of the rest of the
-# body, so that clients which send the whole body before reading still see the answer.
-DRAIN_BYTES = 64 * 1024 * 1024
 VIDEO_FIELD = "video"
 NOT_A_VIDEO = (
     "The file is not a supported video: its bytes are not MP4/MOV, WebM/MKV or AVI "
@@ -292,15 +290,6 @@ class _PartEvents:
         self._value.clear()
 
 
-async def drain(chunks: AsyncIterator[bytes], budget: int) -> None:
-    """Reads and drops the rest of a refused body, up to `budget` bytes."""
-    with contextlib.suppress(Exception):
-        async for chunk in chunks:
-            budget -= len(chunk)
-            if budget <= 0:
-                return
-
-
 async def receive_multipart(
     request: Request, make_video: Callable[[str, dict[str, str]], IncomingVideo]
 ) -> UploadForm:
@@ -355,7 +344,7 @@ async def receive_multipart(
             events.events.clear()
         parser.finalize()
     except AppError:
-        await drain(chunks, DRAIN_BYTES)
+        await drain(chunks)
         raise
     return form
 
@@ -373,38 +362,21 @@ async def receive_raw(request: Request, incoming: IncomingVideo) -> None:
         async for chunk in chunks:
             await incoming.write(chunk)
     except AppError:
-        await drain(chunks, DRAIN_BYTES)
+        await drain(chunks)
         raise
 
 
 # --- uploads ------------------------------------------------------------------------
 
 
-@dataclass
-class UploadDetails:
-    user_id: str
-    title: str
-    description: str
-    timestamp: str | None
-
-
-def check_details(fields: dict[str, str]) -> UploadDetails:
-    problems = []
-    user_id = fields.get("user_id", "")
-    if not user_id:
-        problems.append({"field": "user_id", "reason": "is required"})
-    elif not re.fullmatch(PARTICIPANT_PATTERN, user_id):
-        problems.append({"field": "user_id", "reason": f"must be {PARTICIPANT_RULE}"})
-    for name, limit in (("title", 200), ("description", 5000)):
-        if len(fields.get(name, "")) > limit:
-            problems.append({"field": name, "reason": f"must be at most {limit} characters"})
-    if problems:
-        raise FieldError(problems)
-    return UploadDetails(
-        user_id=user_id,
-        title=fields.get("title", "").strip(),
-        description=fields.get("description", "").strip(),
-        timestamp=fields.get("timestamp") or None,
+def check_details(fields: dict[str, str]) -> UploadFields:
+    """The form's text fields, checked like every other record, titles trimmed."""
+    details = convert_record(fields, UploadFields)
+    return msgspec.structs.replace(
+        details,
+        title=details.title.strip(),
+        description=details.description.strip(),
+        timestamp=details.timestamp or None,
     )
 
 
@@ -475,7 +447,7 @@ class Uploads:
                 raise
 
     async def _store(
-        self, incoming: IncomingVideo, details: UploadDetails
+        self, incoming: IncomingVideo, details: UploadFields
     ) -> tuple[dict[str, Any], bool]:
         now = truncate_to_milliseconds(utc_now())
         recorded = recorded_at(details.timestamp, now)
