@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 from gridfs import AsyncGridFSBucket
-from media import MiB, build_video, file_pieces
+from media import MiB, build_video, gateway_upload
 from pymongo import AsyncMongoClient
 from support import bearer, throwaway_stack
 
@@ -57,15 +57,6 @@ async def load_telemetry(client: httpx.AsyncClient, records: int) -> None:
             await asyncio.gather(*jobs[chunk : chunk + 4])
 
 
-async def upload(client: httpx.AsyncClient, path: Path, user_id: str, title: str) -> None:
-    response = await client.post(
-        "/api/vlogs/upload/raw",
-        params={"user_id": user_id, "filename": path.name, "title": title},
-        content=file_pieces(path),
-    )
-    assert response.status_code == 201, response.text
-
-
 async def run(config, gateway_pid: int, folder: Path, args: argparse.Namespace) -> None:
     device = httpx.AsyncClient(
         base_url=config.url("gateway"), headers=bearer(config, "device"), timeout=600
@@ -87,14 +78,14 @@ async def run(config, gateway_pid: int, folder: Path, args: argparse.Namespace) 
     for chunk in range(0, len(small), 4):
         await asyncio.gather(
             *(
-                upload(device, p, f"P{n % 50:03d}", f"Vlog {n}")
+                gateway_upload(device, p, f"P{n % 50:03d}", f"Vlog {n}")
                 for n, p in enumerate(small[chunk : chunk + 4], start=chunk)
             )
         )
     large = folder / "large.mp4"
     for n in range(args.videos):
         build_video(large, args.video_mb * MiB)
-        await upload(device, large, "ZIPPER", f"Large {n}")
+        await gateway_upload(device, large, "ZIPPER", f"Large {n}")
     large.unlink()
     print(f"uploaded {args.vlogs} small and {args.videos} large vlogs in "
           f"{time.perf_counter() - began:.0f} s\n", flush=True)  # fmt: skip

@@ -16,7 +16,7 @@ import statistics
 import time
 
 import httpx
-from support import bearer, throwaway_stack
+from support import bearer, rate, throwaway_stack
 
 
 async def measure(
@@ -24,27 +24,20 @@ async def measure(
 ) -> tuple[float, list[float]]:
     """Requests per second and per-request latencies over `seconds` with `concurrency` workers."""
     latencies: list[float] = []
-    errors = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, headers=headers, trust_env=False) as client:
         await client.get(url)  # warm the connection pool
-        deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = await client.get(url)
-                if response.status_code != 200:
-                    errors += 1
-                latencies.append(time.perf_counter() - started)
+        async def one_request() -> int:
+            started = time.perf_counter()
+            response = await client.get(url)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"{url} answered {response.status_code}")
+            return 1
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    if errors:
-        raise SystemExit(f"{errors} requests to {url} failed")
-    return len(latencies) / elapsed, latencies
+        requests_per_second = await rate(one_request, seconds, concurrency)
+    return requests_per_second, latencies
 
 
 def main() -> None:

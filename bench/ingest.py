@@ -20,13 +20,12 @@ import asyncio
 import itertools
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import httpx
 from bson import ObjectId
 from pymongo import AsyncMongoClient
-from support import bearer, throwaway_stack
+from support import bearer, rate, throwaway_stack
 
 from services.ingest.models import telemetry_indexes
 from tests.support import PeakMemory
@@ -58,24 +57,6 @@ def stored_form(sent: dict) -> dict:
         "context": None,
         "received_at": now,
     }
-
-
-async def rate(step: Callable[[], Awaitable[int]], seconds: float, concurrency: int) -> float:
-    """Events per second while `concurrency` workers repeat `step` (which returns events)."""
-    events = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal events
-        while time.perf_counter() < deadline:
-            # Await first: `events += await step()` would read `events` before the
-            # await and lose the other workers' increments.
-            done = await step()
-            events += done
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return events / (time.perf_counter() - began)
 
 
 async def run_rounds(config, args: argparse.Namespace) -> dict[str, list[float]]:

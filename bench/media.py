@@ -62,11 +62,14 @@ async def file_pieces(path: Path) -> AsyncIterator[bytes]:
             yield piece
 
 
-async def gateway_upload(client: httpx.AsyncClient, path: Path, user_id: str) -> tuple[float, str]:
+async def gateway_upload(
+    client: httpx.AsyncClient, path: Path, user_id: str, title: str = ""
+) -> tuple[float, str]:
+    """Seconds to upload `path` as the request body through the gateway, and the vlog id."""
     began = time.perf_counter()
     response = await client.post(
         "/api/vlogs/upload/raw",
-        params={"user_id": user_id, "filename": "bench.mp4"},
+        params={"user_id": user_id, "filename": path.name, "title": title},
         content=file_pieces(path),
         headers={"Content-Type": "application/octet-stream"},
     )

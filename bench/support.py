@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,3 +46,21 @@ def throwaway_stack(
 
 def bearer(config: StackConfig, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {config.credentials.by_role()[role]}"}
+
+
+async def rate(step: Callable[[], Awaitable[int]], seconds: float, concurrency: int) -> float:
+    """Events per second while `concurrency` workers repeat `step` (which returns events)."""
+    events = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal events
+        while time.perf_counter() < deadline:
+            # Await first: `events += await step()` would read `events` before the
+            # await and lose the other workers' increments.
+            done = await step()
+            events += done
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return events / (time.perf_counter() - began)
