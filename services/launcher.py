@@ -181,6 +181,9 @@ def secantus_argv(port: int, storage: Path | str, log_level: str = "WARNING") ->
         str(storage),
         "--log-level",
         log_level,
+        # A commit is on disk before the write is acknowledged: without this, a
+        # crash of the database loses writes its clients were told are stored.
+        "--sync-on-commit",
     ]
 
 

@@ -45,7 +45,7 @@ from services.admin.schemas import (
     WhoAmI,
 )
 from services.admin.settings import AdminSettings
-from services.common.auth import CHALLENGE, Role, principal_from_header
+from services.common.auth import CHALLENGE, PRINCIPAL_SCOPE_KEY, Role, principal_from_header
 from services.common.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from services.common.logs import Redactor, log_file, tail
 from services.common.openapi import documented_body, error_responses
@@ -67,7 +67,17 @@ def _vault(request: Request) -> services.KeyVault:
 
 
 async def caller(request: ASGIConnection) -> Principal:
-    """Who sends the request: a role credential, or a user's token from authenticate_user."""
+    """Who sends the request: a role credential, or a user's token from authenticate_user.
+    Found once per request (a user's token costs a database read)."""
+    cached = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(cached, Principal):
+        return cached
+    principal = await _find_caller(request)
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+    return principal
+
+
+async def _find_caller(request: ASGIConnection) -> Principal:
     header = request.headers.get("authorization")
     principal = principal_from_header(header, _settings(request).credentials)
     if principal is not None:
@@ -93,6 +103,17 @@ async def authorize_user(request: Request, user_id: str) -> None:
         raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
     if principal.user_id != user_id:
         raise NotFound(f"User {user_id} not found.")
+
+
+async def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard: some valid credential, checked before the body is read, so a caller
+    without one learns 401 and nothing about the body's shape. Which user's data it
+    may reach is decided once the body names the user (`authorize_user`)."""
+    if not _settings(connection).open_user_endpoints:
+        await caller(connection)
+
+
+SIGNED_IN = [signed_in]
 
 
 async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
@@ -227,6 +248,7 @@ class CredentialController(Controller):
     @post(
         "/create_user",
         operation_id="createUser",
+        guards=SIGNED_IN,
         summary="The user's default config and a read-only copy of every default character",
         operation_class=documented_body(UserRef),
         responses=error_responses(401, 403, 404, 409),
@@ -241,6 +263,7 @@ class CredentialController(Controller):
     @post(
         "/delete_user",
         operation_id="deleteUser",
+        guards=SIGNED_IN,
         summary="Remove a user's credential, config, characters and sessions",
         operation_class=documented_body(UserRef),
         responses=USER_ERRORS,
@@ -258,6 +281,7 @@ UserIdPath = FromPath[str]
 
 class UserConfigController(Controller):
     path = "/api/v1"
+    guards = SIGNED_IN
     tags = ["user config"]
 
     @post(
@@ -352,6 +376,7 @@ async def _update(request: Request, body: CharacterRef, fields: tuple[str, ...])
 
 class CharacterController(Controller):
     path = "/api/v1"
+    guards = SIGNED_IN
     tags = ["characters"]
 
     @get(

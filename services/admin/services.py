@@ -175,13 +175,18 @@ async def register(username: str, password: str) -> str:
     return user_id
 
 
+# One message for an unknown user name and a wrong password, so that signing in does
+# not tell a stranger which user names exist (the companion app's words).
+SIGN_IN_FAILED = "Incorrect username or password."
+
+
 async def check_password(settings: AdminSettings, username: str, password: str) -> UserCredential:
     """The credential when the password matches. Failures in a row lock the username
     for a while that doubles with each further failure (429 with Retry-After)."""
     credential = await UserCredential.find_one(UserCredential.username == username)
     if credential is None:
         await _verify(_DECOY_HASH, password)
-        raise BadRequest(f"Username {username} not found.")
+        raise BadRequest(SIGN_IN_FAILED)
     now = utc_now()
     locked_until = credential.locked_until
     if locked_until is not None and locked_until.replace(tzinfo=UTC) > now:
@@ -199,7 +204,7 @@ async def check_password(settings: AdminSettings, username: str, password: str) 
                 seconds=settings.sign_in_lock_seconds * 2**doublings
             )
         await credential.set(changes)
-        raise BadRequest("Password mismatch.")
+        raise BadRequest(SIGN_IN_FAILED)
     if credential.failed_sign_ins or credential.locked_until:
         await credential.set({"failed_sign_ins": 0, "locked_until": None})
     return credential

@@ -21,6 +21,8 @@ from services.common.schemas import Principal
 from services.common.settings import Credentials
 
 REALM = "EmoGo"
+# Where a request's proven principal is kept, so it is worked out once per request.
+PRINCIPAL_SCOPE_KEY = "emogo_principal"
 CHALLENGE = {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}
 
 
@@ -67,7 +69,7 @@ def principal_from_header(authorization: str | None, credentials: Credentials) -
 
 def authenticate(connection: ASGIConnection) -> Principal:
     """The request's principal; 401 with a Basic challenge when there is none."""
-    cached = connection.scope.get("emogo_principal")
+    cached = connection.scope.get(PRINCIPAL_SCOPE_KEY)
     if isinstance(cached, Principal):
         return cached
     credentials: Credentials = connection.app.state.settings.credentials
@@ -79,7 +81,7 @@ def authenticate(connection: ASGIConnection) -> Principal:
             else "Credentials required: send Authorization: Bearer <token> or HTTP Basic"
         )
         raise Unauthorized(message, headers=CHALLENGE)
-    connection.scope["emogo_principal"] = principal  # type: ignore[typeddict-unknown-key]
+    connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
     return principal
 
 

@@ -21,13 +21,39 @@ SERVER_SELECTION_TIMEOUT_MS = 3000
 
 
 def make_client(settings: ServiceSettings) -> AsyncMongoClient:
+    """The process's client. Two promises are made here for every service:
+
+    - Confirmed means durable: a write is acknowledged by a majority of the replica
+      set and is in the journal (on a single node, on disk) before a client is told
+      it is stored. A URI that names `w` or `journal` itself keeps its own choice.
+    - Bounded waits: every operation has a deadline (`timeoutMS`, applied to each
+      command and each cursor batch), so a slow or frozen database is a 503 with
+      Retry-After within seconds, not a request that hangs as long as it does."""
     return AsyncMongoClient(
         settings.mongodb_uri,
         appname=f"emogo-{settings.service}",
         tz_aware=True,
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+        timeoutMS=round(settings.db_timeout * 1000),
+        **durable_write_concern(settings.mongodb_uri),
     )
+
+
+def durable_write_concern(uri: str) -> dict[str, object]:
+    """`w=majority, journal=True` unless the URI chooses its own write concern."""
+    options = {name.strip().lower() for name, _, _ in (pair.partition("=") for pair in _query(uri))}
+    chosen: dict[str, object] = {}
+    if "w" not in options:
+        chosen["w"] = "majority"
+    if "journal" not in options:
+        chosen["journal"] = True
+    return chosen
+
+
+def _query(uri: str) -> list[str]:
+    _, _, query = uri.partition("?")
+    return [pair for pair in query.replace(";", "&").split("&") if pair]
 
 
 async def ping(client: AsyncMongoClient) -> bool:

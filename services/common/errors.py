@@ -16,12 +16,14 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from services.common.schemas import PATTERN_RULES
 
 logger = logging.getLogger("emogo.errors")
 DATABASE_RETRY_AFTER_SECONDS = 5
+# What Litestar's request stream raises (as a 500) when the client hangs up mid-body.
+CLIENT_DISCONNECTED = "client disconnected prematurely"
 
 
 class AppError(Exception):
@@ -178,6 +180,10 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
         limit = handler.resolve_request_max_body_size() if handler else None
         error = f"The request body is larger than the limit of {limit} bytes"
         return _json(error_body(413, error, limit=limit), 413)
+    if exc.detail == CLIENT_DISCONNECTED:
+        # Nobody is left to read an answer; 499 is what the access line then says.
+        logger.info("client disconnected before its body was complete")
+        return _json(error_body(499, "The client closed the request"), 499)
     if status >= 500:
         # Litestar's own 5xx (rare) keep their status but never their internals.
         logger.error("framework error", extra={"status": status, "error": exc.detail})
@@ -185,8 +191,11 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     return _json(error_body(status, exc.detail), status, exc.headers)
 
 
-def handle_database_unavailable(request: Request, exc: ConnectionFailure) -> Response:
-    # The request was fine; the database is not reachable right now. Clients retry.
+def handle_database_error(request: Request, exc: PyMongoError) -> Response:
+    """Unreachable, or past an operation's deadline (`timeoutMS`): the request was
+    fine and may be retried, so 503 with Retry-After. Anything else is unexpected."""
+    if not isinstance(exc, ConnectionFailure) and not exc.timeout:
+        return handle_unexpected(request, exc)
     logger.warning(
         "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
     )
@@ -202,6 +211,6 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AppError: handle_app_error,
     HTTPException: handle_http_exception,
-    ConnectionFailure: handle_database_unavailable,
+    PyMongoError: handle_database_error,
     Exception: handle_unexpected,
 }

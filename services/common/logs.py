@@ -108,6 +108,7 @@ def new_request_id(incoming: str | None) -> str:
 
 
 access_logger = logging.getLogger("emogo.access")
+CLIENT_CLOSED_REQUEST = 499
 
 
 class RequestContextMiddleware:
@@ -131,7 +132,7 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -146,7 +147,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except BaseException:
+            status = status or 500
+            raise
         finally:
+            # No answer and no error: the client went away first (nginx's 499).
+            status = status or CLIENT_CLOSED_REQUEST
             client = scope.get("client")
             access_logger.info(
                 "%s %s %s",

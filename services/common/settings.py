@@ -155,6 +155,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     mongodb_admin_password: str | None
     # Seconds a service keeps retrying the database at start-up before giving up.
     db_startup_timeout: float
+    # Deadline of each database operation; past it the request answers 503.
+    db_timeout: float
     max_json_body_bytes: int
 
     def __repr__(self) -> str:
@@ -179,6 +181,7 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
         "mongodb_admin_username": env.text("MONGODB_ADMIN_USERNAME", "admin"),
         "mongodb_admin_password": env.raw("MONGODB_ADMIN_PASSWORD"),
         "db_startup_timeout": env.number("EMOGO_DB_STARTUP_TIMEOUT", 30.0, 0.0, 600.0),
+        "db_timeout": env.number("EMOGO_DB_TIMEOUT", 5.0, 0.1, 600.0),
         "max_json_body_bytes": env.integer(
             "EMOGO_MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024
         ),

@@ -21,7 +21,13 @@ from litestar.enums import ParamType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.handlers.http_handlers import HTTPRouteHandler
 
-from services.common.errors import BadRequest, FieldError, PayloadTooLarge, explain
+from services.common.errors import (
+    BadRequest,
+    FieldError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    explain,
+)
 
 T = TypeVar("T")
 
@@ -39,13 +45,26 @@ class NonFinite:
         self.literal = literal
 
 
+# Escapes that make a strict decode fail but that Python's `json` reads as numbers.
+_NON_FINITE_LITERALS = (b"NaN", b"Infinity")
+
+
 def decode_json(body: bytes) -> Any:
     """The JSON value of a body; `NaN`/`Infinity` come back as `NonFinite` markers.
 
-    Raises BadRequest naming the position when the body is not JSON at all."""
+    Raises BadRequest saying what is wrong when the body is not JSON at all: not
+    UTF-8 (RFC 8259 §8.1), nested deeper than a decoder can follow, or malformed."""
     try:
         return msgspec.json.decode(body)
+    except UnicodeDecodeError as error:
+        raise BadRequest(
+            f"The body is not valid UTF-8 (byte {error.start}); JSON must be UTF-8"
+        ) from None
+    except RecursionError:
+        raise BadRequest("The body nests arrays or objects too deeply") from None
     except msgspec.DecodeError as strict_error:
+        if not any(literal in body for literal in _NON_FINITE_LITERALS):
+            raise BadRequest(f"The body is not valid JSON: {strict_error}") from None
         try:
             return json.loads(body, parse_constant=NonFinite)
         except (ValueError, RecursionError):
@@ -58,16 +77,46 @@ def _join(prefix: str, key: str | int) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def non_finite_fields(value: Any, path: str = "") -> Iterator[str]:
-    """Paths of every `NaN`/`Infinity` inside a decoded JSON value."""
-    if isinstance(value, NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
-        yield path or "body"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from non_finite_fields(item, _join(path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from non_finite_fields(item, _join(path, index))
+# Text may hold tab and newline (CRLF too), nothing else below U+0020, no DEL or C1
+# controls, and no lone surrogate halves ("\\ud800" decodes to one), which no
+# database or file format can store as UTF-8.
+_FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\r(?!\n)")
+NON_FINITE_REASON = "must be a finite number (NaN and Infinity are not allowed)"
+
+
+def text_problem(text: str) -> str | None:
+    """Why a string may not be stored, or None when it may."""
+    found = _FORBIDDEN_TEXT.search(text)
+    if found is None:
+        return None
+    character = found.group()[0]
+    if "\ud800" <= character <= "\udfff":
+        return f"contains an unpaired surrogate (U+{ord(character):04X}), which is not text"
+    return (
+        f"contains the control character U+{ord(character):04X}; only tab and newline are allowed"
+    )
+
+
+def value_problems(value: Any) -> Iterator[dict[str, str]]:
+    """Every `NaN`/`Infinity` and every string that may not be stored, in a decoded
+    JSON value, by path. Iterative, so any depth the decoder accepted is fine here."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if (reason := text_problem(item)) is not None:
+                yield {"field": path or "body", "reason": reason}
+        elif isinstance(item, NonFinite) or (isinstance(item, float) and not math.isfinite(item)):
+            yield {"field": path or "body", "reason": NON_FINITE_REASON}
+        elif isinstance(item, dict):
+            for key, member in reversed(item.items()):
+                field = _join(path, key)
+                if (reason := text_problem(key)) is not None:
+                    yield {"field": field, "reason": f"(the name) {reason}"}
+                stack.append((field, member))
+        elif isinstance(item, list):
+            for index in range(len(item) - 1, -1, -1):
+                stack.append((_join(path, index), item[index]))
 
 
 def problem_from_validation_error(error: msgspec.ValidationError) -> dict[str, str]:
@@ -89,9 +138,8 @@ def convert_record(value: Any, record_type: type[T]) -> T:
     if not isinstance(value, dict):
         kind = "an array" if isinstance(value, list) else type(value).__name__
         raise FieldError([{"field": "body", "reason": f"must be a JSON object, got {kind}"}])
-    if bad := list(non_finite_fields(value)):
-        reason = "must be a finite number (NaN and Infinity are not allowed)"
-        raise FieldError([{"field": field, "reason": reason} for field in bad])
+    if problems := list(value_problems(value)):
+        raise FieldError(problems)
     try:
         return msgspec.convert(value, record_type, strict=True)
     except msgspec.ValidationError as error:
@@ -173,7 +221,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """`application/json` or a `+json` type (RFC 6839), parameters aside."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def require_json(request: Request) -> None:
+    """415 for a body labelled as something other than JSON (`text/plain`, a form):
+    what a client labels wrongly is rarely what it meant to send. An unlabelled body
+    is read as JSON, as the seed's clients expect."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json_media_type(content_type):
+        raise UnsupportedMediaType(
+            f"Send the body as JSON with Content-Type: application/json, not {content_type!r}"
+        )
+
+
 async def read_record(request: Request, record_type: type[T]) -> T:
     """The request's JSON body as `record_type`: strict types, and every problem named
     (also NaN and Infinity, which Litestar's own decoding would refuse wholesale)."""
+    require_json(request)
     return convert_record(decode_json(await request.body()), record_type)

@@ -15,10 +15,11 @@ from services.ingest.settings import IngestSettings, load_settings
 
 
 @asynccontextmanager
-async def rollups_ready(_: Litestar) -> AsyncIterator[None]:
+async def rollups_ready(app: Litestar) -> AsyncIterator[None]:
     """The daily rollups add up to the records at start, and stay so while running."""
     await ensure_rollups()
-    ROLLUPS.start()
+    # A write of unknown outcome is settled once its deadline has passed, twice over.
+    ROLLUPS.start(settle_seconds=2 * app.state.settings.db_timeout + 1)
     try:
         yield
     finally:

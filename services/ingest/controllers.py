@@ -26,7 +26,7 @@ from services.common.pagination import (
     encode_cursor,
     next_page_headers,
 )
-from services.common.validation import decode_json, read_body
+from services.common.validation import decode_json, read_body, require_json
 from services.ingest import services
 from services.ingest.schemas import (
     BatchResult,
@@ -106,6 +106,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             status_code=201,
         )
         async def create(self, request: Request) -> Created[kind.record_out]:
+            require_json(request)
             body = await request.body()
             document = await services.insert_one(kind, decode_json(body), _max_ahead(request))
             record_id = str(document["_id"])

@@ -15,17 +15,31 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+import pymongo
 from beanie import Document
 from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    PyMongoError,
+)
 
-from services.common.errors import BadRequest, Conflict, FieldError, NotFound, field_error
+from services.common.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    NotFound,
+    UnsupportedMediaType,
+    field_error,
+)
 from services.common.pagination import Order, fetch_page, time_sort
 from services.common.schemas import utc_now
 from services.common.timestamps import recorded_at, truncate_to_milliseconds
-from services.common.validation import convert_record, decode_json
+from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.ingest.models import DailyRollup, GpsFix, Sentiment
 from services.ingest.schemas import (
     BatchResult,
@@ -155,6 +169,9 @@ async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dic
     try:
         await kind.collection.insert_one(document)
         ROLLUPS.add(kind, [document])
+    except (ConnectionFailure, ExecutionTimeout):
+        ROLLUPS.mark_unsure()
+        raise
     except DuplicateKeyError:
         existing = await kind.collection.find_one(
             {"user_id": document["user_id"], "client_id": document["client_id"]}, {"_id": 1}
@@ -175,6 +192,11 @@ def split_batch(body: bytes, content_type: str, max_records: int) -> list[Any]:
     alone. Blank lines are skipped and do not count as records."""
     start = body.lstrip()[:1]
     media_type = content_type.split(";")[0].strip().lower()
+    if media_type and media_type not in NDJSON_TYPES and not is_json_media_type(media_type):
+        raise UnsupportedMediaType(
+            "Send a batch as a JSON array (Content-Type: application/json) or as NDJSON "
+            f"(Content-Type: application/x-ndjson), not {content_type!r}"
+        )
     if start == b"[":
         items = decode_json(body)
         if not isinstance(items, list):
@@ -231,6 +253,9 @@ async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedel
     if to_insert:
         try:
             await kind.collection.insert_many([doc for _, doc in to_insert], ordered=False)
+        except (ConnectionFailure, ExecutionTimeout):
+            ROLLUPS.mark_unsure()
+            raise
         except BulkWriteError as failure:
             other = [e for e in failure.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
             if other:
@@ -519,23 +544,30 @@ async def add_to_rollups(kind: TelemetryKind, documents: list[dict[str, Any]]) -
     )
 
 
-async def rebuild_rollups() -> int:
-    """Recounts the rollups from the records (data stored before rollups existed)."""
+# A recount reads every record; it gets more than one operation's usual deadline.
+RECOUNT_TIMEOUT_SECONDS = 600.0
+
+
+async def rebuild_rollups(received_before: datetime | None = None) -> int:
+    """Recounts the rollups from the records (data stored before rollups existed, or
+    after a failure), counting only records received before `received_before` if given."""
     rollups = DailyRollup.get_pymongo_collection()
-    await rollups.delete_many({})
+    query = {} if received_before is None else {"received_at": {"$not": {"$gte": received_before}}}
     written = 0
-    for kind in (SENTIMENTS, GPS_FIXES):
-        batch: list[dict[str, Any]] = []
-        async for document in kind.collection.find(
-            {}, {"user_id": 1, "timestamp": 1, "emotion": 1, "intensity": 1}
-        ):
-            batch.append(document)
-            if len(batch) >= 5000:
-                await add_to_rollups(kind, batch)
-                written += len(batch)
-                batch = []
-        await add_to_rollups(kind, batch)
-        written += len(batch)
+    with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
+        await rollups.delete_many({})
+        for kind in (SENTIMENTS, GPS_FIXES):
+            batch: list[dict[str, Any]] = []
+            async for document in kind.collection.find(
+                query, {"user_id": 1, "timestamp": 1, "emotion": 1, "intensity": 1}
+            ):
+                batch.append(document)
+                if len(batch) >= 5000:
+                    await add_to_rollups(kind, batch)
+                    written += len(batch)
+                    batch = []
+            await add_to_rollups(kind, batch)
+            written += len(batch)
     return written
 
 
@@ -557,7 +589,14 @@ async def ensure_rollups() -> None:
 class RollupWriter:
     """Gathers the counts of newly stored records and writes them together every
     moment, so a single-record write costs one insert, not an insert and an update.
-    Reads flush first, so this process's own writes are always counted."""
+    Reads flush first, so this process's own writes are always counted.
+
+    A database failure leaves the counts unsure: a flush may have been written in
+    part, and a write that timed out may still have been stored. Then nothing is
+    flushed until every write of unknown outcome is past (`settle_seconds` after the
+    last failure); the rollups are recounted from the records received before that
+    moment, and what was stored since is added from memory. So the rollups add up
+    to the records again after any crash, without counting anything twice."""
 
     FLUSH_SECONDS = 0.2
 
@@ -565,15 +604,40 @@ class RollupWriter:
         self._pending: list[tuple[TelemetryKind, dict[str, Any]]] = []
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._unsure_since: datetime | None = None
+        self.settle_seconds = 15.0
 
     def add(self, kind: TelemetryKind, documents: list[dict[str, Any]]) -> None:
         self._pending.extend((kind, document) for document in documents)
 
+    def mark_unsure(self) -> None:
+        """A write failed with an unknown outcome, or a flush failed part-way."""
+        self._unsure_since = server_now()
+
     async def flush(self) -> None:
         async with self._lock:
+            if self._unsure_since is not None and not await self._recount():
+                return
             pending, self._pending = self._pending, []
-            for kind in (SENTIMENTS, GPS_FIXES):
-                await add_to_rollups(kind, [doc for k, doc in pending if k is kind])
+            try:
+                for kind in (SENTIMENTS, GPS_FIXES):
+                    await add_to_rollups(kind, [doc for k, doc in pending if k is kind])
+            except PyMongoError:
+                self._pending = pending + self._pending
+                self.mark_unsure()
+                raise
+
+    async def _recount(self) -> bool:
+        """Recounts once the failure has settled; False while it has not yet."""
+        assert self._unsure_since is not None
+        cutoff = server_now() - timedelta(seconds=self.settle_seconds)
+        if cutoff < self._unsure_since:
+            return False
+        recounted = await rebuild_rollups(received_before=cutoff)
+        self._pending = [(k, d) for k, d in self._pending if d["received_at"] >= cutoff]
+        self._unsure_since = None
+        logger.warning("rollups recounted after a database failure", extra={"records": recounted})
+        return True
 
     async def _run(self) -> None:
         while True:
@@ -583,7 +647,8 @@ class RollupWriter:
             except Exception:
                 logger.warning("rollup flush failed", exc_info=True)
 
-    def start(self) -> None:
+    def start(self, settle_seconds: float) -> None:
+        self.settle_seconds = settle_seconds
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:

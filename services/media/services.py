@@ -27,6 +27,7 @@ from bson import ObjectId
 from litestar import Request
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.common.errors import (
@@ -313,7 +314,7 @@ async def receive_multipart(
     parts = 0
     try:
         async for chunk in chunks:
-            parser.write(chunk)
+            _feed(parser, chunk)
             for kind, value in events.events:
                 if kind == "headers":
                     parts += 1
@@ -339,14 +340,33 @@ async def receive_multipart(
                             raise field_error(current[0], f"is longer than {MAX_FIELD_BYTES} bytes")
                 elif kind == "end" and current is not None:
                     if current[1] is None:
-                        form.fields[current[0]] = text.decode("utf-8", "replace")
+                        form.fields[current[0]] = _field_text(current[0], text)
                     current = None
             events.events.clear()
-        parser.finalize()
+        _feed(parser, None)
     except AppError:
         await drain(chunks)
         raise
     return form
+
+
+def _feed(parser: MultipartParser, chunk: bytes | None) -> None:
+    """One chunk into the parser (None: the end); a malformed form is the client's
+    problem (400), whatever part of it is wrong: boundary, part headers, their size."""
+    try:
+        if chunk is None:
+            parser.finalize()
+        else:
+            parser.write(chunk)
+    except MultipartParseError as problem:
+        raise BadRequest(f"The multipart/form-data body is malformed: {problem}") from None
+
+
+def _field_text(name: str, value: bytearray) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise field_error(name, "is not valid UTF-8 text") from None
 
 
 def _part_name(headers: dict[str, str]) -> tuple[str, str | None]:

@@ -28,7 +28,7 @@ def sign_up(client: httpx.Client, username: str | None = None) -> tuple[str, dic
     credentials = {"username": username, "password": "correct horse battery"}
     first = client.post("/api/v1/authenticate_user", json=credentials)
     assert first.status_code == 400
-    assert first.json()["detail"]["error"] == f"Username {username} not found."
+    assert first.json()["detail"]["error"] == "Incorrect username or password."
     registered = client.post("/api/v1/register_user", json=credentials)
     assert registered.status_code == 200
     user_id = registered.json()["user_id"]
@@ -191,7 +191,7 @@ def test_passwords_are_hashed_and_changes_end_sessions(
         json={"username": username, "password": "correct horse battery"},
     )
     assert old.status_code == 400
-    assert old.json()["detail"]["error"] == "Password mismatch."
+    assert old.json()["detail"]["error"] == "Incorrect username or password."
     new = anonymous.post(
         "/api/v1/authenticate_user", json={"username": username, "password": "new secret words"}
     )

@@ -158,15 +158,16 @@ def test_a_batch_over_the_size_limit_stores_nothing(
 
 
 def test_batch_bodies_that_are_not_a_batch(device: httpx.Client) -> None:
-    for body, content_type in [
-        (b'{"records": []', "application/json"),
-        (b"[1, 2", "application/json"),
-        (b"hello", "text/plain"),
+    for body, content_type, status in [
+        (b'{"records": []', "application/json", 422),
+        (b"[1, 2", "application/json", 400),
+        (b"hello", "text/plain", 415),
+        (b'[{"user_id": "P1", "emotion": "joy", "intensity": 0.5}]', "text/plain", 415),
     ]:
         response = device.post(
             "/api/sentiments/batch", content=body, headers={"Content-Type": content_type}
         )
-        assert response.status_code in (400, 422), body
+        assert response.status_code == status, body
         assert response.json()["detail"]["error"]
     # Elements that are not objects are rejected one by one.
     result = device.post("/api/sentiments/batch", json=[1, "x", None]).json()
