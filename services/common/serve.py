@@ -9,6 +9,7 @@ from typing import TypeVar
 import uvicorn
 from litestar import Litestar
 
+from services.common.server import guarded_protocol
 from services.common.settings import ConfigError, ServiceSettings
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -29,4 +30,5 @@ def serve(load_settings: Callable[[], S], create_app: Callable[[S], Litestar]) -
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        http=guarded_protocol(settings.connection_limits),
     )

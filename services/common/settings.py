@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from services.common.server import ConnectionLimits
+
 # The services behind the gateway, and every process's default port.
 SERVICE_NAMES = ("ingest", "media", "admin")
 DEFAULT_PORTS = {"gateway": 8000, "ingest": 8001, "media": 8002, "admin": 8003}
@@ -158,6 +160,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Deadline of each database operation; past it the request answers 503.
     db_timeout: float
     max_json_body_bytes: int
+    # Deadlines and size limits of each client connection (services.common.server).
+    connection_limits: ConnectionLimits
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -185,7 +189,27 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
         "max_json_body_bytes": env.integer(
             "EMOGO_MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024
         ),
+        "connection_limits": connection_limits(service, env),
     }
+
+
+def connection_limits(service: str, env: Environment) -> ConnectionLimits:
+    defaults = ConnectionLimits()
+    return ConnectionLimits(
+        header_timeout=env.number("EMOGO_HEADER_TIMEOUT", defaults.header_timeout, 0.5, 600.0),
+        max_header_bytes=env.integer(
+            "EMOGO_MAX_HEADER_BYTES", defaults.max_header_bytes, 1024, 1024 * 1024
+        ),
+        max_header_count=env.integer("EMOGO_MAX_HEADER_COUNT", defaults.max_header_count, 8, 1000),
+        body_window=env.number("EMOGO_BODY_TIMEOUT", defaults.body_window, 0.5, 600.0),
+        body_min_rate=env.integer("EMOGO_BODY_MIN_RATE", defaults.body_min_rate, 0, 10**9),
+        # Only the gateway faces clients; the services see the gateway's address alone.
+        max_per_client=(
+            env.integer("EMOGO_MAX_CONNECTIONS_PER_CLIENT", 256, 0, 1_000_000)
+            if service == "gateway"
+            else 0
+        ),
+    )
 
 
 def load_service_settings(

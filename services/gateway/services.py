@@ -16,7 +16,14 @@ import anyio
 import httpx
 from litestar.types import Receive, Scope, Send
 
-from services.common.errors import AppError, BadGateway, GatewayTimeout, ServiceUnavailable
+from services.common.auth import CHALLENGE, principal_from_header
+from services.common.errors import (
+    AppError,
+    BadGateway,
+    GatewayTimeout,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from services.common.schemas import utc_now
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
@@ -58,6 +65,8 @@ _REPLACED_ON_REQUEST = frozenset(
 _REPLACED_ON_RESPONSE = frozenset({b"x-request-id", b"server", b"date"})
 # Responses up to this size are relayed in one piece.
 SMALL_BODY_BYTES = 1024 * 1024
+# Request bodies up to this size are read whole before a service is contacted.
+BUFFERED_BODY_BYTES = 1024 * 1024
 
 
 def end_to_end_headers(
@@ -103,6 +112,11 @@ def _has_body(scope: Scope) -> bool:
     )
 
 
+def _declared_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def upstream_failure(service: str, exc: httpx.TransportError) -> AppError:
     """What a failed request to a service means for the client: down (503), too slow
     (504), or an answer that is not valid HTTP (502)."""
@@ -116,6 +130,10 @@ def upstream_failure(service: str, exc: httpx.TransportError) -> AppError:
 
 class ClientGone(Exception):
     """The client disconnected before its request body was complete."""
+
+
+async def _whole_body(receive: Receive) -> bytes:
+    return b"".join([chunk async for chunk in _request_body(receive)])
 
 
 async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
@@ -136,6 +154,7 @@ class ReverseProxy:
     def __init__(self, settings: GatewaySettings, client: httpx.AsyncClient) -> None:
         self.upstreams = settings.upstreams
         self.health_timeout = settings.health_timeout
+        self.credentials = settings.credentials
         self.client = client
 
     @staticmethod
@@ -163,16 +182,17 @@ class ReverseProxy:
         url = httpx.URL(self.upstreams[service]).copy_with(
             raw_path=path + (b"?" + query if query else b"")
         )
-        request = self.client.build_request(
-            scope["method"],
-            url,
-            headers=upstream_request_headers(scope, request_id),
-            content=_request_body(receive) if _has_body(scope) else None,
-        )
         try:
+            content = await self._body_to_forward(scope, receive)
+            request = self.client.build_request(
+                scope["method"],
+                url,
+                headers=upstream_request_headers(scope, request_id),
+                content=content,
+            )
             response = await self.client.send(request, stream=True)
         except ClientGone:
-            logger.info("client went away while uploading", extra={"service": service})
+            logger.info("client went away while sending", extra={"service": service})
             return
         except httpx.TransportError as exc:
             error = upstream_failure(service, exc)
@@ -189,6 +209,28 @@ class ReverseProxy:
             await self._relay(service, response, receive, send)
         finally:
             await response.aclose()
+
+    async def _body_to_forward(
+        self, scope: Scope, receive: Receive
+    ) -> bytes | AsyncIterator[bytes] | None:
+        """What goes upstream as the body. An upstream connection is held only by a
+        request whose body is here: a small body is read whole first (its client's
+        connection has a minimum rate, services.common.server), so clients that send
+        slowly hold nothing but their own connection. Only a request with a role
+        credential may stream a larger body, or one of unknown length, through."""
+        if not _has_body(scope):
+            return None
+        length = _declared_length(scope)
+        if length is not None and length <= BUFFERED_BODY_BYTES:
+            return await _whole_body(receive)
+        header = _header(scope, b"authorization")
+        if principal_from_header(header and header.decode("latin-1"), self.credentials) is None:
+            raise Unauthorized(
+                f"A body larger than {BUFFERED_BODY_BYTES} bytes, or of unknown length, "
+                "needs a role credential: send Authorization: Bearer <token>",
+                headers=CHALLENGE,
+            )
+        return _request_body(receive)
 
     async def _relay(
         self, service: str, response: httpx.Response, receive: Receive, send: Send
