@@ -1,0 +1,177 @@
+"""Confirmed means durable, and waits are bounded, when the database fails.
+
+The database here is the embedded server started exactly as `make run` starts it,
+on a port and folder of the test's own, so the test can kill and freeze it."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+from pymongo import MongoClient
+
+from generators.telemetry import dataset
+from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
+from tests.conftest import Stack, run_stack
+from tests.support import REPO, TOKENS, free_port, wait_until
+
+DB_TIMEOUT_SECONDS = 2
+PARTICIPANTS, DAYS, START = 8, 10, date(2026, 9, 1)
+
+
+class Database:
+    """The embedded database process, which the test may kill, freeze and restart."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.storage = folder / "db"
+        self.log = folder / "database.log"
+        self.uri = local_mongodb_uri(self.port)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                secantus_argv(self.port, self.storage), stdout=out, stderr=subprocess.STDOUT
+            )
+        wait_until(mongo_ready(self.uri), 30, "the database to accept connections")
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(15)
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Iterator[tuple[Database, Stack]]:
+    database = Database(tmp_path)
+    database.start()
+    try:
+        with run_stack(
+            database.uri,
+            tmp_path / "stack",
+            "emogo_faults",
+            EMOGO_DB_TIMEOUT=str(DB_TIMEOUT_SECONDS),
+        ) as stack:
+            yield database, stack
+    finally:
+        database.stop()
+
+
+def test_every_confirmed_record_survives_five_kills_of_the_database(
+    faulty: tuple[Database, Stack],
+) -> None:
+    database, stack = faulty
+    generator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "generators",
+            "--gateway",
+            stack.gateway,
+            "--token",
+            TOKENS["device"],
+            "telemetry",
+            "--participants",
+            str(PARTICIPANTS),
+            "--days",
+            str(DAYS),
+            "--start",
+            START.isoformat(),
+            "--batch",
+            "25",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    rng = random.Random(11)
+    kills = 0
+    while kills < 5 and generator.poll() is None:
+        time.sleep(rng.uniform(0.2, 1.5))
+        if generator.poll() is not None:
+            break
+        database.kill()
+        kills += 1
+        time.sleep(rng.uniform(0.0, 1.0))
+        database.start()
+    output = generator.communicate(timeout=300)[0].decode()
+    assert kills == 5, f"the generator finished after {kills} kills: make its run longer"
+    # The generator retries until every batch is confirmed; exit 0 means all were.
+    assert generator.returncode == 0, output
+
+    moods, fixes = dataset(PARTICIPANTS, DAYS, 1, START)
+    with MongoClient(database.uri) as client:
+        stored = client[stack.db_name]
+        for collection, records in (("sentiments", moods), ("gps_coordinates", fixes)):
+            client_ids = [
+                d["client_id"] for d in stored[collection].find({}, {"client_id": 1, "_id": 0})
+            ]
+            assert len(client_ids) == len(records), collection  # nothing lost, nothing twice
+            assert set(client_ids) == {r["client_id"] for r in records}, collection
+
+    # The daily rollups add up to the records again once the failures have settled.
+    viewer = {"Authorization": f"Bearer {TOKENS['viewer']}"}
+
+    def rollups_agree() -> bool:
+        totals = httpx.get(f"{stack.gateway}/api/telemetry/summary", headers=viewer, timeout=30)
+        body = totals.json() if totals.status_code == 200 else {}
+        return (body.get("sentiments"), body.get("gps_fixes")) == (len(moods), len(fixes))
+
+    wait_until(rollups_agree, 4 * DB_TIMEOUT_SECONDS + 30, "the rollups to match the records")
+
+
+def test_a_frozen_database_gives_503_with_retry_after_then_recovers(
+    faulty: tuple[Database, Stack],
+) -> None:
+    database, stack = faulty
+    device = httpx.Client(
+        base_url=stack.gateway,
+        headers={"Authorization": f"Bearer {TOKENS['device']}"},
+        # Past the database deadline, with room: a hang would fail here.
+        timeout=3 * DB_TIMEOUT_SECONDS,
+    )
+    record = {"user_id": "frozen", "emotion": "calm", "intensity": 0.5}
+    with device:
+        assert device.post("/api/sentiments", json=record).status_code == 201
+        database.signal(signal.SIGSTOP)
+        try:
+            answers = [
+                device.post("/api/sentiments", json=record),
+                device.get(
+                    "/api/sentiments",
+                    params={"user_id": "frozen"},
+                    headers={"Authorization": f"Bearer {TOKENS['viewer']}"},
+                ),
+            ]
+        finally:
+            database.signal(signal.SIGCONT)
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"].isdigit()
+            assert "database" in answer.json()["detail"]["error"]
+
+        def recovered() -> bool:
+            return device.post("/api/sentiments", json=record).status_code == 201
+
+        wait_until(recovered, 30, "the stack to recover")
