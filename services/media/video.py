@@ -82,9 +82,67 @@ class UndecodableVideo(ValueError):
     """The file has a video signature but its frames cannot be decoded."""
 
 
+# How far short of its declared length a video's last frame may end (rounding of
+# time stamps, a last frame's duration), in seconds and as a share of the whole.
+DURATION_SLACK_SECONDS = 0.5
+DURATION_SLACK_SHARE = 0.02
+
+
+def check_complete(path: Path) -> None:
+    """Refuses a file whose index promises more video than its bytes hold: a phone's
+    upload cut off part-way still opens (MP4s with the index at the front, WebM), and
+    would be stored with the full duration but play only its beginning.
+
+    Reads every video packet without decoding it: the number of frames the index
+    declares (MP4) or the declared duration (WebM, MKV) must all be there, and every
+    packet's bytes must lie inside the file."""
+    size = path.stat().st_size
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UndecodableVideo("the file has no video stream")
+            stream = container.streams.video[0]
+            declared_frames = stream.frames
+            time_base = stream.time_base or Fraction(1, 1000)
+            declared = (
+                float(stream.duration * time_base)
+                if stream.duration
+                else (container.duration or 0) / av.time_base
+            )
+            packets = 0
+            last_end = 0.0
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream marker
+                if packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size:
+                    raise UndecodableVideo("the file ends inside a video frame")
+                packets += 1
+                if packet.pts is not None:
+                    end = packet.pts + (packet.duration or 0)
+                    last_end = max(last_end, float(end * time_base))
+    except av.error.FFmpegError as problem:
+        raise UndecodableVideo(f"the video cannot be read to its end ({problem})") from None
+    if packets == 0:
+        raise UndecodableVideo("no video frame is present")
+    if declared_frames > 0 and packets < declared_frames:
+        raise UndecodableVideo(
+            f"the file is incomplete: {packets} of the {declared_frames} frames its index "
+            "declares are present (was the upload cut off?)"
+        )
+    start = float((stream.start_time or 0) * time_base)
+    slack = max(DURATION_SLACK_SECONDS, DURATION_SLACK_SHARE * declared)
+    if declared > 0 and last_end - start < declared - slack:
+        raise UndecodableVideo(
+            f"the file is incomplete: its frames end at {last_end - start:.2f} s of the "
+            f"{declared:.2f} s it declares (was the upload cut off?)"
+        )
+
+
 def probe(path: Path) -> VideoFacts:
     """Duration, size, frame rate and codec read by OpenCV, and a JPEG thumbnail of a
-    frame a little way in (the first is often black)."""
+    frame a little way in (the first is often black). Incomplete files are refused
+    first (`check_complete`)."""
+    check_complete(path)
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():

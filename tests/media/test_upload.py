@@ -271,6 +271,43 @@ def test_bad_uploads_are_refused_and_leave_nothing(
     assert_nothing_half_stored(stack, viewer)
 
 
+@pytest.mark.parametrize(
+    ("kind", "kept"),
+    [
+        *(
+            (kind, kept)
+            for kind in ("h264_faststart", "vp8_webm", "mjpeg_avi", "mpeg4")
+            for kept in (0.5, 0.8)
+        ),
+        # The MP4 index counts every frame: even the last one missing is found. (Other
+        # containers are checked by duration, with a slack of a few frames.)
+        ("h264_faststart", 0.99),
+    ],
+)
+def test_a_cut_off_video_is_refused(
+    stack: Stack,
+    device: httpx.Client,
+    viewer: httpx.Client,
+    videos: dict[str, bytes],
+    kind: str,
+    kept: float,
+) -> None:
+    """A phone's upload cut off part-way is refused (422), whichever container: it would
+    otherwise be stored with its full declared length and play only its beginning."""
+    whole = videos[kind]
+    if kind == "vp8_webm" and kept == 0.99:
+        pytest.skip("a WebM missing its last frame is within the duration slack")
+    participant = new_participant()
+    response = upload(device, participant, whole[: int(len(whole) * kept)], name="cut.bin")
+    assert response.status_code == 422, response.text
+    problem = response.json()["detail"]["errors"][0]
+    assert problem["field"] == "video"
+    assert "video" in problem["reason"]
+    assert viewer.get("/api/vlogs", params={"user_id": participant}).json() == []
+    # The whole file is fine.
+    assert upload(device, participant, whole, name="whole.bin").status_code == 201
+
+
 def test_an_upload_that_is_not_multipart(device: httpx.Client) -> None:
     response = device.post("/api/vlogs/upload", json={"user_id": "P1"})
     assert response.status_code == 415
