@@ -1,5 +1,6 @@
 # One image for all four services; compose picks the service with `command`.
-FROM python:3.12-slim
+# Python 3.11: the version requirements.lock was resolved for (make lock).
+FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -7,12 +8,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
+# The locked, hash-checked dependencies first (a layer that changes only with the lock).
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY services ./services
 COPY generators ./generators
-RUN pip install . \
+RUN pip install --no-deps . \
  && useradd --create-home --uid 10001 emogo \
- && mkdir -p /data/logs \
+ && mkdir -p /data/logs /data/tmp \
  && chown -R emogo /data
 
 USER emogo

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Reinstall whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint format venv bench demo clean
+.PHONY: run test lint format venv bench demo lock clean
 
 run: $(INSTALLED)
 	$(PY) -m services.launcher
@@ -36,6 +36,13 @@ bench: $(INSTALLED)
 	$(PY) bench/export.py
 
 venv: $(INSTALLED)
+
+# requirements.lock: the exact, hash-checked dependencies the Docker image installs.
+# Run after changing the dependencies in pyproject.toml.
+lock: $(INSTALLED)
+	$(PY) -m pip install --quiet pip-tools
+	$(PY) -m piptools compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EmoGo needs Python 3.11 or newer; found " + sys.version.split()[0] + " (set PYTHON=/path/to/python3.11)")'

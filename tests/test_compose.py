@@ -2,6 +2,7 @@
 
 import importlib.util
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,81 @@ def test_app_services_share_one_image_and_wait_for_their_dependencies(compose: d
     assert (REPO / "Dockerfile").exists()
 
 
-def test_only_the_gateway_is_published(compose: dict) -> None:
-    published = {name for name, service in compose["services"].items() if service.get("ports")}
-    assert published == {"gateway"}
-    assert compose["services"]["gateway"]["ports"] == ["${EMOGO_GATEWAY_PORT:-8000}:8000"]
+def test_only_the_gateway_is_published_and_caddy_in_front_on_request(compose: dict) -> None:
+    services = compose["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"gateway", "caddy"}
+    assert services["gateway"]["ports"] == [
+        "${EMOGO_GATEWAY_BIND:-0.0.0.0}:${EMOGO_GATEWAY_PORT:-8000}:8000"
+    ]
+    caddy = services["caddy"]
+    # Only with `--profile tls`, for a real domain, proxying to the gateway.
+    assert caddy["profiles"] == ["tls"]
+    assert caddy["environment"]["EMOGO_DOMAIN"].startswith("${EMOGO_DOMAIN:?")
+    caddyfile = (REPO / "deploy" / "Caddyfile").read_text()
+    assert "{$EMOGO_DOMAIN}" in caddyfile
+    assert "reverse_proxy gateway:8000" in caddyfile
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in caddy["volumes"]
+
+
+def test_mongo_requires_authentication_with_a_key_file(compose: dict) -> None:
+    services = compose["services"]
+    mongo = services["mongo"]
+    assert mongo["command"][-2:] == ["--keyFile", "/keys/replica.key"]
+    assert mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"].startswith("${MONGO_ROOT_PASSWORD:?")
+    assert mongo["depends_on"]["mongo-keyfile"]["condition"] == "service_completed_successfully"
+    keyfile = " ".join(services["mongo-keyfile"]["command"])
+    assert "chmod 400 /keys/replica.key" in keyfile
+    assert "chown 999:999" in keyfile
+    # The application signs in as its own user, which the admin bootstrap creates with
+    # the root credentials; the others start once the admin service is healthy.
+    for name in APP_SERVICES:
+        uri = services[name]["environment"]["MONGODB_URI"]
+        assert uri.startswith("mongodb://${EMOGO_MONGO_USER:-emogo}:${EMOGO_MONGO_PASSWORD:?")
+    admin = services["admin"]["environment"]
+    assert admin["MONGODB_ADMIN_USERNAME"] == "${MONGO_ROOT_USERNAME:-root}"
+    assert admin["MONGODB_ADMIN_PASSWORD"].startswith("${MONGO_ROOT_PASSWORD:?")
+    for name in ("ingest", "media"):
+        assert services[name]["depends_on"]["admin"]["condition"] == "service_healthy"
+
+
+def test_replica_set_initialisation_gives_up_with_a_message(compose: dict) -> None:
+    init = compose["services"]["mongo-init"]
+    script = " ".join(init["command"])
+    assert "EMOGO_RS_INIT_TIMEOUT_SECONDS" in script
+    assert "quit(1)" in script
+    assert "no primary after" in script
+    assert (
+        init["environment"]["EMOGO_RS_INIT_TIMEOUT_SECONDS"]
+        == "${EMOGO_RS_INIT_TIMEOUT_SECONDS:-120}"
+    )
+
+
+def test_logs_rotate_and_uploads_have_a_volume(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        logging = service["logging"]
+        assert logging["driver"] == "json-file", name
+        assert logging["options"] == {"max-size": "10m", "max-file": "5"}, name
+    assert "media-tmp:/data/tmp" in compose["services"]["media"]["volumes"]
+    assert "media-tmp" in compose["volumes"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "/data/tmp" in dockerfile  # exists in the image, owned by the service's user
+
+
+def test_the_image_installs_the_locked_dependencies() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip install --require-hashes -r requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
+    locked = {
+        line.split("==")[0].lower()
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    }
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=\[ ;]", requirement, maxsplit=1)[0].lower()
+        assert name in locked, f"{name} is not in requirements.lock: run make lock"
+    assert "--hash=sha256:" in (REPO / "requirements.lock").read_text()
 
 
 def test_secrets_are_required_not_defaulted(compose: dict) -> None:

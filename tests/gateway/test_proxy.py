@@ -159,7 +159,11 @@ def test_large_upload_streams_through_in_flat_memory(rig: ProxyRig) -> None:
         response = httpx.post(
             f"{rig.url}/api/vlogs/echo",
             content=body(),
-            headers={"Content-Length": str(LARGE_BODY)},
+            # Only a request with a role credential streams a large body through.
+            headers={
+                "Content-Length": str(LARGE_BODY),
+                "Authorization": f"Bearer {TOKENS['device']}",
+            },
             timeout=120,
         )
     assert response.status_code == 200
