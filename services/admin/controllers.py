@@ -48,12 +48,17 @@ from services.admin.settings import AdminSettings
 from services.common.auth import CHALLENGE, PRINCIPAL_SCOPE_KEY, Role, principal_from_header
 from services.common.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from services.common.logs import Redactor, log_file, tail
-from services.common.openapi import documented_body, error_responses
+from services.common.openapi import ALSO_SERVED_AS, TEXT, documented_body, error_responses
 from services.common.schemas import Principal
 from services.common.settings import SERVICE_NAMES
 from services.common.validation import read_record
 
 MAX_TAIL_LINES = 10_000
+LOG_LINES = {
+    "type": "object",
+    "properties": {"service": {"type": "string"}, "lines": {"type": "array", "items": TEXT}},
+    "required": ["service", "lines"],
+}
 
 LOG_SERVICES = (*SERVICE_NAMES, "gateway")
 
@@ -542,6 +547,7 @@ class LogController(Controller):
         summary=f"The last lines (1 to {MAX_TAIL_LINES}) of a service's log",
         responses=error_responses(401, 403, 503),
         media_type=MediaType.HTML,
+        opt={ALSO_SERVED_AS: {"text/html": TEXT, "application/json": LOG_LINES}},
     )
     async def tail_log(
         self,
@@ -587,6 +593,7 @@ class LogController(Controller):
         operation_id="downloadLogFileSeedSpelling",
         summary="A service's whole log as a file (the seed's spelling of the path)",
         responses=error_responses(401, 403, 503),
+        opt={ALSO_SERVED_AS: {"application/x-ndjson": TEXT}},
     )
     async def download_seed_spelling(
         self, request: Request, service: ServiceChoice = "admin"
@@ -598,6 +605,7 @@ class LogController(Controller):
         operation_id="downloadLogFile",
         summary="A service's whole log as a file",
         responses=error_responses(401, 403, 503),
+        opt={ALSO_SERVED_AS: {"application/x-ndjson": TEXT}},
     )
     async def download(self, request: Request, service: ServiceChoice = "admin") -> Stream:
         return await self._download(request, service)

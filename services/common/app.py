@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from beanie import Document
 from litestar import Litestar
@@ -10,17 +11,21 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from litestar.template import TemplateConfig
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Message, Scope
 
 from services.common.database import mongo_lifespan
 from services.common.errors import EXCEPTION_HANDLERS
 from services.common.health import HealthController
 from services.common.logs import RequestContextMiddleware, configure_logging
+from services.common.openapi import document_errors
 from services.common.settings import ServiceSettings
 from services.common.validation import reject_unknown_query_parameters
 
 API_VERSION = "0.1.0"
+# What every operation of a service with a database answers when the database fails.
+DATABASE_ERRORS = (503,)
 
 
 def openapi_config(service: str, title: str, description: str) -> OpenAPIConfig:
@@ -42,6 +47,24 @@ def openapi_config(service: str, title: str, description: str) -> OpenAPIConfig:
     )
 
 
+def allow_header_fixer(allowed_methods: dict[str, set[str]]) -> Callable[[Message, Scope], Any]:
+    """A `before_send` hook: Litestar answers OPTIONS with an `Allow` of the methods of
+    the first handler registered for a path, not all of them (RFC 9110 §10.2.1 asks for
+    every method the resource supports)."""
+
+    async def fix_allow(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+            return
+        handler = scope.get("route_handler")
+        methods = allowed_methods.get(next(iter(handler.paths), "")) if handler else None
+        if methods:
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+            message["headers"] = headers
+
+    return fix_allow
+
+
 def build_app(
     settings: ServiceSettings,
     *,
@@ -53,10 +76,12 @@ def build_app(
     extra_lifespan: Sequence = (),
     template_config: TemplateConfig | None = None,
     prepare_database: Callable[[], Awaitable[str]] | None = None,
+    dependency_errors: tuple[int, ...] = (),
 ) -> Litestar:
     """The app every service's `create_app()` returns.
 
-    `documents=None` means the service has no database (the gateway)."""
+    `documents=None` means the service has no database (the gateway); then
+    `dependency_errors` are what its operations answer when what they need fails."""
     configure_logging(
         settings.service,
         settings.log_dir,
@@ -65,7 +90,9 @@ def build_app(
     )
     lifespan = [] if documents is None else [mongo_lifespan(settings, documents, prepare_database)]
     handlers = [*([HealthController] if include_health else []), *route_handlers]
+    allowed_methods: dict[str, set[str]] = {}
     app = Litestar(
+        before_send=[allow_header_fixer(allowed_methods)],
         route_handlers=handlers,
         state=State({"settings": settings}),
         lifespan=[*lifespan, *extra_lifespan],
@@ -76,6 +103,10 @@ def build_app(
         template_config=template_config,
         logging_config=None,
         debug=False,
+    )
+    document_errors(app, DATABASE_ERRORS if documents is not None else dependency_errors)
+    allowed_methods.update(
+        (route.path, route.methods) for route in app.routes if isinstance(route, HTTPRoute)
     )
     # Wrap the whole ASGI handler, not each route, so that requests which match no
     # route (404, 405) also get a request id and an access line.

@@ -6,29 +6,37 @@ they cannot let Litestar decode the body; this documents the record schema anywa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
+from litestar import Litestar
+from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
+
+from services.common.validation import reject_unknown_query_parameters
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
+TEXT: dict[str, Any] = {"type": "string"}
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
-def documented_body(record_type: type, *, batch: bool = False) -> type[Operation]:
-    """An Operation class whose request body is `record_type` (or a batch of them)."""
+def _record_schema(record_type: type) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [record_type], ref_template="#/components/schemas/{name}"
     )
-    record_schema = components[record_type.__name__]
-    if batch:
-        content = {
-            "application/json": OpenAPIMediaType(
-                schema={"type": "array", "items": record_schema}  # type: ignore[arg-type]
-            ),
-            NDJSON_MEDIA_TYPE: OpenAPIMediaType(schema=record_schema),  # type: ignore[arg-type]
-        }
-    else:
-        content = {"application/json": OpenAPIMediaType(schema=record_schema)}  # type: ignore[arg-type]
+    return components[record_type.__name__]
+
+
+def _operation_with_body(content: dict[str, OpenAPIMediaType]) -> type[Operation]:
     body = RequestBody(content=content, required=True)
 
     @dataclass
@@ -37,6 +45,49 @@ def documented_body(record_type: type, *, batch: bool = False) -> type[Operation
             self.request_body = body
 
     return OperationWithBody
+
+
+BATCH_ITEM_DESCRIPTION = (
+    "A record (in NDJSON, one line). An item that is not a valid record does not fail "
+    "the batch: it is reported in `results` with the reason, and the rest are stored."
+)
+
+
+def documented_body(record_type: type, *, batch: bool = False) -> type[Operation]:
+    """An Operation class whose request body is `record_type` (or a batch of them)."""
+    record_schema = _record_schema(record_type)
+    if batch:
+        # Any array is taken: each item is checked on its own, stored if it is a valid
+        # record and reported by its index if not, so the answer is 200 either way.
+        item = {"anyOf": [record_schema, {}], "description": BATCH_ITEM_DESCRIPTION}
+        array = {"type": "array", "items": item}
+        # NDJSON (one record per line) is taken too, as the operation's description
+        # says; it is not listed, since no JSON Schema can say what it may not be.
+        content = {"application/json": OpenAPIMediaType(schema=array)}  # type: ignore[arg-type]
+    else:
+        content = {"application/json": OpenAPIMediaType(schema=record_schema)}  # type: ignore[arg-type]
+    return _operation_with_body(content)
+
+
+def documented_form(fields_type: type, file_field: str, file_description: str) -> type[Operation]:
+    """An Operation class whose body is a multipart form: `fields_type`'s fields as
+    text parts, and one file part."""
+    schema = dict(_record_schema(fields_type))
+    schema["properties"] = {
+        **schema.get("properties", {}),
+        file_field: {**BINARY, "description": file_description},
+    }
+    schema["required"] = [*schema.get("required", []), file_field]
+    return _operation_with_body(
+        {"multipart/form-data": OpenAPIMediaType(schema=schema)}  # type: ignore[arg-type]
+    )
+
+
+def documented_bytes(*media_types: str) -> type[Operation]:
+    """An Operation class whose body is a file's bytes, in any of `media_types`."""
+    return _operation_with_body(
+        {media_type: OpenAPIMediaType(schema=BINARY) for media_type in media_types}  # type: ignore[arg-type]
+    )
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True):
@@ -74,12 +125,17 @@ ERROR_MEANINGS = {
     400: "Bad request (the text says why)",
     401: "No credential, or not a valid one",
     403: "The credential may not do this",
+    408: "The request did not arrive in time (headers, or a body too slow)",
     404: "Not found (also another user's data)",
     409: "Already exists",
     413: "Body too large",
+    414: "The URL is too long",
     415: "Unsupported content",
     429: "Too many requests (see Retry-After)",
+    431: "The request headers are too large or too many",
+    502: "A service gave no valid answer",
     503: "A dependency is unavailable",
+    504: "A service did not answer in time",
 }
 
 
@@ -93,3 +149,93 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
         data_container=ValidationEnvelope, description="Invalid input: each field and why"
     )
     return responses
+
+
+# --- completing every operation's document ---------------------------------------------
+
+# A handler's `opt` key: media types its success response is also served as (a page
+# that answers HTML or JSON, a download in several formats), with their schema.
+ALSO_SERVED_AS = "also_served_as"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+GATEWAY_ERRORS = (502, 503, 504)
+
+
+def _secured(handler: HTTPRouteHandler) -> bool:
+    """Whether a guard other than the query check stands before the handler (Litestar
+    wraps guards; `func` is the guard itself)."""
+    return any(
+        getattr(guard, "func", guard) is not reject_unknown_query_parameters
+        for guard in handler.resolve_guards()
+    )
+
+
+def _has_path_parameters(handler: HTTPRouteHandler) -> bool:
+    return any("{" in path for path in handler.paths)
+
+
+def document_errors(app: Litestar, dependency_errors: tuple[int, ...]) -> None:
+    """Every operation of `app` documents every status it can answer, in the envelope.
+
+    What a handler can answer follows from what it is: a guard (401, 403), a path
+    parameter (404), a body (400, 413, 415), query and path validation (422), and
+    what its dependencies do when they fail (`dependency_errors`: 503 for the database,
+    502/503/504 for the gateway's services). What a handler declares itself wins."""
+    open_operations: set[str] = set()
+    also_served: dict[str, dict[str, dict[str, Any]]] = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler) or not handler.resolve_include_in_schema():
+                continue
+            operation_id = handler.operation_id if isinstance(handler.operation_id, str) else ""
+            # 414 and 431: limits every connection has (services.common.server).
+            codes = {400, 414, 431, *dependency_errors}
+            if _secured(handler):
+                codes |= {401, 403}
+            else:
+                open_operations.add(operation_id)
+            if _has_path_parameters(handler):
+                codes.add(404)
+            if handler.http_methods & WRITE_METHODS:
+                codes |= {408, 413, 415}
+            handler.responses = {**error_responses(*sorted(codes)), **(handler.responses or {})}
+            if ALSO_SERVED_AS in handler.opt:
+                also_served[operation_id] = handler.opt[ALSO_SERVED_AS]
+
+    def complete() -> None:
+        _complete_document(app.openapi_schema, open_operations, also_served)
+
+    app.on_startup.append(complete)
+
+
+def _complete_document(
+    document: OpenAPI,
+    open_operations: set[str],
+    also_served: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    """What only the finished document can say: operations open to anyone declare no
+    security requirement, empty bodies no content, and the other media types served."""
+    for item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            if operation.operation_id in open_operations:
+                operation.security = []
+            for status, response in (operation.responses or {}).items():
+                if not isinstance(response, OpenAPIResponse):
+                    continue
+                if _is_empty(response):
+                    response.content = None
+                if status.startswith("2") and operation.operation_id in also_served:
+                    response.content = {
+                        media_type: OpenAPIMediaType(schema=Schema(**schema))
+                        for media_type, schema in also_served[operation.operation_id].items()
+                    }
+
+
+def _is_empty(response: OpenAPIResponse) -> bool:
+    content = response.content or {}
+    return bool(content) and all(
+        isinstance(media.schema, Schema) and media.schema.type == OpenAPIType.NULL
+        for media in content.values()
+    )

@@ -11,6 +11,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
 from services.common.app import build_app
+from services.common.openapi import GATEWAY_ERRORS
 from services.gateway.controllers import (
     PROXY_MOUNTS,
     ExportController,
@@ -41,4 +42,5 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         include_health=False,
         extra_lifespan=[upstream_client],
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        dependency_errors=GATEWAY_ERRORS,
     )

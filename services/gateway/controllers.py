@@ -18,6 +18,7 @@ from litestar.types import Receive, Scope, Send
 from services.common.auth import READERS, requires
 from services.common.errors import NotFound, ServiceUnavailable
 from services.common.filters import InstantFilter, ParticipantFilter, time_span
+from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
 from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
 from services.common.validation import ANY_QUERY
@@ -265,12 +266,22 @@ class ExportController(Controller):
             },
         )
 
-    @get("/api/export/all", operation_id="exportAll", summary="The seed's export of everything")
+    @get(
+        "/api/export/all",
+        operation_id="exportAll",
+        summary="The seed's export of everything",
+        opt={ALSO_SERVED_AS: {"application/json": {"type": "object"}}},
+    )
     async def export_all(self, request: Request, filters: ExportFilters) -> Stream:
         pieces = await _started(export_all(_api(request), filters))
         return _attachment(f"emogo-all-{_stamp()}.json", "application/json", pieces)
 
-    @get("/api/export/everything.zip", operation_id="exportZip", summary="Every file and video")
+    @get(
+        "/api/export/everything.zip",
+        operation_id="exportZip",
+        summary="Every file and video",
+        opt={ALSO_SERVED_AS: {"application/zip": BINARY}},
+    )
     async def export_zip(self, request: Request, filters: ExportFilters) -> Stream:
         pieces = await _started(export_zip(_api(request), filters))
         return _attachment(f"emogo-export-{_stamp()}.zip", "application/zip", pieces)
@@ -279,6 +290,13 @@ class ExportController(Controller):
         "/api/export/{name:str}",
         operation_id="exportRecords",
         summary="One kind of record as csv, json or ndjson: sentiments.csv, gps.json, ...",
+        opt={
+            ALSO_SERVED_AS: {
+                "text/csv": TEXT,
+                "application/json": {"type": "array", "items": {"type": "object"}},
+                "application/x-ndjson": TEXT,
+            }
+        },
     )
     async def export_records(
         self, request: Request, name: FromPath[str], filters: ExportFilters

@@ -15,7 +15,7 @@ from services.common.filters import (
     MongoFilter,
     ParticipantPath,
 )
-from services.common.openapi import NDJSON_MEDIA_TYPE, documented_body
+from services.common.openapi import NDJSON_MEDIA_TYPE, documented_body, error_responses
 from services.common.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
@@ -103,6 +103,8 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             guards=[requires(*WRITERS)],
             summary=f"Store one {kind.noun}",
             operation_class=documented_body(kind.record_in),
+            # 409: a record with this participant and client_id is already stored.
+            responses=error_responses(409),
             status_code=201,
         )
         async def create(self, request: Request) -> Created[kind.record_out]:

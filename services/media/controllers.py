@@ -15,6 +15,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from services.common.auth import READERS, WRITERS, Role, requires
 from services.common.errors import NotFound, RangeNotSatisfiable
 from services.common.filters import TIME_AND_PARTICIPANT, MongoFilter, ParticipantPath
+from services.common.openapi import (
+    documented_body,
+    documented_bytes,
+    documented_form,
+    error_responses,
+)
 from services.common.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
@@ -30,6 +36,7 @@ from services.media.schemas import (
     CleanupReport,
     DeletedVlogs,
     ParticipantVlogs,
+    UploadFields,
     VlogCount,
     VlogCreated,
     VlogEdit,
@@ -162,6 +169,17 @@ def _created(vlog: dict[str, Any], duplicate: bool, message: str) -> Response[Vl
     )
 
 
+# The type is decided by the bytes; these are what clients usually label them.
+RAW_UPLOAD_TYPES = (
+    "application/octet-stream",
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "video/x-matroska",
+    "video/x-msvideo",
+)
+# 429: more uploads at once than the service takes.
+UPLOAD_ERRORS = error_responses(429)
 UPLOAD_DESCRIPTION = (
     "The seed's multipart form: `user_id` (required), `video` (the file), `title`, "
     "`description`, and optionally `timestamp` (when it was recorded). The type is "
@@ -188,6 +206,8 @@ class VlogController(Controller):
         summary="Upload a video (multipart)",
         description=UPLOAD_DESCRIPTION,
         request_max_body_size=UPLOAD_BODY_CEILING,
+        operation_class=documented_form(UploadFields, "video", "The video file"),
+        responses=UPLOAD_ERRORS,
     )
     async def upload(self, request: Request) -> Response[VlogCreated]:
         uploads: services.Uploads = request.app.state.uploads
@@ -202,6 +222,8 @@ class VlogController(Controller):
         guards=[requires(*WRITERS)],
         summary="Upload a video as the request body, details in the query",
         request_max_body_size=UPLOAD_BODY_CEILING,
+        operation_class=documented_bytes(*RAW_UPLOAD_TYPES),
+        responses=UPLOAD_ERRORS,
     )
     async def upload_raw(
         self,
@@ -230,6 +252,7 @@ class VlogController(Controller):
         operation_id="createVlogLink",
         guards=[requires(*WRITERS)],
         summary="Record a vlog whose video lives elsewhere (the seed's `video_url`)",
+        operation_class=documented_body(VlogLinkIn),
     )
     async def create_link(self, request: Request) -> Response[VlogCreated]:
         record = await read_record(request, VlogLinkIn)
@@ -356,6 +379,7 @@ class VlogController(Controller):
         operation_id="editVlog",
         guards=[requires(*WRITERS)],
         summary="Change the title or description",
+        operation_class=documented_body(VlogEdit),
     )
     async def edit(self, request: Request, vlog_id: FromPath[str]) -> VlogOut:
         changes = await read_record(request, VlogEdit)

@@ -285,8 +285,10 @@ class _PartEvents:
         self._headers = {}
 
     def _header_end(self) -> None:
+        # Part headers stay bytes-as-latin-1, as python-multipart's parser of their
+        # options expects; names and file names are decoded as UTF-8 from those.
         name = self._field.decode("latin-1").lower()
-        self._headers[name] = self._value.decode("utf-8", "replace")
+        self._headers[name] = self._value.decode("latin-1")
         self._field.clear()
         self._value.clear()
 
@@ -371,9 +373,12 @@ def _field_text(name: str, value: bytearray) -> str:
 
 def _part_name(headers: dict[str, str]) -> tuple[str, str | None]:
     _, options = parse_options_header(headers.get("content-disposition", ""))
-    name = options.get(b"name", b"").decode("utf-8", "replace")
-    filename = options.get(b"filename")
-    return name, filename.decode("utf-8", "replace") if filename is not None else None
+    try:
+        name = options.get(b"name", b"").decode("utf-8")
+        filename = options.get(b"filename")
+        return name, filename.decode("utf-8") if filename is not None else None
+    except UnicodeDecodeError:
+        raise BadRequest("A part's name or file name is not valid UTF-8") from None
 
 
 async def receive_raw(request: Request, incoming: IncomingVideo) -> None:
