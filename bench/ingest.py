@@ -10,6 +10,11 @@ idempotency index does its work on both sides. Then it streams every stored
 sentiment as NDJSON through the gateway, against a raw cursor read of the same
 records, while sampling the ingest service's memory. Read the ratios.
 
+Last, what durability costs: raw `insert_one` and `insert_many` rates against the
+embedded server started as `make run` starts it (each commit synced to disk) with
+majority/journal write concern, against one started without syncing and writes with
+w=1, the setup before "confirmed means durable", side by side.
+
     .venv/bin/python bench/ingest.py [--seconds 4] [--rounds 3] [--concurrency 8]
 """
 
@@ -18,17 +23,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from support import bearer, rate, throwaway_stack
 
+from services.common.database import durable_write_concern
 from services.ingest.models import telemetry_indexes
-from tests.support import PeakMemory
+from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
+from tests.support import PeakMemory, free_port, wait_until
 
 BATCH = 500
 EMOTIONS = ("happy", "sad", "calm", "anxious", "excited", "neutral")
@@ -65,7 +78,10 @@ async def run_rounds(config, args: argparse.Namespace) -> dict[str, list[float]]
     gateway = httpx.AsyncClient(
         base_url=config.url("gateway"), headers=headers, limits=limits, timeout=60
     )
-    mongo = AsyncMongoClient(config.mongodb_uri, tz_aware=True)
+    # The same write concern as the services, so both sides wait for the same durability.
+    mongo = AsyncMongoClient(
+        config.mongodb_uri, tz_aware=True, **durable_write_concern(config.mongodb_uri)
+    )
     raw = mongo["emogo"]["bench_raw_sentiments"]
     await raw.create_indexes(telemetry_indexes())
 
@@ -141,6 +157,63 @@ async def stream_rates(config, ingest_pid: int) -> None:
     )
 
 
+@contextmanager
+def embedded_database(durable: bool) -> Iterator[str]:
+    """A throw-away embedded server, syncing each commit to disk or not."""
+    folder = Path(tempfile.mkdtemp(prefix="emogo-bench-db-"))
+    port = free_port()
+    argv = secantus_argv(port, folder)
+    if not durable:
+        argv.remove("--sync-on-commit")
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    uri = local_mongodb_uri(port)
+    try:
+        wait_until(mongo_ready(uri), 30, "the database")
+        yield uri
+    finally:
+        process.terminate()
+        process.wait(15)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def durability_cost(args: argparse.Namespace) -> None:
+    with embedded_database(durable=True) as durable_uri, embedded_database(False) as fast_uri:
+        clients = {
+            "durable": AsyncMongoClient(durable_uri, **durable_write_concern(durable_uri)),
+            "w1-unsynced": AsyncMongoClient(fast_uri, w=1),
+        }
+        rates: dict[str, list[float]] = {}
+        try:
+            for round_number in range(1, args.rounds + 1):
+                order = list(clients) if round_number % 2 else list(reversed(clients))
+                for name in order:
+                    raw = clients[name]["emogo"]["bench_durability"]
+
+                    async def single(raw=raw) -> int:
+                        await raw.insert_one(stored_form(record("bench-durable")))
+                        return 1
+
+                    async def batch(raw=raw) -> int:
+                        docs = [stored_form(record("bench-durable")) for _ in range(BATCH)]
+                        await raw.insert_many(docs)
+                        return BATCH
+
+                    for kind, step, workers in (
+                        ("single", single, args.concurrency),
+                        ("batch", batch, max(1, args.concurrency // 2)),
+                    ):
+                        value = await rate(step, args.seconds, workers)
+                        rates.setdefault(f"{kind}/{name}", []).append(value)
+                        print(f"round {round_number} {kind}/{name:12s} {value:9.0f} events/s")
+        finally:
+            for client in clients.values():
+                await client.close()
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for kind in ("single", "batch"):
+        ratio = medians[f"{kind}/durable"] / medians[f"{kind}/w1-unsynced"]
+        print(f"{kind:6s} inserts, durable/unsynced: {ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,6 +234,8 @@ def main() -> None:
         print(f"\nsingle records, gateway/raw insert_one:  {single:.2f} (aim: >= 0.60)")
         print(f"batches of {BATCH}, gateway/raw insert_many: {batch:.2f} (aim: >= 0.70)")
         asyncio.run(stream_rates(config, supervisor.processes["ingest"].pid))
+    print("\nWhat durability costs (raw inserts):")
+    asyncio.run(durability_cost(args))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,20 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield running
 
 
+def stack_of_its_own(db_name: str, **extra_env: str) -> Any:
+    """A module fixture: a stack with a database and settings of its own, for tests that
+    change settings or would disturb the session's stack."""
+
+    @pytest.fixture(scope="module")
+    def own_stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        with run_stack(
+            mongodb_uri, tmp_path_factory.mktemp(db_name), db_name, **extra_env
+        ) as running:
+            yield running
+
+    return own_stack
+
+
 def _signed_in_client(role: str | None, name: str) -> Any:
     """A fixture: a client of the session's gateway, signed in as `role`."""
 

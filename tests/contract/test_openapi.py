@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Stack, run_stack
+from tests.conftest import Stack, stack_of_its_own
 from tests.support import REPO, TOKENS
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -33,16 +32,8 @@ NOT_RUN = "positive_data_acceptance,ensure_resource_availability"
 PER_PROCESS_PATHS = ("/health", "/ready")
 
 
-@pytest.fixture(scope="module")
-def contract_stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # A database of its own: the run creates, changes and deletes at random.
-    with run_stack(
-        mongodb_uri,
-        tmp_path_factory.mktemp("contract"),
-        "emogo_contract",
-        EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000",
-    ) as running:
-        yield running
+# A database of its own: the run creates, changes and deletes at random.
+contract_stack = stack_of_its_own("emogo_contract", EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000")
 
 
 @pytest.mark.parametrize("document", ["ingest", "media", "admin", "gateway"])

@@ -10,9 +10,8 @@ from collections import Counter
 from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.conftest import Stack, run_stack
+from tests.conftest import Stack, stack_of_its_own
 from tests.support import TOKENS
 
 SLOW_CONNECTIONS = 1_000
@@ -21,19 +20,14 @@ DEADLINE_SECONDS = 3
 ATTACKER = "127.0.0.2"
 
 
-@pytest.fixture(scope="module")
-def guarded_stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # No per-address cap here, so that all 1,000 slow connections are really held
-    # and the deadlines and the gateway's buffering are what protects the others.
-    with run_stack(
-        mongodb_uri,
-        tmp_path_factory.mktemp("slow"),
-        "emogo_slow_clients",
-        EMOGO_MAX_CONNECTIONS_PER_CLIENT="0",
-        EMOGO_HEADER_TIMEOUT=str(DEADLINE_SECONDS),
-        EMOGO_BODY_TIMEOUT=str(DEADLINE_SECONDS),
-    ) as running:
-        yield running
+# No per-address cap here, so that all 1,000 slow connections are really held and the
+# deadlines and the gateway's buffering are what protects the others.
+guarded_stack = stack_of_its_own(
+    "emogo_slow_clients",
+    EMOGO_MAX_CONNECTIONS_PER_CLIENT="0",
+    EMOGO_HEADER_TIMEOUT=str(DEADLINE_SECONDS),
+    EMOGO_BODY_TIMEOUT=str(DEADLINE_SECONDS),
+)
 
 
 async def _slow_client(port: int, slow_part: str, seen: list[str]) -> None:

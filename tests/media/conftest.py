@@ -42,20 +42,10 @@ def opencv_video(path: Path, fourcc: str, seed: int) -> bytes:
     return path.read_bytes()
 
 
-def h264_video(path: Path, seed: int) -> bytes:
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for frame in frames(seed):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
-        container.mux(stream.encode(None))
-    return path.read_bytes()
-
-
-def faststart_h264_video(path: Path, seed: int) -> bytes:
-    """H.264 with its index before the frames, as phones and web encoders write it:
-    a copy cut off part-way still opens and claims the full length."""
-    options = {"movflags": "+faststart"}
+def h264_video(path: Path, seed: int, faststart: bool = False) -> bytes:
+    """H.264 in MP4. With `faststart` its index comes before the frames, as phones and
+    web encoders write it: a copy cut off part-way still opens and claims the full length."""
+    options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", format="mp4", options=options) as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -93,7 +83,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("videos")
     return {
         "h264": h264_video(folder / "h264.mp4", 1),
-        "h264_faststart": faststart_h264_video(folder / "faststart.mp4", 6),
+        "h264_faststart": h264_video(folder / "faststart.mp4", 6, faststart=True),
         "mpeg4": opencv_video(folder / "mpeg4.mp4", "mp4v", 2),
         "mjpeg_avi": opencv_video(folder / "mjpeg.avi", "MJPG", 3),
         "vp8_webm": opencv_video(folder / "vp8.webm", "VP80", 4),
