@@ -10,7 +10,13 @@ from bson import ObjectId
 from services.common.errors import BadRequest, FieldError
 from services.common.pagination import Order, TimeCursor, decode_cursor, encode_cursor
 from services.common.schemas import ParticipantId
-from services.common.validation import NonFinite, convert_record, decode_json
+from services.common.validation import (
+    NonFinite,
+    convert_record,
+    decode_json,
+    text_problem,
+    value_problems,
+)
 
 
 class Record(msgspec.Struct, kw_only=True):
@@ -72,3 +78,48 @@ def test_cursors_round_trip_and_refuse_tampering() -> None:
     with pytest.raises(FieldError):
         TimeCursor.decode(token, Order.ASC)
     assert decode_cursor(encode_cursor(("P7",)), tuple[str]) == ("P7",)
+
+
+@pytest.mark.parametrize(
+    ("text", "allowed"),
+    [
+        ("plain words, ümlauts and 中文", True),
+        ("tab\there, new\nline, windows\r\nline", True),
+        ("nul\x00", False),
+        ("bell\x07", False),
+        ("escape\x1b[31m", False),
+        ("lone carriage\rreturn", False),
+        ("delete\x7f", False),
+        ("c1 control\x85", False),
+        ("surrogate \ud800 half", False),
+    ],
+)
+def test_text_may_hold_tab_and_newline_but_no_other_control(text: str, allowed: bool) -> None:
+    assert (text_problem(text) is None) is allowed
+
+
+def test_every_text_problem_is_named_by_its_path_at_any_depth() -> None:
+    deep: object = "bad\x00"
+    for _ in range(900):
+        deep = [deep]
+    problems = {
+        p["field"]: p["reason"] for p in value_problems({"ok": "fine", "deep": deep, "k\x01ey": 1})
+    }
+    assert set(problems) == {"deep" + "[0]" * 900, "k\x01ey"}
+    assert "U+0000" in problems["deep" + "[0]" * 900]
+    assert "the name" in problems["k\x01ey"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"a": "\xff"}', "UTF-8"),
+        (b"[" * 100_000, "too deeply"),
+        (b'{"a": "\\ud800"}', "not valid JSON"),
+        (b'{"a": NaN', "not valid JSON"),
+    ],
+)
+def test_undecodable_bodies_say_why(body: bytes, words: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        decode_json(body)
+    assert words in raised.value.error

@@ -4,6 +4,7 @@ nothing is stored."""
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Stack
-from tests.support import TOKENS
+from tests.support import TOKENS, wait_until
 
 # One JSON endpoint of each service, with the credential it needs (None: open).
 JSON_ENDPOINTS = [
@@ -238,3 +239,32 @@ def test_oversized_headers_are_refused_by_every_process(stack: Stack, process: s
             assert b'"code":%d' % status in answer
     assert answered >= 2
     assert httpx.get(f"{url}/ready", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("process", ["gateway", "ingest"])
+def test_a_client_that_hangs_up_mid_body_is_logged_as_499_not_500(
+    stack: Stack, process: str
+) -> None:
+    request_id = f"hangup-{process}-{uuid.uuid4().hex[:8]}"
+    host, port = stack.config.url(process).removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /api/sentiments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + TOKENS["device"].encode() + b"\r\n"
+            b"X-Request-ID: " + request_id.encode() + b"\r\nContent-Length: 1000\r\n\r\n"
+            b'{"user_id": "P1", '
+        )
+    log = stack.config.log_dir / f"{process}.log"
+
+    def logged() -> list[dict]:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if request_id in line]
+        return [line for line in lines if line.get("logger") == "emogo.access"]
+
+    wait_until(lambda: bool(logged()), 15, "the access line of the abandoned request")
+    assert [line["status"] for line in logged()] == [499]
+    errors = [
+        line
+        for line in map(json.loads, log.read_text().splitlines())
+        if line.get("request_id") == request_id and line["level"] == "ERROR"
+    ]
+    assert errors == []
