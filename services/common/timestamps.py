@@ -57,6 +57,12 @@ def truncate_to_milliseconds(instant: datetime) -> datetime:
     return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
 
 
+def stored_now() -> datetime:
+    """The server's time as MongoDB stores it (milliseconds), so what a write returns
+    equals what a later read gives."""
+    return truncate_to_milliseconds(datetime.now(UTC))
+
+
 def check_plausible(instant: datetime, now: datetime, max_ahead: timedelta) -> None:
     """Refuses instants from an unset clock or too far ahead of the server's."""
     if instant < EARLIEST_PLAUSIBLE:

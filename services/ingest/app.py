@@ -10,7 +10,7 @@ from litestar import Litestar
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.models import DOCUMENTS
-from services.ingest.services import ROLLUPS, ensure_rollups
+from services.ingest.rollups import ROLLUPS, ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
 
 

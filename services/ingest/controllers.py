@@ -28,6 +28,7 @@ from services.common.pagination import (
 )
 from services.common.validation import decode_json, read_body, require_json
 from services.ingest import services
+from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
     BatchResult,
     Count,
@@ -38,7 +39,6 @@ from services.ingest.schemas import (
     TelemetryTotals,
     TimelinePoint,
 )
-from services.ingest.services import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.settings import BATCH_BODY_CEILING, IngestSettings
 
 

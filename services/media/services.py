@@ -41,7 +41,7 @@ from services.common.errors import (
 )
 from services.common.pagination import Order, fetch_page
 from services.common.schemas import utc_now
-from services.common.timestamps import recorded_at, truncate_to_milliseconds
+from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, drain
 from services.media import video
 from services.media.models import PreviewState, Vlog, VlogState
@@ -417,7 +417,7 @@ class Uploads:
     def _incoming(self, original_name: str, fields: dict[str, str]) -> IncomingVideo:
         async def record_upload(incoming: IncomingVideo) -> None:
             # The participant may only be known once the whole form has arrived.
-            now = truncate_to_milliseconds(utc_now())
+            now = stored_now()
             assert incoming.container is not None
             await Vlog(
                 id=incoming.vlog_id,
@@ -474,7 +474,7 @@ class Uploads:
     async def _store(
         self, incoming: IncomingVideo, details: UploadFields
     ) -> tuple[dict[str, Any], bool]:
-        now = truncate_to_milliseconds(utc_now())
+        now = stored_now()
         recorded = recorded_at(details.timestamp, now)
         sha256 = await incoming.finish()
         existing = await collection().find_one(
@@ -529,7 +529,7 @@ class Uploads:
 
 
 async def create_link(fields: dict[str, Any]) -> dict[str, Any]:
-    now = truncate_to_milliseconds(utc_now())
+    now = stored_now()
     vlog = Vlog(
         user_id=fields["user_id"],
         title=fields["title"].strip(),
