@@ -34,6 +34,7 @@ bench: $(INSTALLED)
 	$(PY) bench/ingest.py
 	$(PY) bench/media.py
 	$(PY) bench/export.py
+	$(PY) bench/connection_limits.py
 
 venv: $(INSTALLED)
 
