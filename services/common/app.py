@@ -7,6 +7,7 @@ from typing import Any
 
 from beanie import Document
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -44,6 +45,42 @@ def openapi_config(service: str, title: str, description: str) -> OpenAPIConfig:
             }
         ),
         security=[{"bearer": []}, {"basic": []}],
+    )
+
+
+# What browser clients send and may read: the credential, the body's type, the
+# request id; and the headers of paging, retries, downloads and ranges.
+CORS_REQUEST_HEADERS = [
+    "authorization",
+    "content-type",
+    "accept",
+    "accept-language",
+    "x-request-id",
+]
+CORS_EXPOSED_HEADERS = [
+    "x-request-id",
+    "link",
+    "x-next-cursor",
+    "retry-after",
+    "content-disposition",
+    "content-range",
+    "accept-ranges",
+    "etag",
+]
+
+
+def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
+    """Cross-origin access for the listed web origins (none: same origin only).
+    Credentials are bearer tokens, not cookies, so no `Allow-Credentials`."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        allow_credentials=False,
+        max_age=600,
     )
 
 
@@ -93,6 +130,7 @@ def build_app(
     allowed_methods: dict[str, set[str]] = {}
     app = Litestar(
         before_send=[allow_header_fixer(allowed_methods)],
+        cors_config=cors_config(settings.cors_origins),
         route_handlers=handlers,
         state=State({"settings": settings}),
         lifespan=[*lifespan, *extra_lifespan],

@@ -7,6 +7,7 @@ process at start-up with a message that names the variable and says what to fix.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -162,6 +163,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_json_body_bytes: int
     # Deadlines and size limits of each client connection (services.common.server).
     connection_limits: ConnectionLimits
+    # Web origins whose pages may call the API (CORS); empty: same origin only.
+    cors_origins: tuple[str, ...]
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -190,7 +193,36 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
             "EMOGO_MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024
         ),
         "connection_limits": connection_limits(service, env),
+        "cors_origins": cors_origins(env),
     }
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def cors_origins(env: Environment) -> tuple[str, ...]:
+    """EMOGO_CORS_ORIGINS: comma-separated origins (`https://app.example.org`). `*`
+    (any page anywhere) only in the explicit open mode, where no credential is
+    involved (EMOGO_ADMIN_OPEN_USER_ENDPOINTS=true)."""
+    origins = tuple(
+        o.strip().rstrip("/") for o in env.text("EMOGO_CORS_ORIGINS", "").split(",") if o.strip()
+    )
+    for origin in origins:
+        if origin == "*":
+            if not env.flag("EMOGO_ADMIN_OPEN_USER_ENDPOINTS", False):
+                raise ConfigError(
+                    "EMOGO_CORS_ORIGINS",
+                    "'*' lets any web page call the API and is allowed only in the open mode "
+                    "(EMOGO_ADMIN_OPEN_USER_ENDPOINTS=true); list the front end's origins, "
+                    "such as https://app.example.org",
+                )
+        elif not _ORIGIN.match(origin):
+            raise ConfigError(
+                "EMOGO_CORS_ORIGINS",
+                f"{origin!r} is not an origin: scheme, host and optional port, such as "
+                "https://app.example.org or http://localhost:5173",
+            )
+    return origins
 
 
 def connection_limits(service: str, env: Environment) -> ConnectionLimits:
