@@ -11,10 +11,39 @@ from msgspec import Meta
 from services.common.schemas import END_OF_TEXT, PARTICIPANT_PATTERN, WireStruct
 
 # Names the clients may choose from; anything else is refused with 422 naming the field.
-ASR_ADAPTERS = ("zoetrope", "openai", "softsugar")
-TTS_ADAPTERS = ("zoetrope", "huoshan", "huoshan_icl", "softsugar", "sensenova", "elevenlabs")
-LLM_PROVIDERS = ("openai", "xai", "anthropic", "gemini", "deepseek", "sensenova")
-MODEL_ADAPTERS = tuple(f"{provider}_omni" for provider in LLM_PROVIDERS)
+# Both releases of the companion app's front end: the current one adds ASR
+# `openai_realtime` and `huoshan`, TTS `chatterbox`, providers `minimax` and `sensechat`,
+# and model adapters named by provider and role (`openai_agent`, `sensenova_omni_agent`).
+ASR_ADAPTERS = ("zoetrope", "openai", "openai_realtime", "softsugar", "huoshan")
+TTS_ADAPTERS = (
+    "zoetrope",
+    "huoshan",
+    "huoshan_icl",
+    "softsugar",
+    "sensenova",
+    "elevenlabs",
+    "chatterbox",
+)
+LLM_PROVIDERS = (
+    "openai",
+    "xai",
+    "anthropic",
+    "gemini",
+    "deepseek",
+    "sensenova",
+    "minimax",
+    "sensechat",
+)
+MODEL_ROLES = ("agent", "classification", "conversation", "reaction", "memory")
+MODEL_ADAPTERS = tuple(
+    adapter
+    for provider in LLM_PROVIDERS
+    for adapter in (
+        f"{provider}_omni",
+        *(f"{provider}_{role}" for role in MODEL_ROLES),
+        *(f"{provider}_omni_{role}" for role in MODEL_ROLES),
+    )
+)
 MODEL_SECTIONS = ("classification", "conversation", "reaction", "memory")
 # Provider keys a user config holds (all secret), and its plain settings.
 PROVIDER_KEYS = (
@@ -33,6 +62,10 @@ PROVIDER_KEYS = (
     "sense_tts_api_key",
     "nova_tts_api_key",
     "elevenlabs_api_key",
+    "minimax_api_key",
+    "sensechat_ak",
+    "sensechat_sk",
+    "zoetrope_tts_api_key",
 )
 PLAIN_SETTINGS = ("timezone",)
 
@@ -42,6 +75,10 @@ Username = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT)
 Password = Annotated[str, Meta(min_length=8, max_length=256)]
 Name = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT)]
 Token = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}" + END_OF_TEXT)]
+# The screens offer scenes such as "Ground View" and "Cobbled Street".
+SceneName = Annotated[
+    str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT, examples=["Ground View"])
+]
 ModelOverride = Annotated[str, Meta(max_length=128)]
 Threshold = Annotated[int, Meta(ge=0, le=1000)]
 Percent = Annotated[int, Meta(ge=0, le=100)]
@@ -85,7 +122,7 @@ class AvatarUpdate(CharacterRef):
 
 
 class SceneUpdate(CharacterRef):
-    scene_name: Token
+    scene_name: SceneName
 
 
 class PromptUpdate(CharacterRef):
@@ -118,7 +155,8 @@ def _model_section(section: str) -> type[CharacterRef]:
 
 MODEL_SECTION_UPDATES = {section: _model_section(section) for section in MODEL_SECTIONS}
 
-# update_user_config: every key optional; null or absent leaves it unchanged.
+# update_user_config: every key optional; null or absent leaves it unchanged; a key
+# the service does not know is refused by name rather than silently dropped.
 UserConfigUpdate = msgspec.defstruct(
     "UserConfigUpdate",
     [("user_id", UserId)]
@@ -128,6 +166,7 @@ UserConfigUpdate = msgspec.defstruct(
     ],
     bases=(WireStruct,),
     kw_only=True,
+    forbid_unknown_fields=True,
     module=__name__,
 )
 
@@ -137,7 +176,7 @@ class CharacterTemplate(WireStruct, forbid_unknown_fields=True):
 
     character_name: Name
     avatar: Token
-    scene_name: Token
+    scene_name: SceneName
     prompt: Annotated[str, Meta(max_length=20_000)]
     tts_adapter: Literal[TTS_ADAPTERS]  # type: ignore[valid-type]
     voice: str = ""

@@ -321,11 +321,15 @@ LLM_NEEDS = {
     "gemini": ("gemini_api_key",),
     "deepseek": ("deepseek_api_key",),
     "sensenova": ("sensenova_ak", "sensenova_sk"),
+    "minimax": ("minimax_api_key",),
+    "sensechat": ("sensechat_ak", "sensechat_sk"),
 }
 ASR_NEEDS = {
     "zoetrope": (),
     "openai": ("openai_api_key",),
+    "openai_realtime": ("openai_api_key",),
     "softsugar": ("softsugar_app_id", "softsugar_app_key"),
+    "huoshan": ("huoshan_app_id", "huoshan_token"),
 }
 TTS_NEEDS = {
     "zoetrope": (),
@@ -334,6 +338,8 @@ TTS_NEEDS = {
     "softsugar": ("softsugar_app_id", "softsugar_app_key"),
     "sensenova": ("nova_tts_api_key",),
     "elevenlabs": ("elevenlabs_api_key",),
+    # Runs beside the companion app, without a provider key.
+    "chatterbox": (),
 }
 
 

@@ -32,6 +32,9 @@ from services.common.errors import (
 T = TypeVar("T")
 
 _AT_PATH = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$")
+_UNKNOWN = re.compile(
+    r"^Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$"
+)
 _MISSING = re.compile(
     r"^Object missing required field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$"
 )
@@ -125,6 +128,9 @@ def problem_from_validation_error(error: msgspec.ValidationError) -> dict[str, s
     if missing := _MISSING.match(message):
         field = _join((missing["path"] or "").lstrip("."), missing["field"])
         return {"field": field, "reason": "is required"}
+    if unknown := _UNKNOWN.match(message):
+        field = _join((unknown["path"] or "").lstrip("."), unknown["field"])
+        return {"field": field, "reason": "is not a field of this request"}
     if located := _AT_PATH.match(message):
         return {
             "field": located["path"].lstrip(".") or "body",

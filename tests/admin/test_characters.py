@@ -135,7 +135,8 @@ def test_provider_keys_and_availability(stack: Stack, user) -> None:
         kind: client.get(f"/api/v1/get_available_{kind}/{user_id}").json()["options"]
         for kind in ("llm", "asr", "tts")
     }
-    assert fresh == {"llm": [], "asr": ["zoetrope"], "tts": ["zoetrope"]}
+    # Zoetrope and Chatterbox run without a provider key.
+    assert fresh == {"llm": [], "asr": ["zoetrope"], "tts": ["zoetrope", "chatterbox"]}
     update = {
         "user_id": user_id,
         "openai_api_key": KEY,
@@ -143,8 +144,12 @@ def test_provider_keys_and_availability(stack: Stack, user) -> None:
         "huoshan_app_id": "app-1",
         "huoshan_token": "token-value-456",
         "timezone": "Asia/Taipei",
-        "not_a_key": "ignored",
     }
+    # A field the service does not know is refused by name, and nothing changes.
+    unknown = client.post("/api/v1/update_user_config", json={**update, "not_a_key": "x"})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"]["errors"][0]["field"] == "not_a_key"
+    assert client.get(f"/api/v1/get_available_llm/{user_id}").json()["options"] == []
     response = client.post("/api/v1/update_user_config", json=update)
     assert response.status_code == 200
     assert response.content == b""
@@ -155,8 +160,8 @@ def test_provider_keys_and_availability(stack: Stack, user) -> None:
     # sensenova needs both ak and sk.
     assert options == {
         "llm": ["openai"],
-        "asr": ["zoetrope", "openai"],
-        "tts": ["zoetrope", "huoshan", "huoshan_icl"],
+        "asr": ["zoetrope", "openai", "openai_realtime", "huoshan"],
+        "tts": ["zoetrope", "huoshan", "huoshan_icl", "chatterbox"],
     }
     client.post("/api/v1/update_user_config", json={"user_id": user_id, "sensenova_sk": "sk-2"})
     assert client.get(f"/api/v1/get_available_llm/{user_id}").json()["options"] == [
@@ -170,7 +175,8 @@ def test_provider_keys_and_availability(stack: Stack, user) -> None:
     assert view["keys"]["openai_api_key"] == "****CRET"
     assert view["settings"]["timezone"] == "Asia/Taipei"
     client.post("/api/v1/update_user_config", json={"user_id": user_id, "huoshan_token": ""})
-    assert client.get(f"/api/v1/get_available_tts/{user_id}").json()["options"] == ["zoetrope"]
+    tts = client.get(f"/api/v1/get_available_tts/{user_id}").json()["options"]
+    assert tts == ["zoetrope", "chatterbox"]
 
     with stack.client("admin") as admin:
         assert admin.get("/api/v1/get_available_llm/nobody-here").status_code == 404
