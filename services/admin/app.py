@@ -10,6 +10,7 @@ from services.admin.controllers import (
     CharacterController,
     CredentialController,
     LogController,
+    OrchestratorController,
     UserConfigController,
 )
 from services.admin.models import DOCUMENTS
@@ -34,6 +35,7 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             UserConfigController,
             CharacterController,
             LogController,
+            OrchestratorController,
         ],
         documents=DOCUMENTS,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,

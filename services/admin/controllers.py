@@ -18,7 +18,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import Stream
 
-from services.admin import services
+from services.admin import outcomes, services
 from services.admin.schemas import (
     MODEL_SECTION_UPDATES,
     AsrUpdate,
@@ -27,18 +27,25 @@ from services.admin.schemas import (
     CharacterIdReply,
     CharacterList,
     CharacterRef,
+    Deleted,
     DuplicateCharacter,
+    MissingSecrets,
+    MotionKeywords,
     NameUpdate,
     Options,
     PasswordChange,
+    PasswordChanged,
     PromptUpdate,
+    Registered,
     Registration,
     SceneUpdate,
     SignedIn,
     SignIn,
+    SignInOutcome,
     TtsUpdate,
     UserConfigUpdate,
     UserConfigView,
+    UserDeletion,
     UserIdReply,
     UserList,
     UserRef,
@@ -46,7 +53,13 @@ from services.admin.schemas import (
 )
 from services.admin.settings import AdminSettings
 from services.common.auth import CHALLENGE, PRINCIPAL_SCOPE_KEY, Role, principal_from_header
-from services.common.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from services.common.errors import (
+    AppError,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from services.common.logs import Redactor, log_file, tail
 from services.common.openapi import ALSO_SERVED_AS, TEXT, documented_body, error_responses
 from services.common.schemas import Principal
@@ -211,28 +224,54 @@ class CredentialController(Controller):
         responses=OPEN_ERRORS,
         status_code=200,
     )
-    async def register_user(self, request: Request) -> UserIdReply:
+    async def register_user(self, request: Request) -> UserIdReply | Registered:
         _limit_sign_in(request)
         body = await read_record(request, Registration)
-        return UserIdReply(user_id=await services.register(body.username, body.password))
+        if body.language is None:
+            return UserIdReply(user_id=await services.register(body.username, body.password))
+        try:
+            user_id = await services.register(body.username, body.password)
+        except AppError as problem:
+            code, text = outcomes.failure(problem, body.language)
+            return Registered(user_id="", auth_code=code, auth_msg=text)
+        text = outcomes.message("registered", body.language)
+        return Registered(user_id=user_id, auth_code=outcomes.SUCCESS, auth_msg=text)
 
     @post(
         "/authenticate_user",
         operation_id="authenticateUser",
         summary="Sign in: the user's id, and a token for that user's own data",
         description="Failed sign-ins in a row lock the username for a while that doubles "
-        "with each further failure (429 with Retry-After).",
+        "with each further failure (429 with Retry-After). With `language` (the current "
+        "front end), the outcome is in the body (`auth_code`, `auth_msg`) and the user's "
+        "config and default characters are made on the first sign-in.",
         operation_class=documented_body(SignIn),
         responses=OPEN_ERRORS,
         status_code=200,
     )
-    async def authenticate_user(self, request: Request) -> SignedIn:
+    async def authenticate_user(self, request: Request) -> SignedIn | SignInOutcome:
         _limit_sign_in(request)
         body = await read_record(request, SignIn)
         settings = _settings(request)
-        credential = await services.check_password(settings, body.username, body.password)
+        if body.language is None:
+            credential = await services.check_password(settings, body.username, body.password)
+            token, expires_at = await services.start_session(settings, credential.user_id)
+            return SignedIn(user_id=credential.user_id, token=token, token_expires_at=expires_at)
+        try:
+            credential = await services.check_password(settings, body.username, body.password)
+        except AppError as problem:
+            code, text = outcomes.failure(problem, body.language)
+            return SignInOutcome(user_id="", auth_code=code, auth_msg=text)
+        defaults = request.app.state.defaults
+        await services.ensure_user(defaults, _vault(request), credential.user_id)
         token, expires_at = await services.start_session(settings, credential.user_id)
-        return SignedIn(user_id=credential.user_id, token=token, token_expires_at=expires_at)
+        return SignInOutcome(
+            user_id=credential.user_id,
+            auth_code=outcomes.SUCCESS,
+            auth_msg=outcomes.message("signed_in", body.language),
+            token=token,
+            token_expires_at=expires_at,
+        )
 
     @post(
         "/update_user_password",
@@ -242,13 +281,22 @@ class CredentialController(Controller):
         responses=OPEN_ERRORS,
         status_code=200,
     )
-    async def update_user_password(self, request: Request) -> Response[None]:
+    async def update_user_password(self, request: Request) -> Response[PasswordChanged | None]:
         _limit_sign_in(request)
         body = await read_record(request, PasswordChange)
         settings = _settings(request)
-        credential = await services.check_password(settings, body.username, body.password)
+        try:
+            credential = await services.check_password(settings, body.username, body.password)
+        except AppError as problem:
+            if body.language is None:
+                raise
+            code, text = outcomes.failure(problem, body.language)
+            return Response(PasswordChanged(auth_code=code, auth_msg=text))
         await services.change_password(credential, body.new_password)
-        return done()
+        if body.language is None:
+            return done()
+        text = outcomes.message("password_changed", body.language)
+        return Response(PasswordChanged(auth_code=outcomes.SUCCESS, auth_msg=text))
 
     @post(
         "/create_user",
@@ -270,18 +318,50 @@ class CredentialController(Controller):
         operation_id="deleteUser",
         guards=SIGNED_IN,
         summary="Remove a user's credential, config, characters and sessions",
-        operation_class=documented_body(UserRef),
+        description="The current front end also sends the account's `username` and "
+        "`password`, which must belong to `user_id`, and `language`; it gets the outcome "
+        "in the body.",
+        operation_class=documented_body(UserDeletion),
         responses=USER_ERRORS,
         status_code=200,
     )
-    async def delete_user(self, request: Request) -> Response[None]:
-        body = await read_record(request, UserRef)
+    async def delete_user(self, request: Request) -> Response[Deleted | None]:
+        body = await read_record(request, UserDeletion)
         await authorize_user(request, body.user_id)
+        if body.language is None:
+            await services.delete_user(body.user_id)
+            return done()
+        try:
+            if body.username is None or body.password is None:
+                raise services.SignInRejected("username and password are required")
+            settings = _settings(request)
+            credential = await services.check_password(settings, body.username, body.password)
+            if credential.user_id != body.user_id:
+                raise services.SignInRejected("the account is not this user's")
+        except AppError as problem:
+            code, text = outcomes.failure(problem, body.language)
+            return Response(Deleted(user_id="", auth_code=code, auth_msg=text))
         await services.delete_user(body.user_id)
-        return done()
+        text = outcomes.message("deleted", body.language)
+        return Response(Deleted(user_id=body.user_id, auth_code=outcomes.SUCCESS, auth_msg=text))
 
 
 UserIdPath = FromPath[str]
+
+
+class OrchestratorController(Controller):
+    """What the companion app's orchestrator reads at start-up: not personal data."""
+
+    path = "/api/v1"
+    tags = ["companion app"]
+
+    @get(
+        "/motion_keywords",
+        operation_id="motionKeywords",
+        summary="Words the orchestrator turns into an avatar's motions",
+    )
+    async def motion_keywords(self, request: Request) -> MotionKeywords:
+        return MotionKeywords(motion_keywords=request.app.state.defaults.motion_keywords)
 
 
 class UserConfigController(Controller):
@@ -409,6 +489,18 @@ class CharacterController(Controller):
     ) -> Character:
         await authorize_user(request, user_id)
         return services.to_wire(await services.character(user_id, character_id))
+
+    @get(
+        "/get_missing_secrets/{user_id:str}/{character_id:str}",
+        operation_id="getMissingSecrets",
+        summary="The provider keys a character still needs, by kind",
+        responses=CHARACTER_ERRORS,
+    )
+    async def get_missing_secrets(
+        self, request: Request, user_id: UserIdPath, character_id: FromPath[str]
+    ) -> MissingSecrets:
+        await authorize_user(request, user_id)
+        return await services.missing_secrets(user_id, character_id)
 
     @post(
         "/duplicate_character",

@@ -84,24 +84,42 @@ Threshold = Annotated[int, Meta(ge=0, le=1000)]
 Percent = Annotated[int, Meta(ge=0, le=100)]
 
 
+# The current release of the front end sends `language` with its auth calls, and reads
+# the outcome from the body (`auth_code`, `auth_msg`); the seed's clients send none.
+Language = Literal["en", "zh"]
+GivenPassword = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
 class SignIn(WireStruct):
     username: Username
-    password: Annotated[str, Meta(min_length=1, max_length=256)]
+    password: GivenPassword
+    language: Language | None = None
 
 
 class Registration(WireStruct):
     username: Username
     password: Password
+    language: Language | None = None
 
 
 class PasswordChange(WireStruct):
     username: Username
-    password: Annotated[str, Meta(min_length=1, max_length=256)]
+    password: GivenPassword
     new_password: Password
+    language: Language | None = None
 
 
 class UserRef(WireStruct):
     user_id: UserId
+
+
+class UserDeletion(UserRef):
+    """delete_user: the seed's `{user_id}`; the current release adds the account's
+    `username` and `password`, which must match, and `language`."""
+
+    username: Username | None = None
+    password: GivenPassword | None = None
+    language: Language | None = None
 
 
 class CharacterRef(WireStruct):
@@ -239,6 +257,45 @@ class SignedIn(WireStruct):
     user_id: str
     token: str
     token_expires_at: datetime
+
+
+class AuthOutcome(WireStruct):
+    """The current release's auth replies: 200 with the outcome in the body; the front
+    end goes on only when `auth_code` is 200 and shows `auth_msg` otherwise."""
+
+    auth_code: int
+    auth_msg: str
+
+
+class Registered(AuthOutcome):
+    user_id: str
+    confirmation_required: bool = False
+
+
+class SignInOutcome(AuthOutcome):
+    user_id: str
+    token: str | None = None
+    token_expires_at: datetime | None = None
+
+
+class PasswordChanged(AuthOutcome):
+    confirmation_required: bool = False
+
+
+class Deleted(AuthOutcome):
+    user_id: str
+
+
+class MissingSecrets(WireStruct):
+    """The provider keys a character still needs, by kind (empty lists: none)."""
+
+    llm_requirements: list[str]
+    tts_requirements: list[str]
+    asr_requirements: list[str]
+
+
+class MotionKeywords(WireStruct):
+    motion_keywords: list[str]
 
 
 class CharacterList(WireStruct):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -30,10 +31,12 @@ from pymongo.errors import DuplicateKeyError
 
 from services.admin.models import CharacterConfig, UserConfig, UserCredential, UserSession
 from services.admin.schemas import (
+    MODEL_SECTIONS,
     PLAIN_SETTINGS,
     PROVIDER_KEYS,
     Character,
     CharacterTemplate,
+    MissingSecrets,
     UserConfigView,
 )
 from services.admin.settings import AdminSettings
@@ -46,6 +49,7 @@ from services.common.errors import (
 )
 from services.common.schemas import utc_now
 
+SHIPPED_MOTION_KEYWORDS = Path(__file__).resolve().parent / "defaults" / "motion_keywords.json"
 # OWASP's Argon2id setting for interactive sign-in: 19 MiB, 2 passes, 1 lane.
 PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verified when the username is unknown, so both answers take as long.
@@ -102,6 +106,13 @@ class Defaults:
                 "(EMOGO_ADMIN_DEFAULTS_DIR)"
             )
         self.user_config: dict[str, str | None] = json.loads(config_file.read_text("utf-8"))
+        # Words the companion app's orchestrator turns into an avatar's motions.
+        keywords_file = folder / "motion_keywords.json"
+        if not keywords_file.is_file():
+            keywords_file = SHIPPED_MOTION_KEYWORDS
+        self.motion_keywords: list[str] = msgspec.json.decode(
+            keywords_file.read_bytes(), type=list[str]
+        )
         self.characters: list[CharacterTemplate] = []
         for path in character_files:
             try:
@@ -158,9 +169,17 @@ async def _verify(password_hash: str, password: str) -> bool:
     return await asyncio.to_thread(verify)
 
 
+class UsernameTaken(BadRequest):
+    """Registration with a user name that is already in use."""
+
+
+class SignInRejected(BadRequest):
+    """An unknown user name or a wrong password; the two are not told apart."""
+
+
 async def register(username: str, password: str) -> str:
     if await UserCredential.find_one(UserCredential.username == username):
-        raise BadRequest(f"Username {username} already exists.")
+        raise UsernameTaken(f"Username {username} already exists.")
     user_id = str(uuid.uuid4())
     credential = UserCredential(
         user_id=user_id,
@@ -171,7 +190,7 @@ async def register(username: str, password: str) -> str:
     try:
         await credential.insert()
     except DuplicateKeyError:
-        raise BadRequest(f"Username {username} already exists.") from None
+        raise UsernameTaken(f"Username {username} already exists.") from None
     return user_id
 
 
@@ -186,7 +205,7 @@ async def check_password(settings: AdminSettings, username: str, password: str) 
     credential = await UserCredential.find_one(UserCredential.username == username)
     if credential is None:
         await _verify(_DECOY_HASH, password)
-        raise BadRequest(SIGN_IN_FAILED)
+        raise SignInRejected(SIGN_IN_FAILED)
     now = utc_now()
     locked_until = credential.locked_until
     if locked_until is not None and locked_until.replace(tzinfo=UTC) > now:
@@ -204,7 +223,7 @@ async def check_password(settings: AdminSettings, username: str, password: str) 
                 seconds=settings.sign_in_lock_seconds * 2**doublings
             )
         await credential.set(changes)
-        raise BadRequest(SIGN_IN_FAILED)
+        raise SignInRejected(SIGN_IN_FAILED)
     if credential.failed_sign_ins or credential.locked_until:
         await credential.set({"failed_sign_ins": 0, "locked_until": None})
     return credential
@@ -267,6 +286,13 @@ async def create_user(defaults: Defaults, vault: KeyVault, user_id: str) -> None
             for template in defaults.characters
         ]
     )
+
+
+async def ensure_user(defaults: Defaults, vault: KeyVault, user_id: str) -> None:
+    """`create_user` once: what the current front end relies on at sign-in, since it
+    never calls `create_user` itself."""
+    with contextlib.suppress(Conflict):
+        await create_user(defaults, vault, user_id)
 
 
 async def delete_user(user_id: str) -> None:
@@ -346,6 +372,25 @@ TTS_NEEDS = {
 async def available(user_id: str, needs: dict[str, tuple[str, ...]]) -> list[str]:
     present = set((await user_config(user_id)).encrypted_keys)
     return [option for option, keys in needs.items() if set(keys) <= present]
+
+
+async def missing_secrets(user_id: str, character_id: str) -> MissingSecrets:
+    """The keys the character's adapters need that the user has not set."""
+    found = await character(user_id, character_id)
+    present = set((await user_config(user_id)).encrypted_keys)
+
+    def missing(needed: tuple[str, ...]) -> list[str]:
+        return [key for key in needed if key not in present]
+
+    llm: list[str] = []
+    for section in MODEL_SECTIONS:
+        provider = getattr(found, f"{section}_adapter", "").split("_", 1)[0]
+        llm += [key for key in missing(LLM_NEEDS.get(provider, ())) if key not in llm]
+    return MissingSecrets(
+        llm_requirements=llm,
+        tts_requirements=missing(TTS_NEEDS.get(found.tts_adapter, ())),
+        asr_requirements=missing(ASR_NEEDS.get(found.asr_adapter, ())),
+    )
 
 
 # --- characters ---------------------------------------------------------------------

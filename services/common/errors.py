@@ -114,13 +114,20 @@ def summarize(errors: list[dict[str, Any]]) -> str:
 _REGEX_REASON = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$")
 
 
+_LENGTH_REASON = re.compile(r"^Expected `str` of length (?P<bound>[<>])= (?P<count>\d+)$")
+
+
 def explain(reason: str) -> str:
-    """msgspec names a failed pattern by its regex; say the rule in words instead."""
+    """msgspec names a failed pattern by its regex and a length by a comparison; say
+    the rule in words instead (a person reads these: the front end shows them)."""
     if match := _REGEX_REASON.match(reason):
         # msgspec quotes the pattern with its backslashes doubled.
         pattern = match["pattern"].replace("\\\\", "\\")
         if pattern in PATTERN_RULES:
             return f"must be {PATTERN_RULES[pattern]}"
+    if match := _LENGTH_REASON.match(reason):
+        least = "at least" if match["bound"] == ">" else "at most"
+        return f"must be {least} {match['count']} characters"
     return reason
 
 
