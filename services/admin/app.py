@@ -9,10 +9,10 @@ from services.admin.bootstrap import Target, bootstrap
 from services.admin.controllers import (
     CharacterController,
     CredentialController,
-    LogController,
     OrchestratorController,
     UserConfigController,
 )
+from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
 from services.admin.settings import AdminSettings, load_settings
 from services.common.app import build_app

@@ -1,4 +1,5 @@
-"""HTTP handlers of the admin service: the companion app's `/api/v1` contract, and logs.
+"""HTTP handlers of the admin service: the companion app's `/api/v1` contract (logs are in
+`logs.py`, access rules in `access.py`).
 
 Access: the admin credential reaches everything; a token from `authenticate_user`
 reaches only its own user's config and characters (another user's id answers 404);
@@ -7,18 +8,21 @@ register and sign-in are open but rate-limited; listing users and logs is admin-
 
 from __future__ import annotations
 
-import html
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import anyio
-from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromPath, PathParameter, QueryParameter
-from litestar.response import Stream
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath
 
 from services.admin import outcomes, services
+from services.admin.access import (
+    ADMIN_ONLY,
+    SIGNED_IN,
+    authorize_user,
+    caller,
+    limit_sign_in,
+    settings_of,
+    vault_of,
+)
 from services.admin.schemas import (
     MODEL_SECTION_UPDATES,
     AsrUpdate,
@@ -51,114 +55,14 @@ from services.admin.schemas import (
     UserRef,
     WhoAmI,
 )
-from services.admin.settings import AdminSettings
-from services.common.auth import CHALLENGE, PRINCIPAL_SCOPE_KEY, Role, principal_from_header
-from services.common.errors import (
-    AppError,
-    Forbidden,
-    NotFound,
-    ServiceUnavailable,
-    Unauthorized,
-)
-from services.common.logs import Redactor, log_file, tail
-from services.common.openapi import ALSO_SERVED_AS, TEXT, documented_body, error_responses
-from services.common.schemas import Principal
-from services.common.settings import SERVICE_NAMES
+from services.common.errors import AppError
+from services.common.openapi import documented_body, error_responses
 from services.common.validation import read_record
-
-MAX_TAIL_LINES = 10_000
-LOG_LINES = {
-    "type": "object",
-    "properties": {"service": {"type": "string"}, "lines": {"type": "array", "items": TEXT}},
-    "required": ["service", "lines"],
-}
-
-LOG_SERVICES = (*SERVICE_NAMES, "gateway")
-
-
-def _settings(request: ASGIConnection) -> AdminSettings:
-    return request.app.state.settings
-
-
-def _vault(request: Request) -> services.KeyVault:
-    return request.app.state.vault
-
-
-async def caller(request: ASGIConnection) -> Principal:
-    """Who sends the request: a role credential, or a user's token from authenticate_user.
-    Found once per request (a user's token costs a database read)."""
-    cached = request.scope.get(PRINCIPAL_SCOPE_KEY)
-    if isinstance(cached, Principal):
-        return cached
-    principal = await _find_caller(request)
-    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
-    return principal
-
-
-async def _find_caller(request: ASGIConnection) -> Principal:
-    header = request.headers.get("authorization")
-    principal = principal_from_header(header, _settings(request).credentials)
-    if principal is not None:
-        return principal
-    scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        user_id = await services.session_user(token.strip())
-        if user_id is not None:
-            return Principal(role="user", user_id=user_id)
-    message = "Invalid credentials" if header else "Credentials required"
-    raise Unauthorized(message, headers=CHALLENGE)
-
-
-async def authorize_user(request: Request, user_id: str) -> None:
-    """Lets through the admin and `user_id`'s own token. Another user's token learns
-    nothing: it gets the same 404 as a user that does not exist."""
-    if _settings(request).open_user_endpoints:
-        return
-    principal = await caller(request)
-    if principal.role == Role.ADMIN:
-        return
-    if principal.role != "user":
-        raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
-    if principal.user_id != user_id:
-        raise NotFound(f"User {user_id} not found.")
-
-
-async def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """A guard: some valid credential, checked before the body is read, so a caller
-    without one learns 401 and nothing about the body's shape. Which user's data it
-    may reach is decided once the body names the user (`authorize_user`)."""
-    if not _settings(connection).open_user_endpoints:
-        await caller(connection)
-
-
-SIGNED_IN = [signed_in]
-
-
-async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """A guard: the admin credential only (a user's token gets 403, not 401)."""
-    principal = await caller(connection)  # type: ignore[arg-type]
-    if principal.role != Role.ADMIN:
-        raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
-
-
-ADMIN_ONLY = [admin_only]
 
 
 def done() -> Response[None]:
     """The original's reply to a change: 200 with an empty body."""
     return Response(content=b"", status_code=200)
-
-
-def _client_address(request: Request) -> str:
-    # The gateway appends the address it saw; that last entry is the one to trust.
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.split(",")[-1].strip()
-    return request.client.host if request.client else "unknown"
-
-
-def _limit_sign_in(request: Request) -> None:
-    request.app.state.sign_in_limiter.check(_client_address(request))
 
 
 USER_ERRORS = error_responses(401, 403, 404)
@@ -225,7 +129,7 @@ class CredentialController(Controller):
         status_code=200,
     )
     async def register_user(self, request: Request) -> UserIdReply | Registered:
-        _limit_sign_in(request)
+        limit_sign_in(request)
         body = await read_record(request, Registration)
         if body.language is None:
             return UserIdReply(user_id=await services.register(body.username, body.password))
@@ -250,9 +154,9 @@ class CredentialController(Controller):
         status_code=200,
     )
     async def authenticate_user(self, request: Request) -> SignedIn | SignInOutcome:
-        _limit_sign_in(request)
+        limit_sign_in(request)
         body = await read_record(request, SignIn)
-        settings = _settings(request)
+        settings = settings_of(request)
         if body.language is None:
             credential = await services.check_password(settings, body.username, body.password)
             token, expires_at = await services.start_session(settings, credential.user_id)
@@ -263,7 +167,7 @@ class CredentialController(Controller):
             code, text = outcomes.failure(problem, body.language)
             return SignInOutcome(user_id="", auth_code=code, auth_msg=text)
         defaults = request.app.state.defaults
-        await services.ensure_user(defaults, _vault(request), credential.user_id)
+        await services.ensure_user(defaults, vault_of(request), credential.user_id)
         token, expires_at = await services.start_session(settings, credential.user_id)
         return SignInOutcome(
             user_id=credential.user_id,
@@ -282,9 +186,9 @@ class CredentialController(Controller):
         status_code=200,
     )
     async def update_user_password(self, request: Request) -> Response[PasswordChanged | None]:
-        _limit_sign_in(request)
+        limit_sign_in(request)
         body = await read_record(request, PasswordChange)
-        settings = _settings(request)
+        settings = settings_of(request)
         try:
             credential = await services.check_password(settings, body.username, body.password)
         except AppError as problem:
@@ -310,7 +214,7 @@ class CredentialController(Controller):
     async def create_user(self, request: Request) -> Response[None]:
         body = await read_record(request, UserRef)
         await authorize_user(request, body.user_id)
-        await services.create_user(request.app.state.defaults, _vault(request), body.user_id)
+        await services.create_user(request.app.state.defaults, vault_of(request), body.user_id)
         return done()
 
     @post(
@@ -334,7 +238,7 @@ class CredentialController(Controller):
         try:
             if body.username is None or body.password is None:
                 raise services.SignInRejected("username and password are required")
-            settings = _settings(request)
+            settings = settings_of(request)
             credential = await services.check_password(settings, body.username, body.password)
             if credential.user_id != body.user_id:
                 raise services.SignInRejected("the account is not this user's")
@@ -385,7 +289,7 @@ class UserConfigController(Controller):
         changes = {
             name: getattr(body, name) for name in body.__struct_fields__ if name != "user_id"
         }
-        await services.update_user_config(_vault(request), body.user_id, changes)
+        await services.update_user_config(vault_of(request), body.user_id, changes)
         return done()
 
     @get(
@@ -396,7 +300,7 @@ class UserConfigController(Controller):
     )
     async def get_user_config(self, request: Request, user_id: UserIdPath) -> UserConfigView:
         await authorize_user(request, user_id)
-        return services.config_view(_vault(request), await services.user_config(user_id))
+        return services.config_view(vault_of(request), await services.user_config(user_id))
 
     async def _options(
         self, request: Request, user_id: str, needs: dict[str, tuple[str, ...]]
@@ -601,103 +505,3 @@ class CharacterController(Controller):
     update_character_conversation = _section_handler("conversation")
     update_character_reaction = _section_handler("reaction")
     update_character_memory = _section_handler("memory")
-
-
-LineCount = Annotated[int, PathParameter(ge=1, le=MAX_TAIL_LINES)]
-ServiceChoice = Annotated[
-    Literal[LOG_SERVICES],  # type: ignore[valid-type]
-    QueryParameter(description="Whose log: admin (default), ingest, media or gateway."),
-]
-FormatChoice = Annotated[
-    Literal["html", "json"] | None,
-    QueryParameter(description="html (for browsers) or json; else decided by Accept."),
-]
-
-
-class LogController(Controller):
-    """The JSON-lines logs every service writes, for the admin only."""
-
-    path = "/"
-    tags = ["logs"]
-    guards = ADMIN_ONLY
-
-    @staticmethod
-    def _path(request: Request, service: str) -> Any:
-        path = log_file(_settings(request).log_dir, service)
-        if not path.is_file():
-            raise ServiceUnavailable(f"No log file for {service} at {path}")
-        return path
-
-    @staticmethod
-    def _redactor(request: Request) -> Redactor:
-        settings = _settings(request)
-        return Redactor([*settings.credentials.by_role().values(), *settings.secret_keys])
-
-    @get(
-        "/tail_log/{n_lines:int}",
-        operation_id="tailLog",
-        summary=f"The last lines (1 to {MAX_TAIL_LINES}) of a service's log",
-        responses=error_responses(401, 403, 503),
-        media_type=MediaType.HTML,
-        opt={ALSO_SERVED_AS: {"text/html": TEXT, "application/json": LOG_LINES}},
-    )
-    async def tail_log(
-        self,
-        request: Request,
-        n_lines: LineCount,
-        service: ServiceChoice = "admin",
-        format: FormatChoice = None,
-    ) -> Response[Any]:
-        path = self._path(request, service)
-        redact = self._redactor(request)
-        lines = [redact(line) for line in await anyio.to_thread.run_sync(tail, path, n_lines)]
-        accept = request.headers.get("accept", "")
-        wants_json = format == "json" or (
-            format is None and "application/json" in accept and "text/html" not in accept
-        )
-        if wants_json:
-            return Response({"service": service, "lines": lines}, media_type=MediaType.JSON)
-        rows = "\n".join(html.escape(line) for line in lines)
-        page = (
-            f"<!doctype html><html lang=en><meta charset=utf-8>"
-            f"<title>{service} log: last {n_lines} lines</title>"
-            f"<h1>{service} log: last {len(lines)} lines</h1><pre>{rows}</pre></html>"
-        )
-        return Response(page, media_type=MediaType.HTML)
-
-    async def _download(self, request: Request, service: str) -> Stream:
-        path = self._path(request, service)
-        redact = self._redactor(request)
-
-        async def lines() -> AsyncIterator[bytes]:
-            async with await anyio.open_file(path, "rb") as handle:
-                async for line in handle:
-                    yield redact(line.decode("utf-8", "replace")).encode()
-
-        return Stream(
-            lines(),
-            media_type="application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="{service}.log"'},
-        )
-
-    @get(
-        "/dowload_log_file",
-        operation_id="downloadLogFileSeedSpelling",
-        summary="A service's whole log as a file (the seed's spelling of the path)",
-        responses=error_responses(401, 403, 503),
-        opt={ALSO_SERVED_AS: {"application/x-ndjson": TEXT}},
-    )
-    async def download_seed_spelling(
-        self, request: Request, service: ServiceChoice = "admin"
-    ) -> Stream:
-        return await self._download(request, service)
-
-    @get(
-        "/download_log_file",
-        operation_id="downloadLogFile",
-        summary="A service's whole log as a file",
-        responses=error_responses(401, 403, 503),
-        opt={ALSO_SERVED_AS: {"application/x-ndjson": TEXT}},
-    )
-    async def download(self, request: Request, service: ServiceChoice = "admin") -> Stream:
-        return await self._download(request, service)

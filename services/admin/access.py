@@ -1,0 +1,95 @@
+"""Who may call the admin service, and how often: the caller's credential (a role
+token, or a user's token from authenticate_user), the guards built on it, and the
+sign-in rate limit per client address."""
+
+from __future__ import annotations
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from services.admin import services
+from services.admin.settings import AdminSettings
+from services.common.auth import CHALLENGE, PRINCIPAL_SCOPE_KEY, Role, principal_from_header
+from services.common.errors import Forbidden, NotFound, Unauthorized
+from services.common.schemas import Principal
+
+
+def settings_of(request: ASGIConnection) -> AdminSettings:
+    return request.app.state.settings
+
+
+def vault_of(request: Request) -> services.KeyVault:
+    return request.app.state.vault
+
+
+async def caller(request: ASGIConnection) -> Principal:
+    """Who sends the request: a role credential, or a user's token from authenticate_user.
+    Found once per request (a user's token costs a database read)."""
+    cached = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(cached, Principal):
+        return cached
+    principal = await _find_caller(request)
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+    return principal
+
+
+async def _find_caller(request: ASGIConnection) -> Principal:
+    header = request.headers.get("authorization")
+    principal = principal_from_header(header, settings_of(request).credentials)
+    if principal is not None:
+        return principal
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        user_id = await services.session_user(token.strip())
+        if user_id is not None:
+            return Principal(role="user", user_id=user_id)
+    message = "Invalid credentials" if header else "Credentials required"
+    raise Unauthorized(message, headers=CHALLENGE)
+
+
+async def authorize_user(request: Request, user_id: str) -> None:
+    """Lets through the admin and `user_id`'s own token. Another user's token learns
+    nothing: it gets the same 404 as a user that does not exist."""
+    if settings_of(request).open_user_endpoints:
+        return
+    principal = await caller(request)
+    if principal.role == Role.ADMIN:
+        return
+    if principal.role != "user":
+        raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
+    if principal.user_id != user_id:
+        raise NotFound(f"User {user_id} not found.")
+
+
+async def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard: some valid credential, checked before the body is read, so a caller
+    without one learns 401 and nothing about the body's shape. Which user's data it
+    may reach is decided once the body names the user (`authorize_user`)."""
+    if not settings_of(connection).open_user_endpoints:
+        await caller(connection)
+
+
+SIGNED_IN = [signed_in]
+
+
+async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard: the admin credential only (a user's token gets 403, not 401)."""
+    principal = await caller(connection)  # type: ignore[arg-type]
+    if principal.role != Role.ADMIN:
+        raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
+
+
+ADMIN_ONLY = [admin_only]
+
+
+def client_address(request: Request) -> str:
+    # The gateway appends the address it saw; that last entry is the one to trust.
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return request.client.host if request.client else "unknown"
+
+
+def limit_sign_in(request: Request) -> None:
+    request.app.state.sign_in_limiter.check(client_address(request))
