@@ -126,3 +126,21 @@ def test_any_origin_only_in_the_open_mode() -> None:
 
 def _bearer(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def test_the_gateways_own_answers_carry_the_header_too(cors_stack: Stack) -> None:
+    """Refusals made by the gateway itself (not a service) reach the page as well."""
+    with cors_stack.client() as client:
+
+        def chunks():  # unknown length, no credential: refused at the gateway
+            yield b"x" * 1024
+
+        refused = client.post(
+            "/api/vlogs/upload/raw",
+            content=chunks(),
+            headers={"Origin": FRONT_END, "Content-Type": "video/mp4"},
+        )
+        health = client.get("/health", headers={"Origin": FRONT_END})
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == FRONT_END
+    assert health.headers["access-control-allow-origin"] == FRONT_END
