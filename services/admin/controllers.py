@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.params import FromPath
 
 from services.admin import outcomes, services
@@ -56,13 +56,14 @@ from services.admin.schemas import (
     WhoAmI,
 )
 from services.common.errors import AppError
-from services.common.openapi import documented_body, error_responses
+from services.common.openapi import ALSO_EMPTY, documented_body, error_responses
 from services.common.validation import read_record
 
 
 def done() -> Response[None]:
-    """The original's reply to a change: 200 with an empty body."""
-    return Response(content=b"", status_code=200)
+    """The original's reply to a change: 200 with an empty body (labelled as text: an
+    empty body is no JSON document)."""
+    return Response(content=b"", status_code=200, media_type=MediaType.TEXT)
 
 
 USER_ERRORS = error_responses(401, 403, 404)
@@ -184,6 +185,7 @@ class CredentialController(Controller):
         operation_class=documented_body(PasswordChange),
         responses=OPEN_ERRORS,
         status_code=200,
+        opt={ALSO_EMPTY: True},
     )
     async def update_user_password(self, request: Request) -> Response[PasswordChanged | None]:
         limit_sign_in(request)
@@ -228,6 +230,7 @@ class CredentialController(Controller):
         operation_class=documented_body(UserDeletion),
         responses=USER_ERRORS,
         status_code=200,
+        opt={ALSO_EMPTY: True},
     )
     async def delete_user(self, request: Request) -> Response[Deleted | None]:
         body = await read_record(request, UserDeletion)

@@ -27,6 +27,7 @@ from services.common.validation import reject_unknown_query_parameters
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 TEXT: dict[str, Any] = {"type": "string"}
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+EMPTY_TEXT: dict[str, Any] = {"type": "string", "max_length": 0}
 
 
 def _record_schema(record_type: type) -> dict[str, Any]:
@@ -156,6 +157,9 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
 # A handler's `opt` key: media types its success response is also served as (a page
 # that answers HTML or JSON, a download in several formats), with their schema.
 ALSO_SERVED_AS = "also_served_as"
+# A handler's `opt` key: its success may also be an empty body (the seed's clients'
+# reply, on a path whose newer clients get JSON).
+ALSO_EMPTY = "also_answers_with_an_empty_body"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 GATEWAY_ERRORS = (502, 503, 504)
 
@@ -182,6 +186,7 @@ def document_errors(app: Litestar, dependency_errors: tuple[int, ...]) -> None:
     502/503/504 for the gateway's services). What a handler declares itself wins."""
     open_operations: set[str] = set()
     also_served: dict[str, dict[str, dict[str, Any]]] = {}
+    also_empty: set[str] = set()
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
             if not isinstance(handler, HTTPRouteHandler) or not handler.resolve_include_in_schema():
@@ -200,9 +205,11 @@ def document_errors(app: Litestar, dependency_errors: tuple[int, ...]) -> None:
             handler.responses = {**error_responses(*sorted(codes)), **(handler.responses or {})}
             if ALSO_SERVED_AS in handler.opt:
                 also_served[operation_id] = handler.opt[ALSO_SERVED_AS]
+            if handler.opt.get(ALSO_EMPTY):
+                also_empty.add(operation_id)
 
     def complete() -> None:
-        _complete_document(app.openapi_schema, open_operations, also_served)
+        _complete_document(app.openapi_schema, open_operations, also_served, also_empty)
 
     app.on_startup.append(complete)
 
@@ -211,6 +218,7 @@ def _complete_document(
     document: OpenAPI,
     open_operations: set[str],
     also_served: dict[str, dict[str, dict[str, Any]]],
+    also_empty: set[str],
 ) -> None:
     """What only the finished document can say: operations open to anyone declare no
     security requirement, empty bodies no content, and the other media types served."""
@@ -226,11 +234,32 @@ def _complete_document(
                     continue
                 if _is_empty(response):
                     response.content = None
+                if status.startswith("2"):
+                    _document_reply_variants(response)
+                    if operation.operation_id in also_empty and response.content:
+                        response.content["text/plain"] = OpenAPIMediaType(
+                            schema=Schema(**EMPTY_TEXT)
+                        )
                 if status.startswith("2") and operation.operation_id in also_served:
                     response.content = {
                         media_type: OpenAPIMediaType(schema=Schema(**schema))
                         for media_type, schema in also_served[operation.operation_id].items()
                     }
+
+
+def _document_reply_variants(response: OpenAPIResponse) -> None:
+    """A reply that takes one of several shapes (the admin service answers the seed's
+    clients and the current front end on the same path) matches `anyOf` them, not
+    exactly one; an empty variant (the seed's empty 200) is an empty `text/plain`."""
+    media = (response.content or {}).get("application/json")
+    if media is None or not isinstance(media.schema, Schema) or not media.schema.one_of:
+        return
+    variants = media.schema.one_of
+    shaped = [v for v in variants if not (isinstance(v, Schema) and v.type == OpenAPIType.NULL)]
+    schema = shaped[0] if len(shaped) == 1 else Schema(any_of=shaped)
+    response.content = {"application/json": OpenAPIMediaType(schema=schema)}
+    if len(shaped) < len(variants):
+        response.content["text/plain"] = OpenAPIMediaType(schema=Schema(**EMPTY_TEXT))
 
 
 def _is_empty(response: OpenAPIResponse) -> bool:
