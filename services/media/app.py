@@ -15,6 +15,7 @@ from services.common.app import build_app
 from services.media import services
 from services.media.controllers import VlogController
 from services.media.models import DOCUMENTS
+from services.media.previews import PreviewWorker
 from services.media.settings import MediaSettings, load_settings
 from services.media.storage import GridFSStorage
 
@@ -31,7 +32,7 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         database lifespan has opened the client."""
         storage = GridFSStorage(app.state.mongo[settings.db_name])
         await storage.prepare()
-        previews = services.PreviewWorker(settings, storage)
+        previews = PreviewWorker(settings, storage)
         app.state.storage = storage
         app.state.previews = previews
         app.state.uploads = services.Uploads(settings, storage, previews)

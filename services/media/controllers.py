@@ -30,7 +30,7 @@ from services.common.pagination import (
     next_page_headers,
 )
 from services.common.validation import read_record
-from services.media import services
+from services.media import receiving, services
 from services.media.models import PreviewState, VlogState
 from services.media.schemas import (
     CleanupReport,
@@ -212,7 +212,7 @@ class VlogController(Controller):
     async def upload(self, request: Request) -> Response[VlogCreated]:
         uploads: services.Uploads = request.app.state.uploads
         vlog, duplicate = await uploads.upload(
-            lambda make_video: services.receive_multipart(request, make_video)
+            lambda make_video: receiving.receive_multipart(request, make_video)
         )
         return _created(vlog, duplicate, "Vlog uploaded successfully")
 
@@ -239,10 +239,10 @@ class VlogController(Controller):
         if timestamp is not None:
             fields["timestamp"] = timestamp
 
-        async def receive(make_video: Any) -> services.UploadForm:
+        async def receive(make_video: Any) -> receiving.UploadForm:
             incoming = make_video(filename, fields)
-            await services.receive_raw(request, incoming)
-            return services.UploadForm(fields=fields, video=incoming)
+            await receiving.receive_raw(request, incoming)
+            return receiving.UploadForm(fields=fields, video=incoming)
 
         vlog, duplicate = await uploads.upload(receive)
         return _created(vlog, duplicate, "Vlog uploaded successfully")

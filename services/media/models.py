@@ -14,6 +14,7 @@ from enum import StrEnum
 import pymongo
 from beanie import Document, PydanticObjectId
 from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 
 
 class VlogState(StrEnum):
@@ -79,3 +80,12 @@ class Vlog(Document):
 
 
 DOCUMENTS: list[type[Document]] = [Vlog]
+
+
+# What listings read: everything but the thumbnail bytes.
+WITHOUT_THUMBNAIL = {"thumbnail": 0}
+
+
+def collection() -> AsyncCollection:
+    """The vlogs, for the paths that use PyMongo directly."""
+    return Vlog.get_pymongo_collection()

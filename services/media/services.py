@@ -1,71 +1,43 @@
-"""What the media service does: receive videos, describe them, serve them, tidy up.
-
-An upload streams through `IncomingVideo`: the type is decided from the first bytes,
-the size limit holds on the bytes received, the sha256 is computed on the way, the
-bytes go to storage as they come, and a temporary copy on local disk lets OpenCV
-decode the file afterwards (removed when done). Memory stays flat whatever the size.
-"""
+"""What the media service does with vlogs: take uploads (their bytes arrive through
+`receiving`), describe them, list, edit and delete them, and tidy up; previews are
+made by `previews`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
-import tempfile
 import unicodedata
-import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from bson import ObjectId
-from litestar import Request
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.common.errors import (
-    AppError,
-    BadRequest,
     NotFound,
-    PayloadTooLarge,
     TooManyRequests,
-    UnsupportedMediaType,
     field_error,
 )
 from services.common.pagination import Order, fetch_page
 from services.common.schemas import utc_now
 from services.common.timestamps import recorded_at, stored_now
-from services.common.validation import convert_record, drain
+from services.common.validation import convert_record
 from services.media import video
-from services.media.models import PreviewState, Vlog, VlogState
+from services.media.models import WITHOUT_THUMBNAIL, PreviewState, Vlog, VlogState, collection
+from services.media.receiving import VIDEO_FIELD, IncomingVideo, UploadForm
 from services.media.schemas import DeletedVlogs, ParticipantVlogs, UploadFields, VlogOut
 from services.media.settings import MediaSettings
-from services.media.storage import StoredWriter, VideoStorage
+from services.media.storage import VideoStorage
+
+if TYPE_CHECKING:  # previews use this module's names; the worker is only passed in
+    from services.media.previews import PreviewWorker
 
 logger = logging.getLogger("emogo.media")
-
-FLUSH_BYTES = 1024 * 1024
-MAX_FIELD_BYTES = 10 * 1024
-MAX_PARTS = 20
-VIDEO_FIELD = "video"
-NOT_A_VIDEO = (
-    "The file is not a supported video: its bytes are not MP4/MOV, WebM/MKV or AVI "
-    "(the file name and Content-Type are not trusted)"
-)
-# What listings read: everything but the thumbnail bytes.
-WITHOUT_THUMBNAIL = {"thumbnail": 0}
-
-
-def collection() -> AsyncCollection:
-    return Vlog.get_pymongo_collection()
-
 
 # --- names --------------------------------------------------------------------------
 
@@ -159,236 +131,6 @@ async def get_vlog(vlog_id: ObjectId, *, with_thumbnail: bool = False) -> dict[s
     if vlog is None:
         raise NotFound(f"No vlog with id {vlog_id}")
     return vlog
-
-
-# --- receiving bytes ----------------------------------------------------------------
-
-
-@dataclass
-class IncomingVideo:
-    """One video's bytes on their way into storage."""
-
-    storage: VideoStorage
-    storage_id: ObjectId
-    temp_dir: Path
-    limit: int
-    original_name: str
-    # Records the upload (state `uploading`) once its bytes are known to be a video.
-    on_start: Callable[[IncomingVideo], Awaitable[None]]
-    vlog_id: ObjectId = field(default_factory=ObjectId)
-    received: int = 0
-    container: tuple[str, str, str] | None = None
-    temp_path: Path | None = None
-    _digest: Any = field(default_factory=hashlib.sha256)
-    # CRC-32 too: ZIP exports can then store the video without reading it twice.
-    crc32: int = 0
-    _pending: bytearray = field(default_factory=bytearray)
-    _writer: StoredWriter | None = None
-    _temp: Any = None
-
-    async def write(self, data: bytes) -> None:
-        self.received += len(data)
-        if self.received > self.limit:
-            raise PayloadTooLarge(
-                f"The video is larger than the limit of {self.limit} bytes",
-                extra={"limit": self.limit},
-            )
-        self._pending += data
-        if self.container is None and len(self._pending) >= video.SIGNATURE_BYTES:
-            await self._start()
-        if len(self._pending) >= FLUSH_BYTES:
-            await self._flush()
-
-    async def _start(self) -> None:
-        self.container = video.container_of(bytes(self._pending[: video.SIGNATURE_BYTES]))
-        if self.container is None:
-            raise UnsupportedMediaType(NOT_A_VIDEO)
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
-        handle, name = await asyncio.to_thread(
-            tempfile.mkstemp, suffix=self.container[2], dir=self.temp_dir
-        )
-        self.temp_path = Path(name)
-        self._temp = open(handle, "wb")  # noqa: ASYNC230, SIM115 - written off the loop below
-        await self.on_start(self)
-        self._writer = await self.storage.open_writer(
-            self.storage_id, self.original_name, {"content_type": self.container[1]}
-        )
-
-    async def _flush(self) -> None:
-        data = bytes(self._pending)
-        self._pending.clear()
-        await asyncio.to_thread(self._keep, data)
-        assert self._writer is not None
-        await self._writer.write(data)
-
-    def _keep(self, data: bytes) -> None:
-        self._digest.update(data)
-        self.crc32 = zlib.crc32(data, self.crc32)
-        self._temp.write(data)
-
-    async def finish(self) -> str:
-        """Flushes what is left; returns the sha256 of the whole video."""
-        if self.received == 0:
-            raise field_error(VIDEO_FIELD, "is empty")
-        if self.container is None:
-            await self._start()
-        await self._flush()
-        await asyncio.to_thread(self._temp.close)
-        assert self._writer is not None
-        await self._writer.close()
-        return self._digest.hexdigest()
-
-    async def discard(self) -> None:
-        """Removes every trace: the record, the stored bytes and the temporary copy."""
-        await collection().delete_one({"_id": self.vlog_id, "state": VlogState.UPLOADING})
-        if self._temp is not None and not self._temp.closed:
-            await asyncio.to_thread(self._temp.close)
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer.abort()
-        await self.storage.delete(self.storage_id)
-        self.remove_temp()
-
-    def remove_temp(self) -> None:
-        if self.temp_path is not None:
-            self.temp_path.unlink(missing_ok=True)
-
-
-@dataclass
-class UploadForm:
-    fields: dict[str, str] = field(default_factory=dict)
-    video: IncomingVideo | None = None
-
-
-class _PartEvents:
-    """python-multipart calls back synchronously; this queues what it saw so the
-    upload can be handled with awaits between chunks."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._field = bytearray()
-        self._value = bytearray()
-        self._headers: dict[str, str] = {}
-
-    def callbacks(self) -> dict[str, Callable[..., None]]:
-        return {
-            "on_part_begin": self._begin,
-            "on_header_field": lambda d, s, e: self._field.extend(d[s:e]),
-            "on_header_value": lambda d, s, e: self._value.extend(d[s:e]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": lambda: self.events.append(("headers", self._headers)),
-            "on_part_data": lambda d, s, e: self.events.append(("data", bytes(d[s:e]))),
-            "on_part_end": lambda: self.events.append(("end", None)),
-        }
-
-    def _begin(self) -> None:
-        self._headers = {}
-
-    def _header_end(self) -> None:
-        # Part headers stay bytes-as-latin-1, as python-multipart's parser of their
-        # options expects; names and file names are decoded as UTF-8 from those.
-        name = self._field.decode("latin-1").lower()
-        self._headers[name] = self._value.decode("latin-1")
-        self._field.clear()
-        self._value.clear()
-
-
-async def receive_multipart(
-    request: Request, make_video: Callable[[str, dict[str, str]], IncomingVideo]
-) -> UploadForm:
-    """The seed's multipart form, streamed: text fields, and the `video` file part."""
-    content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    boundary = options.get(b"boundary")
-    if content_type == b"application/x-www-form-urlencoded":
-        # A form without a file part is sent this way by most clients.
-        raise field_error(VIDEO_FIELD, "is required: send a multipart/form-data form with it")
-    if content_type != b"multipart/form-data" or not boundary:
-        raise UnsupportedMediaType(
-            "Send the upload as multipart/form-data with the video in the field `video` "
-            "(or the bytes alone to /api/vlogs/upload/raw)"
-        )
-    form = UploadForm()
-    events = _PartEvents()
-    parser = MultipartParser(boundary, events.callbacks())
-    chunks = request.stream()
-    current: tuple[str, str | None] | None = None
-    text = bytearray()
-    parts = 0
-    try:
-        async for chunk in chunks:
-            _feed(parser, chunk)
-            for kind, value in events.events:
-                if kind == "headers":
-                    parts += 1
-                    if parts > MAX_PARTS:
-                        raise BadRequest(f"The form has more than {MAX_PARTS} parts")
-                    current = _part_name(value)
-                    name, filename = current
-                    if filename is not None:
-                        if name != VIDEO_FIELD:
-                            raise field_error(
-                                name, "is not a field of this form: send the video in `video`"
-                            )
-                        if form.video is not None:
-                            raise field_error(VIDEO_FIELD, "must be given once")
-                        form.video = make_video(filename, form.fields)
-                    text.clear()
-                elif kind == "data" and current is not None:
-                    if current[1] is not None and form.video is not None:
-                        await form.video.write(value)
-                    else:
-                        text += value
-                        if len(text) > MAX_FIELD_BYTES:
-                            raise field_error(current[0], f"is longer than {MAX_FIELD_BYTES} bytes")
-                elif kind == "end" and current is not None:
-                    if current[1] is None:
-                        form.fields[current[0]] = _field_text(current[0], text)
-                    current = None
-            events.events.clear()
-        _feed(parser, None)
-    except AppError:
-        await drain(chunks)
-        raise
-    return form
-
-
-def _feed(parser: MultipartParser, chunk: bytes | None) -> None:
-    """One chunk into the parser (None: the end); a malformed form is the client's
-    problem (400), whatever part of it is wrong: boundary, part headers, their size."""
-    try:
-        if chunk is None:
-            parser.finalize()
-        else:
-            parser.write(chunk)
-    except MultipartParseError as problem:
-        raise BadRequest(f"The multipart/form-data body is malformed: {problem}") from None
-
-
-def _field_text(name: str, value: bytearray) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise field_error(name, "is not valid UTF-8 text") from None
-
-
-def _part_name(headers: dict[str, str]) -> tuple[str, str | None]:
-    _, options = parse_options_header(headers.get("content-disposition", ""))
-    try:
-        name = options.get(b"name", b"").decode("utf-8")
-        filename = options.get(b"filename")
-        return name, filename.decode("utf-8") if filename is not None else None
-    except UnicodeDecodeError:
-        raise BadRequest("A part's name or file name is not valid UTF-8") from None
-
-
-async def receive_raw(request: Request, incoming: IncomingVideo) -> None:
-    chunks = request.stream()
-    try:
-        async for chunk in chunks:
-            await incoming.write(chunk)
-    except AppError:
-        await drain(chunks)
-        raise
 
 
 # --- uploads ------------------------------------------------------------------------
@@ -550,104 +292,6 @@ def clear_temp_dir(temp_dir: Path) -> None:
         for leftover in temp_dir.iterdir():
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)
-
-
-# --- previews -----------------------------------------------------------------------
-
-
-class PreviewWorker:
-    """Makes H.264 previews in the background, one at a time (it is CPU-bound)."""
-
-    def __init__(self, settings: MediaSettings, storage: VideoStorage) -> None:
-        self.settings = settings
-        self.storage = storage
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._turn = asyncio.Semaphore(1)
-
-    def submit(self, vlog_id: Any, source: Path | None) -> None:
-        task = asyncio.create_task(self._run(ObjectId(str(vlog_id)), source))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def resume(self) -> None:
-        """Previews a restart interrupted."""
-        pending = collection().find(
-            {"preview_state": PreviewState.PENDING, "state": VlogState.READY}, {"_id": 1}
-        )
-        async for vlog in pending:
-            self.submit(vlog["_id"], None)
-
-    async def idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _run(self, vlog_id: ObjectId, source: Path | None) -> None:
-        target = None
-        try:
-            async with self._turn:
-                vlog = await collection().find_one({"_id": vlog_id}, WITHOUT_THUMBNAIL)
-                if vlog is None or vlog.get("preview_state") != PreviewState.PENDING:
-                    return
-                if source is None or not await asyncio.to_thread(source.exists):
-                    source = await self._fetch(vlog)
-                target = source.with_suffix(".preview.mp4")
-                await asyncio.to_thread(
-                    video.make_preview, source, target, self.settings.preview_max_height
-                )
-                preview_id = ObjectId()
-                writer = await self.storage.open_writer(
-                    preview_id, f"{vlog_id}.preview.mp4", {"content_type": "video/mp4"}
-                )
-                size = 0
-                with target.open("rb") as preview:
-                    while piece := preview.read(FLUSH_BYTES):
-                        size += len(piece)
-                        await writer.write(piece)
-                await writer.close()
-                updated = await collection().update_one(
-                    {"_id": vlog_id, "preview_state": PreviewState.PENDING},
-                    {
-                        "$set": {
-                            "preview_state": PreviewState.READY,
-                            "preview_storage_id": preview_id,
-                            "preview_size": size,
-                        }
-                    },
-                )
-                if not updated.modified_count:  # deleted meanwhile
-                    await self.storage.delete(preview_id)
-                logger.info("preview ready", extra={"vlog_id": str(vlog_id), "bytes": size})
-        except asyncio.CancelledError:
-            raise
-        except Exception as problem:
-            logger.warning("preview failed", extra={"vlog_id": str(vlog_id), "error": str(problem)})
-            await collection().update_one(
-                {"_id": vlog_id},
-                {
-                    "$set": {
-                        "preview_state": PreviewState.FAILED,
-                        "preview_error": str(problem)[:300],
-                    }
-                },
-            )
-        finally:
-            for path in (source, target):
-                if path is not None:
-                    path.unlink(missing_ok=True)
-
-    async def _fetch(self, vlog: dict[str, Any]) -> Path:
-        """A temporary local copy of a stored original, for decoding."""
-        self.settings.temp_dir.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(suffix=extension_of(vlog), dir=self.settings.temp_dir)
-        with open(handle, "wb") as copy:  # noqa: ASYNC230 - local temp file
-            async for piece in self.storage.read_range(vlog["storage_id"], 0, vlog["size"] - 1):
-                await asyncio.to_thread(copy.write, piece)
-        return Path(name)
 
 
 # --- listing, editing, deleting -----------------------------------------------------

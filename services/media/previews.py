@@ -1,0 +1,116 @@
+"""H.264 previews of videos browsers cannot play, made in the background one at a
+time (it is CPU-bound), resumed after a restart; the original is never changed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+
+from services.media import video
+from services.media.models import WITHOUT_THUMBNAIL, PreviewState, VlogState, collection
+from services.media.receiving import FLUSH_BYTES
+from services.media.services import extension_of
+from services.media.settings import MediaSettings
+from services.media.storage import VideoStorage
+
+logger = logging.getLogger("emogo.media")
+
+
+class PreviewWorker:
+    """Makes H.264 previews in the background, one at a time (it is CPU-bound)."""
+
+    def __init__(self, settings: MediaSettings, storage: VideoStorage) -> None:
+        self.settings = settings
+        self.storage = storage
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._turn = asyncio.Semaphore(1)
+
+    def submit(self, vlog_id: Any, source: Path | None) -> None:
+        task = asyncio.create_task(self._run(ObjectId(str(vlog_id)), source))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def resume(self) -> None:
+        """Previews a restart interrupted."""
+        pending = collection().find(
+            {"preview_state": PreviewState.PENDING, "state": VlogState.READY}, {"_id": 1}
+        )
+        async for vlog in pending:
+            self.submit(vlog["_id"], None)
+
+    async def idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, vlog_id: ObjectId, source: Path | None) -> None:
+        target = None
+        try:
+            async with self._turn:
+                vlog = await collection().find_one({"_id": vlog_id}, WITHOUT_THUMBNAIL)
+                if vlog is None or vlog.get("preview_state") != PreviewState.PENDING:
+                    return
+                if source is None or not await asyncio.to_thread(source.exists):
+                    source = await self._fetch(vlog)
+                target = source.with_suffix(".preview.mp4")
+                await asyncio.to_thread(
+                    video.make_preview, source, target, self.settings.preview_max_height
+                )
+                preview_id = ObjectId()
+                writer = await self.storage.open_writer(
+                    preview_id, f"{vlog_id}.preview.mp4", {"content_type": "video/mp4"}
+                )
+                size = 0
+                with target.open("rb") as preview:
+                    while piece := preview.read(FLUSH_BYTES):
+                        size += len(piece)
+                        await writer.write(piece)
+                await writer.close()
+                updated = await collection().update_one(
+                    {"_id": vlog_id, "preview_state": PreviewState.PENDING},
+                    {
+                        "$set": {
+                            "preview_state": PreviewState.READY,
+                            "preview_storage_id": preview_id,
+                            "preview_size": size,
+                        }
+                    },
+                )
+                if not updated.modified_count:  # deleted meanwhile
+                    await self.storage.delete(preview_id)
+                logger.info("preview ready", extra={"vlog_id": str(vlog_id), "bytes": size})
+        except asyncio.CancelledError:
+            raise
+        except Exception as problem:
+            logger.warning("preview failed", extra={"vlog_id": str(vlog_id), "error": str(problem)})
+            await collection().update_one(
+                {"_id": vlog_id},
+                {
+                    "$set": {
+                        "preview_state": PreviewState.FAILED,
+                        "preview_error": str(problem)[:300],
+                    }
+                },
+            )
+        finally:
+            for path in (source, target):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+
+    async def _fetch(self, vlog: dict[str, Any]) -> Path:
+        """A temporary local copy of a stored original, for decoding."""
+        self.settings.temp_dir.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(suffix=extension_of(vlog), dir=self.settings.temp_dir)
+        with open(handle, "wb") as copy:  # noqa: ASYNC230 - local temp file
+            async for piece in self.storage.read_range(vlog["storage_id"], 0, vlog["size"] - 1):
+                await asyncio.to_thread(copy.write, piece)
+        return Path(name)
