@@ -339,24 +339,31 @@ class UserConfigController(Controller):
         return await self._options(request, user_id, services.TTS_NEEDS)
 
 
-def _section_handler(section: str) -> Any:
-    """`update_character_<section>` for one of the four model sections."""
-    body_type = MODEL_SECTION_UPDATES[section]
+def _update_handler(part: str, body_type: type[CharacterRef], summary: str) -> Any:
+    """`update_character_<part>`: checks the body, then sets the fields it carries
+    beyond `user_id` and `character_id` on the user's character."""
+    fields = tuple(
+        name for name in body_type.__struct_fields__ if name not in CharacterRef.__struct_fields__
+    )
 
     @post(
-        f"/update_character_{section}",
-        operation_id=f"updateCharacter{section.title()}",
-        summary=f"Set the {section} adapter and model override",
+        f"/update_character_{part}",
+        operation_id=f"updateCharacter{part.title()}",
+        summary=summary,
         operation_class=documented_body(body_type),
         responses=CHARACTER_ERRORS,
         status_code=200,
     )
-    async def update_section(self: Controller, request: Request) -> Response[None]:
-        body = await read_record(request, body_type)
-        return await _update(request, body, (f"{section}_adapter", f"{section}_model_override"))
+    async def update(self: Controller, request: Request) -> Response[None]:
+        return await _update(request, await read_record(request, body_type), fields)
 
-    update_section.__name__ = f"update_character_{section}"
-    return update_section
+    update.__name__ = f"update_character_{part}"
+    return update
+
+
+def _model_section_handler(section: str) -> Any:
+    summary = f"Set the {section} adapter and model override"
+    return _update_handler(section, MODEL_SECTION_UPDATES[section], summary)
 
 
 async def _update(request: Request, body: CharacterRef, fields: tuple[str, ...]) -> Response[None]:
@@ -437,74 +444,15 @@ class CharacterController(Controller):
         await services.delete_character(body.user_id, body.character_id)
         return done()
 
-    @post(
-        "/update_character_name",
-        operation_id="updateCharacterName",
-        summary="Rename a character",
-        operation_class=documented_body(NameUpdate),
-        responses=CHARACTER_ERRORS,
-        status_code=200,
+    update_character_name = _update_handler("name", NameUpdate, "Rename a character")
+    update_character_avatar = _update_handler("avatar", AvatarUpdate, "Change a character's avatar")
+    update_character_scene = _update_handler("scene", SceneUpdate, "Change a character's scene")
+    update_character_prompt = _update_handler("prompt", PromptUpdate, "Change a character's prompt")
+    update_character_asr = _update_handler(
+        "asr", AsrUpdate, "Change a character's speech recognition"
     )
-    async def update_name(self, request: Request) -> Response[None]:
-        return await _update(request, await read_record(request, NameUpdate), ("character_name",))
-
-    @post(
-        "/update_character_avatar",
-        operation_id="updateCharacterAvatar",
-        summary="Change a character's avatar",
-        operation_class=documented_body(AvatarUpdate),
-        responses=CHARACTER_ERRORS,
-        status_code=200,
-    )
-    async def update_avatar(self, request: Request) -> Response[None]:
-        return await _update(request, await read_record(request, AvatarUpdate), ("avatar",))
-
-    @post(
-        "/update_character_scene",
-        operation_id="updateCharacterScene",
-        summary="Change a character's scene",
-        operation_class=documented_body(SceneUpdate),
-        responses=CHARACTER_ERRORS,
-        status_code=200,
-    )
-    async def update_scene(self, request: Request) -> Response[None]:
-        return await _update(request, await read_record(request, SceneUpdate), ("scene_name",))
-
-    @post(
-        "/update_character_prompt",
-        operation_id="updateCharacterPrompt",
-        summary="Change a character's prompt",
-        operation_class=documented_body(PromptUpdate),
-        responses=CHARACTER_ERRORS,
-        status_code=200,
-    )
-    async def update_prompt(self, request: Request) -> Response[None]:
-        return await _update(request, await read_record(request, PromptUpdate), ("prompt",))
-
-    @post(
-        "/update_character_asr",
-        operation_id="updateCharacterAsr",
-        summary="Change a character's speech recognition",
-        operation_class=documented_body(AsrUpdate),
-        responses=CHARACTER_ERRORS,
-        status_code=200,
-    )
-    async def update_asr(self, request: Request) -> Response[None]:
-        return await _update(request, await read_record(request, AsrUpdate), ("asr_adapter",))
-
-    @post(
-        "/update_character_tts",
-        operation_id="updateCharacterTts",
-        summary="Change a character's voice",
-        operation_class=documented_body(TtsUpdate),
-        responses=CHARACTER_ERRORS,
-        status_code=200,
-    )
-    async def update_tts(self, request: Request) -> Response[None]:
-        body = await read_record(request, TtsUpdate)
-        return await _update(request, body, ("tts_adapter", "voice", "voice_speed"))
-
-    update_character_classification = _section_handler("classification")
-    update_character_conversation = _section_handler("conversation")
-    update_character_reaction = _section_handler("reaction")
-    update_character_memory = _section_handler("memory")
+    update_character_tts = _update_handler("tts", TtsUpdate, "Change a character's voice")
+    update_character_classification = _model_section_handler("classification")
+    update_character_conversation = _model_section_handler("conversation")
+    update_character_reaction = _model_section_handler("reaction")
+    update_character_memory = _model_section_handler("memory")
