@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
 import sys
 import time
 import uuid
 from collections.abc import Iterable
-from logging.handlers import RotatingFileHandler
+from logging.handlers import RotatingFileHandler, WatchedFileHandler
 from pathlib import Path
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -63,11 +64,14 @@ class RedactingJsonFormatter(JsonFormatter):
         )
         self._service = service
         self._redactor = redactor
+        self._worker = os.environ.get("EMOGO_WORKER")
 
     def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:
         super().add_fields(log_record, record, message_dict)
         log_record["service"] = self._service
         log_record["request_id"] = request_id_var.get()
+        if self._worker:
+            log_record["worker"] = self._worker
 
     def format(self, record: logging.LogRecord) -> str:
         return self._redactor(super().format(record))
@@ -86,10 +90,16 @@ def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable
         root.removeHandler(handler)
         handler.close()
     stream = logging.StreamHandler(sys.stdout)
-    rotating = RotatingFileHandler(
-        path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
-    )
-    for handler in (stream, rotating):
+    # Several workers of a service share its file: the first rotates it, the others
+    # reopen it when it has been rotated under them (services.common.workers).
+    file_handler: logging.Handler
+    if os.environ.get("EMOGO_WORKER", "1") == "1":
+        file_handler = RotatingFileHandler(
+            path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+    else:
+        file_handler = WatchedFileHandler(path, encoding="utf-8")
+    for handler in (stream, file_handler):
         handler.setFormatter(formatter)
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)

@@ -165,6 +165,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     connection_limits: ConnectionLimits
     # Web origins whose pages may call the API (CORS); empty: same origin only.
     cors_origins: tuple[str, ...]
+    # Processes serving this service's port (services.common.workers).
+    workers: int
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -194,6 +196,7 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
         ),
         "connection_limits": connection_limits(service, env),
         "cors_origins": cors_origins(env),
+        "workers": env.integer(f"EMOGO_{service.upper()}_WORKERS", 1, 1, 64),
     }
 
 
