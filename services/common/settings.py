@@ -87,6 +87,16 @@ class Environment:
             )
         return value.rstrip("/")
 
+    def http_urls(self, name: str, default: str) -> tuple[str, ...]:
+        """One URL or several separated by commas (replicas of one service)."""
+        urls = []
+        for part in self.text(name, default).split(","):
+            if part.strip():
+                urls.append(Environment({name: part}).http_url(name, default))
+        if len(set(urls)) != len(urls):
+            raise ConfigError(name, "lists a URL twice")
+        return tuple(urls)
+
     def mongodb_uri(self, name: str, default: str) -> str:
         value = self.text(name, default)
         if not value.startswith(("mongodb://", "mongodb+srv://")):

@@ -23,6 +23,7 @@ import httpx
 from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 
 from services.common.errors import AppError, BadGateway
+from services.gateway.balancing import Replicas, may_retry, never_reached_service
 
 RECORDS_PER_PAGE = 1000
 # Pieces of the ZIP handed over at once: fewer, larger hand-overs from its worker thread.
@@ -71,7 +72,7 @@ class ServiceApi:
     """Calls to the services on behalf of one request, with its credential."""
 
     client: httpx.AsyncClient
-    upstreams: dict[str, str]
+    upstreams: dict[str, Replicas]
     authorization: str | None
     request_id: str | None = None
     headers: dict[str, str] = field(init=False)
@@ -83,18 +84,34 @@ class ServiceApi:
         if self.request_id:
             self.headers["X-Request-ID"] = self.request_id
 
-    def _url(self, service: str, path: str) -> str:
-        return f"{self.upstreams[service]}{path}"
+    async def _send(
+        self, service: str, path: str, params: dict[str, Any] | None, stream: bool
+    ) -> httpx.Response:
+        """A GET to the service, tried on its next replica when it may be retried."""
+        replicas = self.upstreams[service]
+        attempts = replicas.order()
+        for attempt, base in enumerate(attempts, start=1):
+            request = self.client.build_request(
+                "GET", f"{base}{path}", params=_clean(params), headers=self.headers
+            )
+            try:
+                response = await self.client.send(request, stream=stream)
+            except httpx.TransportError as problem:
+                if never_reached_service(problem):
+                    replicas.failed(base)
+                if attempt < len(attempts) and may_retry("GET", problem):
+                    continue
+                raise ServiceDown(service, type(problem).__name__) from None
+            except httpx.HTTPError as problem:
+                raise ServiceDown(service, type(problem).__name__) from None
+            replicas.answered(base)
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def get(
         self, service: str, path: str, params: dict[str, Any] | None = None
     ) -> httpx.Response:
-        try:
-            response = await self.client.get(
-                self._url(service, path), params=_clean(params), headers=self.headers
-            )
-        except httpx.HTTPError as problem:
-            raise ServiceDown(service, type(problem).__name__) from None
+        response = await self._send(service, path, params, stream=False)
         if response.status_code >= 500:
             raise ServiceDown(service, f"answered {response.status_code}")
         if response.status_code >= 400:
@@ -108,13 +125,7 @@ class ServiceApi:
         self, service: str, path: str, params: dict[str, Any] | None = None
     ) -> AsyncIterator[bytes]:
         """The raw body of a GET, piece by piece; refusals raise before the first piece."""
-        request = self.client.build_request(
-            "GET", self._url(service, path), params=_clean(params), headers=self.headers
-        )
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as problem:
-            raise ServiceDown(service, type(problem).__name__) from None
+        response = await self._send(service, path, params, stream=True)
         try:
             if response.status_code >= 400:
                 await response.aread()

@@ -12,6 +12,9 @@ class ServiceHealth(WireStruct, omit_defaults=True):
     database: str  # "connected", "disconnected" or "unknown" (service unreachable)
     latency_ms: float | None = None
     error: str | None = None
+    # With several replicas (EMOGO_<SERVICE>_URL lists more than one URL).
+    replicas: int | None = None
+    replicas_up: int | None = None
 
 
 class GatewayHealth(WireStruct):

@@ -25,6 +25,7 @@ from services.common.errors import (
     Unauthorized,
 )
 from services.common.schemas import utc_now
+from services.gateway.balancing import Replicas, may_retry, never_reached_service
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
 
@@ -152,7 +153,7 @@ class ReverseProxy:
     """Forwards ASGI requests to the services over one shared `httpx.AsyncClient`."""
 
     def __init__(self, settings: GatewaySettings, client: httpx.AsyncClient) -> None:
-        self.upstreams = settings.upstreams
+        self.upstreams = {name: Replicas(urls) for name, urls in settings.upstreams.items()}
         self.health_timeout = settings.health_timeout
         self.credentials = settings.credentials
         self.client = client
@@ -177,38 +178,55 @@ class ReverseProxy:
     async def forward(self, service: str, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id", "")
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        path = raw_path.split(b"?", 1)[0]
+        target = raw_path.split(b"?", 1)[0]
         query = scope.get("query_string", b"")
-        url = httpx.URL(self.upstreams[service]).copy_with(
-            raw_path=path + (b"?" + query if query else b"")
-        )
+        if query:
+            target += b"?" + query
+        method = scope["method"]
         try:
             content = await self._body_to_forward(scope, receive)
-            request = self.client.build_request(
-                scope["method"],
-                url,
-                headers=upstream_request_headers(scope, request_id),
-                content=content,
-            )
-            response = await self.client.send(request, stream=True)
         except ClientGone:
             logger.info("client went away while sending", extra={"service": service})
             return
-        except httpx.TransportError as exc:
-            error = upstream_failure(service, exc)
-            logger.warning(
-                "upstream request failed",
-                extra={
-                    "service": service,
-                    "error": type(exc).__name__,
-                    "status": error.status_code,
-                },
+        headers = upstream_request_headers(scope, request_id)
+        # A streamed body can be sent once only; a body read whole can be sent again.
+        replayable = content is None or isinstance(content, bytes)
+        replicas = self.upstreams[service]
+        attempts = replicas.order()
+        for attempt, base in enumerate(attempts, start=1):
+            request = self.client.build_request(
+                method, httpx.URL(base).copy_with(raw_path=target), headers=headers, content=content
             )
-            raise error from None
+            try:
+                response = await self.client.send(request, stream=True)
+            except ClientGone:
+                logger.info("client went away while sending", extra={"service": service})
+                return
+            except httpx.TransportError as exc:
+                if never_reached_service(exc):
+                    replicas.failed(base)
+                retry = replayable and attempt < len(attempts) and may_retry(method, exc)
+                self._log_failure(service, exc, retry)
+                if retry:
+                    continue
+                raise upstream_failure(service, exc) from None
+            replicas.answered(base)
+            break
         try:
             await self._relay(service, response, receive, send)
         finally:
             await response.aclose()
+
+    @staticmethod
+    def _log_failure(service: str, exc: httpx.TransportError, retried: bool) -> None:
+        logger.warning(
+            "upstream request failed",
+            extra={
+                "service": service,
+                "error": type(exc).__name__,
+                "status": "retried" if retried else upstream_failure(service, exc).status_code,
+            },
+        )
 
     async def _body_to_forward(
         self, scope: Scope, receive: Receive
@@ -276,11 +294,31 @@ class ReverseProxy:
             logger.info("response not completed", extra={"service": service})
 
     async def service_health(self, service: str) -> ServiceHealth:
+        """Up when any replica is ready; `replicas_up` says how many of how many are."""
+        replicas = self.upstreams[service]
+        results = await asyncio.gather(*(self._replica_health(url) for url in replicas.urls))
+        for url, result in zip(replicas.urls, results, strict=True):
+            if result.status == "up":
+                replicas.answered(url)
+            else:
+                replicas.failed(url)
+        up = [result for result in results if result.status == "up"]
+        best = up[0] if up else results[0]
+        if len(results) == 1:
+            return best
+        return ServiceHealth(
+            status=best.status,
+            database=best.database,
+            latency_ms=best.latency_ms,
+            error=best.error,
+            replicas=len(results),
+            replicas_up=len(up),
+        )
+
+    async def _replica_health(self, base: str) -> ServiceHealth:
         started = time.perf_counter()
         try:
-            response = await self.client.get(
-                f"{self.upstreams[service]}/ready", timeout=self.health_timeout
-            )
+            response = await self.client.get(f"{base}/ready", timeout=self.health_timeout)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             return ServiceHealth(status="down", database="unknown", error=type(exc).__name__)

@@ -16,7 +16,8 @@ from services.common.settings import (
 
 
 class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
-    upstreams: dict[str, str]
+    # Each service's base URLs: one, or several replicas (services.gateway.balancing).
+    upstreams: dict[str, tuple[str, ...]]
     # Connecting and taking a pooled connection should be quick; a failure there
     # means the service is down (503). Reads and writes carry videos of hundreds of
     # MB, so they get minutes (504 when exceeded).
@@ -36,7 +37,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
     upstreams = {}
     for name in SERVICE_NAMES:
         port = env.port(f"EMOGO_{name.upper()}_PORT", DEFAULT_PORTS[name])
-        upstreams[name] = env.http_url(f"EMOGO_{name.upper()}_URL", f"http://127.0.0.1:{port}")
+        upstreams[name] = env.http_urls(f"EMOGO_{name.upper()}_URL", f"http://127.0.0.1:{port}")
     return GatewaySettings(
         **common_fields("gateway", env),  # type: ignore[arg-type]
         upstreams=upstreams,

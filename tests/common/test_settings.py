@@ -64,11 +64,29 @@ def test_bad_values_name_the_variable(override: dict, variable: str, reason: str
 def test_gateway_upstreams_follow_service_ports_unless_given() -> None:
     settings = load_gateway_settings({**BASE, "EMOGO_MEDIA_PORT": "9102"})
     assert settings.upstreams == {
-        "ingest": "http://127.0.0.1:8001",
-        "media": "http://127.0.0.1:9102",
-        "admin": "http://127.0.0.1:8003",
+        "ingest": ("http://127.0.0.1:8001",),
+        "media": ("http://127.0.0.1:9102",),
+        "admin": ("http://127.0.0.1:8003",),
     }
     settings = load_gateway_settings({**BASE, "EMOGO_ADMIN_URL": "http://admin:8003/"})
-    assert settings.upstreams["admin"] == "http://admin:8003"
+    assert settings.upstreams["admin"] == ("http://admin:8003",)
     with pytest.raises(ConfigError, match="EMOGO_INGEST_URL"):
         load_gateway_settings({**BASE, "EMOGO_INGEST_URL": "ingest:8001"})
+
+
+def test_a_service_may_have_several_replicas() -> None:
+    settings = load_gateway_settings(
+        {**BASE, "EMOGO_INGEST_URL": "http://ingest-1:8001, http://ingest-2:8001/"}
+    )
+    assert settings.upstreams["ingest"] == ("http://ingest-1:8001", "http://ingest-2:8001")
+    with pytest.raises(ConfigError, match="EMOGO_INGEST_URL: lists a URL twice"):
+        load_gateway_settings({**BASE, "EMOGO_INGEST_URL": "http://a:1,http://a:1"})
+    with pytest.raises(ConfigError, match="EMOGO_MEDIA_URL"):
+        load_gateway_settings({**BASE, "EMOGO_MEDIA_URL": "http://media-1:8002,media-2"})
+
+
+def test_workers_per_service() -> None:
+    assert load_gateway_settings(BASE).workers == 1
+    assert load_gateway_settings({**BASE, "EMOGO_GATEWAY_WORKERS": "4"}).workers == 4
+    with pytest.raises(ConfigError, match="EMOGO_GATEWAY_WORKERS"):
+        load_gateway_settings({**BASE, "EMOGO_GATEWAY_WORKERS": "0"})
