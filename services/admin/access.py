@@ -91,5 +91,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def limit_sign_in(request: Request) -> None:
-    request.app.state.sign_in_limiter.check(client_address(request))
+async def limit_sign_in(request: Request) -> None:
+    """Sign-in, registration and password changes per client address, counted in
+    MongoDB so every worker and replica applies one limit."""
+    await request.app.state.sign_in_limiter.check(client_address(request))

@@ -16,6 +16,7 @@ from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
 from services.admin.settings import AdminSettings, load_settings
 from services.common.app import build_app
+from services.common.limits import SharedRateLimit
 
 
 def create_app(settings: AdminSettings | None = None) -> Litestar:
@@ -43,5 +44,9 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
     # Read and checked now, so a broken defaults folder stops the start-up.
     app.state.defaults = services.Defaults(settings.defaults_dir)
     app.state.vault = services.KeyVault(settings.secret_keys)
-    app.state.sign_in_limiter = services.RateLimiter(settings.sign_in_requests_per_minute)
+    app.state.sign_in_limiter = SharedRateLimit(
+        "sign-in",
+        settings.sign_in_requests_per_minute,
+        "Too many sign-in requests from this address; retry later",
+    )
     return app

@@ -130,7 +130,7 @@ class CredentialController(Controller):
         status_code=200,
     )
     async def register_user(self, request: Request) -> UserIdReply | Registered:
-        limit_sign_in(request)
+        await limit_sign_in(request)
         body = await read_record(request, Registration)
         if body.language is None:
             return UserIdReply(user_id=await services.register(body.username, body.password))
@@ -155,7 +155,7 @@ class CredentialController(Controller):
         status_code=200,
     )
     async def authenticate_user(self, request: Request) -> SignedIn | SignInOutcome:
-        limit_sign_in(request)
+        await limit_sign_in(request)
         body = await read_record(request, SignIn)
         settings = settings_of(request)
         if body.language is None:
@@ -188,7 +188,7 @@ class CredentialController(Controller):
         opt={ALSO_EMPTY: True},
     )
     async def update_user_password(self, request: Request) -> Response[PasswordChanged | None]:
-        limit_sign_in(request)
+        await limit_sign_in(request)
         body = await read_record(request, PasswordChange)
         settings = settings_of(request)
         try:

@@ -13,6 +13,8 @@ from beanie import Document
 from pydantic import ConfigDict
 from pymongo import IndexModel
 
+from services.common.limits import RateWindow
+
 
 class UserCredential(Document):
     user_id: str
@@ -82,4 +84,10 @@ class UserSession(Document):
         ]
 
 
-DOCUMENTS: list[type[Document]] = [UserCredential, UserConfig, CharacterConfig, UserSession]
+DOCUMENTS: list[type[Document]] = [
+    UserCredential,
+    UserConfig,
+    CharacterConfig,
+    UserSession,
+    RateWindow,
+]

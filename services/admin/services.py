@@ -13,9 +13,7 @@ import contextlib
 import hashlib
 import json
 import secrets
-import time
 import uuid
-from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from services.admin.models import CharacterConfig, UserConfig, UserCredential, UserSession
@@ -131,30 +130,6 @@ def creation_time(now: datetime) -> str:
 # --- sign-in ------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """At most `per_minute` requests per client address in any minute (per process)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._seen: dict[str, deque[float]] = {}
-
-    def check(self, client: str) -> None:
-        now = time.monotonic()
-        recent = self._seen.setdefault(client, deque())
-        while recent and now - recent[0] > 60:
-            recent.popleft()
-        if len(recent) >= self.per_minute:
-            retry = max(1, int(60 - (now - recent[0])) + 1)
-            raise TooManyRequests(
-                "Too many sign-in requests from this address; retry later",
-                headers={"Retry-After": str(retry)},
-            )
-        recent.append(now)
-        if len(self._seen) > 10_000:  # forget idle addresses
-            for address in [a for a, times in self._seen.items() if not times]:
-                del self._seen[address]
-
-
 async def _hash(password: str) -> str:
     return await asyncio.to_thread(PASSWORDS.hash, password)
 
@@ -215,18 +190,28 @@ async def check_password(settings: AdminSettings, username: str, password: str) 
             headers={"Retry-After": str(wait)},
         )
     if not await _verify(credential.password_hash, password):
-        failures = credential.failed_sign_ins + 1
-        changes: dict[str, Any] = {"failed_sign_ins": failures}
-        if failures >= settings.sign_in_failures_allowed:
-            doublings = min(failures - settings.sign_in_failures_allowed, 12)
-            changes["locked_until"] = now + timedelta(
-                seconds=settings.sign_in_lock_seconds * 2**doublings
-            )
-        await credential.set(changes)
+        await _count_failure(settings, credential.id, now)
         raise SignInRejected(SIGN_IN_FAILED)
     if credential.failed_sign_ins or credential.locked_until:
         await credential.set({"failed_sign_ins": 0, "locked_until": None})
     return credential
+
+
+async def _count_failure(settings: AdminSettings, credential_id: Any, now: datetime) -> None:
+    """One more failure in a row, counted atomically in the database, so failures
+    sent to different workers at once each count and lock the same way."""
+    credentials = UserCredential.get_pymongo_collection()
+    counted = await credentials.find_one_and_update(
+        {"_id": credential_id},
+        {"$inc": {"failed_sign_ins": 1}},
+        projection={"failed_sign_ins": 1},
+        return_document=ReturnDocument.AFTER,
+    )
+    failures = counted["failed_sign_ins"] if counted else 0
+    if failures >= settings.sign_in_failures_allowed:
+        doublings = min(failures - settings.sign_in_failures_allowed, 12)
+        until = now + timedelta(seconds=settings.sign_in_lock_seconds * 2**doublings)
+        await credentials.update_one({"_id": credential_id}, {"$max": {"locked_until": until}})
 
 
 async def start_session(settings: AdminSettings, user_id: str) -> tuple[str, datetime]:
