@@ -64,7 +64,9 @@ class SharedRateLimit:
         await windows.update_one({"_id": current_id}, {"$inc": {"requests": -1}})
         raise TooManyRequests(
             self.message,
-            headers={"Retry-After": str(self._retry_after(earlier, current["requests"] - 1, elapsed))},
+            headers={
+                "Retry-After": str(self._retry_after(earlier, current["requests"] - 1, elapsed))
+            },
         )
 
     def _retry_after(self, earlier: int, current: int, elapsed: float) -> int:

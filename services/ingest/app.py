@@ -10,7 +10,7 @@ from litestar import Litestar
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.models import DOCUMENTS
-from services.ingest.rollups import ROLLUPS, ensure_rollups
+from services.ingest.rollups import RollupFolder, ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
 
 
@@ -19,11 +19,12 @@ async def rollups_ready(app: Litestar) -> AsyncIterator[None]:
     """The daily rollups add up to the records at start, and stay so while running."""
     await ensure_rollups()
     # A write of unknown outcome is settled once its deadline has passed, twice over.
-    ROLLUPS.start(settle_seconds=2 * app.state.settings.db_timeout + 1)
+    folder = RollupFolder(settle_seconds=2 * app.state.settings.db_timeout + 1)
+    folder.start()
     try:
         yield
     finally:
-        await ROLLUPS.stop()
+        await folder.stop()
 
 
 def create_app(settings: IngestSettings | None = None) -> Litestar:

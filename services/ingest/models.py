@@ -27,6 +27,8 @@ def telemetry_indexes() -> list[IndexModel]:
             name="participant_time",
         ),
         IndexModel([("timestamp", pymongo.ASCENDING), ("_id", 1)], name="time"),
+        # What the rollups fold: the records received since their last fold.
+        IndexModel([("received_at", pymongo.ASCENDING)], name="received"),
         IndexModel(
             [("user_id", pymongo.ASCENDING), ("client_id", pymongo.ASCENDING)],
             name=CLIENT_ID_INDEX,
@@ -73,18 +75,19 @@ DOCUMENTS: list[type[Document]] = [Sentiment, GpsFix]
 
 
 class DailyRollup(Document):
-    """Counts per kind, participant, UTC day (and emotion), kept up to date on every
-    write, so totals, timelines and participant tables read a few rows per participant
-    and day instead of every record."""
+    """Records per kind, participant, UTC day (and emotion), counted from the records
+    received before `folded_to` (services.ingest.rollups), so totals, timelines and
+    participant tables read a few rows per participant and day instead of every record."""
 
     kind: str
     user_id: str
     day: str  # YYYY-MM-DD, UTC
     emotion: str  # "" for GPS fixes
-    count: int
+    records: int
     intensity_sum: float
     first: datetime
     last: datetime
+    folded_to: datetime
 
     class Settings:
         name = "telemetry_daily"
@@ -98,4 +101,16 @@ class DailyRollup(Document):
         ]
 
 
-DOCUMENTS.append(DailyRollup)
+class RollupState(Document):
+    """One document: up to when every rollup row is complete, and which worker holds
+    the lease to fold what came since."""
+
+    folded_before: datetime | None = None
+    holder: str | None = None
+    lease_until: datetime | None = None
+
+    class Settings:
+        name = "telemetry_daily_state"
+
+
+DOCUMENTS += [DailyRollup, RollupState]

@@ -1,182 +1,116 @@
-"""Daily rollups: per participant, UTC day and emotion, the count, intensity sum and
-first and last time of the records, kept on every write so that totals, timelines
-and participant tables read a few rows instead of every record."""
+"""Daily rollups: per kind, participant, UTC day and emotion, the number of records,
+their intensity sum and first and last time, so that totals, timelines and
+participant tables read a few rows instead of every record.
+
+The records are the only truth, and every count is kept in MongoDB, so any number
+of workers and replicas agree without sharing memory:
+
+- A row counts the records of its group received before its `folded_to`.
+- `folded_before` (one state document) is the point up to which every row is
+  complete. Records received since then (the *tail*, a few seconds of writes) are
+  added by each reader from the records themselves, so a write is in every total
+  as soon as it is acknowledged, whichever worker stored it.
+- One worker at a time (a lease in the state document) *folds* the tail: the groups
+  that records received in `[folded_before, now - settle)` touched are recounted
+  from their records and written whole, then `folded_before` moves on. Recounting
+  a group whole makes a fold idempotent: a fold cut short by a crash or a database
+  failure is simply done again by whoever holds the lease next. `settle` is longer
+  than any write may take (twice the database deadline), so no write that is still
+  in flight can land behind the mark.
+- When the rows do not add up to the records at start-up (rows lost, or data from
+  before rollups existed), `folded_before` is cleared: readers count from the
+  records until a full recount has been written.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pymongo
-from pymongo import UpdateOne
-from pymongo.errors import PyMongoError
+from pymongo import DeleteMany, UpdateOne
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.common.timestamps import stored_now
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
-from services.ingest.models import DailyRollup
+from services.ingest.models import DailyRollup, RollupState
 
 logger = logging.getLogger("emogo.ingest")
 
-
-def _rollup_key(kind: TelemetryKind, document: dict[str, Any]) -> tuple[str, str, str, str]:
-    emotion = document.get("emotion", "") if kind is SENTIMENTS else ""
-    return kind.key, document["user_id"], document["timestamp"].strftime("%Y-%m-%d"), emotion
-
-
-async def add_to_rollups(kind: TelemetryKind, documents: list[dict[str, Any]]) -> None:
-    """Counts newly stored records into their participant's day."""
-    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for document in documents:
-        group = groups.setdefault(
-            _rollup_key(kind, document),
-            {"count": 0, "sum": 0.0, "first": document["timestamp"], "last": document["timestamp"]},
-        )
-        group["count"] += 1
-        group["sum"] += document.get("intensity", 0.0) if kind is SENTIMENTS else 0.0
-        group["first"] = min(group["first"], document["timestamp"])
-        group["last"] = max(group["last"], document["timestamp"])
-    if not groups:
-        return
-    await DailyRollup.get_pymongo_collection().bulk_write(
-        [
-            UpdateOne(
-                {"kind": key[0], "user_id": key[1], "day": key[2], "emotion": key[3]},
-                {
-                    "$inc": {"count": group["count"], "intensity_sum": group["sum"]},
-                    "$min": {"first": group["first"]},
-                    "$max": {"last": group["last"]},
-                },
-                upsert=True,
-            )
-            for key, group in groups.items()
-        ],
-        ordered=False,
-    )
-
-
-async def delete_rollups_of(user_id: str) -> None:
-    await DailyRollup.get_pymongo_collection().delete_many({"user_id": user_id})
-
-
-# A recount reads every record; it gets more than one operation's usual deadline.
+STATE_ID = "rollups"
+FOLD_SECONDS = 1.0
+LEASE_SECONDS = 15.0
+# A full recount reads every record; it gets more than one operation's deadline.
 RECOUNT_TIMEOUT_SECONDS = 600.0
+WRITE_BATCH = 1000
+# What a rollup needs of a record.
+FIELDS = {"_id": 0, "user_id": 1, "timestamp": 1, "emotion": 1, "intensity": 1, "received_at": 1}
+
+Key = tuple[str, str, str, str]  # kind, user_id, day, emotion
 
 
-async def rebuild_rollups(received_before: datetime | None = None) -> int:
-    """Recounts the rollups from the records (data stored before rollups existed, or
-    after a failure), counting only records received before `received_before` if given."""
-    rollups = DailyRollup.get_pymongo_collection()
-    query = {} if received_before is None else {"received_at": {"$not": {"$gte": received_before}}}
-    written = 0
-    with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
-        await rollups.delete_many({})
-        for kind in (SENTIMENTS, GPS_FIXES):
-            batch: list[dict[str, Any]] = []
-            async for document in kind.collection.find(
-                query, {"user_id": 1, "timestamp": 1, "emotion": 1, "intensity": 1}
-            ):
-                batch.append(document)
-                if len(batch) >= 5000:
-                    await add_to_rollups(kind, batch)
-                    written += len(batch)
-                    batch = []
-            await add_to_rollups(kind, batch)
-            written += len(batch)
-    return written
+def _day(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%d")
 
 
-async def ensure_rollups() -> None:
-    """At start-up: rebuild the rollups when they do not add up to the records (data
-    from before they existed, or counts a crash kept from being written)."""
-    counted = await (
-        await DailyRollup.get_pymongo_collection().aggregate(
-            [{"$group": {"_id": "$kind", "count": {"$sum": "$count"}}}]
+def _key(kind: TelemetryKind, record: dict[str, Any]) -> Key:
+    emotion = record.get("emotion", "") if kind is SENTIMENTS else ""
+    return kind.key, record["user_id"], _day(record["timestamp"]), emotion
+
+
+def _count_into(
+    rows: dict[Key, dict[str, Any]], kind: TelemetryKind, record: dict[str, Any]
+) -> None:
+    key = _key(kind, record)
+    row = rows.get(key)
+    if row is None:
+        row = rows[key] = {
+            "kind": key[0],
+            "user_id": key[1],
+            "day": key[2],
+            "emotion": key[3],
+            "records": 0,
+            "intensity_sum": 0.0,
+            "first": record["timestamp"],
+            "last": record["timestamp"],
+        }
+    row["records"] += 1
+    row["intensity_sum"] += record.get("intensity", 0.0) if kind is SENTIMENTS else 0.0
+    row["first"] = min(row["first"], record["timestamp"])
+    row["last"] = max(row["last"], record["timestamp"])
+
+
+def _received_before(instant: datetime) -> dict[str, Any]:
+    # Records stored before `received_at` existed have none; they count as old.
+    return {"received_at": {"$not": {"$gte": instant}}}
+
+
+def _upserts(rows: Iterable[dict[str, Any]], folded_to: datetime) -> list[UpdateOne]:
+    return [
+        UpdateOne(
+            {k: row[k] for k in ("kind", "user_id", "day", "emotion")},
+            {"$set": {**row, "folded_to": folded_to}},
+            upsert=True,
         )
-    ).to_list()
-    in_rollups = {row["_id"]: row["count"] for row in counted}
-    for kind in (SENTIMENTS, GPS_FIXES):
-        if await kind.collection.estimated_document_count() != in_rollups.get(kind.key, 0):
-            await rebuild_rollups()
-            return
+        for row in rows
+    ]
 
 
-class RollupWriter:
-    """Gathers the counts of newly stored records and writes them together every
-    moment, so a single-record write costs one insert, not an insert and an update.
-    Reads flush first, so this process's own writes are always counted.
-
-    A database failure leaves the counts unsure: a flush may have been written in
-    part, and a write that timed out may still have been stored. Then nothing is
-    flushed until every write of unknown outcome is past (`settle_seconds` after the
-    last failure); the rollups are recounted from the records received before that
-    moment, and what was stored since is added from memory. So the rollups add up
-    to the records again after any crash, without counting anything twice."""
-
-    FLUSH_SECONDS = 0.2
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[TelemetryKind, dict[str, Any]]] = []
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._unsure_since: datetime | None = None
-        self.settle_seconds = 15.0
-
-    def add(self, kind: TelemetryKind, documents: list[dict[str, Any]]) -> None:
-        self._pending.extend((kind, document) for document in documents)
-
-    def mark_unsure(self) -> None:
-        """A write failed with an unknown outcome, or a flush failed part-way."""
-        self._unsure_since = stored_now()
-
-    async def flush(self) -> None:
-        async with self._lock:
-            if self._unsure_since is not None and not await self._recount():
-                return
-            pending, self._pending = self._pending, []
-            try:
-                for kind in (SENTIMENTS, GPS_FIXES):
-                    await add_to_rollups(kind, [doc for k, doc in pending if k is kind])
-            except PyMongoError:
-                self._pending = pending + self._pending
-                self.mark_unsure()
-                raise
-
-    async def _recount(self) -> bool:
-        """Recounts once the failure has settled; False while it has not yet."""
-        assert self._unsure_since is not None
-        cutoff = stored_now() - timedelta(seconds=self.settle_seconds)
-        if cutoff < self._unsure_since:
-            return False
-        recounted = await rebuild_rollups(received_before=cutoff)
-        self._pending = [(k, d) for k, d in self._pending if d["received_at"] >= cutoff]
-        self._unsure_since = None
-        logger.warning("rollups recounted after a database failure", extra={"records": recounted})
-        return True
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.FLUSH_SECONDS)
-            try:
-                await self.flush()
-            except Exception:
-                logger.warning("rollup flush failed", exc_info=True)
-
-    def start(self, settle_seconds: float) -> None:
-        self.settle_seconds = settle_seconds
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
+async def _state() -> dict[str, Any] | None:
+    return await RollupState.get_pymongo_collection().find_one({"_id": STATE_ID})
 
 
-ROLLUPS = RollupWriter()
+async def _folded_before() -> datetime | None:
+    state = await _state()
+    return state.get("folded_before") if state else None
+
+
+# --- reading -------------------------------------------------------------------------
 
 
 def _day_bounds(window: dict[str, Any]) -> dict[str, str] | None:
@@ -187,22 +121,197 @@ def _day_bounds(window: dict[str, Any]) -> dict[str, str] | None:
     for operator, instant in bounds.items():
         if (instant.hour, instant.minute, instant.second, instant.microsecond) != (0, 0, 0, 0):
             return None
-        days[operator] = instant.strftime("%Y-%m-%d")
+        days[operator] = _day(instant)
     return days
 
 
 async def rollup_rows(window: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The rollups inside `window`, or None when the window needs the records."""
+    """The rollups inside `window`, up to the last acknowledged write; None when the
+    window needs the records (mid-day bounds, other filters, or no rollups yet)."""
     if set(window) - {"user_id", "timestamp"}:
         return None
     days = _day_bounds(window)
     if days is None:
         return None
-    await ROLLUPS.flush()
+    mark = await _folded_before()
+    if mark is None:
+        return None
     query: dict[str, Any] = {}
     if "user_id" in window:
         query["user_id"] = window["user_id"]
     if days:
         query["day"] = days
-    found = DailyRollup.get_pymongo_collection().find(query, {"_id": 0})
-    return await found.to_list()
+    rows: dict[Key, dict[str, Any]] = {}
+    async for row in DailyRollup.get_pymongo_collection().find(query, {"_id": 0}):
+        rows[(row["kind"], row["user_id"], row["day"], row["emotion"])] = row
+    for kind in (SENTIMENTS, GPS_FIXES):
+        tail = kind.collection.find({**window, "received_at": {"$gte": mark}}, FIELDS)
+        async for record in tail:
+            row = rows.get(_key(kind, record))
+            if row is None or record["received_at"] >= row.get("folded_to", mark):
+                _count_into(rows, kind, record)
+    return list(rows.values())
+
+
+# --- folding -------------------------------------------------------------------------
+
+
+async def _recount_groups(
+    kind: TelemetryKind, groups: set[tuple[str, str]], upto: datetime
+) -> list[Any]:
+    """The writes that make the rows of these (participant, day) groups exact up to
+    `upto`: each group's records counted whole, emptied rows removed."""
+    writes: list[Any] = []
+    for user_id, day in sorted(groups):
+        start = datetime.strptime(day, "%Y-%m-%d")
+        query = {
+            "user_id": user_id,
+            "timestamp": {"$gte": start, "$lt": start + timedelta(days=1)},
+            **_received_before(upto),
+        }
+        rows: dict[Key, dict[str, Any]] = {}
+        async for record in kind.collection.find(query, FIELDS):
+            _count_into(rows, kind, record)
+        writes += _upserts(rows.values(), upto)
+        kept = [key[3] for key in rows]
+        group = {"kind": kind.key, "user_id": user_id, "day": day, "emotion": {"$nin": kept}}
+        writes.append(DeleteMany(group))
+    return writes
+
+
+async def fold(start: datetime, upto: datetime) -> int:
+    """Recounts the groups touched by records received in [start, upto); returns how
+    many groups."""
+    touched = 0
+    for kind in (SENTIMENTS, GPS_FIXES):
+        received = {"received_at": {"$gte": start, "$lt": upto}}
+        groups = {
+            (record["user_id"], _day(record["timestamp"]))
+            async for record in kind.collection.find(received, {"user_id": 1, "timestamp": 1})
+        }
+        writes = await _recount_groups(kind, groups, upto)
+        for offset in range(0, len(writes), WRITE_BATCH):
+            chunk = writes[offset : offset + WRITE_BATCH]
+            await DailyRollup.get_pymongo_collection().bulk_write(chunk, ordered=True)
+        touched += len(groups)
+    await RollupState.get_pymongo_collection().update_one(
+        {"_id": STATE_ID}, {"$max": {"folded_before": upto}}
+    )
+    return touched
+
+
+async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
+    """Recounts every row from the records received before `upto`; returns how many
+    records were counted. Rows of groups that no longer have records are removed."""
+    rollups = DailyRollup.get_pymongo_collection()
+    counted = 0
+    with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
+        for kind in (SENTIMENTS, GPS_FIXES):
+            rows: dict[Key, dict[str, Any]] = {}
+            async for record in kind.collection.find(_received_before(upto), FIELDS):
+                _count_into(rows, kind, record)
+                counted += 1
+                if keep_lease is not None and counted % 50_000 == 0:
+                    await keep_lease()
+            writes = _upserts(rows.values(), upto)
+            for offset in range(0, len(writes), WRITE_BATCH):
+                await rollups.bulk_write(writes[offset : offset + WRITE_BATCH], ordered=False)
+        await rollups.delete_many({"folded_to": {"$ne": upto}})
+        await RollupState.get_pymongo_collection().update_one(
+            {"_id": STATE_ID}, {"$set": {"folded_before": upto}}, upsert=True
+        )
+    return counted
+
+
+async def delete_rollups_of(user_id: str) -> None:
+    await DailyRollup.get_pymongo_collection().delete_many({"user_id": user_id})
+
+
+async def ensure_rollups() -> None:
+    """At start-up: when the rows and the tail do not add up to the records (rows
+    lost, or data from before rollups existed), readers go back to counting records
+    until the folding worker has recounted everything."""
+    for attempt in range(3):
+        rows = await rollup_rows({})
+        if rows is not None:
+            in_rollups = {kind.key: 0 for kind in (SENTIMENTS, GPS_FIXES)}
+            for row in rows:
+                in_rollups[row["kind"]] += row["records"]
+            counts = {
+                kind.key: await kind.collection.estimated_document_count()
+                for kind in (SENTIMENTS, GPS_FIXES)
+            }
+            if counts == in_rollups:
+                return
+        elif await _state() is None:
+            break
+        if attempt < 2:  # writes landing between the two counts: look again
+            await asyncio.sleep(0.5)
+    await RollupState.get_pymongo_collection().update_one(
+        {"_id": STATE_ID}, {"$set": {"folded_before": None}}, upsert=True
+    )
+    logger.info("rollups will be recounted from the records")
+
+
+class RollupFolder:
+    """Runs the folds in whichever worker holds the lease; the others stand by."""
+
+    def __init__(self, settle_seconds: float) -> None:
+        self.settle = timedelta(seconds=settle_seconds)
+        self.holder = secrets.token_hex(8)
+        self._task: asyncio.Task[None] | None = None
+
+    async def hold_lease(self) -> bool:
+        now = stored_now()
+        try:
+            await RollupState.get_pymongo_collection().find_one_and_update(
+                {
+                    "_id": STATE_ID,
+                    "$or": [{"holder": self.holder}, {"lease_until": {"$not": {"$gt": now}}}],
+                },
+                {
+                    "$set": {
+                        "holder": self.holder,
+                        "lease_until": now + timedelta(seconds=LEASE_SECONDS),
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:  # another worker holds it
+            return False
+        return True
+
+    async def step(self) -> None:
+        if not await self.hold_lease():
+            return
+        upto = stored_now() - self.settle
+        mark = await _folded_before()
+        if mark is None:
+            counted = await recount_all(upto, keep_lease=self.hold_lease)
+            logger.info("rollups recounted", extra={"records": counted})
+        elif upto > mark:
+            await fold(mark, upto)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except PyMongoError as problem:  # the next step does the same work again
+                logger.warning("rollup fold failed", extra={"error": type(problem).__name__})
+            except Exception:
+                logger.exception("rollup fold failed")
+            await asyncio.sleep(FOLD_SECONDS)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # Let another worker take over at once.
+        with contextlib.suppress(PyMongoError):
+            await RollupState.get_pymongo_collection().update_one(
+                {"_id": STATE_ID, "holder": self.holder}, {"$set": {"lease_until": None}}
+            )

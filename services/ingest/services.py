@@ -15,9 +15,7 @@ import msgspec
 from bson import ObjectId
 from pymongo.errors import (
     BulkWriteError,
-    ConnectionFailure,
     DuplicateKeyError,
-    ExecutionTimeout,
 )
 
 from services.common.errors import (
@@ -32,7 +30,7 @@ from services.common.pagination import Order, fetch_page, time_sort
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
-from services.ingest.rollups import ROLLUPS, delete_rollups_of, rollup_rows
+from services.ingest.rollups import delete_rollups_of, rollup_rows
 from services.ingest.schemas import (
     BatchResult,
     DeletedTelemetry,
@@ -91,10 +89,6 @@ async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dic
     document = to_document(kind, convert_record(raw, kind.record_in), stored_now(), max_ahead)
     try:
         await kind.collection.insert_one(document)
-        ROLLUPS.add(kind, [document])
-    except (ConnectionFailure, ExecutionTimeout):
-        ROLLUPS.mark_unsure()
-        raise
     except DuplicateKeyError:
         existing = await kind.collection.find_one(
             {"user_id": document["user_id"], "client_id": document["client_id"]}, {"_id": 1}
@@ -176,16 +170,12 @@ async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedel
     if to_insert:
         try:
             await kind.collection.insert_many([doc for _, doc in to_insert], ordered=False)
-        except (ConnectionFailure, ExecutionTimeout):
-            ROLLUPS.mark_unsure()
-            raise
         except BulkWriteError as failure:
             other = [e for e in failure.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
             if other:
                 raise
             refused = {e["index"] for e in failure.details["writeErrors"]}
 
-    ROLLUPS.add(kind, [doc for i, (_, doc) in enumerate(to_insert) if i not in refused])
     already_stored = await _stored_ids(kind, [to_insert[i][1] for i in sorted(refused)])
     for position, (index, document) in enumerate(to_insert):
         if position in refused:
@@ -417,10 +407,11 @@ async def _aggregate(kind: TelemetryKind, pipeline: list[dict[str, Any]]) -> lis
 
 
 async def delete_participant(user_id: str) -> DeletedTelemetry:
-    await ROLLUPS.flush()
     await delete_rollups_of(user_id)
     sentiments = await SENTIMENTS.collection.delete_many({"user_id": user_id})
     gps_fixes = await GPS_FIXES.collection.delete_many({"user_id": user_id})
+    # Again: a fold that read the records before they went may have written a row.
+    await delete_rollups_of(user_id)
     return DeletedTelemetry(
         user_id=user_id, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
     )
@@ -431,7 +422,7 @@ def _emotions(rows: list[dict[str, Any]]) -> dict[str, EmotionStats]:
     for row in rows:
         if row["kind"] == SENTIMENTS.key:
             entry = counts.setdefault(row["emotion"], [0, 0.0])
-            entry[0] += row["count"]
+            entry[0] += row["records"]
             entry[1] += row["intensity_sum"]
     return {
         emotion: EmotionStats(count=int(n), mean_intensity=round(total / n, 6))
@@ -441,8 +432,8 @@ def _emotions(rows: list[dict[str, Any]]) -> dict[str, EmotionStats]:
 
 def _totals_from(rows: list[dict[str, Any]]) -> TelemetryTotals:
     return TelemetryTotals(
-        sentiments=sum(r["count"] for r in rows if r["kind"] == SENTIMENTS.key),
-        gps_fixes=sum(r["count"] for r in rows if r["kind"] == GPS_FIXES.key),
+        sentiments=sum(r["records"] for r in rows if r["kind"] == SENTIMENTS.key),
+        gps_fixes=sum(r["records"] for r in rows if r["kind"] == GPS_FIXES.key),
         participants=len({r["user_id"] for r in rows}),
         first_activity=min((r["first"] for r in rows), default=None),
         last_activity=max((r["last"] for r in rows), default=None),
@@ -455,7 +446,7 @@ def _timeline_from(rows: list[dict[str, Any]]) -> list[TimelinePoint]:
     for row in rows:
         if row["kind"] == SENTIMENTS.key:
             entry = points.setdefault((row["day"], row["emotion"]), [0, 0.0])
-            entry[0] += row["count"]
+            entry[0] += row["records"]
             entry[1] += row["intensity_sum"]
     return [
         TimelinePoint(day=day, emotion=emotion, count=int(n), mean_intensity=round(total / n, 6))
@@ -477,8 +468,8 @@ def _participants_from(
         summaries.append(
             ParticipantTelemetry(
                 user_id=user_id,
-                sentiments=sum(r["count"] for r in mine if r["kind"] == SENTIMENTS.key),
-                gps_fixes=sum(r["count"] for r in mine if r["kind"] == GPS_FIXES.key),
+                sentiments=sum(r["records"] for r in mine if r["kind"] == SENTIMENTS.key),
+                gps_fixes=sum(r["records"] for r in mine if r["kind"] == GPS_FIXES.key),
                 first_activity=min(r["first"] for r in mine),
                 last_activity=max(r["last"] for r in mine),
                 emotions=_emotions(mine),
