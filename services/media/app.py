@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import msgspec
 from litestar import Litestar
 
 from services.common.app import build_app
+from services.common.workers import WORKER_VARIABLE
 from services.media import services
 from services.media.controllers import VlogController
 from services.media.models import DOCUMENTS
@@ -25,6 +28,13 @@ CLEANUP_EVERY_SECONDS = 300
 
 def create_app(settings: MediaSettings | None = None) -> Litestar:
     settings = settings or load_settings()
+    # Each worker keeps temporary copies apart: a worker that starts clears what its
+    # predecessor of the same number left, never what a sibling is still receiving.
+    worker = os.environ.get(WORKER_VARIABLE)
+    if worker:
+        settings = msgspec.structs.replace(
+            settings, temp_dir=settings.temp_dir / f"worker-{worker}"
+        )
 
     @asynccontextmanager
     async def media_lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -46,6 +56,8 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
                     removed = await services.remove_stale_uploads(storage, older)
                     if removed:
                         logger.info("removed abandoned uploads", extra={"count": removed})
+                    # Previews whose worker died mid-way, once their claim has lapsed.
+                    await previews.resume()
                 except Exception:
                     logger.warning("clean-up of abandoned uploads failed", exc_info=True)
                 await asyncio.sleep(CLEANUP_EVERY_SECONDS)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
 
+from services.common.timestamps import stored_now
 from services.media import video
 from services.media.models import WITHOUT_THUMBNAIL, PreviewState, VlogState, collection
 from services.media.receiving import FLUSH_BYTES
@@ -19,6 +21,12 @@ from services.media.settings import MediaSettings
 from services.media.storage import VideoStorage
 
 logger = logging.getLogger("emogo.media")
+# Long enough for any preview; a worker that died holding a claim is replaced later.
+PREVIEW_CLAIM = timedelta(minutes=15)
+
+
+def _unclaimed(now: datetime) -> dict[str, Any]:
+    return {"preview_claimed_until": {"$not": {"$gt": now}}}
 
 
 class PreviewWorker:
@@ -36,12 +44,27 @@ class PreviewWorker:
         task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
-        """Previews a restart interrupted."""
+        """Previews a restart interrupted (and none another worker is making)."""
         pending = collection().find(
-            {"preview_state": PreviewState.PENDING, "state": VlogState.READY}, {"_id": 1}
+            {
+                "preview_state": PreviewState.PENDING,
+                "state": VlogState.READY,
+                **_unclaimed(stored_now()),
+            },
+            {"_id": 1},
         )
         async for vlog in pending:
             self.submit(vlog["_id"], None)
+
+    async def _claim(self, vlog_id: ObjectId) -> bool:
+        """Whether this worker may make the preview: one worker per vlog, across
+        workers and replicas; a claim lapses if its worker dies."""
+        now = stored_now()
+        claimed = await collection().update_one(
+            {"_id": vlog_id, "preview_state": PreviewState.PENDING, **_unclaimed(now)},
+            {"$set": {"preview_claimed_until": now + PREVIEW_CLAIM}},
+        )
+        return bool(claimed.modified_count)
 
     async def idle(self) -> None:
         while self._tasks:
@@ -56,8 +79,10 @@ class PreviewWorker:
         target = None
         try:
             async with self._turn:
+                if not await self._claim(vlog_id):
+                    return
                 vlog = await collection().find_one({"_id": vlog_id}, WITHOUT_THUMBNAIL)
-                if vlog is None or vlog.get("preview_state") != PreviewState.PENDING:
+                if vlog is None:
                     return
                 if source is None or not await asyncio.to_thread(source.exists):
                     source = await self._fetch(vlog)
