@@ -111,7 +111,10 @@ def stack_config(
     return StackConfig(
         data_dir=data_dir,
         host="127.0.0.1",
-        ports={name: free_port() for name in DEFAULT_PORTS},
+        ports={
+            name: int(env.get(f"EMOGO_{name.upper()}_PORT") or free_port())
+            for name in DEFAULT_PORTS
+        },
         db_port=free_port(),
         external_mongodb_uri=mongodb_uri,
         credentials=credentials,

@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.errors import TooManyRequests
 from services.common.logs import tail
 from tests.conftest import Stack
 from tests.support import TOKENS

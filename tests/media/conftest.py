@@ -116,7 +116,11 @@ def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
     (once background previews, also of vlogs deleted meanwhile, have finished)."""
     wait_for_previews(viewer)
     temp_dir = stack.config.data_dir / "tmp"
-    wait_until(lambda: not list(temp_dir.glob("*")), 60, "temporary copies to be removed")
+    wait_until(
+        lambda: not [p for p in temp_dir.rglob("*") if p.is_file()],
+        60,
+        "temporary copies to be removed",
+    )
     with MongoClient(stack.config.mongodb_uri) as client:
         database = client[stack.db_name]
         vlogs = list(
