@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import pymongo
 from beanie import Document, init_beanie
 from litestar import Litestar
 from pymongo import AsyncMongoClient
@@ -73,7 +74,13 @@ async def _init_beanie_with_retry(
     while True:
         attempt += 1
         try:
-            await init_beanie(database=client[settings.db_name], document_models=list(documents))
+            await client.admin.command("ping")
+            # Creating an index on a large collection (a new one after an upgrade)
+            # takes far longer than one operation's deadline; it runs once.
+            with pymongo.timeout(INDEX_BUILD_TIMEOUT_SECONDS):
+                await init_beanie(
+                    database=client[settings.db_name], document_models=list(documents)
+                )
             return
         except PyMongoError as exc:
             if time.monotonic() >= deadline:
@@ -84,6 +91,9 @@ async def _init_beanie_with_retry(
                 ) from exc
             logger.warning("database not reachable yet, retrying", extra={"attempt": attempt})
             await asyncio.sleep(min(2.0, 0.2 * attempt))
+
+
+INDEX_BUILD_TIMEOUT_SECONDS = 3600.0
 
 
 def mongo_lifespan(

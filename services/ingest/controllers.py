@@ -148,7 +148,9 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             limit: PageSize = DEFAULT_PAGE_SIZE,
             cursor: CursorParameter = None,
         ) -> Response[list[kind.record_out]]:
-            records, next_cursor = await services.list_page(kind, selection, order, limit, cursor)
+            records, next_cursor = await services.list_page(
+                kind, selection, order, limit, cursor, _max_ahead(request)
+            )
             query = dict(request.query_params)
             return Response(records, headers=next_page_headers(route, query, next_cursor))
 
@@ -168,8 +170,9 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             summary=f"Every matching {kind.noun} as NDJSON, oldest first",
             media_type=NDJSON_MEDIA_TYPE,
         )
-        async def stream(self, selection: MongoFilter) -> Stream:
-            return Stream(services.stream_ndjson(kind, selection), media_type=NDJSON_MEDIA_TYPE)
+        async def stream(self, request: Request, selection: MongoFilter) -> Stream:
+            records = services.stream_ndjson(kind, selection, _max_ahead(request))
+            return Stream(records, media_type=NDJSON_MEDIA_TYPE)
 
         @get(
             "/{record_id:str}",

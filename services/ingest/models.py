@@ -106,6 +106,8 @@ class RollupState(Document):
     the lease to fold what came since."""
 
     folded_before: datetime | None = None
+    # Records per kind and day ("sentiments" -> "2025-03-01" -> n).
+    days: dict[str, dict[str, int]] = {}
     holder: str | None = None
     lease_until: datetime | None = None
 

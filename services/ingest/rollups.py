@@ -37,6 +37,7 @@ from pymongo import DeleteMany, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.common.timestamps import stored_now
+from services.common.windows import DaysWithData
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState
 
@@ -193,6 +194,7 @@ async def fold(start: datetime, upto: datetime) -> int:
         for offset in range(0, len(writes), WRITE_BATCH):
             chunk = writes[offset : offset + WRITE_BATCH]
             await DailyRollup.get_pymongo_collection().bulk_write(chunk, ordered=True)
+        await _recount_days(kind, {day for _, day in groups})
         touched += len(groups)
     await RollupState.get_pymongo_collection().update_one(
         {"_id": STATE_ID}, {"$max": {"folded_before": upto}}
@@ -200,11 +202,57 @@ async def fold(start: datetime, upto: datetime) -> int:
     return touched
 
 
+async def _recount_days(kind: TelemetryKind, days: set[str]) -> None:
+    """The kind's record count per day in the state document (`days.<kind>.<day>`),
+    from the rows: what lets a list page skip the days without records."""
+    if not days:
+        return
+    totals = dict.fromkeys(days, 0)
+    rows = DailyRollup.get_pymongo_collection().find(
+        {"kind": kind.key, "day": {"$in": sorted(days)}}, {"day": 1, "records": 1}
+    )
+    async for row in rows:
+        totals[row["day"]] += row["records"]
+    change: dict[str, Any] = {}
+    for day, total in totals.items():
+        change.setdefault("$set" if total else "$unset", {})[f"days.{kind.key}.{day}"] = total or ""
+    await RollupState.get_pymongo_collection().update_one({"_id": STATE_ID}, change)
+
+
+async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithData | None:
+    """The days with records of `kind` (of one participant, or of anyone): the folded
+    counts and the days of the unfolded tail (which may lie anywhere in time: phones
+    send old records too); None before the rollups exist."""
+    state = await _state()
+    mark = state.get("folded_before") if state else None
+    if mark is None:
+        return None
+    if user_id is None:
+        if "days" not in state:  # counted before day totals were kept
+            return None
+        counts = dict(state["days"].get(kind.key, {}))
+    else:
+        counts = {}
+        rows = DailyRollup.get_pymongo_collection().find(
+            {"kind": kind.key, "user_id": user_id}, {"day": 1, "records": 1}
+        )
+        async for row in rows:
+            counts[row["day"]] = counts.get(row["day"], 0) + row["records"]
+    tail = {"received_at": {"$gte": mark}}
+    if user_id is not None:
+        tail["user_id"] = user_id
+    async for record in kind.collection.find(tail, {"_id": 0, "timestamp": 1}):
+        day = _day(record["timestamp"])
+        counts[day] = counts.get(day, 0) + 1
+    return DaysWithData(counts=counts)
+
+
 async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
     """Recounts every row from the records received before `upto`; returns how many
     records were counted. Rows of groups that no longer have records are removed."""
     rollups = DailyRollup.get_pymongo_collection()
     counted = 0
+    days: dict[str, dict[str, int]] = {}
     with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
         for kind in (SENTIMENTS, GPS_FIXES):
             rows: dict[Key, dict[str, Any]] = {}
@@ -216,9 +264,12 @@ async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
             writes = _upserts(rows.values(), upto)
             for offset in range(0, len(writes), WRITE_BATCH):
                 await rollups.bulk_write(writes[offset : offset + WRITE_BATCH], ordered=False)
+            for row in rows.values():
+                per_day = days.setdefault(kind.key, {})
+                per_day[row["day"]] = per_day.get(row["day"], 0) + row["records"]
         await rollups.delete_many({"folded_to": {"$ne": upto}})
         await RollupState.get_pymongo_collection().update_one(
-            {"_id": STATE_ID}, {"$set": {"folded_before": upto}}, upsert=True
+            {"_id": STATE_ID}, {"$set": {"folded_before": upto, "days": days}}, upsert=True
         )
     return counted
 

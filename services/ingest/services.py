@@ -26,11 +26,12 @@ from services.common.errors import (
     UnsupportedMediaType,
     field_error,
 )
-from services.common.pagination import Order, fetch_page, time_sort
+from services.common.pagination import Order, TimeCursor
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
+from services.common.windows import BandedReader
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
-from services.ingest.rollups import delete_rollups_of, rollup_rows
+from services.ingest.rollups import days_with_data, delete_rollups_of, rollup_rows
 from services.ingest.schemas import (
     BatchResult,
     DeletedTelemetry,
@@ -229,11 +230,33 @@ async def get_one(kind: TelemetryKind, record_id: str) -> Any:
     return kind.to_wire(document)
 
 
+async def _reader(kind: TelemetryKind, query: dict[str, Any], max_ahead: timedelta) -> BandedReader:
+    user_id = query.get("user_id")
+    days = await days_with_data(kind, user_id if isinstance(user_id, str) else None)
+    # No record is stored with a time further ahead than writes accept (plus a margin
+    # for a setting lowered since).
+    ceiling = stored_now() + max_ahead + timedelta(days=1)
+    return BandedReader(kind.collection, query, ceiling, days)
+
+
 async def list_page(
-    kind: TelemetryKind, query: dict[str, Any], order: Order, limit: int, cursor: str | None
+    kind: TelemetryKind,
+    query: dict[str, Any],
+    order: Order,
+    limit: int,
+    cursor: str | None,
+    max_ahead: timedelta,
 ) -> tuple[list[Any], str | None]:
-    """One page sorted by time, and the cursor of the next page when there is one."""
-    documents, next_cursor = await fetch_page(kind.collection, query, order, limit, cursor)
+    """One page sorted by time, and the cursor of the next page when there is one
+    (one record more than the page is read to know)."""
+    position = TimeCursor.decode(cursor, order) if cursor is not None else None
+    reader = await _reader(kind, query, max_ahead)
+    documents = await reader.page(order, limit + 1, position)
+    next_cursor = None
+    if len(documents) > limit:
+        documents = documents[:limit]
+        last = documents[-1]
+        next_cursor = TimeCursor.after(order, last["timestamp"], last["_id"]).encode()
     return [kind.to_wire(d) for d in documents], next_cursor
 
 
@@ -241,26 +264,24 @@ async def count(kind: TelemetryKind, query: dict[str, Any]) -> int:
     return await kind.collection.count_documents(query)
 
 
-async def stream_ndjson(kind: TelemetryKind, query: dict[str, Any]) -> AsyncIterator[bytes]:
+async def stream_ndjson(
+    kind: TelemetryKind, query: dict[str, Any], max_ahead: timedelta
+) -> AsyncIterator[bytes]:
     """Every matching record, oldest first, one JSON object per line.
 
-    Reads the cursor in batches and sends ~64 KiB chunks: memory stays flat however
-    many records match."""
+    Reads a band of days at a time, in cursor batches, and sends ~64 KiB chunks:
+    memory stays flat however many records match."""
     encoder = msgspec.json.Encoder()
     buffer = bytearray()
-    found = kind.collection.find(query).sort(time_sort("timestamp", Order.ASC))
-    found = found.batch_size(STREAM_BATCH_RECORDS)
-    try:
-        async for document in found:
-            encoder.encode_into(kind.to_wire(document), buffer, -1)
-            buffer += b"\n"
-            if len(buffer) >= STREAM_CHUNK_BYTES:
-                yield bytes(buffer)
-                buffer.clear()
-        if buffer:
+    reader = await _reader(kind, query, max_ahead)
+    async for document in reader.walk(STREAM_BATCH_RECORDS):
+        encoder.encode_into(kind.to_wire(document), buffer, -1)
+        buffer += b"\n"
+        if len(buffer) >= STREAM_CHUNK_BYTES:
             yield bytes(buffer)
-    finally:
-        await found.close()
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 async def participant_summaries(
