@@ -101,6 +101,35 @@ class DailyRollup(Document):
         ]
 
 
+class RollupTotal(Document):
+    """Sums of daily rows: per participant over all days (`level` "participant", `day`
+    ""), and per day over all participants (`level` "day", `user_id` ""), so the
+    export page's totals, participant table and timeline read a few hundred rows."""
+
+    kind: str
+    level: str
+    user_id: str
+    day: str
+    emotion: str
+    records: int
+    intensity_sum: float
+    first: datetime
+    last: datetime
+    folded_to: datetime
+
+    class Settings:
+        name = "telemetry_totals"
+        indexes = [
+            IndexModel(
+                [("kind", 1), ("level", 1), ("user_id", 1), ("day", 1), ("emotion", 1)],
+                name="total_key",
+                unique=True,
+            ),
+            IndexModel([("level", 1), ("user_id", 1)], name="level_participant"),
+            IndexModel([("level", 1), ("day", 1)], name="level_day"),
+        ]
+
+
 class RollupState(Document):
     """One document: up to when every rollup row is complete, and which worker holds
     the lease to fold what came since."""
@@ -115,4 +144,4 @@ class RollupState(Document):
         name = "telemetry_daily_state"
 
 
-DOCUMENTS += [DailyRollup, RollupState]
+DOCUMENTS += [DailyRollup, RollupTotal, RollupState]

@@ -39,7 +39,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from services.common.timestamps import stored_now
 from services.common.windows import DaysWithData
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
-from services.ingest.models import DailyRollup, RollupState
+from services.ingest.models import DailyRollup, RollupState, RollupTotal
 
 logger = logging.getLogger("emogo.ingest")
 
@@ -53,6 +53,9 @@ WRITE_BATCH = 1000
 FIELDS = {"_id": 0, "user_id": 1, "timestamp": 1, "emotion": 1, "intensity": 1, "received_at": 1}
 
 Key = tuple[str, str, str, str]  # kind, user_id, day, emotion
+# Rows per participant and day (telemetry_daily); and sums of those (telemetry_totals)
+# per participant over all days, and per day over all participants.
+DAILY, PARTICIPANT, DAY = "daily", "participant", "day"
 
 
 def _day(instant: datetime) -> str:
@@ -64,10 +67,19 @@ def _key(kind: TelemetryKind, record: dict[str, Any]) -> Key:
     return kind.key, record["user_id"], _day(record["timestamp"]), emotion
 
 
-def _count_into(
-    rows: dict[Key, dict[str, Any]], kind: TelemetryKind, record: dict[str, Any]
-) -> None:
-    key = _key(kind, record)
+def _at_level(level: str, key: Key) -> Key:
+    """A daily row's key at `level`: the participant's totals (all days) or the day's
+    totals (all participants); the field a level sums over is ""."""
+    kind, user_id, day, emotion = key
+    if level == PARTICIPANT:
+        return kind, user_id, "", emotion
+    if level == DAY:
+        return kind, "", day, emotion
+    return key
+
+
+def _add(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> None:
+    """Adds a record or a row (`records`, `intensity_sum`, `first`, `last`) to `key`."""
     row = rows.get(key)
     if row is None:
         row = rows[key] = {
@@ -77,13 +89,25 @@ def _count_into(
             "emotion": key[3],
             "records": 0,
             "intensity_sum": 0.0,
-            "first": record["timestamp"],
-            "last": record["timestamp"],
+            "first": part["first"],
+            "last": part["last"],
         }
-    row["records"] += 1
-    row["intensity_sum"] += record.get("intensity", 0.0) if kind is SENTIMENTS else 0.0
-    row["first"] = min(row["first"], record["timestamp"])
-    row["last"] = max(row["last"], record["timestamp"])
+    row["records"] += part["records"]
+    row["intensity_sum"] += part["intensity_sum"]
+    row["first"] = min(row["first"], part["first"])
+    row["last"] = max(row["last"], part["last"])
+
+
+def _count_into(
+    rows: dict[Key, dict[str, Any]],
+    kind: TelemetryKind,
+    record: dict[str, Any],
+    level: str = DAILY,
+) -> None:
+    at = record["timestamp"]
+    intensity = record.get("intensity", 0.0) if kind is SENTIMENTS else 0.0
+    part = {"records": 1, "intensity_sum": intensity, "first": at, "last": at}
+    _add(rows, _at_level(level, _key(kind, record)), part)
 
 
 def _received_before(instant: datetime) -> dict[str, Any]:
@@ -91,15 +115,25 @@ def _received_before(instant: datetime) -> dict[str, Any]:
     return {"received_at": {"$not": {"$gte": instant}}}
 
 
-def _upserts(rows: Iterable[dict[str, Any]], folded_to: datetime) -> list[UpdateOne]:
-    return [
-        UpdateOne(
-            {k: row[k] for k in ("kind", "user_id", "day", "emotion")},
-            {"$set": {**row, "folded_to": folded_to}},
-            upsert=True,
+def _upserts(
+    rows: Iterable[dict[str, Any]], folded_to: datetime, level: str = DAILY
+) -> list[UpdateOne]:
+    fields = ("kind", "user_id", "day", "emotion") + (("level",) if level != DAILY else ())
+    writes = []
+    for row in rows:
+        row = {**row, "level": level} if level != DAILY else row
+        writes.append(
+            UpdateOne(
+                {k: row[k] for k in fields},
+                {"$set": {**row, "folded_to": folded_to}},
+                upsert=True,
+            )
         )
-        for row in rows
-    ]
+    return writes
+
+
+def _collection(level: str) -> Any:
+    return (DailyRollup if level == DAILY else RollupTotal).get_pymongo_collection()
 
 
 async def _state() -> dict[str, Any] | None:
@@ -126,9 +160,17 @@ def _day_bounds(window: dict[str, Any]) -> dict[str, str] | None:
     return days
 
 
-async def rollup_rows(window: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The rollups inside `window`, up to the last acknowledged write; None when the
-    window needs the records (mid-day bounds, other filters, or no rollups yet)."""
+def level_for(window: dict[str, Any], per_day: bool) -> str:
+    """The coarsest rows that answer `window`: per day of everyone for a timeline of
+    everyone; per participant over all time when the window has no time bounds."""
+    if per_day:
+        return DAILY if "user_id" in window else DAY
+    return DAILY if "timestamp" in window else PARTICIPANT
+
+
+async def rollup_rows(window: dict[str, Any], level: str = DAILY) -> list[dict[str, Any]] | None:
+    """The rows at `level` inside `window`, up to the last acknowledged write; None
+    when the window needs the records (mid-day bounds, other filters, no rollups yet)."""
     if set(window) - {"user_id", "timestamp"}:
         return None
     days = _day_bounds(window)
@@ -137,20 +179,20 @@ async def rollup_rows(window: dict[str, Any]) -> list[dict[str, Any]] | None:
     mark = await _folded_before()
     if mark is None:
         return None
-    query: dict[str, Any] = {}
+    query: dict[str, Any] = {} if level == DAILY else {"level": level}
     if "user_id" in window:
         query["user_id"] = window["user_id"]
     if days:
         query["day"] = days
     rows: dict[Key, dict[str, Any]] = {}
-    async for row in DailyRollup.get_pymongo_collection().find(query, {"_id": 0}):
+    async for row in _collection(level).find(query, {"_id": 0, "level": 0}):
         rows[(row["kind"], row["user_id"], row["day"], row["emotion"])] = row
     for kind in (SENTIMENTS, GPS_FIXES):
         tail = kind.collection.find({**window, "received_at": {"$gte": mark}}, FIELDS)
         async for record in tail:
-            row = rows.get(_key(kind, record))
+            row = rows.get(_at_level(level, _key(kind, record)))
             if row is None or record["received_at"] >= row.get("folded_to", mark):
-                _count_into(rows, kind, record)
+                _count_into(rows, kind, record, level)
     return list(rows.values())
 
 
@@ -194,7 +236,8 @@ async def fold(start: datetime, upto: datetime) -> int:
         for offset in range(0, len(writes), WRITE_BATCH):
             chunk = writes[offset : offset + WRITE_BATCH]
             await DailyRollup.get_pymongo_collection().bulk_write(chunk, ordered=True)
-        await _recount_days(kind, {day for _, day in groups})
+        await _recount_totals(kind, PARTICIPANT, {user_id for user_id, _ in groups}, upto)
+        await _recount_totals(kind, DAY, {day for _, day in groups}, upto)
         touched += len(groups)
     await RollupState.get_pymongo_collection().update_one(
         {"_id": STATE_ID}, {"$max": {"folded_before": upto}}
@@ -202,21 +245,40 @@ async def fold(start: datetime, upto: datetime) -> int:
     return touched
 
 
-async def _recount_days(kind: TelemetryKind, days: set[str]) -> None:
-    """The kind's record count per day in the state document (`days.<kind>.<day>`),
-    from the rows: what lets a list page skip the days without records."""
-    if not days:
+async def _recount_totals(
+    kind: TelemetryKind, level: str, members: set[str], upto: datetime
+) -> None:
+    """Recounts the totals of these participants (or days) from their daily rows; the
+    day totals also go to the state document (`days.<kind>.<day>`), which lets a list
+    page skip the days without records."""
+    if not members:
         return
-    totals = dict.fromkeys(days, 0)
-    rows = DailyRollup.get_pymongo_collection().find(
-        {"kind": kind.key, "day": {"$in": sorted(days)}}, {"day": 1, "records": 1}
+    field = "user_id" if level == PARTICIPANT else "day"
+    totals: dict[Key, dict[str, Any]] = {}
+    daily = DailyRollup.get_pymongo_collection().find(
+        {"kind": kind.key, field: {"$in": sorted(members)}}, {"_id": 0}
     )
-    async for row in rows:
-        totals[row["day"]] += row["records"]
-    change: dict[str, Any] = {}
-    for day, total in totals.items():
-        change.setdefault("$set" if total else "$unset", {})[f"days.{kind.key}.{day}"] = total or ""
-    await RollupState.get_pymongo_collection().update_one({"_id": STATE_ID}, change)
+    async for row in daily:
+        key = (row["kind"], row["user_id"], row["day"], row["emotion"])
+        _add(totals, _at_level(level, key), row)
+    writes: list[Any] = _upserts(totals.values(), upto, level)
+    for member in members:
+        kept = [key[3] for key in totals if key[1 if level == PARTICIPANT else 2] == member]
+        group = {"kind": kind.key, "level": level, field: member, "emotion": {"$nin": kept}}
+        writes.append(DeleteMany(group))
+    for offset in range(0, len(writes), WRITE_BATCH):
+        await RollupTotal.get_pymongo_collection().bulk_write(
+            writes[offset : offset + WRITE_BATCH], ordered=True
+        )
+    if level == DAY:
+        per_day = dict.fromkeys(members, 0)
+        for row in totals.values():
+            per_day[row["day"]] += row["records"]
+        change: dict[str, Any] = {}
+        for day, total in per_day.items():
+            operator = "$set" if total else "$unset"
+            change.setdefault(operator, {})[f"days.{kind.key}.{day}"] = total or ""
+        await RollupState.get_pymongo_collection().update_one({"_id": STATE_ID}, change)
 
 
 async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithData | None:
@@ -261,13 +323,20 @@ async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
                 counted += 1
                 if keep_lease is not None and counted % 50_000 == 0:
                     await keep_lease()
-            writes = _upserts(rows.values(), upto)
-            for offset in range(0, len(writes), WRITE_BATCH):
-                await rollups.bulk_write(writes[offset : offset + WRITE_BATCH], ordered=False)
-            for row in rows.values():
-                per_day = days.setdefault(kind.key, {})
+            per_level: dict[str, dict[Key, dict[str, Any]]] = {PARTICIPANT: {}, DAY: {}}
+            for key, row in rows.items():
+                for level, sums in per_level.items():
+                    _add(sums, _at_level(level, key), row)
+            for level, level_rows in ((DAILY, rows), *per_level.items()):
+                writes = _upserts(level_rows.values(), upto, level)
+                for offset in range(0, len(writes), WRITE_BATCH):
+                    chunk = writes[offset : offset + WRITE_BATCH]
+                    await _collection(level).bulk_write(chunk, ordered=False)
+            per_day = days.setdefault(kind.key, {})
+            for row in per_level[DAY].values():
                 per_day[row["day"]] = per_day.get(row["day"], 0) + row["records"]
         await rollups.delete_many({"folded_to": {"$ne": upto}})
+        await RollupTotal.get_pymongo_collection().delete_many({"folded_to": {"$ne": upto}})
         await RollupState.get_pymongo_collection().update_one(
             {"_id": STATE_ID}, {"$set": {"folded_before": upto, "days": days}}, upsert=True
         )
@@ -275,7 +344,21 @@ async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
 
 
 async def delete_rollups_of(user_id: str) -> None:
-    await DailyRollup.get_pymongo_collection().delete_many({"user_id": user_id})
+    """After a participant's records are deleted: their rows go, and the totals of
+    their days are recounted without them."""
+    daily = DailyRollup.get_pymongo_collection()
+    days = {
+        kind.key: {row["day"] async for row in daily.find({"kind": kind.key, "user_id": user_id})}
+        for kind in (SENTIMENTS, GPS_FIXES)
+    }
+    await daily.delete_many({"user_id": user_id})
+    await RollupTotal.get_pymongo_collection().delete_many(
+        {"level": PARTICIPANT, "user_id": user_id}
+    )
+    upto = await _folded_before()
+    if upto is not None:
+        for kind in (SENTIMENTS, GPS_FIXES):
+            await _recount_totals(kind, DAY, days[kind.key], upto)
 
 
 async def ensure_rollups() -> None:
@@ -283,7 +366,7 @@ async def ensure_rollups() -> None:
     lost, or data from before rollups existed), readers go back to counting records
     until the folding worker has recounted everything."""
     for attempt in range(3):
-        rows = await rollup_rows({})
+        rows = await rollup_rows({}, PARTICIPANT)
         if rows is not None:
             in_rollups = {kind.key: 0 for kind in (SENTIMENTS, GPS_FIXES)}
             for row in rows:

@@ -31,7 +31,7 @@ from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
-from services.ingest.rollups import days_with_data, delete_rollups_of, rollup_rows
+from services.ingest.rollups import days_with_data, delete_rollups_of, level_for, rollup_rows
 from services.ingest.schemas import (
     BatchResult,
     DeletedTelemetry,
@@ -293,7 +293,7 @@ async def participant_summaries(
     returned cursor the last id of this one when more follow. Each collection gives
     at most `limit + 1` participants, which is enough to know the first `limit` of
     their union and whether there are more."""
-    rows = await rollup_rows(window)
+    rows = await rollup_rows(window, level_for(window, per_day=False))
     if rows is not None:
         return _participants_from(rows, after, limit)
     match = window if after is None else {"$and": [window, {"user_id": {"$gt": after}}]}
@@ -355,7 +355,7 @@ async def participant_summaries(
 
 async def totals(window: dict[str, Any]) -> TelemetryTotals:
     """Counts over everything in `window`, and how often each emotion was reported."""
-    rows = await rollup_rows(window)
+    rows = await rollup_rows(window, level_for(window, per_day=False))
     if rows is not None:
         return _totals_from(rows)
     emotion_rows = await _aggregate(
@@ -391,7 +391,7 @@ async def totals(window: dict[str, Any]) -> TelemetryTotals:
 async def timeline(window: dict[str, Any]) -> list[TimelinePoint]:
     """Mean intensity and count per UTC day and emotion, oldest first: what a chart of
     intensity over time needs, however many sentiments there are."""
-    rows = await rollup_rows(window)
+    rows = await rollup_rows(window, level_for(window, per_day=True))
     if rows is not None:
         return _timeline_from(rows)
     rows = await _aggregate(

@@ -112,7 +112,8 @@ def test_two_workers_store_every_record_exactly_once_and_agree_on_totals(workers
     assert sorted(client_ids) == sorted(r["client_id"] for r in sent)
     assert served_by(workers, "ingest") == {"1", "2"}
 
-    # Every worker's totals include every write at once, and still after the fold.
+    # Every worker's totals include every write at once, and the same after the fold
+    # (per participant, per day of everyone, and per participant and day).
     def totals() -> list[int]:
         answers = []
         for _ in range(6):
@@ -121,7 +122,23 @@ def test_two_workers_store_every_record_exactly_once_and_agree_on_totals(workers
                 answers.append(summary.json()["sentiments"])
         return answers
 
+    def views() -> list:
+        with workers.client("viewer") as viewer:
+            return [
+                viewer.get(path, params=params).json()
+                for path, params in (
+                    ("/api/telemetry/timeline", {"user_id": participant}),
+                    ("/api/telemetry/timeline", {}),
+                    (f"/api/telemetry/participants/{participant}", {}),
+                    ("/api/telemetry/participants", {"limit": 1000}),
+                    ("/api/telemetry/summary", {}),
+                    ("/api/telemetry/summary", {"since": "2025-03-02", "until": "2025-03-04"}),
+                )
+            ]
+
     assert totals() == [600] * 6
+    before_fold = views()
+    assert sum(p["count"] for p in before_fold[0]) == 600
     with MongoClient(workers.config.mongodb_uri) as client:
         rows = client[workers.db_name]["telemetry_daily"]
 
@@ -131,6 +148,7 @@ def test_two_workers_store_every_record_exactly_once_and_agree_on_totals(workers
 
         wait_until(folded, 30, "the rollups to fold the new records")
     assert totals() == [600] * 6
+    assert views() == before_fold
 
 
 def test_a_killed_worker_is_replaced_and_retrying_clients_lose_nothing(workers: Stack) -> None:
