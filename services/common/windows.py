@@ -3,13 +3,17 @@
 A sorted, limited query costs the embedded database (SecantusDB) every document
 that matches it, not just the page: on a semester of one class (700 k GPS fixes)
 the seed's `GET /api/gps?limit=100` read all of them, 15 s. Here a page is read in
-*bands* of time walking away from where it starts: 15 minutes, then four times
-wider each step, until the page is full or the span is exhausted, so a page costs
+*bands* of time walking away from where it starts, each four times wider than
+the last, until the page is full or the span is exhausted, so a page costs
 about what lies in the last band, in proportion to the page, not to the history.
 Stretches with no data (a participant who stopped, a study that closed) are
 jumped over by `DaysWithData`, the days the daily rollups know of, so a gap costs
 nothing either. The result is exactly what the one big query gave: the bands are
 disjoint and taken in the page's order.
+
+When the day counts are known, the first band is planned from them (the records of
+a day taken as spread evenly over it) to hold the page with a margin, so a page is
+usually one query.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from services.common.timestamps import EARLIEST_PLAUSIBLE
 
 FIRST_BAND = timedelta(minutes=15)
 GROWTH = 4
+# A planned band aims at this many times the records still wanted.
+PLAN_MARGIN = 1.25
+MAX_PLANNED_DAYS = 400
 ONE_MS = timedelta(milliseconds=1)  # stored times are whole milliseconds
 ONE_DAY = timedelta(days=1)
 # A stream reads about this many records per query.
@@ -117,28 +124,47 @@ class BandedReader:
                 low = max(low, at + ONE_MS)
             else:
                 high = min(high, at)
-        width = FIRST_BAND
+        width: timedelta | None = None  # planned from the day counts when known
         while len(found) < want and low < high:
-            if order is Order.DESC:
-                skipped = self._skip_down(low, high)
-                if skipped != high:  # past a gap: start small again
-                    high, width = skipped, FIRST_BAND
-                if high <= low:
-                    break
+            descending = order is Order.DESC
+            edge = high if descending else low
+            skipped = self._skip_down(low, high) if descending else self._skip_up(low, high)
+            if skipped != edge:  # past a gap: plan afresh
+                edge, width = skipped, None
+                high, low = (skipped, low) if descending else (high, skipped)
+            if low >= high:
+                break
+            width = width or self._planned_width(edge, want - len(found), descending)
+            if descending:
                 start = max(low, high - width)
                 found += await self._find({"$gte": start, "$lt": high}, order, want - len(found))
                 high = start
             else:
-                skipped = self._skip_up(low, high)
-                if skipped != low:
-                    low, width = skipped, FIRST_BAND
-                if low >= high:
-                    break
                 end = min(high, low + width)
                 found += await self._find({"$gte": low, "$lt": end}, order, want - len(found))
                 low = end
-            width *= GROWTH
+            width *= GROWTH  # fewer than planned (other filters): look wider
         return found
+
+    def _planned_width(self, edge: datetime, wanted: int, descending: bool) -> timedelta:
+        """How far from `edge` about `wanted` records lie (with a margin), assuming each
+        day's records spread evenly over it; the first band when days are unknown."""
+        if self.days is None:
+            return FIRST_BAND
+        need = wanted * PLAN_MARGIN
+        at = edge
+        for _ in range(MAX_PLANNED_DAYS):
+            day = (at - ONE_MS if descending else at).strftime("%Y-%m-%d")
+            start = _day_start(day)
+            portion = (at - start) if descending else (start + ONE_DAY - at)
+            per_day = self.days.counts.get(day, 0)
+            available = per_day * portion / ONE_DAY
+            if available >= need:
+                reach = abs(at - edge) + ONE_DAY * (need / per_day)
+                return max(FIRST_BAND, reach)
+            need -= available
+            at = start if descending else start + ONE_DAY
+        return max(FIRST_BAND, abs(at - edge))
 
     def _skip_down(self, low: datetime, high: datetime) -> datetime:
         """`high`, or the end of the newest day below it that has records."""
