@@ -168,9 +168,14 @@ def level_for(window: dict[str, Any], per_day: bool) -> str:
     return DAILY if "timestamp" in window else PARTICIPANT
 
 
-async def rollup_rows(window: dict[str, Any], level: str = DAILY) -> list[dict[str, Any]] | None:
-    """The rows at `level` inside `window`, up to the last acknowledged write; None
-    when the window needs the records (mid-day bounds, other filters, no rollups yet)."""
+async def rollup_rows(
+    window: dict[str, Any],
+    level: str = DAILY,
+    kinds: tuple[TelemetryKind, ...] = (SENTIMENTS, GPS_FIXES),
+) -> list[dict[str, Any]] | None:
+    """The rows at `level` of `kinds` inside `window`, up to the last acknowledged
+    write; None when the window needs the records (mid-day bounds, other filters, no
+    rollups yet)."""
     if set(window) - {"user_id", "timestamp"}:
         return None
     days = _day_bounds(window)
@@ -180,6 +185,8 @@ async def rollup_rows(window: dict[str, Any], level: str = DAILY) -> list[dict[s
     if mark is None:
         return None
     query: dict[str, Any] = {} if level == DAILY else {"level": level}
+    if len(kinds) == 1:
+        query["kind"] = kinds[0].key
     if "user_id" in window:
         query["user_id"] = window["user_id"]
     if days:
@@ -187,7 +194,7 @@ async def rollup_rows(window: dict[str, Any], level: str = DAILY) -> list[dict[s
     rows: dict[Key, dict[str, Any]] = {}
     async for row in _collection(level).find(query, {"_id": 0, "level": 0}):
         rows[(row["kind"], row["user_id"], row["day"], row["emotion"])] = row
-    for kind in (SENTIMENTS, GPS_FIXES):
+    for kind in kinds:
         tail = kind.collection.find({**window, "received_at": {"$gte": mark}}, FIELDS)
         async for record in tail:
             row = rows.get(_at_level(level, _key(kind, record)))
@@ -294,12 +301,7 @@ async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithDa
             return None
         counts = dict(state["days"].get(kind.key, {}))
     else:
-        counts = {}
-        rows = DailyRollup.get_pymongo_collection().find(
-            {"kind": kind.key, "user_id": user_id}, {"day": 1, "records": 1}
-        )
-        async for row in rows:
-            counts[row["day"]] = counts.get(row["day"], 0) + row["records"]
+        counts = await _spread_over_days(kind, user_id)
     tail = {"received_at": {"$gte": mark}}
     if user_id is not None:
         tail["user_id"] = user_id
@@ -307,6 +309,24 @@ async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithDa
         day = _day(record["timestamp"])
         counts[day] = counts.get(day, 0) + 1
     return DaysWithData(counts=counts)
+
+
+async def _spread_over_days(kind: TelemetryKind, user_id: str) -> dict[str, int]:
+    """A participant's records spread evenly over the days from their first to their
+    last: one small read (their totals) instead of a row per day, enough to plan a
+    page and to skip the time before they started and after they stopped."""
+    totals = RollupTotal.get_pymongo_collection().find(
+        {"level": PARTICIPANT, "user_id": user_id, "kind": kind.key},
+        {"records": 1, "first": 1, "last": 1},
+    )
+    rows = await totals.to_list()
+    if not rows:
+        return {}
+    first = min(row["first"] for row in rows).date()
+    last = max(row["last"] for row in rows).date()
+    span = (last - first).days + 1
+    each = max(1, round(sum(row["records"] for row in rows) / span))
+    return {(first + timedelta(days=n)).isoformat(): each for n in range(span)}
 
 
 async def recount_all(upto: datetime, keep_lease: Any = None) -> int:

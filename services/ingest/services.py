@@ -391,7 +391,7 @@ async def totals(window: dict[str, Any]) -> TelemetryTotals:
 async def timeline(window: dict[str, Any]) -> list[TimelinePoint]:
     """Mean intensity and count per UTC day and emotion, oldest first: what a chart of
     intensity over time needs, however many sentiments there are."""
-    rows = await rollup_rows(window, level_for(window, per_day=True))
+    rows = await rollup_rows(window, level_for(window, per_day=True), (SENTIMENTS,))
     if rows is not None:
         return _timeline_from(rows)
     rows = await _aggregate(
