@@ -180,17 +180,19 @@ class ExportController(Controller):
     ) -> Template:
         api = _api(request)
         settings: GatewaySettings = request.app.state.settings
-        summary, vlog_count, timeline, people, vlog_people, vlog_page = await asyncio.gather(
-            section(api.json("ingest", "/api/telemetry/summary", filters)),
-            section(api.json("media", "/api/vlogs/count", filters)),
-            section(api.json("ingest", "/api/telemetry/timeline", filters)),
+        people_task = asyncio.ensure_future(
             section(
                 api.json(
                     "ingest",
                     "/api/telemetry/participants",
                     {**filters, "limit": PARTICIPANTS_PER_PAGE, "cursor": people_cursor},
                 )
-            ),
+            )
+        )
+        others = asyncio.gather(
+            section(api.json("ingest", "/api/telemetry/summary", filters)),
+            section(api.json("media", "/api/vlogs/count", filters)),
+            section(api.json("ingest", "/api/telemetry/timeline", filters)),
             section(api.json("media", "/api/vlogs/participants", filters)),
             section(
                 api.get(
@@ -200,17 +202,13 @@ class ExportController(Controller):
                 )
             ),
         )
+        people = await people_task
         telemetry_page = people[0] or {"participants": [], "next_cursor": None}
         shown = telemetry_page["participants"]
-        rows = merge_participants(
-            shown,
-            vlog_people[0] or [],
-            after=decode_cursor(people_cursor, tuple[str])[0] if people_cursor else None,
-            through=shown[-1]["user_id"] if shown and telemetry_page["next_cursor"] else None,
-        )
-        # Tracks of the first few participants only: each is a query of its own.
-        with_fixes = [row for row in rows if row["gps_fixes"]][:TRACKS_PER_PAGE]
-        tracks = await asyncio.gather(
+        # Tracks of the first few participants only, each a query of its own, asked
+        # for while the rest of the page is still being read.
+        with_fixes = [row for row in shown if row["gps_fixes"]][:TRACKS_PER_PAGE]
+        tracks = asyncio.gather(
             *(
                 section(
                     api.json(
@@ -227,9 +225,17 @@ class ExportController(Controller):
                 for row in with_fixes
             )
         )
+        summary, vlog_count, timeline, vlog_people, vlog_page = await others
+        rows = merge_participants(
+            shown,
+            vlog_people[0] or [],
+            after=decode_cursor(people_cursor, tuple[str])[0] if people_cursor else None,
+            through=shown[-1]["user_id"] if shown and telemetry_page["next_cursor"] else None,
+        )
+        track_fixes = await tracks
         track_pictures = [
             (row["user_id"], row["gps_fixes"], gps_track(fixes or []))
-            for row, (fixes, _) in zip(with_fixes, tracks, strict=True)
+            for row, (fixes, _) in zip(with_fixes, track_fixes, strict=True)
         ]
         vlogs_response = vlog_page[0]
         query = {k: v for k, v in filters.items() if v}
