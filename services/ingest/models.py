@@ -130,6 +130,17 @@ class RollupTotal(Document):
         ]
 
 
+class DaysSeen(Document):
+    """The days a kind of record was stored on, for one participant (`<kind>|<user>`)
+    or anyone (`<kind>|*`): `days` maps "YYYY-MM-DD" to true (services.ingest.days)."""
+
+    id: str  # type: ignore[assignment]
+    days: dict[str, bool] = {}
+
+    class Settings:
+        name = "telemetry_days_seen"
+
+
 class RollupState(Document):
     """One document: up to when every rollup row is complete, and which worker holds
     the lease to fold what came since."""
@@ -144,4 +155,4 @@ class RollupState(Document):
         name = "telemetry_daily_state"
 
 
-DOCUMENTS += [DailyRollup, RollupTotal, RollupState]
+DOCUMENTS += [DailyRollup, RollupTotal, RollupState, DaysSeen]

@@ -37,7 +37,6 @@ from pymongo import DeleteMany, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.common.timestamps import stored_now
-from services.common.windows import DaysWithData
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal
 
@@ -286,47 +285,6 @@ async def _recount_totals(
             operator = "$set" if total else "$unset"
             change.setdefault(operator, {})[f"days.{kind.key}.{day}"] = total or ""
         await RollupState.get_pymongo_collection().update_one({"_id": STATE_ID}, change)
-
-
-async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithData | None:
-    """The days with records of `kind` (of one participant, or of anyone): the folded
-    counts and the days of the unfolded tail (which may lie anywhere in time: phones
-    send old records too); None before the rollups exist."""
-    state = await _state()
-    mark = state.get("folded_before") if state else None
-    if mark is None:
-        return None
-    if user_id is None:
-        if "days" not in state:  # counted before day totals were kept
-            return None
-        counts = dict(state["days"].get(kind.key, {}))
-    else:
-        counts = await _spread_over_days(kind, user_id)
-    tail = {"received_at": {"$gte": mark}}
-    if user_id is not None:
-        tail["user_id"] = user_id
-    async for record in kind.collection.find(tail, {"_id": 0, "timestamp": 1}):
-        day = _day(record["timestamp"])
-        counts[day] = counts.get(day, 0) + 1
-    return DaysWithData(counts=counts)
-
-
-async def _spread_over_days(kind: TelemetryKind, user_id: str) -> dict[str, int]:
-    """A participant's records spread evenly over the days from their first to their
-    last: one small read (their totals) instead of a row per day, enough to plan a
-    page and to skip the time before they started and after they stopped."""
-    totals = RollupTotal.get_pymongo_collection().find(
-        {"level": PARTICIPANT, "user_id": user_id, "kind": kind.key},
-        {"records": 1, "first": 1, "last": 1},
-    )
-    rows = await totals.to_list()
-    if not rows:
-        return {}
-    first = min(row["first"] for row in rows).date()
-    last = max(row["last"] for row in rows).date()
-    span = (last - first).days + 1
-    each = max(1, round(sum(row["records"] for row in rows) / span))
-    return {(first + timedelta(days=n)).isoformat(): each for n in range(span)}
 
 
 async def recount_all(upto: datetime, keep_lease: Any = None) -> int:

@@ -30,8 +30,9 @@ from services.common.pagination import Order, TimeCursor
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
+from services.ingest.days import REGISTER, days_with_data, forget_participant
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
-from services.ingest.rollups import days_with_data, delete_rollups_of, level_for, rollup_rows
+from services.ingest.rollups import delete_rollups_of, level_for, rollup_rows
 from services.ingest.schemas import (
     BatchResult,
     DeletedTelemetry,
@@ -88,6 +89,7 @@ def to_document(
 async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dict[str, Any]:
     """Stores one record; 409 naming the existing id when its client id was seen."""
     document = to_document(kind, convert_record(raw, kind.record_in), stored_now(), max_ahead)
+    await REGISTER.note(kind, [document])
     try:
         await kind.collection.insert_one(document)
     except DuplicateKeyError:
@@ -169,6 +171,7 @@ async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedel
 
     refused: set[int] = set()
     if to_insert:
+        await REGISTER.note(kind, [doc for _, doc in to_insert])
         try:
             await kind.collection.insert_many([doc for _, doc in to_insert], ordered=False)
         except BulkWriteError as failure:
@@ -433,6 +436,7 @@ async def delete_participant(user_id: str) -> DeletedTelemetry:
     gps_fixes = await GPS_FIXES.collection.delete_many({"user_id": user_id})
     # Again: a fold that read the records before they went may have written a row.
     await delete_rollups_of(user_id)
+    await forget_participant(user_id, [SENTIMENTS, GPS_FIXES])
     return DeletedTelemetry(
         user_id=user_id, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
     )

@@ -1,0 +1,241 @@
+"""CPU milliseconds per request, per process, with the settings `make run` uses.
+
+Starts a throw-away stack (embedded SecantusDB, one worker per service, logging at
+INFO as by default) and the two reference apps of `reference_apps.py` on the same
+database, then sends each kind of request at concurrency 16 and reads each
+process's CPU time (user + system, from /proc/<pid>/stat) before and after:
+
+  - a single sentiment (POST /api/sentiments),
+  - a batch of 500 sentiments (POST /api/sentiments/batch),
+  - a list page (GET /api/sentiments?limit=100),
+  - a 10 MB video download (GET /api/vlogs/{id}/download),
+  - the export page (GET /export),
+
+through the gateway, and the first and third straight to the references. The
+database's CPU is its own column: SecantusDB is written in Python and costs far
+more than MongoDB would, so compare the other columns. The CPU of a process is
+independent of how fast the machine happens to be at the moment, so these numbers
+carry better than rates; the ratios to the references are what to read.
+
+    .venv/bin/python bench/cpu_cost.py [--requests 2000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpx
+from media import MiB, build_video, gateway_upload
+from support import bearer, throwaway_stack
+
+from tests.support import free_port, http_ok, wait_until
+
+TICKS = os.sysconf("SC_CLK_TCK")
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and of its children that have exited and been
+    waited for, plus its live children (the workers of a service)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(child) for child in children]
+    except OSError:
+        pass
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+async def drive(
+    make_request: Callable[[int], Coroutine[Any, Any, httpx.Response]],
+    count: int,
+    concurrency: int,
+    expected: int,
+) -> None:
+    numbers = iter(range(count))
+
+    async def worker() -> None:
+        for n in numbers:
+            response = await make_request(n)
+            if response.status_code != expected:
+                raise SystemExit(f"answered {response.status_code}: {response.text[:300]}")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def measure(
+    label: str,
+    pids: dict[str, int],
+    make_request: Callable[[int], Coroutine[Any, Any, httpx.Response]],
+    count: int,
+    concurrency: int,
+    expected: int = 200,
+) -> dict[str, float]:
+    """CPU milliseconds per request for each process."""
+    print(f"  measuring {label} ...", file=sys.stderr, flush=True)
+    await drive(make_request, min(50, count), concurrency, expected)  # warm up
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    await drive(make_request, count, concurrency, expected)
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    return {name: (after[name] - before[name]) * 1000 / count for name in pids}
+
+
+def sentiment(n: int) -> dict:
+    return {"user_id": f"P{n % 60:03d}", "emotion": "happy", "intensity": 0.5}
+
+
+def start_reference(kind: str, uri: str, db_name: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "reference_apps.py"), kind, str(port), uri, db_name],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(http_ok(f"{url}/api/sentiments"), 30, f"the {kind} reference app")
+    return process, url
+
+
+def row(label: str, costs: dict[str, float], columns: list[str]) -> str:
+    cells = [f"{costs[c]:8.2f}" if c in costs else f"{'':>8}" for c in columns]
+    return f"{label:<34}" + "".join(cells) + f"{sum(costs.values()):8.2f}"
+
+
+async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
+    pid = {name: process.pid for name, process in supervisor.processes.items()}
+    gateway = config.url("gateway")
+    limits = httpx.Limits(max_connections=args.concurrency)
+    device = httpx.AsyncClient(
+        base_url=gateway, headers=bearer(config, "device"), limits=limits, timeout=600
+    )
+    viewer = httpx.AsyncClient(
+        base_url=gateway, headers=bearer(config, "viewer"), limits=limits, timeout=600
+    )
+    columns = ["gateway", "service", "database"]
+    print(f"{'CPU ms per request':<34}" + "".join(f"{c:>8}" for c in columns) + f"{'sum':>8}")
+
+    def through(service: str) -> dict[str, int]:
+        return {"gateway": pid["gateway"], "service": pid[service], "database": pid["database"]}
+
+    n = args.requests
+    results: dict[str, dict[str, float]] = {}
+    results["single post"] = await measure(
+        "single post",
+        through("ingest"),
+        lambda i: device.post("/api/sentiments", json=sentiment(i)),
+        n,
+        args.concurrency,
+        201,
+    )
+    batch = [sentiment(i) for i in range(500)]
+    results["batch of 500 (per batch)"] = await measure(
+        "batch",
+        through("ingest"),
+        lambda i: device.post("/api/sentiments/batch", json=batch),
+        max(10, n // 100),
+        4,
+    )
+    results["list page of 100"] = await measure(
+        "list page",
+        through("ingest"),
+        lambda i: viewer.get("/api/sentiments", params={"limit": 100}),
+        max(50, n // 4),
+        args.concurrency,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ten.mp4"
+        build_video(path, 10 * MiB)
+        _, vlog_id = await gateway_upload(device, path, "P001")
+    results["10 MB video download"] = await measure(
+        "download",
+        through("media"),
+        lambda i: viewer.get(f"/api/vlogs/{vlog_id}/download"),
+        max(10, n // 100),
+        4,
+    )
+    export_pids = {
+        "gateway": pid["gateway"],
+        "ingest": pid["ingest"],
+        "media": pid["media"],
+        "database": pid["database"],
+    }
+    export = await measure(
+        "export page", export_pids, lambda i: viewer.get("/export"), max(10, n // 100), 4
+    )
+    results["export page"] = {
+        "gateway": export["gateway"],
+        "service": export["ingest"] + export["media"],
+        "database": export["database"],
+    }
+    for label, costs in results.items():
+        print(row(f"EmoGo: {label}", costs, columns), flush=True)
+
+    for kind, title in (("minimal", "minimal Litestar"), ("seed", "seed's shape (FastAPI)")):
+        process, url = start_reference(kind, config.mongodb_uri, "emogo_bench_reference")
+        try:
+            async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as direct:
+                pids = {"service": process.pid, "database": pid["database"]}
+                single = await measure(
+                    f"{kind} single post",
+                    pids,
+                    lambda i: direct.post("/api/sentiments", json=sentiment(i)),
+                    n,
+                    args.concurrency,
+                    201,
+                )
+                listing = await measure(
+                    f"{kind} list page",
+                    pids,
+                    lambda i: direct.get("/api/sentiments"),
+                    max(50, n // 4),
+                    args.concurrency,
+                )
+            print(row(f"{title}: single post", single, columns))
+            print(row(f"{title}: list page of 100", listing, columns), flush=True)
+            results[f"{kind} single"] = single
+        finally:
+            process.terminate()
+            process.wait(10)
+
+    ours = results["single post"]
+    seed = results["seed single"]
+    pair = ours["gateway"] + ours["service"]
+    print(
+        f"\nsingle post: gateway + ingest {pair:.2f} ms against the seed's {seed['service']:.2f} ms"
+        f" (ratio {pair / seed['service']:.2f}); ingest alone "
+        f"{ours['service'] / results['minimal single']['service']:.1f}x the minimal app"
+    )
+    await device.aclose()
+    await viewer.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="single posts to send")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    with throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, supervisor):
+        asyncio.run(run(config, supervisor, args))
+    print(f"({time.perf_counter() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The two reference apps `cpu_cost.py` measures EmoGo against, on the same database.
+
+- `minimal`: the least a Litestar app can do for a sentiment: decode the body with
+  msgspec into a struct, insert it with PyMongo's async client, answer the id; and a
+  list page of 100 as raw documents.
+- `seed`: the shape of the seed's monolith: FastAPI, a pydantic model per record,
+  one insert per request, `_id` turned into a string for lists. The seed used Motor;
+  Motor is deprecated and wraps the same driver, so PyMongo's async client stands in.
+
+    python bench/reference_apps.py minimal|seed PORT MONGODB_URI DB_NAME
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import msgspec
+import uvicorn
+from pymongo import AsyncMongoClient
+
+
+def minimal_app(uri: str, db_name: str):  # noqa: ANN201 - an ASGI app
+    from litestar import Litestar, Request, get, post
+
+    class Sentiment(msgspec.Struct):
+        user_id: str
+        emotion: str
+        intensity: float
+        timestamp: str | None = None
+
+    client: AsyncMongoClient = AsyncMongoClient(uri)
+    sentiments = client[db_name]["reference_minimal"]
+
+    @post("/api/sentiments", status_code=201)
+    async def create(request: Request) -> dict:
+        record = msgspec.json.decode(await request.body(), type=Sentiment)
+        document = msgspec.structs.asdict(record)
+        document["received_at"] = datetime.now(UTC)
+        result = await sentiments.insert_one(document)
+        return {"message": "Sentiment created successfully", "id": str(result.inserted_id)}
+
+    @get("/api/sentiments")
+    async def listing() -> list[dict]:
+        found = await sentiments.find().limit(100).to_list()
+        for document in found:
+            document["_id"] = str(document["_id"])
+        return found
+
+    return Litestar([create, listing])
+
+
+def seed_app(uri: str, db_name: str):  # noqa: ANN201 - an ASGI app
+    from fastapi import FastAPI
+    from pydantic import BaseModel, Field
+
+    class SentimentCreate(BaseModel):
+        user_id: str
+        emotion: str
+        intensity: float = Field(ge=0, le=1)
+        timestamp: datetime | None = None
+        note: str | None = None
+        context: str | None = None
+
+    client: AsyncMongoClient = AsyncMongoClient(uri)
+    sentiments = client[db_name]["reference_seed"]
+    app = FastAPI()
+
+    @app.post("/api/sentiments", status_code=201)
+    async def create(sentiment: SentimentCreate) -> dict:
+        document = sentiment.model_dump()
+        document["timestamp"] = document["timestamp"] or datetime.now(UTC)
+        result = await sentiments.insert_one(document)
+        return {"message": "Sentiment created successfully", "id": str(result.inserted_id)}
+
+    @app.get("/api/sentiments")
+    async def listing(limit: int = 100) -> list[dict]:
+        found = await sentiments.find().sort("timestamp", -1).limit(limit).to_list()
+        for document in found:
+            document["_id"] = str(document["_id"])
+        return found
+
+    return app
+
+
+if __name__ == "__main__":
+    kind, port, uri, db_name = sys.argv[1:5]
+    make = minimal_app if kind == "minimal" else seed_app
+    uvicorn.run(make(uri, db_name), host="127.0.0.1", port=int(port), log_level="warning")
