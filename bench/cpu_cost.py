@@ -97,7 +97,10 @@ async def measure(
 
 
 def sentiment(n: int) -> dict:
-    return {"user_id": f"P{n % 60:03d}", "emotion": "happy", "intensity": 0.5}
+    """Reported over the last week, as a class's phones would (a list page then reads
+    a realistic stretch of time, not thousands of records of the same second)."""
+    at = time.time() - (n * 7919) % (7 * 86400)
+    return {"user_id": f"P{n % 60:03d}", "emotion": "happy", "intensity": 0.5, "timestamp": at}
 
 
 def start_reference(kind: str, uri: str, db_name: str) -> tuple[subprocess.Popen, str]:

@@ -10,7 +10,6 @@
     python bench/reference_apps.py minimal|seed PORT MONGODB_URI DB_NAME
 """
 
-from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ def minimal_app(uri: str, db_name: str):  # noqa: ANN201 - an ASGI app
         user_id: str
         emotion: str
         intensity: float
-        timestamp: str | None = None
+        timestamp: float | str | None = None
 
     client: AsyncMongoClient = AsyncMongoClient(uri)
     sentiments = client[db_name]["reference_minimal"]

@@ -3,8 +3,8 @@
 A sorted, limited query costs the embedded database (SecantusDB) every document
 that matches it, not just the page: on a semester of one class (700 k GPS fixes)
 the seed's `GET /api/gps?limit=100` read all of them, 15 s. Here a page is read in
-*bands* of time walking away from where it starts, each four times wider than
-the last, until the page is full or the span is exhausted, so a page costs
+*bands* of time walking away from where it starts (a minute first), each four
+times wider than the last, until the page is full or the span is exhausted, so a page costs
 about what lies in the last band, in proportion to the page, not to the history.
 Stretches with no data (a participant who stopped, a study that closed) are
 jumped over by `DaysWithData`, the days the daily rollups know of, so a gap costs
@@ -29,7 +29,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from services.common.pagination import Order, TimeCursor
 from services.common.timestamps import EARLIEST_PLAUSIBLE
 
-FIRST_BAND = timedelta(minutes=15)
+FIRST_BAND = timedelta(minutes=1)
 GROWTH = 4
 # A planned band aims at this many times the records still wanted.
 PLAN_MARGIN = 1.25
@@ -91,8 +91,12 @@ class BandedReader:
         ceiling: datetime,
         days: DaysWithData | None,
         projection: dict[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.collection = collection
+        # Times past `now` are rare (clocks ahead): a newest-first page looks there
+        # first in one band of its own, then walks down from `now`.
+        self.now = _naive(now) if now is not None else None
         self.span = Span.of(query, _naive(ceiling))
         self.rest = {k: v for k, v in query.items() if k != "timestamp"}
         self.days = days
@@ -124,6 +128,10 @@ class BandedReader:
                 low = max(low, at + ONE_MS)
             else:
                 high = min(high, at)
+        if order is Order.DESC and self.now is not None and low < self.now < high:
+            ahead = await self._find({"$gte": self.now, "$lt": high}, order, want - len(found))
+            found += ahead
+            high = self.now
         width: timedelta | None = None  # planned from the day counts when known
         while len(found) < want and low < high:
             descending = order is Order.DESC

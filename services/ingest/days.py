@@ -23,6 +23,7 @@ from services.ingest.models import DaysSeen, RollupState, RollupTotal
 
 ANYONE = "*"
 STATE_ID = "rollups"
+UNCOUNTED_DAY = 1_000_000
 # Keys this worker has registered; forgotten when it grows past this.
 REMEMBERED_KEYS = 100_000
 
@@ -86,7 +87,8 @@ async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithDa
         {"_id": _seen_id(kind, user_id or ANYONE)}
     )
     for day in (seen or {}).get("days", {}):
-        counts.setdefault(day, 1)
+        # Not counted yet: taken as busy, so a page starts with a narrow band there.
+        counts.setdefault(day, UNCOUNTED_DAY)
     return DaysWithData(counts=counts)
 
 

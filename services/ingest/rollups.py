@@ -193,13 +193,53 @@ async def rollup_rows(
     rows: dict[Key, dict[str, Any]] = {}
     async for row in _collection(level).find(query, {"_id": 0, "level": 0}):
         rows[(row["kind"], row["user_id"], row["day"], row["emotion"])] = row
+    # A row newer than the mark is being folded right now: then each unfolded record
+    # is checked against its row; otherwise the database sums the unfolded records.
+    folding = any(row.get("folded_to", mark) > mark for row in rows.values())
     for kind in kinds:
-        tail = kind.collection.find({**window, "received_at": {"$gte": mark}}, FIELDS)
-        async for record in tail:
-            row = rows.get(_at_level(level, _key(kind, record)))
-            if row is None or record["received_at"] >= row.get("folded_to", mark):
-                _count_into(rows, kind, record, level)
+        unfolded = {**window, "received_at": {"$gte": mark}}
+        if folding:
+            async for record in kind.collection.find(unfolded, FIELDS):
+                row = rows.get(_at_level(level, _key(kind, record)))
+                if row is None or record["received_at"] >= row.get("folded_to", mark):
+                    _count_into(rows, kind, record, level)
+            continue
+        for group in await _daily_sums(kind, unfolded):
+            _add(rows, _at_level(level, group["key"]), group)
     return list(rows.values())
+
+
+async def _daily_sums(kind: TelemetryKind, match: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records matching `match` summed per participant, day and emotion, by the
+    database (it returns a few sums, not the records)."""
+    key = {
+        "user_id": "$user_id",
+        "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp"}},
+    }
+    if kind is SENTIMENTS:
+        key["emotion"] = "$emotion"
+    pipeline = [
+        {"$match": match},
+        {
+            "$group": {
+                "_id": key,
+                "records": {"$sum": 1},
+                "intensity_sum": {"$sum": "$intensity" if kind is SENTIMENTS else 0},
+                "first": {"$min": "$timestamp"},
+                "last": {"$max": "$timestamp"},
+            }
+        },
+    ]
+    groups = await (await kind.collection.aggregate(pipeline)).to_list()
+    for group in groups:
+        group_key = group["_id"]
+        group["key"] = (
+            kind.key,
+            group_key["user_id"],
+            group_key["day"],
+            group_key.get("emotion", ""),
+        )
+    return groups
 
 
 # --- folding -------------------------------------------------------------------------

@@ -238,8 +238,9 @@ async def _reader(kind: TelemetryKind, query: dict[str, Any], max_ahead: timedel
     days = await days_with_data(kind, user_id if isinstance(user_id, str) else None)
     # No record is stored with a time further ahead than writes accept (plus a margin
     # for a setting lowered since).
-    ceiling = stored_now() + max_ahead + timedelta(days=1)
-    return BandedReader(kind.collection, query, ceiling, days)
+    now = stored_now()
+    ceiling = now + max_ahead + timedelta(days=1)
+    return BandedReader(kind.collection, query, ceiling, days, now=now + timedelta(minutes=1))
 
 
 async def list_page(
