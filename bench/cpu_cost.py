@@ -239,7 +239,12 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     with throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, supervisor):
-        asyncio.run(run(config, supervisor, args))
+        try:
+            asyncio.run(run(config, supervisor, args))
+        except SystemExit:
+            import subprocess
+            print(subprocess.run(["grep", "-h", "WARN\\|ERROR\\|503", str(config.log_dir / "ingest.log"), str(config.log_dir / "gateway.log")], capture_output=True, text=True).stdout[-3000:])
+            raise
     print(f"({time.perf_counter() - began:.0f} s)")
 
 

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pymongo
-from pymongo import DeleteMany, UpdateOne
+from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.common.timestamps import stored_now
@@ -253,19 +253,29 @@ async def _recount_groups(
     writes: list[Any] = []
     for user_id, day in sorted(groups):
         start = datetime.strptime(day, "%Y-%m-%d")
-        query = {
-            "user_id": user_id,
-            "timestamp": {"$gte": start, "$lt": start + timedelta(days=1)},
-            **_received_before(upto),
-        }
+        # Received after `upto` is left out here, not in the query: a condition on
+        # `received_at` beside the index's fields made the database scan everything.
+        query = {"user_id": user_id, "timestamp": {"$gte": start, "$lt": start + timedelta(days=1)}}
         rows: dict[Key, dict[str, Any]] = {}
         async for record in kind.collection.find(query, FIELDS):
-            _count_into(rows, kind, record)
+            received = record.get("received_at")
+            if received is None or received < upto:
+                _count_into(rows, kind, record)
         writes += _upserts(rows.values(), upto)
-        kept = [key[3] for key in rows]
-        group = {"kind": kind.key, "user_id": user_id, "day": day, "emotion": {"$nin": kept}}
-        writes.append(DeleteMany(group))
+        group = {"kind": kind.key, "user_id": user_id, "day": day}
+        writes += await _emptied(_collection(DAILY), group, {key[3] for key in rows})
     return writes
+
+
+async def _emptied(collection: Any, group: dict[str, Any], kept: set[str]) -> list[DeleteOne]:
+    """Deletes of the group's rows whose emotion no longer has records, each by its
+    whole key (a `$nin` on emotion made the database scan every row)."""
+    stored = collection.find(group, {"_id": 0, "emotion": 1})
+    return [
+        DeleteOne({**group, "emotion": row["emotion"]})
+        async for row in stored
+        if row["emotion"] not in kept
+    ]
 
 
 async def fold(start: datetime, upto: datetime) -> int:
@@ -309,9 +319,11 @@ async def _recount_totals(
         _add(totals, _at_level(level, key), row)
     writes: list[Any] = _upserts(totals.values(), upto, level)
     for member in members:
-        kept = [key[3] for key in totals if key[1 if level == PARTICIPANT else 2] == member]
-        group = {"kind": kind.key, "level": level, field: member, "emotion": {"$nin": kept}}
-        writes.append(DeleteMany(group))
+        kept = {key[3] for key in totals if key[1 if level == PARTICIPANT else 2] == member}
+        # The key's other field is "" at this level; naming it keeps the index in use.
+        other = {"day": ""} if level == PARTICIPANT else {"user_id": ""}
+        group = {"kind": kind.key, "level": level, field: member, **other}
+        writes += await _emptied(RollupTotal.get_pymongo_collection(), group, kept)
     for offset in range(0, len(writes), WRITE_BATCH):
         await RollupTotal.get_pymongo_collection().bulk_write(
             writes[offset : offset + WRITE_BATCH], ordered=True
