@@ -4,6 +4,7 @@ behind the gateway, a second ingest replica, and workers killed under load."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import threading
 import time
@@ -47,8 +48,9 @@ def worker_pids(stack: Stack, service: str) -> set[int]:
 
 def served_by(stack: Stack, service: str) -> set[str]:
     """The worker numbers that wrote access lines to the service's log."""
-    log = (stack.config.log_dir / f"{service}.log").read_text()
-    return {w for w in ("1", "2") if '"emogo.access"' in log and f'"worker": "{w}"' in log}
+    lines = (stack.config.log_dir / f"{service}.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return {e["worker"] for e in entries if e["logger"] == "emogo.access" and "worker" in e}
 
 
 def sentiment(participant: str, n: int) -> dict:
