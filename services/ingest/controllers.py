@@ -27,7 +27,7 @@ from services.common.pagination import (
     next_page_headers,
 )
 from services.common.validation import decode_json, read_body, require_json
-from services.ingest import services
+from services.ingest import services, summaries
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
     BatchResult,
@@ -207,7 +207,7 @@ class TelemetryController(Controller):
         summary="Totals, time span and emotion distribution",
     )
     async def summary(self, window: MongoFilter) -> TelemetryTotals:
-        return await services.totals(window)
+        return await summaries.totals(window)
 
     @get(
         "/timeline",
@@ -216,7 +216,7 @@ class TelemetryController(Controller):
         summary="Per UTC day and emotion: count and mean intensity",
     )
     async def timeline(self, window: MongoFilter) -> list[TimelinePoint]:
-        return await services.timeline(window)
+        return await summaries.timeline(window)
 
     @get(
         "/participants",
@@ -231,7 +231,7 @@ class TelemetryController(Controller):
         cursor: CursorParameter = None,
     ) -> ParticipantPage:
         after = decode_cursor(cursor, tuple[str])[0] if cursor else None
-        rows, last = await services.participant_summaries(window, after, limit)
+        rows, last = await summaries.participant_summaries(window, after, limit)
         return ParticipantPage(
             participants=rows, next_cursor=encode_cursor((last,)) if last else None
         )
@@ -245,7 +245,7 @@ class TelemetryController(Controller):
     async def participant(
         self, span: MongoFilter, user_id: ParticipantPath
     ) -> ParticipantTelemetry:
-        rows, _ = await services.participant_summaries({**span, "user_id": user_id}, None, 1)
+        rows, _ = await summaries.participant_summaries({**span, "user_id": user_id}, None, 1)
         if not rows:
             raise NotFound(f"No telemetry for participant {user_id!r}")
         return rows[0]
