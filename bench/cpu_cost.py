@@ -240,12 +240,7 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     with throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, supervisor):
-        try:
-            asyncio.run(run(config, supervisor, args))
-        except SystemExit:
-            import subprocess
-            print(subprocess.run(["grep", "-h", "WARN\\|ERROR\\|503", str(config.log_dir / "ingest.log"), str(config.log_dir / "gateway.log")], capture_output=True, text=True).stdout[-3000:])
-            raise
+        asyncio.run(run(config, supervisor, args))
     print(f"({time.perf_counter() - began:.0f} s)")
 
 

@@ -10,7 +10,6 @@
     python bench/reference_apps.py minimal|seed PORT MONGODB_URI DB_NAME
 """
 
-
 import sys
 from datetime import UTC, datetime
 
@@ -19,7 +18,7 @@ import uvicorn
 from pymongo import AsyncMongoClient
 
 
-def minimal_app(uri: str, db_name: str):  # noqa: ANN201 - an ASGI app
+def minimal_app(uri: str, db_name: str):
     from litestar import Litestar, Request, get, post
 
     class Sentiment(msgspec.Struct):
@@ -49,7 +48,7 @@ def minimal_app(uri: str, db_name: str):  # noqa: ANN201 - an ASGI app
     return Litestar([create, listing])
 
 
-def seed_app(uri: str, db_name: str):  # noqa: ANN201 - an ASGI app
+def seed_app(uri: str, db_name: str):
     from fastapi import FastAPI
     from pydantic import BaseModel, Field
 

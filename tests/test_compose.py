@@ -48,10 +48,8 @@ def test_app_services_share_one_image_and_wait_for_their_dependencies(compose: d
     gateway = services["gateway"]
     for name in ("ingest", "media", "admin"):
         assert gateway["depends_on"][name]["condition"] == "service_healthy"
-        assert (
-            gateway["environment"][f"EMOGO_{name.upper()}_URL"]
-            == f"http://{name}:{APP_SERVICES[name]}"
-        )
+        urls = gateway["environment"][f"EMOGO_{name.upper()}_URL"].split(",")
+        assert urls[0] == f"http://{name}:{APP_SERVICES[name]}"
     assert (REPO / "Dockerfile").exists()
 
 
@@ -148,3 +146,23 @@ def test_secrets_are_required_not_defaulted(compose: dict) -> None:
 def test_dockerfile_runs_as_an_unprivileged_user() -> None:
     dockerfile = Path(REPO / "Dockerfile").read_text()
     assert re.search(r"^USER (?!root)\S+", dockerfile, re.MULTILINE)
+
+
+def test_ingest_and_media_run_two_replicas_behind_the_gateway(compose: dict) -> None:
+    services = compose["services"]
+    gateway = services["gateway"]["environment"]
+    assert gateway["EMOGO_INGEST_URL"].split(",") == ["http://ingest:8001", "http://ingest-2:8001"]
+    assert gateway["EMOGO_MEDIA_URL"].split(",") == ["http://media:8002", "http://media-2:8002"]
+    for name, port in (("ingest", "8001"), ("media", "8002")):
+        first, second = services[name], services[f"{name}-2"]
+        assert second["command"] == first["command"]
+        assert second["healthcheck"] == first["healthcheck"]
+        assert second["depends_on"] == first["depends_on"]
+        assert second["environment"][f"EMOGO_{name.upper()}_PORT"] == port
+        assert second["environment"]["EMOGO_REPLICA"] == "2"
+        # The same database settings as the first replica.
+        assert second["environment"]["MONGODB_URI"] == first["environment"]["MONGODB_URI"]
+        assert f"{name}-2" in services["gateway"]["depends_on"]
+    # Each media replica keeps its temporary files on a volume of its own.
+    assert "media-2-tmp:/data/tmp" in services["media-2"]["volumes"]
+    assert "media-2-tmp" in compose["volumes"]

@@ -83,6 +83,7 @@ class RedactingJsonFormatter(logging.Formatter):
         self._service = service
         self._redactor = redactor
         self._worker = os.environ.get("EMOGO_WORKER")
+        self._replica = os.environ.get("EMOGO_REPLICA")
         self._encoder = msgspec.json.Encoder(enc_hook=str)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -104,6 +105,8 @@ class RedactingJsonFormatter(logging.Formatter):
         entry["time"] = datetime.fromtimestamp(record.created, UTC).isoformat()
         entry["service"] = self._service
         entry["request_id"] = request_id_var.get()
+        if self._replica:
+            entry["replica"] = self._replica
         if self._worker:
             entry["worker"] = self._worker
         line = self._redactor(self._encoder.encode(entry).decode())
@@ -142,10 +145,14 @@ def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable
         root.removeHandler(handler)
         handler.close()
     stream = logging.StreamHandler(sys.stdout)
-    # Several workers of a service share its file: the first rotates it, the others
+    # Several workers (and replicas on one log volume, EMOGO_REPLICA) of a service
+    # share its file: the first worker of the first replica rotates it, the others
     # reopen it when it has been rotated under them (services.common.workers).
     file_handler: logging.Handler
-    if os.environ.get("EMOGO_WORKER", "1") == "1":
+    first = (
+        os.environ.get("EMOGO_WORKER", "1") == "1" and os.environ.get("EMOGO_REPLICA", "1") == "1"
+    )
+    if first:
         file_handler = SharedRotatingFileHandler(
             path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )

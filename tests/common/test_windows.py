@@ -4,6 +4,7 @@ cursors, on the real database."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -99,6 +100,6 @@ def test_stream_bands_are_contiguous_and_sized_by_the_day_counts() -> None:
     bands = reader._stream_bands(datetime(2000, 1, 1), datetime(2026, 1, 1))
     assert bands[0][0] == datetime(2000, 1, 1)
     assert bands[-1][1] == datetime(2026, 1, 1)
-    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bands))
     # 9,000 a day: a band closes once it holds 20,000 or more, every third day.
     assert [band[1].day for band in bands[:-1]] == [4, 7, 10]
