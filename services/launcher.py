@@ -39,7 +39,10 @@ ROLES = ("admin", "viewer", "device")
 DEFAULT_DB_PORT = 27018
 CREDENTIALS_FILE = "credentials.env"
 SECRET_KEY_VARIABLE = "EMOGO_SECRET_KEY"  # noqa: S105 - the variable's name
-READY_TIMEOUT_SECONDS = 60.0
+# A service builds missing indexes before it is ready: on a large database (a new
+# index after an upgrade) that takes minutes, so the wait is long and reported.
+READY_TIMEOUT_SECONDS = 600.0
+STILL_STARTING_EVERY_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 # A child that dies more often than this within the window takes the stack down.
 MAX_RESTARTS = 3
@@ -293,8 +296,19 @@ class Supervisor:
 
     def wait_ready(self, name: str, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         spec, process = self.specs[name], self.processes[name]
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        next_note = started + STILL_STARTING_EVERY_SECONDS
         while time.monotonic() < deadline:
+            if time.monotonic() > next_note:
+                waited = time.monotonic() - started
+                print(
+                    f"{name} is still starting after {waited:.0f} s (building indexes on a "
+                    f"large database can take minutes; see {spec.console_log})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                next_note += STILL_STARTING_EVERY_SECONDS
             if process.poll() is not None:
                 raise StackError(
                     f"The {name} exited with code {process.returncode} while starting. "
