@@ -1,0 +1,193 @@
+"""Reads on a semester of one class, on the embedded database, through the gateway.
+
+Stores the data set `python -m generators telemetry --participants 60 --days 120`
+sends (about 720 k records, GPS every 10 minutes) straight into a fresh SecantusDB,
+made by the ingest service's own record conversion (sending it through the gateway
+takes about five minutes and measures nothing here); starts the stack on it, waits
+until the daily rollups are counted, then times (median of several) what a TA and
+an analysis script do, against the targets:
+
+  /export (the TA's page)                         under 300 ms
+  GET /api/gps?limit=100 (no filter)              under 100 ms
+  a participant's newest 100 GPS fixes            under 50 ms
+  a cursor walk of ~100 k fixes                   under 3x the NDJSON stream of the same
+  gps.csv (every fix)                             at least 0.8 of the NDJSON stream's rate
+
+    .venv/bin/python bench/semester.py [--participants 60] [--days 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from pymongo import MongoClient
+from support import bearer, throwaway_stack
+
+from generators.telemetry import dataset
+from services.common.timestamps import stored_now
+from services.common.validation import convert_record
+from services.ingest.kinds import GPS_FIXES, SENTIMENTS
+from services.ingest.services import to_document
+from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
+from tests.support import free_port, wait_until
+
+DB_NAME = "emogo"
+
+
+def load(uri: str, participants: int, days: int) -> tuple[int, int]:
+    start = datetime.now(UTC).date() - timedelta(days=days)
+    moods, fixes = dataset(participants, days, 1, start)
+    now = stored_now()
+    database = MongoClient(uri)[DB_NAME]
+    for kind, records in ((SENTIMENTS, moods), (GPS_FIXES, fixes)):
+        collection = database[kind.document.Settings.name]
+        for first in range(0, len(records), 10_000):
+            documents = [
+                to_document(kind, convert_record(record, kind.record_in), now, timedelta(days=1))
+                for record in records[first : first + 10_000]
+            ]
+            collection.insert_many(documents, ordered=False)
+    return len(moods), len(fixes)
+
+
+def timed(client: httpx.Client, path: str, params: dict | None = None, runs: int = 5) -> float:
+    """Median seconds of `runs` GETs (after one to warm up)."""
+    client.get(path, params=params).raise_for_status()
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        client.get(path, params=params).raise_for_status()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def walk(client: httpx.Client, params: dict) -> tuple[int, float]:
+    began, records, cursor = time.perf_counter(), 0, None
+    while True:
+        page = client.get("/api/gps", params={**params, "cursor": cursor} if cursor else params)
+        page.raise_for_status()
+        records += len(page.json())
+        cursor = page.headers.get("x-next-cursor")
+        if not cursor:
+            return records, time.perf_counter() - began
+
+
+def download(client: httpx.Client, path: str, params: dict | None = None) -> tuple[int, float]:
+    began, lines = time.perf_counter(), 0
+    with client.stream("GET", path, params=params) as response:
+        response.raise_for_status()
+        for piece in response.iter_bytes():
+            lines += piece.count(b"\n")
+    return lines, time.perf_counter() - began
+
+
+def verdict(ok: bool) -> str:
+    return "meets the target" if ok else "MISSES the target"
+
+
+def measure(gateway: str, headers: dict[str, str], participants: int, days: int) -> None:
+    with httpx.Client(base_url=gateway, headers=headers, timeout=600) as viewer:
+        someone = viewer.get("/api/telemetry/participants", params={"limit": 1}).json()
+        user_id = someone["participants"][0]["user_id"]
+        rows = [
+            ("/export", timed(viewer, "/export"), 0.300),
+            ("GET /api/gps?limit=100", timed(viewer, "/api/gps", {"limit": 100}), 0.100),
+            (
+                "a participant's newest 100 fixes",
+                timed(viewer, "/api/gps", {"user_id": user_id, "limit": 100}),
+                0.050,
+            ),
+            ("/api/telemetry/summary", timed(viewer, "/api/telemetry/summary"), None),
+            (
+                "/api/telemetry/participants?limit=25",
+                timed(viewer, "/api/telemetry/participants", {"limit": 25}),
+                None,
+            ),
+        ]
+        for label, seconds, target in rows:
+            note = (
+                f"  (target {target * 1000:.0f} ms: {verdict(seconds < target)})" if target else ""
+            )
+            print(f"{label:<40}{seconds * 1000:8.1f} ms{note}", flush=True)
+
+        # About 100 k fixes: the last days of the semester, oldest first.
+        per_day = participants * 144
+        span = {
+            "since": (datetime.now(UTC) - timedelta(days=max(1, 100_000 // per_day)))
+            .date()
+            .isoformat()
+        }
+        streamed, stream_seconds = download(viewer, "/api/gps/stream", span)
+        walked, walk_seconds = walk(viewer, {**span, "order": "asc", "limit": 1000})
+        ratio = walk_seconds / stream_seconds
+        print(
+            f"cursor walk of {walked} fixes (pages of 1000): {walk_seconds:.2f} s, "
+            f"{ratio:.2f}x the NDJSON stream of the same ({streamed} in {stream_seconds:.2f} s)"
+            f"  (target under 3x: {verdict(ratio < 3 and walked == streamed)})",
+            flush=True,
+        )
+        rows_csv, csv_seconds = download(viewer, "/api/export/gps.csv")
+        lines, ndjson_seconds = download(viewer, "/api/gps/stream")
+        rate = (rows_csv - 1) / csv_seconds / (lines / ndjson_seconds)
+        print(
+            f"gps.csv: {rows_csv - 1} rows in {csv_seconds:.1f} s; NDJSON stream: {lines} in "
+            f"{ndjson_seconds:.1f} s; CSV rate {rate:.2f} of NDJSON's"
+            f"  (target at least 0.8: {verdict(rate >= 0.8)})",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--participants", type=int, default=60)
+    parser.add_argument("--days", type=int, default=120)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="emogo-semester-") as folder:
+        port = free_port()
+        database = subprocess.Popen(
+            secantus_argv(port, Path(folder) / "db"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        uri = local_mongodb_uri(port)
+        try:
+            wait_until(mongo_ready(uri), 30, "SecantusDB")
+            began = time.perf_counter()
+            moods, fixes = load(uri, args.participants, args.days)
+            print(
+                f"stored {moods} sentiments and {fixes} GPS fixes in "
+                f"{time.perf_counter() - began:.0f} s",
+                flush=True,
+            )
+            began = time.perf_counter()
+            with throwaway_stack(uri, DB_NAME=DB_NAME, EMOGO_LOG_LEVEL="INFO") as (config, _):
+                state = MongoClient(uri)[DB_NAME]["telemetry_daily_state"]
+
+                def counted() -> bool:
+                    found = state.find_one({"_id": "rollups"})
+                    return bool(found and found.get("folded_before"))
+
+                wait_until(counted, 1800, "the rollups to be counted")
+                print(
+                    f"indexes built and rollups counted in {time.perf_counter() - began:.0f} s",
+                    flush=True,
+                )
+                measure(
+                    config.url("gateway"), bearer(config, "viewer"), args.participants, args.days
+                )
+        finally:
+            database.terminate()
+            database.wait(30)
+
+
+if __name__ == "__main__":
+    main()
