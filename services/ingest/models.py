@@ -12,6 +12,7 @@ from datetime import datetime
 
 import pymongo
 from beanie import Document
+from pydantic import BaseModel
 from pymongo import IndexModel
 
 # Makes a client id idempotent per participant; records without one are not deduplicated.
@@ -74,10 +75,9 @@ class GpsFix(Document):
 DOCUMENTS: list[type[Document]] = [Sentiment, GpsFix]
 
 
-class DailyRollup(Document):
-    """Records per kind, participant, UTC day (and emotion), counted from the records
-    received before `folded_to` (services.ingest.rollups), so totals, timelines and
-    participant tables read a few rows per participant and day instead of every record."""
+class RollupCounts(BaseModel):
+    """What a rollup row counts: the records received before `folded_to` (services.
+    ingest.rollups), their intensity sum and their first and last time."""
 
     kind: str
     user_id: str
@@ -88,6 +88,11 @@ class DailyRollup(Document):
     first: datetime
     last: datetime
     folded_to: datetime
+
+
+class DailyRollup(RollupCounts, Document):
+    """Per kind, participant, UTC day (and emotion), so totals, timelines and
+    participant tables read a few rows per participant and day instead of every record."""
 
     class Settings:
         name = "telemetry_daily"
@@ -101,21 +106,12 @@ class DailyRollup(Document):
         ]
 
 
-class RollupTotal(Document):
+class RollupTotal(RollupCounts, Document):
     """Sums of daily rows: per participant over all days (`level` "participant", `day`
     ""), and per day over all participants (`level` "day", `user_id` ""), so the
     export page's totals, participant table and timeline read a few hundred rows."""
 
-    kind: str
     level: str
-    user_id: str
-    day: str
-    emotion: str
-    records: int
-    intensity_sum: float
-    first: datetime
-    last: datetime
-    folded_to: datetime
 
     class Settings:
         name = "telemetry_totals"
