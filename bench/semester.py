@@ -19,6 +19,7 @@ an analysis script do, against the targets:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import subprocess
 import tempfile
@@ -27,13 +28,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from pymongo import MongoClient
+from beanie import init_beanie
+from pymongo import AsyncMongoClient, MongoClient
 from support import bearer, throwaway_stack
 
 from generators.telemetry import dataset
 from services.common.timestamps import stored_now
 from services.common.validation import convert_record
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
+from services.ingest.models import DOCUMENTS
 from services.ingest.services import to_document
 from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
 from tests.support import free_port, wait_until
@@ -41,7 +44,16 @@ from tests.support import free_port, wait_until
 DB_NAME = "emogo"
 
 
+async def create_indexes(uri: str) -> None:
+    """The ingest service's indexes, made on the empty collections: kept up while
+    loading costs less than building them over 700 k records afterwards."""
+    client: AsyncMongoClient = AsyncMongoClient(uri)
+    await init_beanie(database=client[DB_NAME], document_models=DOCUMENTS)
+    await client.close()
+
+
 def load(uri: str, participants: int, days: int) -> tuple[int, int]:
+    asyncio.run(create_indexes(uri))
     start = datetime.now(UTC).date() - timedelta(days=days)
     moods, fixes = dataset(participants, days, 1, start)
     now = stored_now()

@@ -41,7 +41,7 @@ CREDENTIALS_FILE = "credentials.env"
 SECRET_KEY_VARIABLE = "EMOGO_SECRET_KEY"  # noqa: S105 - the variable's name
 # A service builds missing indexes before it is ready: on a large database (a new
 # index after an upgrade) that takes minutes, so the wait is long and reported.
-READY_TIMEOUT_SECONDS = 600.0
+READY_TIMEOUT_SECONDS = 1800.0
 STILL_STARTING_EVERY_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 # A child that dies more often than this within the window takes the stack down.

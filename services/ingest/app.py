@@ -5,19 +5,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pymongo
 from litestar import Litestar
 
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.models import DOCUMENTS
-from services.ingest.rollups import RollupFolder, ensure_rollups
+from services.ingest.rollups import RECOUNT_TIMEOUT_SECONDS, RollupFolder, ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
 
 
 @asynccontextmanager
 async def rollups_ready(app: Litestar) -> AsyncIterator[None]:
     """The daily rollups add up to the records at start, and stay so while running."""
-    await ensure_rollups()
+    # Counting a large collection takes the embedded database longer than one
+    # operation's usual deadline.
+    with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
+        await ensure_rollups()
     # A write of unknown outcome is settled once its deadline has passed, twice over.
     folder = RollupFolder(settle_seconds=2 * app.state.settings.db_timeout + 1)
     folder.start()

@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import msgspec
+import pymongo
 from litestar import Litestar
 
 from services.common.app import build_app
+from services.common.database import INDEX_BUILD_TIMEOUT_SECONDS
 from services.common.workers import WORKER_VARIABLE
 from services.media import services
 from services.media.controllers import VlogController
@@ -41,7 +43,8 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         """Storage, the preview worker and the clean-up of abandoned uploads, after the
         database lifespan has opened the client."""
         storage = GridFSStorage(app.state.mongo[settings.db_name])
-        await storage.prepare()
+        with pymongo.timeout(INDEX_BUILD_TIMEOUT_SECONDS):  # an index build on a large store
+            await storage.prepare()
         previews = PreviewWorker(settings, storage)
         app.state.storage = storage
         app.state.previews = previews
