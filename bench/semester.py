@@ -132,9 +132,7 @@ def measure(gateway: str, headers: dict[str, str], participants: int, days: int)
         # About 100 k fixes: the last days of the semester, oldest first.
         per_day = participants * 144
         span = {
-            "since": (datetime.now(UTC) - timedelta(days=max(1, 100_000 // per_day)))
-            .date()
-            .isoformat()
+            "since": (datetime.now(UTC) - timedelta(days=100_000 // per_day + 2)).date().isoformat()
         }
         streamed, stream_seconds = download(viewer, "/api/gps/stream", span)
         walked, walk_seconds = walk(viewer, {**span, "order": "asc", "limit": 1000})
