@@ -20,9 +20,9 @@ from pymongo import UpdateOne
 from services.common.windows import DaysWithData
 from services.ingest.kinds import TelemetryKind
 from services.ingest.models import DaysSeen, RollupState, RollupTotal
+from services.ingest.rollups import PARTICIPANT, STATE_ID
 
 ANYONE = "*"
-STATE_ID = "rollups"
 UNCOUNTED_DAY = 1_000_000
 # Keys this worker has registered; forgotten when it grows past this.
 REMEMBERED_KEYS = 100_000
@@ -97,7 +97,7 @@ async def _spread_over_days(kind: TelemetryKind, user_id: str) -> dict[str, int]
     their last: one small read instead of a row per day, enough to plan a page and to
     skip the time before they started and after they stopped."""
     totals = RollupTotal.get_pymongo_collection().find(
-        {"level": "participant", "user_id": user_id, "kind": kind.key},
+        {"level": PARTICIPANT, "user_id": user_id, "kind": kind.key},
         {"records": 1, "first": 1, "last": 1},
     )
     rows = await totals.to_list()
