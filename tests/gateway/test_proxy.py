@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -215,6 +216,8 @@ def test_gateway_log_has_request_lines_without_secrets(rig: ProxyRig) -> None:
     log = rig.log_dir / "gateway.log"
     wait_until(lambda: "log-check-1" in log.read_text(), 10, "the access line")
     text = log.read_text()
-    assert '"path": "/api/v1/echo"' in text
+    entries = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    access = [e for e in entries if e.get("request_id") == "log-check-1" and "path" in e]
+    assert [e["path"] for e in access] == ["/api/v1/echo"]
     assert TOKENS["admin"] not in text
     assert "abc123secret" not in text
