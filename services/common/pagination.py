@@ -132,7 +132,14 @@ async def fetch_page(
     if cursor is not None:
         query = {"$and": [query, TimeCursor.decode(cursor, order).keyset("timestamp")]}
     found = collection.find(query, projection).sort(time_sort("timestamp", order))
-    documents = await found.limit(limit + 1).to_list()
+    return with_next_cursor(await found.limit(limit + 1).to_list(), order, limit)
+
+
+def with_next_cursor(
+    documents: list[dict[str, Any]], order: Order, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page from `limit + 1` documents read: the first `limit`, and the cursor after
+    the last of them when the extra one shows that more follow."""
     if len(documents) <= limit:
         return documents, None
     documents = documents[:limit]

@@ -27,7 +27,7 @@ from services.common.errors import (
     UnsupportedMediaType,
     field_error,
 )
-from services.common.pagination import Order, TimeCursor
+from services.common.pagination import Order, TimeCursor, with_next_cursor
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
@@ -252,12 +252,9 @@ async def list_page(
     (one record more than the page is read to know)."""
     position = TimeCursor.decode(cursor, order) if cursor is not None else None
     reader = await _reader(kind, query, max_ahead)
-    documents = await reader.page(order, limit + 1, position)
-    next_cursor = None
-    if len(documents) > limit:
-        documents = documents[:limit]
-        last = documents[-1]
-        next_cursor = TimeCursor.after(order, last["timestamp"], last["_id"]).encode()
+    documents, next_cursor = with_next_cursor(
+        await reader.page(order, limit + 1, position), order, limit
+    )
     return [kind.to_wire(d) for d in documents], next_cursor
 
 
