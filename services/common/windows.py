@@ -110,7 +110,7 @@ class BandedReader:
             {**self.rest, "timestamp": bounds, **(extra or {})}, self.projection
         )
         found = found.sort([("timestamp", direction), ("_id", direction)])
-        return await (found.limit(limit) if limit else found).to_list()
+        return await found.limit(limit).to_list()
 
     async def page(
         self, order: Order, want: int, cursor: TimeCursor | None
@@ -128,13 +128,13 @@ class BandedReader:
                 low = max(low, at + ONE_MS)
             else:
                 high = min(high, at)
-        if order is Order.DESC and self.now is not None and low < self.now < high:
+        descending = order is Order.DESC
+        if descending and self.now is not None and low < self.now < high and len(found) < want:
             ahead = await self._find({"$gte": self.now, "$lt": high}, order, want - len(found))
             found += ahead
             high = self.now
         width: timedelta | None = None  # planned from the day counts when known
         while len(found) < want and low < high:
-            descending = order is Order.DESC
             edge = high if descending else low
             skipped = self._skip_down(low, high) if descending else self._skip_up(low, high)
             if skipped != edge:  # past a gap: plan afresh
