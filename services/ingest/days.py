@@ -19,8 +19,8 @@ from pymongo import UpdateOne
 
 from services.common.windows import DaysWithData
 from services.ingest.kinds import TelemetryKind
-from services.ingest.models import DaysSeen, RollupState, RollupTotal
-from services.ingest.rollups import PARTICIPANT, STATE_ID
+from services.ingest.models import DaysSeen, RollupTotal
+from services.ingest.rollups import PARTICIPANT, read_state
 
 ANYONE = "*"
 UNCOUNTED_DAY = 1_000_000
@@ -76,8 +76,9 @@ async def forget_participant(user_id: str, kinds: list[TelemetryKind]) -> None:
 async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithData | None:
     """The days that may have records of `kind` (of one participant, or of anyone),
     with about how many; None before the rollups exist."""
-    state = await RollupState.get_pymongo_collection().find_one({"_id": STATE_ID})
-    if state is None or state.get("folded_before") is None or "days" not in state:
+    state = await read_state()
+    # A mark is set only together with the day totals (rollups.recount_all).
+    if state is None or state.get("folded_before") is None:
         return None
     if user_id is None:
         counts = dict(state["days"].get(kind.key, {}))

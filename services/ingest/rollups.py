@@ -135,12 +135,13 @@ def _collection(level: str) -> Any:
     return (DailyRollup if level == DAILY else RollupTotal).get_pymongo_collection()
 
 
-async def _state() -> dict[str, Any] | None:
+async def read_state() -> dict[str, Any] | None:
+    """The state document: the fold's mark, the day totals, the lease."""
     return await RollupState.get_pymongo_collection().find_one({"_id": STATE_ID})
 
 
 async def _folded_before() -> datetime | None:
-    state = await _state()
+    state = await read_state()
     return state.get("folded_before") if state else None
 
 
@@ -407,7 +408,7 @@ async def ensure_rollups() -> None:
             }
             if counts == in_rollups:
                 return
-        elif await _state() is None:
+        elif await read_state() is None:
             break
         if attempt < 2:  # writes landing between the two counts: look again
             await asyncio.sleep(0.5)
