@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -66,3 +67,32 @@ class Replicas:
 
     def answered(self, url: str) -> None:
         self._down_until.pop(url, None)
+
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        request_to: Callable[[str], httpx.Request],
+        *,
+        stream: bool,
+        replayable: bool = True,
+        on_retry: Callable[[httpx.TransportError], None] | None = None,
+    ) -> httpx.Response:
+        """Sends `request_to(base URL)` to the replicas in turn until one answers or a
+        failure may not be retried (then it is raised). A body that can be sent once
+        only (`replayable=False`) is never sent again."""
+        attempts = self.order()
+        for attempt, base in enumerate(attempts, start=1):
+            try:
+                response = await client.send(request_to(base), stream=stream)
+            except httpx.TransportError as exc:
+                if never_reached_service(exc):
+                    self.failed(base)
+                if replayable and attempt < len(attempts) and may_retry(method, exc):
+                    if on_retry is not None:
+                        on_retry(exc)
+                    continue
+                raise
+            self.answered(base)
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")

@@ -23,7 +23,7 @@ import httpx
 from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 
 from services.common.errors import AppError, BadGateway
-from services.gateway.balancing import Replicas, may_retry, never_reached_service
+from services.gateway.balancing import Replicas
 
 RECORDS_PER_PAGE = 1000
 # Pieces of the ZIP handed over at once: fewer, larger hand-overs from its worker thread.
@@ -88,25 +88,17 @@ class ServiceApi:
         self, service: str, path: str, params: dict[str, Any] | None, stream: bool
     ) -> httpx.Response:
         """A GET to the service, tried on its next replica when it may be retried."""
-        replicas = self.upstreams[service]
-        attempts = replicas.order()
-        for attempt, base in enumerate(attempts, start=1):
-            request = self.client.build_request(
-                "GET", f"{base}{path}", params=_clean(params), headers=self.headers
+
+        def request_to(base: str) -> httpx.Request:
+            url = f"{base}{path}"
+            return self.client.build_request(
+                "GET", url, params=_clean(params), headers=self.headers
             )
-            try:
-                response = await self.client.send(request, stream=stream)
-            except httpx.TransportError as problem:
-                if never_reached_service(problem):
-                    replicas.failed(base)
-                if attempt < len(attempts) and may_retry("GET", problem):
-                    continue
-                raise ServiceDown(service, type(problem).__name__) from None
-            except httpx.HTTPError as problem:
-                raise ServiceDown(service, type(problem).__name__) from None
-            replicas.answered(base)
-            return response
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        try:
+            return await self.upstreams[service].send(self.client, "GET", request_to, stream=stream)
+        except httpx.HTTPError as problem:
+            raise ServiceDown(service, type(problem).__name__) from None
 
     async def get(
         self, service: str, path: str, params: dict[str, Any] | None = None

@@ -25,7 +25,7 @@ from services.common.errors import (
     Unauthorized,
 )
 from services.common.schemas import utc_now
-from services.gateway.balancing import Replicas, may_retry, never_reached_service
+from services.gateway.balancing import Replicas
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
 
@@ -191,27 +191,26 @@ class ReverseProxy:
         headers = upstream_request_headers(scope, request_id)
         # A streamed body can be sent once only; a body read whole can be sent again.
         replayable = content is None or isinstance(content, bytes)
-        replicas = self.upstreams[service]
-        attempts = replicas.order()
-        for attempt, base in enumerate(attempts, start=1):
-            request = self.client.build_request(
-                method, httpx.URL(base).copy_with(raw_path=target), headers=headers, content=content
+
+        def request_to(base: str) -> httpx.Request:
+            url = httpx.URL(base).copy_with(raw_path=target)
+            return self.client.build_request(method, url, headers=headers, content=content)
+
+        try:
+            response = await self.upstreams[service].send(
+                self.client,
+                method,
+                request_to,
+                stream=True,
+                replayable=replayable,
+                on_retry=lambda exc: self._log_failure(service, exc, retried=True),
             )
-            try:
-                response = await self.client.send(request, stream=True)
-            except ClientGone:
-                logger.info("client went away while sending", extra={"service": service})
-                return
-            except httpx.TransportError as exc:
-                if never_reached_service(exc):
-                    replicas.failed(base)
-                retry = replayable and attempt < len(attempts) and may_retry(method, exc)
-                self._log_failure(service, exc, retry)
-                if retry:
-                    continue
-                raise upstream_failure(service, exc) from None
-            replicas.answered(base)
-            break
+        except ClientGone:
+            logger.info("client went away while sending", extra={"service": service})
+            return
+        except httpx.TransportError as exc:
+            self._log_failure(service, exc, retried=False)
+            raise upstream_failure(service, exc) from None
         try:
             await self._relay(service, response, receive, send)
         finally:
