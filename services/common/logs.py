@@ -114,7 +114,7 @@ class RedactingJsonFormatter(logging.Formatter):
         return line
 
 
-class SharedRotatingFileHandler(RotatingFileHandler):
+class SeldomCheckedRotatingFileHandler(RotatingFileHandler):
     """Rotates by size, looking at the size every few lines rather than at each (a
     seek per line showed in profiles); the file may pass its limit by those lines."""
 
@@ -153,7 +153,7 @@ def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable
         os.environ.get("EMOGO_WORKER", "1") == "1" and os.environ.get("EMOGO_REPLICA", "1") == "1"
     )
     if first:
-        file_handler = SharedRotatingFileHandler(
+        file_handler = SeldomCheckedRotatingFileHandler(
             path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )
     else:
