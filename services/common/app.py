@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from beanie import Document
 from litestar import Litestar
@@ -14,7 +13,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 from litestar.template import TemplateConfig
-from litestar.types import ControllerRouterHandler, Message, Scope
+from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
 
 from services.common.database import mongo_lifespan
 from services.common.errors import EXCEPTION_HANDLERS
@@ -84,22 +83,37 @@ def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
     )
 
 
-def allow_header_fixer(allowed_methods: dict[str, set[str]]) -> Callable[[Message, Scope], Any]:
-    """A `before_send` hook: Litestar answers OPTIONS with an `Allow` of the methods of
-    the first handler registered for a path, not all of them (RFC 9110 §10.2.1 asks for
-    every method the resource supports)."""
+class CompleteAllowHeader:
+    """Litestar answers OPTIONS with an `Allow` of the methods of the first handler
+    registered for a path, not all of them (RFC 9110 §10.2.1 asks for every method the
+    resource supports). Only OPTIONS answers are touched: other requests pass
+    straight through, with no hook on their hot path."""
 
-    async def fix_allow(message: Message, scope: Scope) -> None:
-        if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+    def __init__(self, app: ASGIApp, allowed_methods: dict[str, set[str]]) -> None:
+        self.app = app
+        self.allowed_methods = allowed_methods
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
             return
-        handler = scope.get("route_handler")
-        methods = allowed_methods.get(next(iter(handler.paths), "")) if handler else None
-        if methods:
-            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
-            headers.append((b"allow", ", ".join(sorted(methods)).encode()))
-            message["headers"] = headers
 
-    return fix_allow
+        async def send_complete_allow(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Litestar's router has named the handler in the scope by now.
+                handler = scope.get("route_handler")
+                methods = (
+                    self.allowed_methods.get(next(iter(handler.paths), "")) if handler else None
+                )
+                if methods:
+                    headers = [
+                        (k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"
+                    ]
+                    headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_complete_allow)
 
 
 def build_app(
@@ -129,7 +143,6 @@ def build_app(
     handlers = [*([HealthController] if include_health else []), *route_handlers]
     allowed_methods: dict[str, set[str]] = {}
     app = Litestar(
-        before_send=[allow_header_fixer(allowed_methods)],
         cors_config=cors_config(settings.cors_origins),
         route_handlers=handlers,
         state=State({"settings": settings}),
@@ -148,5 +161,7 @@ def build_app(
     )
     # Wrap the whole ASGI handler, not each route, so that requests which match no
     # route (404, 405) also get a request id and an access line.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestContextMiddleware(
+        CompleteAllowHeader(app.asgi_handler, allowed_methods)
+    )
     return app

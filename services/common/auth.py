@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 from litestar.connection import ASGIConnection
@@ -85,11 +85,12 @@ def authenticate(connection: ASGIConnection) -> Principal:
     return principal
 
 
-def requires(*roles: Role) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
-    """A Litestar guard that lets through only the given roles."""
+def requires(*roles: Role) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
+    """A Litestar guard that lets through only the given roles. Guards are coroutines:
+    Litestar runs a plain function guard in a worker thread, a hop per request."""
     allowed = frozenset(roles)
 
-    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         principal = authenticate(connection)
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))

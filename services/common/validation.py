@@ -170,8 +170,11 @@ def _declared_query_parameters(
     )
 
 
-def reject_unknown_query_parameters(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """A guard: query parameters are scalars the handler declares, nothing else.
+async def reject_unknown_query_parameters(
+    connection: ASGIConnection, handler: BaseRouteHandler
+) -> None:
+    """A guard (a coroutine, so Litestar runs it in place, not in a worker thread):
+    query parameters are scalars the handler declares, nothing else.
 
     This keeps operator-shaped input (`user_id[$ne]=`, `$where=`) and typos from being
     silently ignored, and a parameter given twice from being half-read."""

@@ -29,8 +29,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def upstream_client(app: Litestar) -> AsyncIterator[None]:
-        async with ReverseProxy.make_client(settings) as client:
-            app.state.proxy = ReverseProxy(settings, client)
+        async with ReverseProxy.make_session(settings) as session:
+            app.state.proxy = ReverseProxy(settings, session)
             yield
 
     return build_app(

@@ -17,23 +17,30 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-import httpx
+import aiohttp
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 COOLDOWN_SECONDS = 5.0
+Answer = TypeVar("Answer")
 
 
-def never_reached_service(exc: httpx.TransportError) -> bool:
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+def never_reached_service(exc: aiohttp.ClientError) -> bool:
+    """Refused, unreachable, or no connection free or made in time: nothing was sent."""
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
-def may_retry(method: str, exc: httpx.TransportError) -> bool:
+def may_retry(method: str, exc: aiohttp.ClientError) -> bool:
     """Whether sending the same request again cannot apply it twice."""
     if never_reached_service(exc):
         return True
-    broken_before_answer = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+    # Closed or reset by the service (a worker that died), not a timeout: a slow
+    # service is not asked twice.
+    broken_before_answer = isinstance(exc, aiohttp.ServerDisconnectedError) or (
+        isinstance(exc, aiohttp.ClientOSError) and not isinstance(exc, TimeoutError)
+    )
     return method in IDEMPOTENT_METHODS and broken_before_answer
 
 
@@ -70,29 +77,27 @@ class Replicas:
 
     async def send(
         self,
-        client: httpx.AsyncClient,
         method: str,
-        request_to: Callable[[str], httpx.Request],
+        attempt: Callable[[str], Awaitable[Answer]],
         *,
-        stream: bool,
         replayable: bool = True,
-        on_retry: Callable[[httpx.TransportError], None] | None = None,
-    ) -> httpx.Response:
-        """Sends `request_to(base URL)` to the replicas in turn until one answers or a
-        failure may not be retried (then it is raised). A body that can be sent once
-        only (`replayable=False`) is never sent again."""
-        attempts = self.order()
-        for attempt, base in enumerate(attempts, start=1):
+        on_retry: Callable[[aiohttp.ClientError], None] | None = None,
+    ) -> Answer:
+        """`attempt(base URL)` on the replicas in turn until one answers or a failure
+        may not be retried (then it is raised). A body that can be sent once only
+        (`replayable=False`) is never sent again."""
+        bases = self.order()
+        for number, base in enumerate(bases, start=1):
             try:
-                response = await client.send(request_to(base), stream=stream)
-            except httpx.TransportError as exc:
+                answer = await attempt(base)
+            except aiohttp.ClientError as exc:
                 if never_reached_service(exc):
                     self.failed(base)
-                if replayable and attempt < len(attempts) and may_retry(method, exc):
+                if replayable and number < len(bases) and may_retry(method, exc):
                     if on_retry is not None:
                         on_retry(exc)
                     continue
                 raise
             self.answered(base)
-            return response
+            return answer
         raise AssertionError("unreachable: the last attempt returns or raises")

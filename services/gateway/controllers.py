@@ -114,7 +114,7 @@ PeopleCursor = Annotated[str | None, QueryParameter(max_length=200, description=
 def _api(request: Request) -> ServiceApi:
     proxy: ReverseProxy = request.app.state.proxy
     return ServiceApi(
-        client=proxy.client,
+        session=proxy.session,
         upstreams=proxy.upstreams,
         authorization=request.headers.get("authorization"),
         request_id=request.scope.get("state", {}).get("request_id"),

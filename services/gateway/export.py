@@ -17,10 +17,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
 from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
+from yarl import URL
 
 from services.common.errors import AppError, BadGateway
 from services.gateway.balancing import Replicas
@@ -68,10 +71,26 @@ class UpstreamRefused(AppError):
 
 
 @dataclass
+class Answer:
+    """A service's whole answer to a GET."""
+
+    status_code: int
+    headers: CIMultiDictProxy[str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+@dataclass
 class ServiceApi:
     """Calls to the services on behalf of one request, with its credential."""
 
-    client: httpx.AsyncClient
+    session: aiohttp.ClientSession
     upstreams: dict[str, Replicas]
     authorization: str | None
     request_id: str | None = None
@@ -85,30 +104,34 @@ class ServiceApi:
             self.headers["X-Request-ID"] = self.request_id
 
     async def _send(
-        self, service: str, path: str, params: dict[str, Any] | None, stream: bool
-    ) -> httpx.Response:
+        self, service: str, path: str, params: dict[str, Any] | None
+    ) -> aiohttp.ClientResponse:
         """A GET to the service, tried on its next replica when it may be retried."""
+        query = urlencode(_clean(params))
+        target = f"{path}?{query}" if query else path
 
-        def request_to(base: str) -> httpx.Request:
-            url = f"{base}{path}"
-            return self.client.build_request(
-                "GET", url, params=_clean(params), headers=self.headers
-            )
+        async def attempt(base: str) -> aiohttp.ClientResponse:
+            url = URL(base + target, encoded=True)
+            return await self.session.get(url, headers=self.headers, allow_redirects=False)
 
         try:
-            return await self.upstreams[service].send(self.client, "GET", request_to, stream=stream)
-        except httpx.HTTPError as problem:
+            return await self.upstreams[service].send("GET", attempt)
+        except (aiohttp.ClientError, TimeoutError) as problem:
             raise ServiceDown(service, type(problem).__name__) from None
 
-    async def get(
-        self, service: str, path: str, params: dict[str, Any] | None = None
-    ) -> httpx.Response:
-        response = await self._send(service, path, params, stream=False)
-        if response.status_code >= 500:
-            raise ServiceDown(service, f"answered {response.status_code}")
-        if response.status_code >= 400:
-            raise UpstreamRefused(response.status_code, _body(response))
-        return response
+    async def get(self, service: str, path: str, params: dict[str, Any] | None = None) -> Answer:
+        response = await self._send(service, path, params)
+        try:
+            answer = Answer(response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as problem:
+            raise ServiceDown(service, type(problem).__name__) from None
+        finally:
+            response.release()
+        if answer.status_code >= 500:
+            raise ServiceDown(service, f"answered {answer.status_code}")
+        if answer.status_code >= 400:
+            raise UpstreamRefused(answer.status_code, _body(answer))
+        return answer
 
     async def json(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self.get(service, path, params)).json()
@@ -117,21 +140,25 @@ class ServiceApi:
         self, service: str, path: str, params: dict[str, Any] | None = None
     ) -> AsyncIterator[bytes]:
         """The raw body of a GET, piece by piece; refusals raise before the first piece."""
-        response = await self._send(service, path, params, stream=True)
+        response = await self._send(service, path, params)
         try:
-            if response.status_code >= 400:
-                await response.aread()
-                if response.status_code >= 500:
-                    raise ServiceDown(service, f"answered {response.status_code}")
-                raise UpstreamRefused(response.status_code, _body(response))
-            async for piece in response.aiter_raw():
+            if response.status >= 400:
+                answer = Answer(response.status, response.headers, await response.read())
+                if answer.status_code >= 500:
+                    raise ServiceDown(service, f"answered {answer.status_code}")
+                raise UpstreamRefused(answer.status_code, _body(answer))
+            async for piece in response.content.iter_any():
                 yield piece
-        except httpx.HTTPError as problem:
+        except (aiohttp.ClientError, TimeoutError) as problem:
             raise BadGateway(
                 f"{service} broke off the transfer: {type(problem).__name__}"
             ) from None
         finally:
-            await response.aclose()
+            # Whole bodies give their connection back; one left part-read closes it.
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
 
     async def records(self, kind: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Every record of `kind` matching `filters`, oldest first."""
@@ -160,7 +187,7 @@ def _clean(params: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (params or {}).items() if v is not None and v != ""}
 
 
-def _body(response: httpx.Response) -> dict[str, Any]:
+def _body(response: Answer) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:

@@ -12,9 +12,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 
+import aiohttp
 import anyio
-import httpx
+import msgspec
 from litestar.types import Receive, Scope, Send
+from multidict import CIMultiDict
+from yarl import URL
 
 from services.common.auth import CHALLENGE, principal_from_header
 from services.common.errors import (
@@ -25,7 +28,7 @@ from services.common.errors import (
     Unauthorized,
 )
 from services.common.schemas import utc_now
-from services.gateway.balancing import Replicas
+from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
 
@@ -68,6 +71,9 @@ _REPLACED_ON_RESPONSE = frozenset({b"x-request-id", b"server", b"date"})
 SMALL_BODY_BYTES = 1024 * 1024
 # Request bodies up to this size are read whole before a service is contacted.
 BUFFERED_BODY_BYTES = 1024 * 1024
+# Idle upstream connections are dropped after this, before the service's own
+# keep-alive timeout (uvicorn's default, 5 s) closes them under a request.
+UPSTREAM_KEEPALIVE_SECONDS = 4.0
 
 
 def end_to_end_headers(
@@ -118,13 +124,13 @@ def _declared_length(scope: Scope) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def upstream_failure(service: str, exc: httpx.TransportError) -> AppError:
+def upstream_failure(service: str, exc: Exception) -> AppError:
     """What a failed request to a service means for the client: down (503), too slow
     (504), or an answer that is not valid HTTP (502)."""
     detail = {"service": service}
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    if never_reached_service(exc):
         return ServiceUnavailable(f"The {service} service is unavailable", extra=detail)
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return GatewayTimeout(f"The {service} service did not answer in time", extra=detail)
     return BadGateway(f"The {service} service gave no valid answer", extra=detail)
 
@@ -149,75 +155,110 @@ async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-class ReverseProxy:
-    """Forwards ASGI requests to the services over one shared `httpx.AsyncClient`."""
+async def _paced(
+    pieces: AsyncIterator[bytes], deadline: asyncio.Timeout, seconds: float
+) -> AsyncIterator[bytes]:
+    """A streamed body whose every piece must be taken by the service within `seconds`
+    (the write timeout); the time its own client takes to send is not counted."""
+    loop = asyncio.get_running_loop()
+    async for piece in pieces:
+        deadline.reschedule(loop.time() + seconds)
+        yield piece
+        deadline.reschedule(None)
 
-    def __init__(self, settings: GatewaySettings, client: httpx.AsyncClient) -> None:
+
+class ReverseProxy:
+    """Forwards ASGI requests to the services over one shared aiohttp session.
+
+    aiohttp rather than httpx: its parser and connection pool are compiled, and a
+    relayed request costs the gateway about a tenth of the CPU
+    (bench/cpu_cost.py)."""
+
+    def __init__(self, settings: GatewaySettings, session: aiohttp.ClientSession) -> None:
         self.upstreams = {name: Replicas(urls) for name, urls in settings.upstreams.items()}
-        self.health_timeout = settings.health_timeout
+        self.health_timeout = aiohttp.ClientTimeout(total=settings.health_timeout)
+        self.write_timeout = settings.write_timeout
         self.credentials = settings.credentials
-        self.client = client
+        self.session = session
 
     @staticmethod
-    def make_client(settings: GatewaySettings) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout,
-                read=settings.read_timeout,
-                write=settings.write_timeout,
-                pool=settings.pool_timeout,
+    def make_session(settings: GatewaySettings) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=settings.max_upstream_connections,
+            limit_per_host=0,
+            # Shorter than the services' own keep-alive (uvicorn closes an idle
+            # connection after 5 s), so a request never goes out on a connection the
+            # service is closing.
+            keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS,
+            use_dns_cache=True,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                # `connect` includes the wait for a free connection of the pool.
+                connect=settings.pool_timeout + settings.connect_timeout,
+                sock_connect=settings.connect_timeout,
+                sock_read=settings.read_timeout,
             ),
-            limits=httpx.Limits(
-                max_connections=settings.max_upstream_connections,
-                max_keepalive_connections=settings.max_upstream_connections,
-            ),
-            follow_redirects=False,
+            # Relay what the client sent, nothing more: no added headers, bodies
+            # passed on as they are (compressed or not), no cookies kept.
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
         )
 
     async def forward(self, service: str, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id", "")
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        target = raw_path.split(b"?", 1)[0]
+        target = raw_path.split(b"?", 1)[0].decode("latin-1")
         query = scope.get("query_string", b"")
         if query:
-            target += b"?" + query
+            target += "?" + query.decode("latin-1")
         method = scope["method"]
         try:
             content = await self._body_to_forward(scope, receive)
         except ClientGone:
             logger.info("client went away while sending", extra={"service": service})
             return
-        headers = upstream_request_headers(scope, request_id)
+        headers = CIMultiDict(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in upstream_request_headers(scope, request_id)
+        )
         # A streamed body can be sent once only; a body read whole can be sent again.
         replayable = content is None or isinstance(content, bytes)
-
-        def request_to(base: str) -> httpx.Request:
-            url = httpx.URL(base).copy_with(raw_path=target)
-            return self.client.build_request(method, url, headers=headers, content=content)
-
         try:
-            response = await self.upstreams[service].send(
-                self.client,
-                method,
-                request_to,
-                stream=True,
-                replayable=replayable,
-                on_retry=lambda exc: self._log_failure(service, exc, retried=True),
-            )
+            async with asyncio.timeout(None) as deadline:
+                body = content
+                if not replayable:
+                    body = _paced(content, deadline, self.write_timeout)
+
+                async def attempt(base: str) -> aiohttp.ClientResponse:
+                    url = URL(base + target, encoded=True)
+                    return await self.session.request(
+                        method, url, headers=headers, data=body, allow_redirects=False
+                    )
+
+                response = await self.upstreams[service].send(
+                    method,
+                    attempt,
+                    replayable=replayable,
+                    on_retry=lambda exc: self._log_failure(service, exc, retried=True),
+                )
         except ClientGone:
             logger.info("client went away while sending", extra={"service": service})
             return
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self._log_failure(service, exc, retried=False)
             raise upstream_failure(service, exc) from None
         try:
             await self._relay(service, response, receive, send)
         finally:
-            await response.aclose()
+            response.release()
 
     @staticmethod
-    def _log_failure(service: str, exc: httpx.TransportError, retried: bool) -> None:
+    def _log_failure(service: str, exc: Exception, retried: bool) -> None:
         logger.warning(
             "upstream request failed",
             extra={
@@ -250,22 +291,26 @@ class ReverseProxy:
         return _request_body(receive)
 
     async def _relay(
-        self, service: str, response: httpx.Response, receive: Receive, send: Send
+        self, service: str, response: aiohttp.ClientResponse, receive: Receive, send: Send
     ) -> None:
         """Streams the upstream response down; stops (and so closes upstream) when the
         client goes away."""
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
-                "headers": end_to_end_headers(response.headers.raw, _REPLACED_ON_RESPONSE),
+                "status": response.status,
+                "headers": end_to_end_headers(response.raw_headers, _REPLACED_ON_RESPONSE),
             }
         )
-        length = response.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) <= SMALL_BODY_BYTES:
+        length = response.content_length
+        if length is not None and length <= SMALL_BODY_BYTES:
             # Small answers (most API calls) go in one piece: no need to watch for a
             # disconnect, which would cost a task per request.
-            body = b"".join([chunk async for chunk in response.aiter_raw()])
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._broken(service, response, exc)
+                return
             await send({"type": "http.response.body", "body": body})
             return
         completed = False
@@ -278,19 +323,26 @@ class ReverseProxy:
 
             tasks.start_soon(watch_disconnect)
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 completed = True
-            except (httpx.TransportError, OSError) as exc:
-                # Headers are gone already: end without completing the body so the
-                # client sees a broken transfer rather than a silently short file.
-                logger.warning(
-                    "upstream stream broke", extra={"service": service, "error": type(exc).__name__}
-                )
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                self._broken(service, response, exc)
             tasks.cancel_scope.cancel()
         if not completed:
+            # The upstream connection is not reusable with part of a body unread.
+            response.close()
             logger.info("response not completed", extra={"service": service})
+
+    @staticmethod
+    def _broken(service: str, response: aiohttp.ClientResponse, exc: Exception) -> None:
+        """Headers are gone already: the body ends without completing, so the client
+        sees a broken transfer rather than a silently short file."""
+        response.close()
+        logger.warning(
+            "upstream stream broke", extra={"service": service, "error": type(exc).__name__}
+        )
 
     async def service_health(self, service: str) -> ServiceHealth:
         """Up when any replica is ready; `replicas_up` says how many of how many are."""
@@ -317,14 +369,15 @@ class ReverseProxy:
     async def _replica_health(self, base: str) -> ServiceHealth:
         started = time.perf_counter()
         try:
-            response = await self.client.get(f"{base}/ready", timeout=self.health_timeout)
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            async with self.session.get(f"{base}/ready", timeout=self.health_timeout) as answer:
+                status = answer.status
+                body = msgspec.json.decode(await answer.read())
+        except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError) as exc:
             return ServiceHealth(status="down", database="unknown", error=type(exc).__name__)
         latency = round((time.perf_counter() - started) * 1000, 2)
         database = body.get("database", "unknown") if isinstance(body, dict) else "unknown"
         return ServiceHealth(
-            status="up" if response.status_code == 200 else "down",
+            status="up" if status == 200 else "down",
             database=database,
             latency_ms=latency,
         )
