@@ -250,6 +250,11 @@ class ReverseProxy:
             logger.info("client went away while sending", extra={"service": service})
             return
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if isinstance(exc.__cause__, ClientGone):
+                # aiohttp sends a streamed body from a task of its own and wraps
+                # what stopped it.
+                logger.info("client went away while sending", extra={"service": service})
+                return
             self._log_failure(service, exc, retried=False)
             raise upstream_failure(service, exc) from None
         try:

@@ -6,6 +6,7 @@
 - GET /stream?size=N: sends N bytes in 1 MiB chunks, counting aborted streams;
 - GET /slow?seconds=S: answers after S seconds;
 - GET /gzip: a gzip-encoded body, to be passed on still encoded;
+- any method on /stall: never reads the body nor answers (a service that hangs);
 - GET /stats: how many streams were aborted by the client going away.
 """
 
@@ -98,6 +99,9 @@ async def app(scope, receive, send) -> None:
         return
     if path.endswith("/stats"):
         await _json(send, STATS)
+        return
+    if path.endswith("/stall"):
+        await asyncio.sleep(3600)
         return
     if path.endswith("/slow"):
         await asyncio.sleep(float(query.get("seconds", "5")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyRig]:
         # Nothing listens here: the ingest service is "down".
         EMOGO_INGEST_URL=f"http://127.0.0.1:{free_port()}",
         EMOGO_GATEWAY_READ_TIMEOUT="2",
+        EMOGO_GATEWAY_WRITE_TIMEOUT="2",
     )
     gateway = start_python(["-m", "services.gateway"], env, folder / "gateway.log")
     url = f"http://127.0.0.1:{gateway_port}"
@@ -134,6 +136,51 @@ def test_slow_service_gives_504(rig: ProxyRig) -> None:
     response = httpx.get(f"{rig.url}/api/vlogs/slow?seconds=5", timeout=20)
     assert response.status_code == 504
     assert response.json()["detail"]["service"] == "media"
+
+
+def test_service_that_stops_taking_a_streamed_body_gives_504(rig: ProxyRig) -> None:
+    """Past the kernel's buffers a hung service stops taking bytes; the gateway gives
+    up after its write timeout instead of holding both connections for ever."""
+
+    def body() -> Iterator[bytes]:
+        for _ in range(LARGE_BODY // MiB):
+            yield b"\x01" * MiB
+
+    started = time.monotonic()
+    response = httpx.post(
+        f"{rig.url}/api/vlogs/stall",
+        content=body(),
+        headers={
+            "Content-Length": str(LARGE_BODY),
+            "Authorization": f"Bearer {TOKENS['device']}",
+        },
+        timeout=60,
+    )
+    assert response.status_code == 504
+    assert response.json()["detail"]["service"] == "media"
+    assert time.monotonic() - started < 30
+
+
+def test_a_client_that_pauses_is_not_cut_off_by_the_write_timeout(rig: ProxyRig) -> None:
+    """The write timeout counts the service's time to take each piece, not the
+    client's time to send the next: a phone on a poor network pauses longer."""
+    pieces = [bytes([n]) * (256 * 1024) for n in range(3)]
+
+    def body() -> Iterator[bytes]:
+        for piece in pieces:
+            yield piece
+            time.sleep(3)  # longer than the gateway's 2 s write timeout
+
+    response = httpx.post(
+        f"{rig.url}/api/vlogs/echo",
+        content=body(),
+        # Unknown length: streamed through, which takes a role credential.
+        headers={"Authorization": f"Bearer {TOKENS['device']}"},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    assert response.json()["size"] == sum(len(p) for p in pieces)
+    assert response.json()["sha256"] == hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
 def test_gateway_health_reports_each_service(rig: ProxyRig) -> None:
