@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from litestar import Litestar
 
 from services.admin import services
@@ -15,8 +18,16 @@ from services.admin.controllers import (
 from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
 from services.admin.settings import AdminSettings, load_settings
+from services.admin.studies import StudyController
 from services.common.app import build_app
 from services.common.limits import SharedRateLimit
+from services.common.studies import ensure_default_study
+
+
+@asynccontextmanager
+async def default_study(_: Litestar) -> AsyncIterator[None]:
+    await ensure_default_study()
+    yield
 
 
 def create_app(settings: AdminSettings | None = None) -> Litestar:
@@ -37,9 +48,11 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             CharacterController,
             LogController,
             OrchestratorController,
+            StudyController,
         ],
         documents=DOCUMENTS,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,
+        extra_lifespan=[default_study],
     )
     # Read and checked now, so a broken defaults folder stops the start-up.
     app.state.defaults = services.Defaults(settings.defaults_dir)

@@ -14,6 +14,7 @@ from pydantic import ConfigDict
 from pymongo import IndexModel
 
 from services.common.limits import RateWindow
+from services.common.studies import Study
 
 
 class UserCredential(Document):
@@ -90,4 +91,5 @@ DOCUMENTS: list[type[Document]] = [
     CharacterConfig,
     UserSession,
     RateWindow,
+    Study,
 ]

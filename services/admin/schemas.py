@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from services.common.schemas import END_OF_TEXT, PARTICIPANT_PATTERN, WireStruct
+from services.common.studies import StudyId
 
 # Names the clients may choose from; anything else is refused with 422 naming the field.
 # Both releases of the companion app's front end: the current one adds ASR
@@ -322,3 +323,35 @@ class UserConfigView(WireStruct):
 class WhoAmI(WireStruct):
     role: str
     user_id: str | None = None
+
+
+# --- studies (research courses and cohorts, apart from the companion app's users) ---
+
+StudyName = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+" + END_OF_TEXT)
+]
+TimeZoneName = Annotated[
+    str,
+    Meta(min_length=1, max_length=64, description="An IANA time zone.", examples=["Asia/Taipei"]),
+]
+
+
+class StudyIn(WireStruct, forbid_unknown_fields=True):
+    study_id: StudyId
+    name: StudyName
+    time_zone: TimeZoneName = "UTC"
+
+
+class StudyUpdate(WireStruct, forbid_unknown_fields=True):
+    name: StudyName | None = None
+    time_zone: TimeZoneName | None = None
+
+
+class StudyView(WireStruct):
+    study_id: str
+    name: str
+    time_zone: str
+    status: Literal["active", "closed"]
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None

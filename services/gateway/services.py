@@ -41,6 +41,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "media": ("/api/vlogs", "/docs/media"),
     "admin": (
         "/api/v1",
+        "/api/studies",
         "/tail_log",
         "/dowload_log_file",  # the seed's spelling, kept for its clients
         "/download_log_file",

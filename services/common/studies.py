@@ -1,0 +1,87 @@
+"""Studies: one course, lab project or cohort each, whose data is kept apart.
+
+Admin-service data (the admin API creates and closes them), defined here because
+every service reads them: a closed study takes no new data. The study `default`
+always exists; data sent with the environment's global tokens belongs to it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+import pymongo
+from beanie import Document
+from pymongo import IndexModel
+
+from services.common.schemas import END_OF_TEXT
+from services.common.timestamps import stored_now
+
+DEFAULT_STUDY = "default"
+# A slug: it appears in URLs, file names of exports and log lines.
+STUDY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}" + END_OF_TEXT
+STUDY_RULE = "2-63 characters: lower-case letters, digits and - (starting with a letter or digit)"
+StudyId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=STUDY_PATTERN,
+        description=f"The study's id: {STUDY_RULE}.",
+        examples=["psych101-fall"],
+    ),
+]
+
+
+class StudyStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+def is_time_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone this machine knows (tzdata)."""
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+class Study(Document):
+    study_id: str
+    name: str
+    time_zone: str
+    status: StudyStatus = StudyStatus.ACTIVE
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+
+    class Settings:
+        name = "studies"
+        indexes = [
+            IndexModel([("study_id", pymongo.ASCENDING)], name="study_id_unique", unique=True)
+        ]
+
+
+async def ensure_default_study() -> None:
+    """Creates the study `default` (days in UTC until an admin says otherwise) unless it
+    exists; leaves an existing one as it is."""
+    now = stored_now()
+    await Study.get_pymongo_collection().update_one(
+        {"study_id": DEFAULT_STUDY},
+        {
+            "$setOnInsert": {
+                "study_id": DEFAULT_STUDY,
+                "name": "Default study",
+                "time_zone": "UTC",
+                "status": StudyStatus.ACTIVE.value,
+                "created_at": now,
+                "updated_at": now,
+                "closed_at": None,
+            }
+        },
+        upsert=True,
+    )
