@@ -80,6 +80,20 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyRig]:
         stop(echo)
 
 
+def post_large_body(url: str, body: Iterator[bytes], timeout: float) -> httpx.Response:
+    """A body of LARGE_BODY bytes, streamed: only a request with a role credential
+    streams a large body through the gateway."""
+    return httpx.post(
+        url,
+        content=body,
+        headers={
+            "Content-Length": str(LARGE_BODY),
+            "Authorization": f"Bearer {TOKENS['device']}",
+        },
+        timeout=timeout,
+    )
+
+
 def test_request_reaches_upstream_with_path_query_and_forwarding_headers(rig: ProxyRig) -> None:
     response = httpx.post(
         f"{rig.url}/api/vlogs/echo/a%20b?user_id=p1&tag=x%26y",
@@ -147,15 +161,7 @@ def test_service_that_stops_taking_a_streamed_body_gives_504(rig: ProxyRig) -> N
             yield b"\x01" * MiB
 
     started = time.monotonic()
-    response = httpx.post(
-        f"{rig.url}/api/vlogs/stall",
-        content=body(),
-        headers={
-            "Content-Length": str(LARGE_BODY),
-            "Authorization": f"Bearer {TOKENS['device']}",
-        },
-        timeout=60,
-    )
+    response = post_large_body(f"{rig.url}/api/vlogs/stall", body(), timeout=60)
     assert response.status_code == 504
     assert response.json()["detail"]["service"] == "media"
     assert time.monotonic() - started < 30
@@ -204,16 +210,7 @@ def test_large_upload_streams_through_in_flat_memory(rig: ProxyRig) -> None:
             yield block
 
     with PeakMemory(rig.gateway.pid) as memory:
-        response = httpx.post(
-            f"{rig.url}/api/vlogs/echo",
-            content=body(),
-            # Only a request with a role credential streams a large body through.
-            headers={
-                "Content-Length": str(LARGE_BODY),
-                "Authorization": f"Bearer {TOKENS['device']}",
-            },
-            timeout=120,
-        )
+        response = post_large_body(f"{rig.url}/api/vlogs/echo", body(), timeout=120)
     assert response.status_code == 200
     assert response.json()["size"] == LARGE_BODY
     assert response.json()["sha256"] == digest.hexdigest()
