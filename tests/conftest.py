@@ -97,13 +97,15 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """One stack for the session. Tests that share it keep apart by participant id;
     tests that stop services start a stack of their own."""
     # A small upload limit, so that tests can exceed it cheaply; and room for the many
-    # sign-ins tests make from one address (the limiter has tests of its own).
+    # sign-ins and enrolments tests make from one address (the limiters have tests of
+    # their own).
     with run_stack(
         mongodb_uri,
         tmp_path_factory.mktemp("stack"),
         "emogo_session",
         EMOGO_MEDIA_MAX_UPLOAD_BYTES=str(16 * 1024 * 1024),
         EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000",
+        EMOGO_ENROLMENT_ATTEMPTS_PER_ADDRESS="10000",
     ) as running:
         yield running
 

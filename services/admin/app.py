@@ -15,10 +15,12 @@ from services.admin.controllers import (
     OrchestratorController,
     UserConfigController,
 )
+from services.admin.enrolment import EnrolmentController, enrolment_limits
 from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
 from services.admin.settings import AdminSettings, load_settings
-from services.admin.studies import StudyController
+from services.admin.studies import ParticipantController, StudyController
+from services.admin.tokens import ViewerTokenController
 from services.common.app import build_app
 from services.common.limits import SharedRateLimit
 from services.common.studies import ensure_default_study
@@ -49,6 +51,9 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             LogController,
             OrchestratorController,
             StudyController,
+            ParticipantController,
+            EnrolmentController,
+            ViewerTokenController,
         ],
         documents=DOCUMENTS,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,
@@ -61,5 +66,8 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
         "sign-in",
         settings.sign_in_requests_per_minute,
         "Too many sign-in requests from this address; retry later",
+    )
+    app.state.enrolment_per_address, app.state.enrolment_per_study = enrolment_limits(
+        settings.enrolment_attempts_per_address, settings.enrolment_attempts_per_study
     )
     return app

@@ -15,6 +15,7 @@ from pymongo import IndexModel
 
 from services.common.limits import RateWindow
 from services.common.studies import Study
+from services.common.tokens import AccessToken
 
 
 class UserCredential(Document):
@@ -85,6 +86,36 @@ class UserSession(Document):
         ]
 
 
+class Participant(Document):
+    """A research participant enrolled in a study (not a companion-app user).
+
+    The enrolment code is kept only as an HMAC under the server's secret key, and
+    `token_id` names the participant's current token (services.common.tokens)."""
+
+    study_id: str
+    user_id: str
+    status: str = "active"
+    created_at: datetime
+    code_digest: str | None = None
+    code_expires_at: datetime | None = None
+    code_used_at: datetime | None = None
+    token_id: str | None = None
+
+    class Settings:
+        name = "participants"
+        indexes = [
+            IndexModel(
+                [("study_id", pymongo.ASCENDING), ("user_id", pymongo.ASCENDING)],
+                name="study_participant_unique",
+                unique=True,
+            ),
+            IndexModel(
+                [("study_id", pymongo.ASCENDING), ("code_digest", pymongo.ASCENDING)],
+                name="study_code",
+            ),
+        ]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserCredential,
     UserConfig,
@@ -92,4 +123,6 @@ DOCUMENTS: list[type[Document]] = [
     UserSession,
     RateWindow,
     Study,
+    Participant,
+    AccessToken,
 ]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from services.common.schemas import END_OF_TEXT, PARTICIPANT_PATTERN, WireStruct
+from services.common.schemas import END_OF_TEXT, PARTICIPANT_PATTERN, ParticipantId, WireStruct
 from services.common.studies import StudyId
 
 # Names the clients may choose from; anything else is refused with 422 naming the field.
@@ -355,3 +355,77 @@ class StudyView(WireStruct):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None = None
+
+
+MAX_ENROLLED_AT_ONCE = 500
+
+
+class ParticipantsIn(WireStruct, forbid_unknown_fields=True):
+    """Either the ids to enrol, or how many pseudonymous ids (P001, P002, ...) to make."""
+
+    user_ids: Annotated[list[ParticipantId], Meta(min_length=1, max_length=500)] | None = None
+    count: Annotated[int, Meta(ge=1, le=MAX_ENROLLED_AT_ONCE)] | None = None
+
+
+class IssuedCode(WireStruct):
+    """A participant's enrolment code, shown once: to print, read out or show as QR."""
+
+    user_id: str
+    code: str
+    code_expires_at: datetime
+    # emogo://enrol?study=...&code=..., what the QR code holds.
+    enrol_uri: str
+    qr_svg: str
+    # The same as a data:image/png;base64 URI.
+    qr_png: str
+
+
+class IssuedCodes(WireStruct):
+    study_id: str
+    participants: list[IssuedCode]
+
+
+class ParticipantView(WireStruct):
+    user_id: str
+    status: Literal["active", "withdrawn"]
+    created_at: datetime
+    # none, pending (not used yet), used (exchanged for a token) or expired.
+    code: Literal["none", "pending", "used", "expired"]
+    has_token: bool
+    code_expires_at: datetime | None = None
+    enrolled_at: datetime | None = None
+
+
+class Enrolment(WireStruct, forbid_unknown_fields=True):
+    study_id: StudyId
+    code: Annotated[str, Meta(min_length=1, max_length=40)]
+
+
+class Enrolled(WireStruct):
+    """The participant's own credential: send it as `Authorization: Bearer <token>`."""
+
+    token: str
+    study_id: str
+    user_id: str
+    token_id: str
+    token_type: str = "Bearer"  # noqa: S105 (the scheme's name, not a secret)
+
+
+class ViewerTokenIn(WireStruct, forbid_unknown_fields=True):
+    name: StudyName
+    study_ids: Annotated[list[StudyId], Meta(min_length=1, max_length=100)]
+
+
+class ViewerTokenView(WireStruct):
+    token_id: str
+    name: str
+    study_ids: list[str]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ViewerTokenIssued(ViewerTokenView, kw_only=True):
+    """As listed, plus the token itself: shown this once, stored only as a hash."""
+
+    token: str

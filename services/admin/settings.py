@@ -29,6 +29,11 @@ class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
     open_user_endpoints: bool
     # Check and, with the admin credentials, create the application's database user.
     bootstrap_database: bool
+    # How long an enrolment code stays valid, and exchange attempts per minute per
+    # client address and per study (guessing is limited by both).
+    enrolment_code_seconds: float
+    enrolment_attempts_per_address: int
+    enrolment_attempts_per_study: int
 
     def __repr__(self) -> str:
         return f"AdminSettings(port={self.port}, db={self.db_name!r})"
@@ -57,4 +62,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdminSettings:
         == "TRUE",
         bootstrap_database=env.choice("EMOGO_ADMIN_BOOTSTRAP_DATABASE", "TRUE", ("TRUE", "FALSE"))
         == "TRUE",
+        enrolment_code_seconds=env.number(
+            "EMOGO_ENROLMENT_CODE_SECONDS", 7 * 86400.0, 60.0, 366 * 86400
+        ),
+        enrolment_attempts_per_address=env.integer(
+            "EMOGO_ENROLMENT_ATTEMPTS_PER_ADDRESS", 10, 1, 10_000
+        ),
+        enrolment_attempts_per_study=env.integer(
+            "EMOGO_ENROLMENT_ATTEMPTS_PER_STUDY", 60, 1, 100_000
+        ),
     )

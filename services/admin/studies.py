@@ -1,19 +1,31 @@
-"""Studies, for the admin only: create, list, read, rename, move to another time zone,
-close. The environment's global tokens write to the study `default`, which always
-exists and cannot be closed."""
+"""Studies and their participants, for the admin only: create, list, read, rename,
+move to another time zone, close; enrol participants and issue their codes
+(`enrolment` trades a code for a token). The environment's global tokens write to
+the study `default`, which always exists and cannot be closed."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, patch, post
 from litestar.params import FromPath, QueryParameter
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.admin.access import ADMIN_ONLY
-from services.admin.schemas import StudyIn, StudyUpdate, StudyView
-from services.common.errors import Conflict, NotFound, field_error
+from services.admin.access import ADMIN_ONLY, settings_of
+from services.admin.enrolment import issue_code, revoke_token
+from services.admin.models import Participant
+from services.admin.schemas import (
+    IssuedCode,
+    IssuedCodes,
+    ParticipantsIn,
+    ParticipantView,
+    StudyIn,
+    StudyUpdate,
+    StudyView,
+)
+from services.common.errors import Conflict, Forbidden, NotFound, field_error
 from services.common.openapi import documented_body, error_responses
 from services.common.studies import DEFAULT_STUDY, Study, StudyStatus, is_time_zone
 from services.common.timestamps import stored_now
@@ -139,3 +151,129 @@ class StudyController(Controller):
             {"$set": {"status": StudyStatus.CLOSED.value, "closed_at": now, "updated_at": now}},
         )
         return await _find(study_id)
+
+
+def _code_state(document: dict, now: datetime) -> str:
+    if document.get("code_used_at") is not None:
+        return "used"
+    if document.get("code_digest") is None:
+        return "none"
+    return "expired" if document["code_expires_at"] <= now else "pending"
+
+
+def _participant_view(document: dict, now: datetime) -> ParticipantView:
+    return ParticipantView(
+        user_id=document["user_id"],
+        status=document["status"],
+        created_at=document["created_at"],
+        code=_code_state(document, now),
+        code_expires_at=document.get("code_expires_at"),
+        enrolled_at=document.get("code_used_at"),
+        has_token=document.get("token_id") is not None,
+    )
+
+
+async def _open_study(study_id: str) -> None:
+    study = await _find(study_id)
+    if study.status == StudyStatus.CLOSED:
+        raise Forbidden(f"The study {study_id!r} is closed: it enrols nobody")
+
+
+async def _generated_ids(study_id: str, count: int) -> list[str]:
+    """The next `count` pseudonymous ids of the study: P001, P002, ... after the
+    highest one in use (P1000 follows P999)."""
+    taken = Participant.get_pymongo_collection().find(
+        {"study_id": study_id, "user_id": {"$regex": r"^P[0-9]+$"}}, {"user_id": 1}
+    )
+    highest = max([int(doc["user_id"][1:]) async for doc in taken], default=0)
+    return [f"P{number:03d}" for number in range(highest + 1, highest + 1 + count)]
+
+
+class ParticipantController(Controller):
+    """Participants of one study and their enrolment codes, for the admin only."""
+
+    path = "/api/studies/{study_id:str}/participants"
+    tags = ["studies"]
+    guards = ADMIN_ONLY
+
+    @post(
+        "/",
+        operation_id="enrolParticipants",
+        summary="Add participants (ids given, or generated) and issue their enrolment codes",
+        operation_class=documented_body(ParticipantsIn),
+        # 403: the study is closed; 409: an id is in the study already.
+        responses=error_responses(401, 403, 404, 409),
+        status_code=201,
+    )
+    async def add(self, request: Request, study_id: FromPath[str]) -> IssuedCodes:
+        wanted = await read_record(request, ParticipantsIn)
+        if (wanted.user_ids is None) == (wanted.count is None):
+            raise field_error("body", "give either user_ids or count, not both or neither")
+        await _open_study(study_id)
+        user_ids = wanted.user_ids or await _generated_ids(study_id, wanted.count or 0)
+        repeated = sorted({u for u in user_ids if user_ids.count(u) > 1})
+        if repeated:
+            raise field_error("user_ids", f"lists {', '.join(repeated)} more than once")
+        collection = Participant.get_pymongo_collection()
+        present = [
+            doc["user_id"]
+            async for doc in collection.find(
+                {"study_id": study_id, "user_id": {"$in": user_ids}}, {"user_id": 1}
+            )
+        ]
+        if present:
+            raise Conflict(
+                f"Already in the study: {', '.join(sorted(present))}", extra={"user_ids": present}
+            )
+        settings = settings_of(request)
+        now = stored_now()
+        documents, shown = [], []
+        for user_id in user_ids:
+            document = {"study_id": study_id, "user_id": user_id, "status": "active"}
+            changes, issued = issue_code(
+                document, settings.secret_keys, settings.enrolment_code_seconds
+            )
+            documents.append({**document, "created_at": now, "token_id": None, **changes})
+            shown.append(issued)
+        try:
+            await collection.insert_many(documents, ordered=True)
+        except BulkWriteError:
+            # Someone enrolled one of these ids meanwhile: take back what was added.
+            await collection.delete_many(
+                {"study_id": study_id, "user_id": {"$in": user_ids}, "created_at": now}
+            )
+            raise Conflict("Another request enrolled some of these ids meanwhile") from None
+        return IssuedCodes(study_id=study_id, participants=shown)
+
+    @get(
+        "/",
+        operation_id="listParticipants",
+        summary="Participants of a study, with the state of their codes (never the codes)",
+        responses=STUDY_ERRORS,
+    )
+    async def listing(self, study_id: FromPath[str]) -> list[ParticipantView]:
+        await _find(study_id)
+        now = stored_now()
+        cursor = Participant.get_pymongo_collection().find({"study_id": study_id}).sort("user_id")
+        return [_participant_view(document, now) async for document in cursor]
+
+    @post(
+        "/{user_id:str}/code",
+        operation_id="reissueEnrolmentCode",
+        summary="A new enrolment code for a participant; their current token stops working",
+        responses=error_responses(401, 403, 404),
+        status_code=200,
+    )
+    async def reissue(
+        self, request: Request, study_id: FromPath[str], user_id: FromPath[str]
+    ) -> IssuedCode:
+        await _open_study(study_id)
+        collection = Participant.get_pymongo_collection()
+        found = await collection.find_one({"study_id": study_id, "user_id": user_id})
+        if found is None or found["status"] != "active":
+            raise NotFound(f"No active participant {user_id!r} in study {study_id!r}")
+        settings = settings_of(request)
+        changes, issued = issue_code(found, settings.secret_keys, settings.enrolment_code_seconds)
+        await collection.update_one({"_id": found["_id"]}, {"$set": {**changes, "token_id": None}})
+        await revoke_token(found.get("token_id"), stored_now())
+        return issued

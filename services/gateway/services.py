@@ -42,6 +42,8 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "admin": (
         "/api/v1",
         "/api/studies",
+        "/api/enrol",
+        "/api/viewer-tokens",
         "/tail_log",
         "/dowload_log_file",  # the seed's spelling, kept for its clients
         "/download_log_file",

@@ -1,0 +1,99 @@
+"""Viewer tokens scoped to studies, one per teaching assistant, for the admin only:
+mint (the token is shown once), list (names, scopes, creation and last use), revoke."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath
+
+from services.admin.access import ADMIN_ONLY
+from services.admin.enrolment import revoke_token
+from services.admin.schemas import ViewerTokenIn, ViewerTokenIssued, ViewerTokenView
+from services.common.errors import NotFound, field_error
+from services.common.openapi import documented_body, error_responses
+from services.common.studies import Study
+from services.common.timestamps import stored_now
+from services.common.tokens import AccessToken, TokenKind, new_token, new_token_id, token_digest
+from services.common.validation import read_record
+
+
+def _view(document: dict) -> ViewerTokenView:
+    return ViewerTokenView(
+        token_id=document["token_id"],
+        name=document["name"],
+        study_ids=document["study_ids"],
+        created_at=document["created_at"],
+        last_used_at=document.get("last_used_at"),
+        revoked_at=document.get("revoked_at"),
+    )
+
+
+class ViewerTokenController(Controller):
+    path = "/api/viewer-tokens"
+    tags = ["studies"]
+    guards = ADMIN_ONLY
+
+    @post(
+        "/",
+        operation_id="createViewerToken",
+        summary="A viewer token for some studies (shown once)",
+        operation_class=documented_body(ViewerTokenIn),
+        responses=error_responses(401, 403),
+        status_code=201,
+    )
+    async def create(self, request: Request) -> ViewerTokenIssued:
+        wanted = await read_record(request, ViewerTokenIn)
+        study_ids = list(dict.fromkeys(wanted.study_ids))
+        known = {
+            doc["study_id"]
+            async for doc in Study.get_pymongo_collection().find(
+                {"study_id": {"$in": study_ids}}, {"study_id": 1}
+            )
+        }
+        unknown = [study_id for study_id in study_ids if study_id not in known]
+        if unknown:
+            raise field_error("study_ids", f"no such study: {', '.join(unknown)}")
+        token = new_token(TokenKind.VIEWER)
+        document = {
+            "token_id": new_token_id(),
+            "token_sha256": token_digest(token),
+            "kind": TokenKind.VIEWER.value,
+            "name": wanted.name,
+            "study_ids": study_ids,
+            "user_id": None,
+            "created_at": stored_now(),
+            "last_used_at": None,
+            "revoked_at": None,
+        }
+        await AccessToken.get_pymongo_collection().insert_one(document)
+        return ViewerTokenIssued(**msgspec.structs.asdict(_view(document)), token=token)
+
+    @get(
+        "/",
+        operation_id="listViewerTokens",
+        summary="Every viewer token, newest first (never the tokens themselves)",
+        responses=error_responses(401, 403),
+    )
+    async def listing(self) -> list[ViewerTokenView]:
+        cursor = (
+            AccessToken.get_pymongo_collection()
+            .find({"kind": TokenKind.VIEWER.value})
+            .sort("created_at", -1)
+        )
+        return [_view(document) async for document in cursor]
+
+    @delete(
+        "/{token_id:str}",
+        operation_id="revokeViewerToken",
+        summary="Revoke a viewer token (revoking again changes nothing)",
+        responses=error_responses(401, 403, 404),
+        status_code=200,
+    )
+    async def revoke(self, token_id: FromPath[str]) -> ViewerTokenView:
+        tokens = AccessToken.get_pymongo_collection()
+        query = {"token_id": token_id, "kind": TokenKind.VIEWER.value}
+        if await tokens.find_one(query, {"_id": 1}) is None:
+            raise NotFound(f"No viewer token {token_id!r}")
+        await revoke_token(token_id, stored_now())
+        return _view(await tokens.find_one(query))
