@@ -21,6 +21,8 @@ from services.common.health import HealthController
 from services.common.logs import RequestContextMiddleware, configure_logging
 from services.common.openapi import document_errors
 from services.common.settings import ServiceSettings
+from services.common.studies import Study
+from services.common.tokens import AccessToken, IssuedTokens
 from services.common.validation import reject_unknown_query_parameters
 
 API_VERSION = "0.1.0"
@@ -139,13 +141,19 @@ def build_app(
         settings.log_level,
         secrets=[*settings.credentials.by_role().values(), settings.mongodb_admin_password or ""],
     )
-    lifespan = [] if documents is None else [mongo_lifespan(settings, documents, prepare_database)]
+    lifespan = []
+    state = State({"settings": settings})
+    if documents is not None:
+        # Every service with the database checks the tokens the admin service issued.
+        documents = list(dict.fromkeys([*documents, AccessToken, Study]))
+        lifespan.append(mongo_lifespan(settings, documents, prepare_database))
+        state["issued_tokens"] = IssuedTokens()
     handlers = [*([HealthController] if include_health else []), *route_handlers]
     allowed_methods: dict[str, set[str]] = {}
     app = Litestar(
         cors_config=cors_config(settings.cors_origins),
         route_handlers=handlers,
-        state=State({"settings": settings}),
+        state=state,
         lifespan=[*lifespan, *extra_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         guards=[reject_unknown_query_parameters],

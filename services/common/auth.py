@@ -1,8 +1,11 @@
-"""Role-based access: `admin`, `viewer` (read and export), `device` (write telemetry).
+"""Role-based access: `admin`, `viewer` (read and export), `device` (write telemetry),
+and `participant` (one enrolled participant: writes and reads only their own data).
 
 A credential is `Authorization: Bearer <token>`, or HTTP Basic with the role as the
 user name and the token as the password, so a browser can sign in to the export
-page and click its links. Tokens are compared in constant time.
+page and click its links. The environment's global tokens are compared in constant
+time; tokens the admin service issued (services.common.tokens) are looked up by
+their SHA-256 in every service that has the database.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import binascii
 import hmac
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -19,6 +23,7 @@ from litestar.handlers.base import BaseRouteHandler
 from services.common.errors import Forbidden, Unauthorized
 from services.common.schemas import Principal
 from services.common.settings import Credentials
+from services.common.tokens import TOKEN_PREFIXES, IssuedTokens, TokenKind
 
 REALM = "EmoGo"
 # Where a request's proven principal is kept, so it is worked out once per request.
@@ -30,10 +35,13 @@ class Role(StrEnum):
     ADMIN = "admin"
     VIEWER = "viewer"
     DEVICE = "device"
+    PARTICIPANT = "participant"
 
 
 READERS = (Role.ADMIN, Role.VIEWER)
-WRITERS = (Role.ADMIN, Role.DEVICE)
+WRITERS = (Role.ADMIN, Role.DEVICE, Role.PARTICIPANT)
+# Routes a participant may also read, limited to their own records.
+OWN_READERS = (*READERS, Role.PARTICIPANT)
 
 
 def _role_for_token(token: str, credentials: Credentials) -> Role | None:
@@ -67,22 +75,42 @@ def principal_from_header(authorization: str | None, credentials: Credentials) -
     return None
 
 
-def authenticate(connection: ASGIConnection) -> Principal:
+async def authenticate(connection: ASGIConnection) -> Principal:
     """The request's principal; 401 with a Basic challenge when there is none."""
     cached = connection.scope.get(PRINCIPAL_SCOPE_KEY)
     if isinstance(cached, Principal):
         return cached
-    credentials: Credentials = connection.app.state.settings.credentials
-    principal = principal_from_header(connection.headers.get("authorization"), credentials)
+    state = connection.app.state
+    header = connection.headers.get("authorization")
+    principal = principal_from_header(header, state.settings.credentials)
+    issued: IssuedTokens | None = state.get("issued_tokens")
+    if principal is None and issued is not None:
+        principal = await _issued_principal(header, issued)
     if principal is None:
         message = (
             "Invalid credentials"
-            if connection.headers.get("authorization")
+            if header
             else "Credentials required: send Authorization: Bearer <token> or HTTP Basic"
         )
         raise Unauthorized(message, headers=CHALLENGE)
     connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
     return principal
+
+
+async def _issued_principal(header: str | None, issued: IssuedTokens) -> Principal | None:
+    scheme, _, token = (header or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIXES["participant"]):
+        return None
+    document = await issued.find(token)
+    if document is None or document["kind"] != TokenKind.PARTICIPANT:
+        return None
+    return Principal(
+        role=Role.PARTICIPANT,
+        user_id=document["user_id"],
+        study_ids=tuple(document["study_ids"]),
+        token_id=document["token_id"],
+    )
 
 
 def requires(*roles: Role) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
@@ -91,10 +119,56 @@ def requires(*roles: Role) -> Callable[[ASGIConnection, BaseRouteHandler], Await
     allowed = frozenset(roles)
 
     async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-        principal = authenticate(connection)
+        principal = await authenticate(connection)
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Forbidden(f"The {principal.role} role may not do this; it needs: {names}")
 
     guard.__name__ = f"requires_{'_or_'.join(sorted(r.value for r in allowed))}"
     return guard
+
+
+def may_write() -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
+    """The guard of every write: a writer role, and for a participant an open study."""
+    writers = requires(*WRITERS)
+
+    async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+        await writers(connection, handler)
+        principal = await authenticate(connection)
+        if principal.role != Role.PARTICIPANT:
+            return
+        issued: IssuedTokens = connection.app.state.issued_tokens
+        for study_id in principal.study_ids or ():
+            if await issued.study_is_closed(study_id):
+                raise Forbidden(f"The study {study_id!r} is closed: it takes no new data")
+
+    guard.__name__ = "may_write"
+    return guard
+
+
+def principal_of(connection: ASGIConnection) -> Principal:
+    """The principal the request's guard proved."""
+    principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        raise Unauthorized("Credentials required", headers=CHALLENGE)
+    return principal
+
+
+def whose(principal: Principal, user_id: Any) -> Any:
+    """The participant a write or read is for. With a participant token: its own
+    participant when none is named, and 403 when another one is; with any other
+    credential, whom the request names."""
+    if principal.role != Role.PARTICIPANT or user_id is None or user_id == principal.user_id:
+        return principal.user_id if principal.role == Role.PARTICIPANT else user_id
+    raise Forbidden(
+        f"A participant token reaches participant {principal.user_id!r} only, not {user_id!r}",
+        extra={"field": "user_id"},
+    )
+
+
+def written_as(principal: Principal, record: Any) -> Any:
+    """A record (a JSON object or a form's fields) as its writer may store it: with a
+    participant token, the participant's id filled in or another one refused (403)."""
+    if principal.role != Role.PARTICIPANT or not isinstance(record, dict):
+        return record
+    return {**record, "user_id": whose(principal, record.get("user_id"))}

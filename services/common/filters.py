@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from litestar import Request
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
+from services.common.auth import principal_of, whose
 from services.common.errors import field_error
 from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE
 from services.common.timestamps import parse_instant
@@ -42,7 +44,11 @@ async def provide_span(since: InstantFilter = None, until: InstantFilter = None)
     return time_span(since, until)
 
 
-async def provide_window(span: MongoFilter, user_id: ParticipantFilter = None) -> dict[str, Any]:
+async def provide_window(
+    request: Request, span: MongoFilter, user_id: ParticipantFilter = None
+) -> dict[str, Any]:
+    """The time window and participant; a participant token only ever sees its own."""
+    user_id = whose(principal_of(request), user_id)
     return {**span, "user_id": user_id} if user_id is not None else span
 
 

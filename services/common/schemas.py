@@ -60,10 +60,13 @@ class Readiness(WireStruct):
 
 
 class Principal(WireStruct, frozen=True):
-    """Who a request acts for: a role, and for per-user tokens the user it may reach."""
+    """Who a request acts for: a role; for per-user and participant tokens the user it
+    may reach; for issued tokens their studies and id (the global tokens have none)."""
 
     role: str
     user_id: str | None = None
+    study_ids: tuple[str, ...] | None = None
+    token_id: str | None = None
 
 
 def utc_now() -> datetime:

@@ -10,14 +10,23 @@ secrets happens at all.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
+import time
 from datetime import datetime
 from enum import StrEnum
 
 import pymongo
 from beanie import Document
 from pymongo import IndexModel
+from pymongo.errors import PyMongoError
+
+from services.common.studies import Study, StudyStatus
+from services.common.timestamps import stored_now
+
+logger = logging.getLogger("emogo.auth")
 
 TOKEN_BYTES = 32
 # Marks the kind of an issued token at a glance (and in secret scanners), like
@@ -63,3 +72,70 @@ class AccessToken(Document):
             IndexModel([("token_id", pymongo.ASCENDING)], name="token_id_unique", unique=True),
             IndexModel([("kind", pymongo.ASCENDING), ("created_at", 1)], name="kind_created"),
         ]
+
+
+# How long a process trusts what it read about a token or a study. Revoking a token,
+# re-issuing a code or closing a study takes effect everywhere within this bound.
+CACHE_SECONDS = 5.0
+# `last_used_at` is written at most this often per token and process: a token's last
+# use is news for a person, not a counter on the hot path.
+LAST_USE_EVERY_SECONDS = 60.0
+
+
+class IssuedTokens:
+    """What issued tokens prove, read from MongoDB by digest and kept for a few
+    seconds (also a miss, so a flood of wrong tokens costs one query per token and
+    interval), and whether a study is closed."""
+
+    def __init__(self, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.cache_seconds = cache_seconds
+        self._tokens: dict[str, tuple[float, dict | None]] = {}
+        self._closed: dict[str, tuple[float, bool]] = {}
+        self._last_noted: dict[str, float] = {}
+        self._notes: set[asyncio.Task] = set()
+
+    async def find(self, token: str) -> dict | None:
+        """The live token document (not revoked) of a participant token, or None."""
+        digest = token_digest(token)
+        now = time.monotonic()
+        cached = self._tokens.get(digest)
+        if cached is not None and cached[0] > now:
+            document = cached[1]
+        else:
+            document = await AccessToken.get_pymongo_collection().find_one(
+                {"token_sha256": digest, "revoked_at": None},
+                {"token_id": 1, "kind": 1, "study_ids": 1, "user_id": 1},
+            )
+            if len(self._tokens) > 10_000:
+                self._tokens = {k: v for k, v in self._tokens.items() if v[0] > now}
+            self._tokens[digest] = (now + self.cache_seconds, document)
+        if document is not None:
+            self._note_use(document["token_id"], now)
+        return document
+
+    async def study_is_closed(self, study_id: str) -> bool:
+        now = time.monotonic()
+        cached = self._closed.get(study_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        study = await Study.get_pymongo_collection().find_one({"study_id": study_id}, {"status": 1})
+        closed = study is None or study["status"] == StudyStatus.CLOSED
+        self._closed[study_id] = (now + self.cache_seconds, closed)
+        return closed
+
+    def _note_use(self, token_id: str, now: float) -> None:
+        if self._last_noted.get(token_id, 0.0) + LAST_USE_EVERY_SECONDS > now:
+            return
+        self._last_noted[token_id] = now
+        task = asyncio.create_task(self._write_last_use(token_id))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    @staticmethod
+    async def _write_last_use(token_id: str) -> None:
+        try:
+            await AccessToken.get_pymongo_collection().update_one(
+                {"token_id": token_id}, {"$set": {"last_used_at": stored_now()}}
+            )
+        except PyMongoError:
+            logger.warning("could not note a token's last use", extra={"token_id": token_id})

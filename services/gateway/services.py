@@ -28,6 +28,7 @@ from services.common.errors import (
     Unauthorized,
 )
 from services.common.schemas import utc_now
+from services.common.tokens import TOKEN_PREFIXES
 from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
@@ -125,6 +126,14 @@ def _has_body(scope: Scope) -> bool:
 def _declared_length(scope: Scope) -> int | None:
     value = _header(scope, b"content-length")
     return int(value) if value is not None and value.isdigit() else None
+
+
+def _issued_token(header: str) -> bool:
+    """Whether the credential has the shape of a participant's token. The gateway has
+    no database to check it; the service does, before it reads any of the body, so a
+    forged one holds an upstream connection only until the service answers 401."""
+    scheme, _, token = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and token.strip().startswith(TOKEN_PREFIXES["participant"])
 
 
 def upstream_failure(service: str, exc: Exception) -> AppError:
@@ -289,11 +298,11 @@ class ReverseProxy:
         length = _declared_length(scope)
         if length is not None and length <= BUFFERED_BODY_BYTES:
             return await _whole_body(receive)
-        header = _header(scope, b"authorization")
-        if principal_from_header(header and header.decode("latin-1"), self.credentials) is None:
+        header = (_header(scope, b"authorization") or b"").decode("latin-1")
+        if principal_from_header(header, self.credentials) is None and not _issued_token(header):
             raise Unauthorized(
                 f"A body larger than {BUFFERED_BODY_BYTES} bytes, or of unknown length, "
-                "needs a role credential: send Authorization: Bearer <token>",
+                "needs a role or participant credential: send Authorization: Bearer <token>",
                 headers=CHALLENGE,
             )
         return _request_body(receive)

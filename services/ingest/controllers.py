@@ -8,7 +8,15 @@ from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
-from services.common.auth import READERS, WRITERS, Role, requires
+from services.common.auth import (
+    OWN_READERS,
+    READERS,
+    Role,
+    may_write,
+    principal_of,
+    requires,
+    written_as,
+)
 from services.common.errors import NotFound
 from services.common.filters import (
     TIME_AND_PARTICIPANT,
@@ -100,7 +108,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         @post(
             "/",
             operation_id=f"create{one}",
-            guards=[requires(*WRITERS)],
+            guards=[may_write()],
             summary=f"Store one {kind.noun}",
             operation_class=documented_body(kind.record_in),
             # 409: a record with this participant and client_id is already stored.
@@ -110,7 +118,8 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         async def create(self, request: Request) -> Created[kind.record_out]:
             require_json(request)
             body = await request.body()
-            document = await services.insert_one(kind, decode_json(body), _max_ahead(request))
+            raw = written_as(principal_of(request), decode_json(body))
+            document = await services.insert_one(kind, raw, _max_ahead(request))
             record_id = str(document["_id"])
             return Created(
                 message=kind.created_message, id=record_id, record=kind.to_wire(document)
@@ -119,7 +128,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         @post(
             "/batch",
             operation_id=f"create{one}Batch",
-            guards=[requires(*WRITERS)],
+            guards=[may_write()],
             summary=f"Store many {kind.noun_plural} at once, idempotently",
             description=BATCH_DESCRIPTION,
             operation_class=documented_body(kind.record_in, batch=True),
@@ -131,12 +140,13 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             body = await read_body(request, settings.max_batch_bytes)
             content_type = request.headers.get("content-type", "")
             items = services.split_batch(body, content_type, settings.max_batch_records)
+            items = services.batch_as_participant(principal_of(request), items)
             return await services.insert_batch(kind, items, _max_ahead(request))
 
         @get(
             "/",
             operation_id=f"list{many}",
-            guards=[requires(*READERS)],
+            guards=[requires(*OWN_READERS)],
             summary=f"List {kind.noun_plural}",
             description=LIST_DESCRIPTION,
         )
@@ -157,7 +167,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         @get(
             "/count",
             operation_id=f"count{many}",
-            guards=[requires(*READERS)],
+            guards=[requires(*OWN_READERS)],
             summary=f"Count {kind.noun_plural}",
         )
         async def count(self, selection: MongoFilter) -> Count:
@@ -166,7 +176,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         @get(
             "/stream",
             operation_id=f"stream{many}",
-            guards=[requires(*READERS)],
+            guards=[requires(*OWN_READERS)],
             summary=f"Every matching {kind.noun} as NDJSON, oldest first",
             media_type=NDJSON_MEDIA_TYPE,
         )
@@ -177,11 +187,16 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         @get(
             "/{record_id:str}",
             operation_id=f"get{one}",
-            guards=[requires(*READERS)],
+            guards=[requires(*OWN_READERS)],
             summary=f"One {kind.noun}",
         )
-        async def get_one(self, record_id: FromPath[str]) -> kind.record_out:
-            return await services.get_one(kind, record_id)
+        async def get_one(self, request: Request, record_id: FromPath[str]) -> kind.record_out:
+            record = await services.get_one(kind, record_id)
+            principal = principal_of(request)
+            if principal.role == Role.PARTICIPANT and record.user_id != principal.user_id:
+                # Another participant's record is as if it did not exist.
+                raise NotFound(f"No {kind.noun} with id {record_id}")
+            return record
 
     RecordsController.__name__ = RecordsController.__qualname__ = f"{one}Controller"
     return RecordsController

@@ -19,15 +19,18 @@ from pymongo.errors import (
     DuplicateKeyError,
 )
 
+from services.common.auth import Role, written_as
 from services.common.errors import (
     BadRequest,
     Conflict,
     FieldError,
+    Forbidden,
     NotFound,
     UnsupportedMediaType,
     field_error,
 )
 from services.common.pagination import Order, TimeCursor, with_next_cursor
+from services.common.schemas import Principal
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
@@ -100,6 +103,27 @@ async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dic
             extra={"id": existing_id},
         ) from None
     return document
+
+
+def batch_as_participant(principal: Principal, items: list[Any]) -> list[Any]:
+    """A batch as its writer may store it: with a participant token, rows without a
+    participant get its own, and a row naming another refuses the whole batch (403,
+    naming the rows), so nothing of it is stored."""
+    if principal.role != Role.PARTICIPANT:
+        return items
+    foreign = [
+        index
+        for index, item in enumerate(items)
+        if isinstance(item, dict) and item.get("user_id", principal.user_id) != principal.user_id
+    ]
+    if foreign:
+        raise Forbidden(
+            f"A participant token writes participant {principal.user_id!r} only; rows "
+            f"{', '.join(map(str, foreign[:20]))}{' ...' if len(foreign) > 20 else ''} name "
+            "another, so none of the batch was stored",
+            extra={"field": "user_id", "rows": foreign},
+        )
+    return [written_as(principal, item) for item in items]
 
 
 def split_batch(body: bytes, content_type: str, max_records: int) -> list[Any]:

@@ -8,11 +8,19 @@ from urllib.parse import quote
 
 from bson import ObjectId
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from services.common.auth import READERS, WRITERS, Role, requires
+from services.common.auth import (
+    OWN_READERS,
+    READERS,
+    Role,
+    may_write,
+    principal_of,
+    requires,
+    written_as,
+)
 from services.common.errors import NotFound, RangeNotSatisfiable
 from services.common.filters import TIME_AND_PARTICIPANT, MongoFilter, ParticipantPath
 from services.common.openapi import (
@@ -29,7 +37,7 @@ from services.common.pagination import (
     PageSize,
     next_page_headers,
 )
-from services.common.validation import read_record
+from services.common.validation import convert_record, decode_json, read_record, require_json
 from services.media import receiving, services
 from services.media.models import PreviewState, VlogState
 from services.media.schemas import (
@@ -134,8 +142,14 @@ def send_stored(
     )
 
 
-async def _stored_vlog(vlog_id: str) -> dict[str, Any]:
-    vlog = await services.get_vlog(services.parse_vlog_id(vlog_id))
+def _owner(request: Request) -> str | None:
+    """With a participant token, whose vlogs the request may reach; else None (all)."""
+    principal = principal_of(request)
+    return principal.user_id if principal.role == Role.PARTICIPANT else None
+
+
+async def _stored_vlog(request: Request, vlog_id: str) -> dict[str, Any]:
+    vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), owner=_owner(request))
     if not vlog.get("has_file") or vlog.get("state") != VlogState.READY:
         raise NotFound(f"Video file not found: vlog {vlog_id} has no stored video")
     return vlog
@@ -202,7 +216,7 @@ class VlogController(Controller):
     @post(
         "/upload",
         operation_id="uploadVlog",
-        guards=[requires(*WRITERS)],
+        guards=[may_write()],
         summary="Upload a video (multipart)",
         description=UPLOAD_DESCRIPTION,
         request_max_body_size=UPLOAD_BODY_CEILING,
@@ -212,14 +226,15 @@ class VlogController(Controller):
     async def upload(self, request: Request) -> Response[VlogCreated]:
         uploads: services.Uploads = request.app.state.uploads
         vlog, duplicate = await uploads.upload(
-            lambda make_video: receiving.receive_multipart(request, make_video)
+            lambda make_video: receiving.receive_multipart(request, make_video),
+            principal_of(request),
         )
         return _created(vlog, duplicate, "Vlog uploaded successfully")
 
     @post(
         "/upload/raw",
         operation_id="uploadVlogRaw",
-        guards=[requires(*WRITERS)],
+        guards=[may_write()],
         summary="Upload a video as the request body, details in the query",
         request_max_body_size=UPLOAD_BODY_CEILING,
         operation_class=documented_bytes(*RAW_UPLOAD_TYPES),
@@ -228,34 +243,40 @@ class VlogController(Controller):
     async def upload_raw(
         self,
         request: Request,
-        user_id: FromQuery[str],
+        user_id: Annotated[
+            str | None,
+            QueryParameter(description="Whose video; a participant token's own when absent."),
+        ] = None,
         filename: Annotated[str, QueryParameter(max_length=255)] = "video",
         title: Annotated[str, QueryParameter(max_length=200)] = "",
         description: Annotated[str, QueryParameter(max_length=5000)] = "",
         timestamp: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[VlogCreated]:
         uploads: services.Uploads = request.app.state.uploads
-        fields = {"user_id": user_id, "title": title, "description": description}
-        if timestamp is not None:
-            fields["timestamp"] = timestamp
+        fields = {"title": title, "description": description}
+        for name, value in (("user_id", user_id), ("timestamp", timestamp)):
+            if value is not None:
+                fields[name] = value
 
         async def receive(make_video: Any) -> receiving.UploadForm:
             incoming = make_video(filename, fields)
             await receiving.receive_raw(request, incoming)
             return receiving.UploadForm(fields=fields, video=incoming)
 
-        vlog, duplicate = await uploads.upload(receive)
+        vlog, duplicate = await uploads.upload(receive, principal_of(request))
         return _created(vlog, duplicate, "Vlog uploaded successfully")
 
     @post(
         "/",
         operation_id="createVlogLink",
-        guards=[requires(*WRITERS)],
+        guards=[may_write()],
         summary="Record a vlog whose video lives elsewhere (the seed's `video_url`)",
         operation_class=documented_body(VlogLinkIn),
     )
     async def create_link(self, request: Request) -> Response[VlogCreated]:
-        record = await read_record(request, VlogLinkIn)
+        require_json(request)
+        raw = written_as(principal_of(request), decode_json(await request.body()))
+        record = convert_record(raw, VlogLinkIn)
         fields = {
             "user_id": record.user_id,
             "video_url": record.video_url,
@@ -270,7 +291,7 @@ class VlogController(Controller):
     @get(
         "/",
         operation_id="listVlogs",
-        guards=[requires(*READERS)],
+        guards=[requires(*OWN_READERS)],
         summary="List vlogs, newest first (`Link` header for the next page)",
     )
     async def list_vlogs(
@@ -291,7 +312,7 @@ class VlogController(Controller):
     @get(
         "/count",
         operation_id="countVlogs",
-        guards=[requires(*READERS)],
+        guards=[requires(*OWN_READERS)],
         summary="How many vlogs, and their bytes",
     )
     async def count(self, window: MongoFilter) -> VlogCount:
@@ -315,7 +336,7 @@ class VlogController(Controller):
     )
     async def download_by_name(self, request: Request, filename: FromPath[str]) -> Response[Any]:
         try:
-            vlog = await _stored_vlog(filename)
+            vlog = await _stored_vlog(request, filename)
         except NotFound:
             raise NotFound("Video file not found") from None
         return _original(request, vlog, "attachment")
@@ -323,29 +344,30 @@ class VlogController(Controller):
     @get(
         "/{vlog_id:str}",
         operation_id="getVlog",
-        guards=[requires(*READERS)],
+        guards=[requires(*OWN_READERS)],
         summary="One vlog",
     )
-    async def get_one(self, vlog_id: FromPath[str]) -> VlogOut:
-        return services.to_wire(await services.get_vlog(services.parse_vlog_id(vlog_id)))
+    async def get_one(self, request: Request, vlog_id: FromPath[str]) -> VlogOut:
+        vlog_key = services.parse_vlog_id(vlog_id)
+        return services.to_wire(await services.get_vlog(vlog_key, owner=_owner(request)))
 
     @get(
         "/{vlog_id:str}/download",
         operation_id="downloadVlog",
-        guards=[requires(*READERS)],
+        guards=[requires(*OWN_READERS)],
         summary="The original video, as an attachment named after the title",
     )
     async def download(self, request: Request, vlog_id: FromPath[str]) -> Response[Any]:
-        return _original(request, await _stored_vlog(vlog_id), "attachment")
+        return _original(request, await _stored_vlog(request, vlog_id), "attachment")
 
     @get(
         "/{vlog_id:str}/play",
         operation_id="playVlog",
-        guards=[requires(*READERS)],
+        guards=[requires(*OWN_READERS)],
         summary="For a player: the H.264 preview when there is one, else the original, inline",
     )
     async def play(self, request: Request, vlog_id: FromPath[str]) -> Response[Any]:
-        vlog = await _stored_vlog(vlog_id)
+        vlog = await _stored_vlog(request, vlog_id)
         if vlog.get("preview_state") != PreviewState.READY:
             return _original(request, vlog, "inline")
         name = services.download_name(vlog, ".preview.mp4")
@@ -361,11 +383,13 @@ class VlogController(Controller):
     @get(
         "/{vlog_id:str}/thumbnail",
         operation_id="vlogThumbnail",
-        guards=[requires(*READERS)],
+        guards=[requires(*OWN_READERS)],
         summary="A JPEG of a frame near the start",
     )
-    async def thumbnail(self, vlog_id: FromPath[str]) -> Response[bytes]:
-        vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), with_thumbnail=True)
+    async def thumbnail(self, request: Request, vlog_id: FromPath[str]) -> Response[bytes]:
+        vlog = await services.get_vlog(
+            services.parse_vlog_id(vlog_id), with_thumbnail=True, owner=_owner(request)
+        )
         if not vlog.get("thumbnail"):
             raise NotFound(f"Vlog {vlog_id} has no thumbnail")
         return Response(
@@ -377,7 +401,7 @@ class VlogController(Controller):
     @patch(
         "/{vlog_id:str}",
         operation_id="editVlog",
-        guards=[requires(*WRITERS)],
+        guards=[may_write()],
         summary="Change the title or description",
         operation_class=documented_body(VlogEdit),
     )
@@ -385,7 +409,7 @@ class VlogController(Controller):
         changes = await read_record(request, VlogEdit)
         given = {"title": changes.title, "description": changes.description}
         fields = {name: value.strip() for name, value in given.items() if value is not None}
-        vlog = await services.edit(services.parse_vlog_id(vlog_id), fields)
+        vlog = await services.edit(services.parse_vlog_id(vlog_id), fields, _owner(request))
         return services.to_wire(vlog)
 
     @delete(

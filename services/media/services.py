@@ -18,13 +18,14 @@ import msgspec
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from services.common.auth import written_as
 from services.common.errors import (
     NotFound,
     TooManyRequests,
     field_error,
 )
 from services.common.pagination import Order, fetch_page
-from services.common.schemas import utc_now
+from services.common.schemas import Principal, utc_now
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record
 from services.media import video
@@ -125,9 +126,15 @@ def parse_vlog_id(value: str) -> ObjectId:
     return ObjectId(candidate)
 
 
-async def get_vlog(vlog_id: ObjectId, *, with_thumbnail: bool = False) -> dict[str, Any]:
+async def get_vlog(
+    vlog_id: ObjectId, *, with_thumbnail: bool = False, owner: str | None = None
+) -> dict[str, Any]:
+    """A vlog by id; with `owner`, only that participant's (another's is not found)."""
     projection = None if with_thumbnail else WITHOUT_THUMBNAIL
-    vlog = await collection().find_one({"_id": vlog_id}, projection)
+    query: dict[str, Any] = {"_id": vlog_id}
+    if owner is not None:
+        query["user_id"] = owner
+    vlog = await collection().find_one(query, projection)
     if vlog is None:
         raise NotFound(f"No vlog with id {vlog_id}")
     return vlog
@@ -186,8 +193,13 @@ class Uploads:
     async def upload(
         self,
         receive: Callable[[Callable[[str, dict[str, str]], IncomingVideo]], Awaitable[UploadForm]],
+        writer: Principal,
     ) -> tuple[dict[str, Any], bool]:
-        """(the vlog, whether it already existed) for an upload `receive` reads."""
+        """(the vlog, whether it already existed) for an upload `receive` reads.
+
+        With a participant token the video is the participant's own: another
+        participant named before the file is refused before its bytes are read, one
+        named after it once the form is complete, and nothing is kept either way."""
         if self._slots.locked():
             raise TooManyRequests(
                 "Too many uploads in progress; retry shortly", headers={"Retry-After": "10"}
@@ -197,6 +209,7 @@ class Uploads:
 
             def make_video(name: str, fields: dict[str, str]) -> IncomingVideo:
                 nonlocal incoming
+                written_as(writer, fields)
                 incoming = self._incoming(name, fields)
                 return incoming
 
@@ -204,7 +217,7 @@ class Uploads:
                 form = await receive(make_video)
                 if form.video is None:
                     raise field_error(VIDEO_FIELD, "is required: send the video file in `video`")
-                details = check_details(form.fields)
+                details = check_details(written_as(writer, form.fields))
                 return await self._store(form.video, details)
             except BaseException:
                 if incoming is not None:
@@ -350,7 +363,10 @@ async def participants(query: dict[str, Any]) -> list[ParticipantVlogs]:
     ]
 
 
-async def edit(vlog_id: ObjectId, changes: dict[str, str]) -> dict[str, Any]:
+async def edit(
+    vlog_id: ObjectId, changes: dict[str, str], owner: str | None = None
+) -> dict[str, Any]:
+    await get_vlog(vlog_id, owner=owner)
     if changes:
         await collection().update_one({"_id": vlog_id}, {"$set": changes})
     return await get_vlog(vlog_id)
