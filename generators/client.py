@@ -27,15 +27,20 @@ def default_gateway() -> str:
     return os.environ.get("EMOGO_GATEWAY_URL", f"http://127.0.0.1:{port}")
 
 
-def default_token() -> str | None:
-    """EMOGO_DEVICE_TOKEN, else the one `make run` keeps in the data folder."""
-    if token := os.environ.get("EMOGO_DEVICE_TOKEN"):
+def data_dir() -> Path:
+    return Path(os.environ.get("EMOGO_DATA_DIR", "./data"))
+
+
+def default_token(variable: str = "EMOGO_DEVICE_TOKEN") -> str | None:
+    """The variable (the device token by default), else the one `make run` keeps in the
+    data folder."""
+    if token := os.environ.get(variable):
         return token
-    credentials = Path(os.environ.get("EMOGO_DATA_DIR", "./data")) / "credentials.env"
+    credentials = data_dir() / "credentials.env"
     if credentials.is_file():
         for line in credentials.read_text().splitlines():
             name, _, value = line.partition("=")
-            if name.strip() == "EMOGO_DEVICE_TOKEN":
+            if name.strip() == variable:
                 return value.strip()
     return None
 
@@ -73,7 +78,7 @@ class Gateway:
         if response.status_code != 200:
             raise GeneratorError(f"The gateway answered {response.status_code}", UNREACHABLE)
         role = response.json().get("role")
-        if role not in ("device", "admin"):
+        if role not in ("device", "admin", "participant"):
             raise GeneratorError(
                 f"A {role} credential may not write; use the device token", REFUSED
             )

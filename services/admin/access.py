@@ -10,7 +10,13 @@ from litestar.handlers.base import BaseRouteHandler
 
 from services.admin import services
 from services.admin.settings import AdminSettings
-from services.common.auth import CHALLENGE, PRINCIPAL_SCOPE_KEY, Role, principal_from_header
+from services.common.auth import (
+    CHALLENGE,
+    PRINCIPAL_SCOPE_KEY,
+    Role,
+    issued_principal,
+    principal_from_header,
+)
 from services.common.errors import Forbidden, NotFound, Unauthorized
 from services.common.schemas import Principal
 
@@ -24,7 +30,8 @@ def vault_of(request: Request) -> services.KeyVault:
 
 
 async def caller(request: ASGIConnection) -> Principal:
-    """Who sends the request: a role credential, or a user's token from authenticate_user.
+    """Who sends the request: a role credential, a participant's token, or a user's token
+    from authenticate_user.
     Found once per request (a user's token costs a database read)."""
     cached = request.scope.get(PRINCIPAL_SCOPE_KEY)
     if isinstance(cached, Principal):
@@ -37,6 +44,9 @@ async def caller(request: ASGIConnection) -> Principal:
 async def _find_caller(request: ASGIConnection) -> Principal:
     header = request.headers.get("authorization")
     principal = principal_from_header(header, settings_of(request).credentials)
+    if principal is not None:
+        return principal
+    principal = await issued_principal(header, request.app.state.issued_tokens)
     if principal is not None:
         return principal
     scheme, _, token = (header or "").partition(" ")

@@ -85,7 +85,7 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     principal = principal_from_header(header, state.settings.credentials)
     issued: IssuedTokens | None = state.get("issued_tokens")
     if principal is None and issued is not None:
-        principal = await _issued_principal(header, issued)
+        principal = await issued_principal(header, issued)
     if principal is None:
         message = (
             "Invalid credentials"
@@ -97,7 +97,8 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     return principal
 
 
-async def _issued_principal(header: str | None, issued: IssuedTokens) -> Principal | None:
+async def issued_principal(header: str | None, issued: IssuedTokens) -> Principal | None:
+    """The participant a `Bearer emp_...` header proves, or None."""
     scheme, _, token = (header or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIXES["participant"]):
@@ -172,3 +173,20 @@ def written_as(principal: Principal, record: Any) -> Any:
     if principal.role != Role.PARTICIPANT or not isinstance(record, dict):
         return record
     return {**record, "user_id": whose(principal, record.get("user_id"))}
+
+
+def own_scope(principal: Principal) -> dict[str, Any]:
+    """What a query must also match for this principal: with a participant token, the
+    participant's own records of their own study (another study's participant may
+    have the same id); nothing more for any other credential."""
+    if principal.role != Role.PARTICIPANT:
+        return {}
+    return {"user_id": principal.user_id, "study_id": study_of(principal)}
+
+
+def study_of(principal: Principal) -> str | None:
+    """The study a principal's writes are stamped with: a participant's own; none for
+    the global tokens, whose data belongs to the study `default`."""
+    if principal.role != Role.PARTICIPANT or not principal.study_ids:
+        return None
+    return principal.study_ids[0]

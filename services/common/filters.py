@@ -10,7 +10,7 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
-from services.common.auth import principal_of, whose
+from services.common.auth import own_scope, principal_of, whose
 from services.common.errors import field_error
 from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE
 from services.common.timestamps import parse_instant
@@ -48,8 +48,10 @@ async def provide_window(
     request: Request, span: MongoFilter, user_id: ParticipantFilter = None
 ) -> dict[str, Any]:
     """The time window and participant; a participant token only ever sees its own."""
-    user_id = whose(principal_of(request), user_id)
-    return {**span, "user_id": user_id} if user_id is not None else span
+    principal = principal_of(request)
+    user_id = whose(principal, user_id)
+    window = {**span, "user_id": user_id} if user_id is not None else span
+    return {**window, **own_scope(principal)}
 
 
 def time_span(since: str | None, until: str | None) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from services.common.auth import (
     READERS,
     Role,
     may_write,
+    own_scope,
     principal_of,
     requires,
+    study_of,
     written_as,
 )
 from services.common.errors import NotFound
@@ -118,8 +120,11 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         async def create(self, request: Request) -> Created[kind.record_out]:
             require_json(request)
             body = await request.body()
-            raw = written_as(principal_of(request), decode_json(body))
-            document = await services.insert_one(kind, raw, _max_ahead(request))
+            principal = principal_of(request)
+            raw = written_as(principal, decode_json(body))
+            document = await services.insert_one(
+                kind, raw, _max_ahead(request), study_of(principal)
+            )
             record_id = str(document["_id"])
             return Created(
                 message=kind.created_message, id=record_id, record=kind.to_wire(document)
@@ -140,8 +145,11 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             body = await read_body(request, settings.max_batch_bytes)
             content_type = request.headers.get("content-type", "")
             items = services.split_batch(body, content_type, settings.max_batch_records)
-            items = services.batch_as_participant(principal_of(request), items)
-            return await services.insert_batch(kind, items, _max_ahead(request))
+            principal = principal_of(request)
+            items = services.batch_as_participant(principal, items)
+            return await services.insert_batch(
+                kind, items, _max_ahead(request), study_of(principal)
+            )
 
         @get(
             "/",
@@ -191,12 +199,8 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             summary=f"One {kind.noun}",
         )
         async def get_one(self, request: Request, record_id: FromPath[str]) -> kind.record_out:
-            record = await services.get_one(kind, record_id)
-            principal = principal_of(request)
-            if principal.role == Role.PARTICIPANT and record.user_id != principal.user_id:
-                # Another participant's record is as if it did not exist.
-                raise NotFound(f"No {kind.noun} with id {record_id}")
-            return record
+            # Another participant's record is as if it did not exist.
+            return await services.get_one(kind, record_id, own_scope(principal_of(request)))
 
     RecordsController.__name__ = RecordsController.__qualname__ = f"{one}Controller"
     return RecordsController

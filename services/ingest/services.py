@@ -77,18 +77,29 @@ def bounding_box(bbox: str) -> dict[str, Any]:
 
 
 def to_document(
-    kind: TelemetryKind, record: SentimentIn | GpsFixIn, now: datetime, max_ahead: timedelta
+    kind: TelemetryKind,
+    record: SentimentIn | GpsFixIn,
+    now: datetime,
+    max_ahead: timedelta,
+    study_id: str | None = None,
 ) -> dict[str, Any]:
-    """The stored form of a validated record, with a server-made id."""
+    """The stored form of a validated record, with a server-made id (and the study of a
+    participant's token; records without one belong to the study `default`)."""
     fields = msgspec.structs.asdict(record)
     fields["timestamp"] = recorded_at(record.timestamp, now, max_ahead)
     kind.normalise(fields)
-    return {"_id": ObjectId(), **fields, "received_at": now}
+    document = {"_id": ObjectId(), **fields, "received_at": now}
+    if study_id is not None:
+        document["study_id"] = study_id
+    return document
 
 
-async def insert_one(kind: TelemetryKind, raw: Any, max_ahead: timedelta) -> dict[str, Any]:
+async def insert_one(
+    kind: TelemetryKind, raw: Any, max_ahead: timedelta, study_id: str | None = None
+) -> dict[str, Any]:
     """Stores one record; 409 naming the existing id when its client id was seen."""
-    document = to_document(kind, convert_record(raw, kind.record_in), stored_now(), max_ahead)
+    record = convert_record(raw, kind.record_in)
+    document = to_document(kind, record, stored_now(), max_ahead, study_id)
     await REGISTER.note(kind, [document])
     try:
         await kind.collection.insert_one(document)
@@ -163,7 +174,9 @@ def split_batch(body: bytes, content_type: str, max_records: int) -> list[Any]:
     return items
 
 
-async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedelta) -> BatchResult:
+async def insert_batch(
+    kind: TelemetryKind, items: list[Any], max_ahead: timedelta, study_id: str | None = None
+) -> BatchResult:
     """Stores every valid record once; reports each one's fate by its index.
 
     Duplicates are recognised by (user_id, client_id): against what is stored (the
@@ -177,7 +190,8 @@ async def insert_batch(kind: TelemetryKind, items: list[Any], max_ahead: timedel
         try:
             if isinstance(raw, FieldError):
                 raise raw
-            document = to_document(kind, convert_record(raw, kind.record_in), now, max_ahead)
+            record = convert_record(raw, kind.record_in)
+            document = to_document(kind, record, now, max_ahead, study_id)
         except FieldError as problem:
             errors = [FieldProblem(field=e["field"], reason=e["reason"]) for e in problem.errors]
             outcomes[index] = RecordOutcome(index=index, status="rejected", errors=errors)
@@ -245,10 +259,11 @@ async def _stored_ids(
     return {(d["user_id"], d["client_id"]): str(d["_id"]) async for d in found}
 
 
-async def get_one(kind: TelemetryKind, record_id: str) -> Any:
+async def get_one(kind: TelemetryKind, record_id: str, scope: dict[str, Any]) -> Any:
+    """A record by id, if it also matches `scope` (a participant's own only)."""
     if not ObjectId.is_valid(record_id):
         raise field_error("id", "must be a 24-character hexadecimal record id")
-    document = await kind.collection.find_one({"_id": ObjectId(record_id)})
+    document = await kind.collection.find_one({"_id": ObjectId(record_id), **scope})
     if document is None:
         raise NotFound(f"No {kind.noun} with id {record_id}")
     return kind.to_wire(document)

@@ -17,8 +17,10 @@ from services.common.auth import (
     READERS,
     Role,
     may_write,
+    own_scope,
     principal_of,
     requires,
+    study_of,
     written_as,
 )
 from services.common.errors import NotFound, RangeNotSatisfiable
@@ -142,14 +144,12 @@ def send_stored(
     )
 
 
-def _owner(request: Request) -> str | None:
-    """With a participant token, whose vlogs the request may reach; else None (all)."""
-    principal = principal_of(request)
-    return principal.user_id if principal.role == Role.PARTICIPANT else None
+def _scope(request: Request) -> dict[str, Any]:
+    return own_scope(principal_of(request))
 
 
 async def _stored_vlog(request: Request, vlog_id: str) -> dict[str, Any]:
-    vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), owner=_owner(request))
+    vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), scope=_scope(request))
     if not vlog.get("has_file") or vlog.get("state") != VlogState.READY:
         raise NotFound(f"Video file not found: vlog {vlog_id} has no stored video")
     return vlog
@@ -275,7 +275,8 @@ class VlogController(Controller):
     )
     async def create_link(self, request: Request) -> Response[VlogCreated]:
         require_json(request)
-        raw = written_as(principal_of(request), decode_json(await request.body()))
+        principal = principal_of(request)
+        raw = written_as(principal, decode_json(await request.body()))
         record = convert_record(raw, VlogLinkIn)
         fields = {
             "user_id": record.user_id,
@@ -285,7 +286,7 @@ class VlogController(Controller):
             "duration": record.duration,
             "timestamp": record.timestamp,
         }
-        vlog = await services.create_link(fields)
+        vlog = await services.create_link(fields, study_of(principal))
         return _created(vlog, False, "Vlog created successfully")
 
     @get(
@@ -349,7 +350,7 @@ class VlogController(Controller):
     )
     async def get_one(self, request: Request, vlog_id: FromPath[str]) -> VlogOut:
         vlog_key = services.parse_vlog_id(vlog_id)
-        return services.to_wire(await services.get_vlog(vlog_key, owner=_owner(request)))
+        return services.to_wire(await services.get_vlog(vlog_key, scope=_scope(request)))
 
     @get(
         "/{vlog_id:str}/download",
@@ -388,7 +389,7 @@ class VlogController(Controller):
     )
     async def thumbnail(self, request: Request, vlog_id: FromPath[str]) -> Response[bytes]:
         vlog = await services.get_vlog(
-            services.parse_vlog_id(vlog_id), with_thumbnail=True, owner=_owner(request)
+            services.parse_vlog_id(vlog_id), with_thumbnail=True, scope=_scope(request)
         )
         if not vlog.get("thumbnail"):
             raise NotFound(f"Vlog {vlog_id} has no thumbnail")
@@ -409,7 +410,7 @@ class VlogController(Controller):
         changes = await read_record(request, VlogEdit)
         given = {"title": changes.title, "description": changes.description}
         fields = {name: value.strip() for name, value in given.items() if value is not None}
-        vlog = await services.edit(services.parse_vlog_id(vlog_id), fields, _owner(request))
+        vlog = await services.edit(services.parse_vlog_id(vlog_id), fields, _scope(request))
         return services.to_wire(vlog)
 
     @delete(

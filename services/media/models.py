@@ -32,6 +32,8 @@ class PreviewState(StrEnum):
 
 class Vlog(Document):
     user_id: str
+    # The study of the participant token that sent it; none: the study `default`.
+    study_id: str | None = None
     title: str = ""
     description: str = ""
     # When it was recorded (the seed's `timestamp`), and when it reached the server.

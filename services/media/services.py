@@ -18,8 +18,9 @@ import msgspec
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from services.common.auth import written_as
+from services.common.auth import study_of, written_as
 from services.common.errors import (
+    Conflict,
     NotFound,
     TooManyRequests,
     field_error,
@@ -127,14 +128,11 @@ def parse_vlog_id(value: str) -> ObjectId:
 
 
 async def get_vlog(
-    vlog_id: ObjectId, *, with_thumbnail: bool = False, owner: str | None = None
+    vlog_id: ObjectId, *, with_thumbnail: bool = False, scope: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """A vlog by id; with `owner`, only that participant's (another's is not found)."""
+    """A vlog by id, if it also matches `scope` (a participant's own only)."""
     projection = None if with_thumbnail else WITHOUT_THUMBNAIL
-    query: dict[str, Any] = {"_id": vlog_id}
-    if owner is not None:
-        query["user_id"] = owner
-    vlog = await collection().find_one(query, projection)
+    vlog = await collection().find_one({"_id": vlog_id, **(scope or {})}, projection)
     if vlog is None:
         raise NotFound(f"No vlog with id {vlog_id}")
     return vlog
@@ -218,7 +216,7 @@ class Uploads:
                 if form.video is None:
                     raise field_error(VIDEO_FIELD, "is required: send the video file in `video`")
                 details = check_details(written_as(writer, form.fields))
-                return await self._store(form.video, details)
+                return await self._store(form.video, details, study_of(writer))
             except BaseException:
                 if incoming is not None:
                     # What a failed discard leaves, the periodic clean-up removes.
@@ -227,14 +225,14 @@ class Uploads:
                 raise
 
     async def _store(
-        self, incoming: IncomingVideo, details: UploadFields
+        self, incoming: IncomingVideo, details: UploadFields, study_id: str | None
     ) -> tuple[dict[str, Any], bool]:
         now = stored_now()
         recorded = recorded_at(details.timestamp, now)
         sha256 = await incoming.finish()
-        existing = await collection().find_one(
-            {"user_id": details.user_id, "sha256": sha256}, WITHOUT_THUMBNAIL
-        )
+        # The same participant id in another study is another person.
+        same_bytes = {"user_id": details.user_id, "sha256": sha256, "study_id": study_id}
+        existing = await collection().find_one(same_bytes, WITHOUT_THUMBNAIL)
         if existing is not None:
             await incoming.discard()
             return existing, True
@@ -264,16 +262,21 @@ class Uploads:
             "thumbnail": facts.thumbnail,
             "preview_state": PreviewState.NOT_NEEDED if playable else PreviewState.PENDING,
         }
+        if study_id is not None:
+            ready["study_id"] = study_id
         try:
             await collection().update_one({"_id": incoming.vlog_id}, {"$set": ready})
         except DuplicateKeyError:
             # The same bytes finished uploading a moment ago in another request.
             await incoming.discard()
-            existing = await collection().find_one(
-                {"user_id": details.user_id, "sha256": sha256}, WITHOUT_THUMBNAIL
-            )
+            existing = await collection().find_one(same_bytes, WITHOUT_THUMBNAIL)
             if existing is None:
-                raise
+                # The unique index spans studies: the same bytes under the same id of
+                # another study's participant.
+                raise Conflict(
+                    f"This video is stored already for a participant {details.user_id!r} "
+                    "of another study"
+                ) from None
             return existing, True
         stored = await get_vlog(incoming.vlog_id)
         if playable:
@@ -283,10 +286,11 @@ class Uploads:
         return stored, False
 
 
-async def create_link(fields: dict[str, Any]) -> dict[str, Any]:
+async def create_link(fields: dict[str, Any], study_id: str | None) -> dict[str, Any]:
     now = stored_now()
     vlog = Vlog(
         user_id=fields["user_id"],
+        study_id=study_id,
         title=fields["title"].strip(),
         description=fields["description"].strip(),
         timestamp=recorded_at(fields["timestamp"], now),
@@ -363,10 +367,8 @@ async def participants(query: dict[str, Any]) -> list[ParticipantVlogs]:
     ]
 
 
-async def edit(
-    vlog_id: ObjectId, changes: dict[str, str], owner: str | None = None
-) -> dict[str, Any]:
-    await get_vlog(vlog_id, owner=owner)
+async def edit(vlog_id: ObjectId, changes: dict[str, str], scope: dict[str, Any]) -> dict[str, Any]:
+    await get_vlog(vlog_id, scope=scope)
     if changes:
         await collection().update_one({"_id": vlog_id}, {"$set": changes})
     return await get_vlog(vlog_id)

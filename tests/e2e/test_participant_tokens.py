@@ -273,3 +273,36 @@ def test_token_use_is_noted_and_the_token_never_stored(
     assert me.token not in str(document)
     log_text = "".join(p.read_text() for p in (stack.config.data_dir / "logs").glob("*.log"))
     assert me.token not in log_text
+
+
+def test_the_same_participant_id_in_two_studies_is_two_people(stack: Stack) -> None:
+    """Participant ids are unique within a study only: a token reads its own study's
+    records, not those of a namesake in another study or in `default`."""
+    twin = f"twin-{uuid.uuid4().hex[:8]}"
+    tokens = []
+    with stack.client("admin") as admin, stack.client() as phone:
+        for _ in range(2):
+            study_id = f"twins-{uuid.uuid4().hex[:8]}"
+            admin.post("/api/studies", json={"study_id": study_id, "name": "Twins"})
+            [issued] = admin.post(
+                f"/api/studies/{study_id}/participants", json={"user_ids": [twin]}
+            ).json()["participants"]
+            answer = phone.post("/api/enrol", json={"study_id": study_id, "code": issued["code"]})
+            tokens.append({"Authorization": f"Bearer {answer.json()['token']}"})
+    with stack.client("device") as device:
+        namesake = device.post("/api/sentiments", json=sentiment(user_id=twin)).json()["id"]
+    with (
+        httpx.Client(base_url=stack.gateway, headers=tokens[0], timeout=30) as first,
+        httpx.Client(base_url=stack.gateway, headers=tokens[1], timeout=30) as second,
+    ):
+        mine = first.post("/api/sentiments", json=sentiment(note="first")).json()["id"]
+        theirs = second.post("/api/sentiments", json=sentiment(note="second")).json()["id"]
+        assert [r["_id"] for r in first.get("/api/sentiments").json()] == [mine]
+        assert first.get("/api/sentiments/count").json()["count"] == 1
+        assert first.get(f"/api/sentiments/{theirs}").status_code == 404
+        assert first.get(f"/api/sentiments/{namesake}").status_code == 404
+        assert [r["_id"] for r in second.get("/api/sentiments").json()] == [theirs]
+        assert len(first.get("/api/sentiments/stream").text.splitlines()) == 1
+    with stack.client("viewer") as viewer:
+        everyone = viewer.get("/api/sentiments", params={"user_id": twin}).json()
+        assert {r["_id"] for r in everyone} == {mine, theirs, namesake}
