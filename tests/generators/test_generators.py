@@ -4,16 +4,19 @@ against the real stack that store the expected counts once, or fail clearly."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, date, datetime
 from itertools import pairwise
 from pathlib import Path
 
 import av
 import cv2
+import httpx
 import pytest
 
 from generators.telemetry import DEFAULT_CENTRE, dataset
@@ -149,3 +152,49 @@ def test_clear_errors(stack: Stack) -> None:
     assert bad.returncode == 2
     assert "LAT,LON" in bad.stderr
     assert "--participants" in generator(["telemetry", "--help"], {}).stdout
+
+
+def test_a_study_is_enrolled_and_each_phone_sends_as_itself(stack: Stack, tmp_path: Path) -> None:
+    study_id = f"gen-{uuid.uuid4().hex[:8]}"
+    env = {
+        "EMOGO_GATEWAY_URL": stack.gateway,
+        "EMOGO_ADMIN_TOKEN": TOKENS["admin"],
+        "EMOGO_DATA_DIR": str(tmp_path),
+        "EMOGO_DEVICE_TOKEN": "",
+    }
+    enrolled = generator(["enrol", "--study", study_id, "--participants", "2", "--json"], env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    body = json.loads(enrolled.stdout)
+    assert body["study_id"] == study_id
+    assert [p["user_id"] for p in body["participants"]] == ["P001", "P002"]
+    assert all(p["token"].startswith("emp_") for p in body["participants"])
+    saved = tmp_path / "studies" / f"{study_id}.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert json.loads(saved.read_text())["participants"] == body["participants"]
+    topped = generator(["enrol", "--study", study_id, "--participants", "3", "--top-up"], env)
+    assert topped.returncode == 0, topped.stderr
+    assert "enrolled P003" in topped.stdout
+    again = generator(["enrol", "--study", study_id, "--participants", "3", "--top-up"], env)
+    assert "saved already" in again.stdout
+
+    args = ["--seed", "5", "demo", "--study", study_id, "--participants", "2", "--days", "1",
+            "--start", "2024-06-03", "--count", "2", "--seconds", "1"]  # fmt: skip
+    sent = generator(args, env)
+    assert sent.returncode == 0, sent.stderr
+    assert "signed in as participant (3 participants)" in sent.stdout
+    moods, fixes = dataset(2, 1, seed=5, start=date(2024, 6, 3))
+    assert f"telemetry: {len(moods) + len(fixes)} stored, 0 duplicates" in sent.stdout
+    assert "vlogs: 2 stored, 0 duplicates" in sent.stdout
+    made_up = sorted({m["user_id"] for m in moods})
+    for participant, person in zip(body["participants"], made_up, strict=True):
+        headers = {"Authorization": f"Bearer {participant['token']}"}
+        with httpx.Client(base_url=stack.gateway, headers=headers) as phone:
+            own = phone.get("/api/sentiments", params={"limit": 1000}).json()
+            assert len(own) == sum(1 for m in moods if m["user_id"] == person)
+            assert {r["user_id"] for r in own} == {participant["user_id"]}
+            assert phone.get("/api/vlogs/count").json()["count"] == 1
+    missing = generator(["telemetry", "--study", "never-enrolled"], env)
+    assert missing.returncode == 2
+    assert "enrol" in missing.stderr
+    too_many = generator(["telemetry", "--study", study_id, "--participants", "9"], env)
+    assert too_many.returncode == 2
