@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.params import FromPath, QueryParameter
 from pymongo import ReturnDocument
@@ -38,15 +39,7 @@ StatusFilter = Annotated[
 
 
 def _view(document: dict) -> StudyView:
-    return StudyView(
-        study_id=document["study_id"],
-        name=document["name"],
-        time_zone=document["time_zone"],
-        status=document["status"],
-        created_at=document["created_at"],
-        updated_at=document["updated_at"],
-        closed_at=document.get("closed_at"),
-    )
+    return msgspec.convert(document, StudyView)
 
 
 def _checked_time_zone(name: str | None) -> None:

@@ -19,14 +19,7 @@ from services.common.validation import read_record
 
 
 def _view(document: dict) -> ViewerTokenView:
-    return ViewerTokenView(
-        token_id=document["token_id"],
-        name=document["name"],
-        study_ids=document["study_ids"],
-        created_at=document["created_at"],
-        last_used_at=document.get("last_used_at"),
-        revoked_at=document.get("revoked_at"),
-    )
+    return msgspec.convert(document, ViewerTokenView)
 
 
 class ViewerTokenController(Controller):

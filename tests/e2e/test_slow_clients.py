@@ -138,4 +138,4 @@ def test_a_large_body_without_a_role_credential_is_not_streamed(anonymous: httpx
         "/api/vlogs/upload/raw", content=chunks(), headers={"Content-Type": "video/mp4"}
     )
     assert response.status_code == 401
-    assert "role credential" in response.json()["detail"]["error"]
+    assert "role or participant credential" in response.json()["detail"]["error"]
