@@ -83,7 +83,12 @@ class CredentialController(Controller):
     )
     async def whoami(self, request: Request) -> WhoAmI:
         principal = await caller(request)
-        return WhoAmI(role=principal.role, user_id=principal.user_id)
+        return WhoAmI(
+            role=principal.role,
+            user_id=principal.user_id,
+            study_ids=list(principal.study_ids) if principal.study_ids is not None else None,
+            token_id=principal.token_id,
+        )
 
     @get(
         "/list_users",

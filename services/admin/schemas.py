@@ -323,6 +323,9 @@ class UserConfigView(WireStruct):
 class WhoAmI(WireStruct):
     role: str
     user_id: str | None = None
+    # For a token the admin service issued: its studies and its id.
+    study_ids: list[str] | None = None
+    token_id: str | None = None
 
 
 # --- studies (research courses and cohorts, apart from the companion app's users) ---

@@ -23,7 +23,8 @@ from litestar.handlers.base import BaseRouteHandler
 from services.common.errors import Forbidden, Unauthorized
 from services.common.schemas import Principal
 from services.common.settings import Credentials
-from services.common.tokens import TOKEN_PREFIXES, IssuedTokens, TokenKind
+from services.common.studies import DEFAULT_STUDY
+from services.common.tokens import TOKEN_PREFIXES, IssuedTokens, TokenFinder, TokenKind
 
 REALM = "EmoGo"
 # Where a request's proven principal is kept, so it is worked out once per request.
@@ -83,7 +84,7 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     state = connection.app.state
     header = connection.headers.get("authorization")
     principal = principal_from_header(header, state.settings.credentials)
-    issued: IssuedTokens | None = state.get("issued_tokens")
+    issued: TokenFinder | None = state.get("issued_tokens")
     if principal is None and issued is not None:
         principal = await issued_principal(header, issued)
     if principal is None:
@@ -97,18 +98,19 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     return principal
 
 
-async def issued_principal(header: str | None, issued: IssuedTokens) -> Principal | None:
-    """The participant a `Bearer emp_...` header proves, or None."""
+async def issued_principal(header: str | None, issued: TokenFinder) -> Principal | None:
+    """The participant or study viewer a `Bearer emp_...`/`emv_...` header proves."""
     scheme, _, token = (header or "").strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIXES["participant"]):
+    if scheme.lower() != "bearer" or not token.startswith(tuple(TOKEN_PREFIXES.values())):
         return None
     document = await issued.find(token)
-    if document is None or document["kind"] != TokenKind.PARTICIPANT:
+    if document is None:
         return None
+    role = Role.PARTICIPANT if document["kind"] == TokenKind.PARTICIPANT else Role.VIEWER
     return Principal(
-        role=Role.PARTICIPANT,
-        user_id=document["user_id"],
+        role=role,
+        user_id=document.get("user_id"),
         study_ids=tuple(document["study_ids"]),
         token_id=document["token_id"],
     )
@@ -178,10 +180,16 @@ def written_as(principal: Principal, record: Any) -> Any:
 def own_scope(principal: Principal) -> dict[str, Any]:
     """What a query must also match for this principal: with a participant token, the
     participant's own records of their own study (another study's participant may
-    have the same id); nothing more for any other credential."""
-    if principal.role != Role.PARTICIPANT:
+    have the same id); with a study viewer token, records of its studies (those of
+    `default` carry no study); nothing more for a global token."""
+    if principal.study_ids is None:
         return {}
-    return {"user_id": principal.user_id, "study_id": study_of(principal)}
+    if principal.role == Role.PARTICIPANT:
+        return {"user_id": principal.user_id, "study_id": study_of(principal)}
+    studies: list[str | None] = [s for s in principal.study_ids if s != DEFAULT_STUDY]
+    if DEFAULT_STUDY in principal.study_ids:
+        studies.append(None)  # matches a record without a study, as MongoDB matches null
+    return {"study_id": {"$in": studies}}
 
 
 def study_of(principal: Principal) -> str | None:

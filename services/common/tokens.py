@@ -17,6 +17,7 @@ import secrets
 import time
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 import pymongo
 from beanie import Document
@@ -80,6 +81,12 @@ CACHE_SECONDS = 5.0
 # `last_used_at` is written at most this often per token and process: a token's last
 # use is news for a person, not a counter on the hot path.
 LAST_USE_EVERY_SECONDS = 60.0
+
+
+class TokenFinder(Protocol):
+    """Finds what an issued token proves: its live document, or None."""
+
+    async def find(self, token: str) -> dict | None: ...
 
 
 class IssuedTokens:

@@ -18,7 +18,7 @@ from services.gateway.controllers import (
     HealthController,
     PagesController,
 )
-from services.gateway.services import ReverseProxy
+from services.gateway.services import IssuedTokensViaAdmin, ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -31,6 +31,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     async def upstream_client(app: Litestar) -> AsyncIterator[None]:
         async with ReverseProxy.make_session(settings) as session:
             app.state.proxy = ReverseProxy(settings, session)
+            app.state.issued_tokens = IssuedTokensViaAdmin(app.state.proxy)
             yield
 
     return build_app(

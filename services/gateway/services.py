@@ -28,7 +28,7 @@ from services.common.errors import (
     Unauthorized,
 )
 from services.common.schemas import utc_now
-from services.common.tokens import TOKEN_PREFIXES
+from services.common.tokens import CACHE_SECONDS, TOKEN_PREFIXES, TokenKind, token_digest
 from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
@@ -411,3 +411,55 @@ class ReverseProxy:
             timestamp=utc_now(),
             services=services,
         )
+
+
+class IssuedTokensViaAdmin:
+    """What a token the admin service issued proves, for the gateway, which has no
+    database: the admin service's `whoami` answers, kept as long as every service
+    keeps its own reading (services.common.tokens.CACHE_SECONDS). The services check
+    the token again on every call the gateway makes for it."""
+
+    def __init__(self, proxy: ReverseProxy, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.proxy = proxy
+        self.cache_seconds = cache_seconds
+        self._known: dict[str, tuple[float, dict | None]] = {}
+
+    async def find(self, token: str) -> dict | None:
+        digest = token_digest(token)
+        now = time.monotonic()
+        cached = self._known.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        document = await self._ask_admin(token)
+        if len(self._known) > 10_000:
+            self._known = {k: v for k, v in self._known.items() if v[0] > now}
+        self._known[digest] = (now + self.cache_seconds, document)
+        return document
+
+    async def _ask_admin(self, token: str) -> dict | None:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def attempt(base: str) -> tuple[int, bytes]:
+            async with self.proxy.session.get(
+                f"{base}/api/v1/whoami", headers=headers, timeout=self.proxy.health_timeout
+            ) as answer:
+                return answer.status, await answer.read()
+
+        try:
+            status, body = await self.proxy.upstreams["admin"].send("GET", attempt)
+        except (aiohttp.ClientError, TimeoutError):
+            raise ServiceUnavailable(
+                "The admin service is needed to check this credential and is unavailable",
+                extra={"service": "admin"},
+            ) from None
+        if status != 200:
+            return None
+        who = msgspec.json.decode(body)
+        if not isinstance(who, dict) or not who.get("token_id"):
+            return None
+        return {
+            "kind": TokenKind.PARTICIPANT if who["role"] == "participant" else TokenKind.VIEWER,
+            "study_ids": who.get("study_ids") or [],
+            "user_id": who.get("user_id"),
+            "token_id": who["token_id"],
+        }

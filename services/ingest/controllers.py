@@ -262,9 +262,10 @@ class TelemetryController(Controller):
         summary="One participant's summary",
     )
     async def participant(
-        self, span: MongoFilter, user_id: ParticipantPath
+        self, request: Request, span: MongoFilter, user_id: ParticipantPath
     ) -> ParticipantTelemetry:
-        rows, _ = await summaries.participant_summaries({**span, "user_id": user_id}, None, 1)
+        window = {**span, "user_id": user_id, **own_scope(principal_of(request))}
+        rows, _ = await summaries.participant_summaries(window, None, 1)
         if not rows:
             raise NotFound(f"No telemetry for participant {user_id!r}")
         return rows[0]

@@ -126,10 +126,17 @@ def test_roles_and_admin_only_endpoints(stack: Stack, anonymous: httpx.Client) -
             ids = admin.get(path).json()
             assert user_id in ids["user_id_list"]
             assert ids["user_name_list"] is None
-        assert admin.get("/api/v1/whoami").json() == {"role": "admin", "user_id": None}
+        assert admin.get("/api/v1/whoami").json() == {
+            "role": "admin",
+            "user_id": None,
+            "study_ids": None,
+            "token_id": None,
+        }
     assert anonymous.get("/api/v1/whoami", headers=headers).json() == {
         "role": "user",
         "user_id": user_id,
+        "study_ids": None,
+        "token_id": None,
     }
 
 

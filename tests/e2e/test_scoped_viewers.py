@@ -1,0 +1,178 @@
+"""Viewer tokens scoped to studies, through the gateway: a teaching assistant sees
+only their studies' records, summaries, vlogs, exports and export page; another
+study's record answers 404 as if absent; revocation takes effect within 5 s."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Stack
+from tests.media.conftest import h264_video
+
+CACHE_BOUND_SECONDS = 5.0
+
+
+@dataclass
+class World:
+    studies: dict[str, str]  # "A"/"B" -> study id
+    people: dict[str, str]  # "A"/"B"/"default" -> participant id
+    sentiments: dict[str, str]  # -> a sentiment id of that participant
+    vlogs: dict[str, str]  # -> a vlog id of that participant
+    viewers: dict[str, dict[str, str]]  # "A", "B", "A+default" -> headers
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> World:
+    tag = uuid.uuid4().hex[:8]
+    folder = tmp_path_factory.mktemp("scoped")
+    studies = {"A": f"scope-a-{tag}", "B": f"scope-b-{tag}"}
+    people = {"A": f"pa-{tag}", "B": f"pb-{tag}", "default": f"pd-{tag}"}
+    writers: dict[str, dict[str, str]] = {}
+    with stack.client("admin") as admin, stack.client() as phone:
+        for key, study_id in studies.items():
+            admin.post("/api/studies", json={"study_id": study_id, "name": key})
+            [issued] = admin.post(
+                f"/api/studies/{study_id}/participants", json={"user_ids": [people[key]]}
+            ).json()["participants"]
+            token = phone.post(
+                "/api/enrol", json={"study_id": study_id, "code": issued["code"]}
+            ).json()["token"]
+            writers[key] = {"Authorization": f"Bearer {token}"}
+        writers["default"] = {"Authorization": f"Bearer {stack.config.credentials.device}"}
+        viewers = {}
+        for name, scope in (
+            ("A", [studies["A"]]),
+            ("B", [studies["B"]]),
+            ("A+default", [studies["A"], "default"]),
+        ):
+            minted = admin.post(
+                "/api/viewer-tokens", json={"name": f"TA {name}", "study_ids": scope}
+            )
+            viewers[name] = {"Authorization": f"Bearer {minted.json()['token']}"}
+    sentiments, vlogs = {}, {}
+    for n, (key, headers) in enumerate(writers.items()):
+        with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as client:
+            body = {"user_id": people[key], "emotion": "happy", "intensity": 0.4}
+            sentiments[key] = client.post("/api/sentiments", json=body).json()["id"]
+            client.post("/api/gps", json={"user_id": people[key], "latitude": 1, "longitude": 2})
+            video = h264_video(folder / f"{key}.mp4", 40 + n)
+            vlogs[key] = client.post(
+                "/api/vlogs/upload",
+                data={"user_id": people[key], "title": f"vlog {key}"},
+                files={"video": (f"{key}.mp4", video, "video/mp4")},
+            ).json()["vlog"]["_id"]
+    return World(studies, people, sentiments, vlogs, viewers)
+
+
+def client(stack: Stack, headers: dict[str, str]) -> httpx.Client:
+    return httpx.Client(base_url=stack.gateway, headers=headers, timeout=60)
+
+
+def test_a_study_viewer_sees_only_its_study_everywhere(stack: Stack, world: World) -> None:
+    mine, theirs = world.people["A"], world.people["B"]
+    with client(stack, world.viewers["A"]) as ta:
+        who = ta.get("/api/v1/whoami").json()
+        assert who["role"] == "viewer"
+        assert who["study_ids"] == [world.studies["A"]]
+        listed = ta.get("/api/sentiments", params={"limit": 1000}).json()
+        assert {r["user_id"] for r in listed} == {mine}
+        assert ta.get("/api/sentiments/count").json()["count"] == 1
+        assert ta.get("/api/gps/count").json()["count"] == 1
+        assert ta.get("/api/sentiments", params={"user_id": theirs}).json() == []
+        streamed = ta.get("/api/gps/stream").text.splitlines()
+        assert [json.loads(line)["user_id"] for line in streamed] == [mine]
+        assert ta.get(f"/api/sentiments/{world.sentiments['A']}").status_code == 200
+        assert ta.get(f"/api/sentiments/{world.sentiments['B']}").status_code == 404
+        assert ta.get(f"/api/sentiments/{world.sentiments['default']}").status_code == 404
+
+        totals = ta.get("/api/telemetry/summary").json()
+        assert (totals["sentiments"], totals["gps_fixes"], totals["participants"]) == (1, 1, 1)
+        people = ta.get("/api/telemetry/participants").json()["participants"]
+        assert [p["user_id"] for p in people] == [mine]
+        assert ta.get(f"/api/telemetry/participants/{theirs}").status_code == 404
+        timeline = ta.get("/api/telemetry/timeline").json()
+        assert sum(point["count"] for point in timeline) == 1
+
+        vlogs = ta.get("/api/vlogs").json()
+        assert [v["_id"] for v in vlogs] == [world.vlogs["A"]]
+        assert ta.get("/api/vlogs/count").json()["count"] == 1
+        assert [p["user_id"] for p in ta.get("/api/vlogs/participants").json()] == [mine]
+        assert ta.get(f"/api/vlogs/{world.vlogs['A']}/download").status_code == 200
+        for path in ("", "/download", "/thumbnail", "/play"):
+            assert ta.get(f"/api/vlogs/{world.vlogs['B']}{path}").status_code == 404, path
+
+        page = ta.get("/export")
+        assert page.status_code == 200
+        assert mine in page.text
+        assert theirs not in page.text
+        assert world.people["default"] not in page.text
+        for kind in ("sentiments", "gps", "vlogs"):
+            exported = ta.get(f"/api/export/{kind}.csv")
+            assert exported.status_code == 200
+            assert mine in exported.text
+            assert theirs not in exported.text
+        everything = ta.get("/api/export/all").text
+        assert mine in everything
+        assert theirs not in everything
+
+
+def test_a_viewer_of_default_sees_the_global_tokens_data(stack: Stack, world: World) -> None:
+    with client(stack, world.viewers["A+default"]) as ta:
+        ids = {
+            r["_id"]
+            for r in ta.get(
+                "/api/sentiments",
+                params={"user_id": world.people["default"]},
+            ).json()
+        }
+        assert world.sentiments["default"] in ids
+        assert ta.get(f"/api/sentiments/{world.sentiments['A']}").status_code == 200
+        assert ta.get(f"/api/sentiments/{world.sentiments['B']}").status_code == 404
+        assert ta.get(f"/api/vlogs/{world.vlogs['default']}").status_code == 200
+
+
+def test_a_study_viewer_changes_nothing(stack: Stack, world: World) -> None:
+    with client(stack, world.viewers["A"]) as ta:
+        body = {"user_id": world.people["A"], "emotion": "sad", "intensity": 0.1}
+        assert ta.post("/api/sentiments", json=body).status_code == 403
+        assert ta.patch(f"/api/vlogs/{world.vlogs['A']}", json={"title": "x"}).status_code == 403
+        assert ta.delete(f"/api/vlogs/{world.vlogs['A']}").status_code == 403
+        assert ta.get("/api/studies").status_code == 403
+        assert ta.get("/api/viewer-tokens").status_code == 403
+        assert ta.get("/api/v1/list_users").status_code == 403
+
+
+def test_a_revoked_viewer_token_stops_everywhere(stack: Stack, world: World) -> None:
+    with stack.client("admin") as admin:
+        minted = admin.post(
+            "/api/viewer-tokens", json={"name": "TA leaving", "study_ids": [world.studies["A"]]}
+        ).json()
+        headers = {"Authorization": f"Bearer {minted['token']}"}
+        with client(stack, headers) as ta:
+            paths = ("/api/sentiments", "/api/vlogs", "/export")
+            assert all(ta.get(path).status_code == 200 for path in paths)
+            assert admin.delete(f"/api/viewer-tokens/{minted['token_id']}").status_code == 200
+            started = time.monotonic()
+            pending = set(paths)
+            while pending and time.monotonic() - started < 2 * CACHE_BOUND_SECONDS:
+                pending = {path for path in pending if ta.get(path).status_code != 401}
+                time.sleep(0.2)
+            assert not pending, pending
+            assert time.monotonic() - started <= CACHE_BOUND_SECONDS + 1
+        listed = admin.get("/api/viewer-tokens").json()
+        [mine] = [t for t in listed if t["token_id"] == minted["token_id"]]
+        assert mine["last_used_at"] is not None
+
+
+def test_a_forged_viewer_token_is_refused(stack: Stack, tmp_path: Path) -> None:
+    headers = {"Authorization": "Bearer emv_" + "x" * 43}
+    with client(stack, headers) as forged:
+        for path in ("/api/sentiments", "/api/vlogs", "/export", "/api/export/all"):
+            assert forged.get(path).status_code == 401, path
