@@ -201,7 +201,8 @@ def test_a_participant_reads_back_their_own_data_and_nothing_else(
     ):
         assert alice.get(path).status_code == 403, path
     assert alice.delete(f"/api/vlogs/{own_vlog}").status_code == 403
-    assert alice.get("/api/export/sentiments.csv").status_code == 401
+    assert alice.get("/api/export/sentiments.csv").status_code == 403
+    assert alice.get("/export").status_code == 403
     assert alice.get("/api/v1/list_users").status_code in (401, 403)
     assert alice.get("/api/studies").status_code in (401, 403)
 
