@@ -15,9 +15,10 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import pymongo
 from beanie import Document
@@ -89,46 +90,59 @@ class TokenFinder(Protocol):
     async def find(self, token: str) -> dict | None: ...
 
 
+class Remembered:
+    """Answers kept for `seconds` by key, misses too (so a flood of wrong tokens costs
+    one lookup per token and interval); at most about `most` keys are kept."""
+
+    def __init__(self, seconds: float, most: int = 10_000) -> None:
+        self.seconds = seconds
+        self.most = most
+        self._answers: dict[str, tuple[float, Any]] = {}
+
+    async def get(self, key: str, look_up: Callable[[], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        kept = self._answers.get(key)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        answer = await look_up()
+        if len(self._answers) >= self.most:
+            self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+        self._answers[key] = (now + self.seconds, answer)
+        return answer
+
+
 class IssuedTokens:
-    """What issued tokens prove, read from MongoDB by digest and kept for a few
-    seconds (also a miss, so a flood of wrong tokens costs one query per token and
-    interval), and whether a study is closed."""
+    """What issued tokens prove, read from MongoDB by digest, and whether a study is
+    closed, each kept for a few seconds."""
 
     def __init__(self, cache_seconds: float = CACHE_SECONDS) -> None:
-        self.cache_seconds = cache_seconds
-        self._tokens: dict[str, tuple[float, dict | None]] = {}
-        self._closed: dict[str, tuple[float, bool]] = {}
+        self._tokens = Remembered(cache_seconds)
+        self._closed = Remembered(cache_seconds)
         self._last_noted: dict[str, float] = {}
         self._notes: set[asyncio.Task] = set()
 
     async def find(self, token: str) -> dict | None:
-        """The live token document (not revoked) of a participant token, or None."""
+        """The live (not revoked) document of an issued token, or None."""
         digest = token_digest(token)
-        now = time.monotonic()
-        cached = self._tokens.get(digest)
-        if cached is not None and cached[0] > now:
-            document = cached[1]
-        else:
-            document = await AccessToken.get_pymongo_collection().find_one(
+        document = await self._tokens.get(
+            digest,
+            lambda: AccessToken.get_pymongo_collection().find_one(
                 {"token_sha256": digest, "revoked_at": None},
                 {"token_id": 1, "kind": 1, "study_ids": 1, "user_id": 1},
-            )
-            if len(self._tokens) > 10_000:
-                self._tokens = {k: v for k, v in self._tokens.items() if v[0] > now}
-            self._tokens[digest] = (now + self.cache_seconds, document)
+            ),
+        )
         if document is not None:
-            self._note_use(document["token_id"], now)
+            self._note_use(document["token_id"], time.monotonic())
         return document
 
     async def study_is_closed(self, study_id: str) -> bool:
-        now = time.monotonic()
-        cached = self._closed.get(study_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        study = await Study.get_pymongo_collection().find_one({"study_id": study_id}, {"status": 1})
-        closed = study is None or study["status"] == StudyStatus.CLOSED
-        self._closed[study_id] = (now + self.cache_seconds, closed)
-        return closed
+        async def look_up() -> bool:
+            study = await Study.get_pymongo_collection().find_one(
+                {"study_id": study_id}, {"status": 1}
+            )
+            return study is None or study["status"] == StudyStatus.CLOSED
+
+        return await self._closed.get(study_id, look_up)
 
     def _note_use(self, token_id: str, now: float) -> None:
         if self._last_noted.get(token_id, 0.0) + LAST_USE_EVERY_SECONDS > now:

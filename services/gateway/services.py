@@ -28,7 +28,13 @@ from services.common.errors import (
     Unauthorized,
 )
 from services.common.schemas import utc_now
-from services.common.tokens import CACHE_SECONDS, TOKEN_PREFIXES, TokenKind, token_digest
+from services.common.tokens import (
+    CACHE_SECONDS,
+    TOKEN_PREFIXES,
+    Remembered,
+    TokenKind,
+    token_digest,
+)
 from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
@@ -421,20 +427,10 @@ class IssuedTokensViaAdmin:
 
     def __init__(self, proxy: ReverseProxy, cache_seconds: float = CACHE_SECONDS) -> None:
         self.proxy = proxy
-        self.cache_seconds = cache_seconds
-        self._known: dict[str, tuple[float, dict | None]] = {}
+        self._known = Remembered(cache_seconds)
 
     async def find(self, token: str) -> dict | None:
-        digest = token_digest(token)
-        now = time.monotonic()
-        cached = self._known.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        document = await self._ask_admin(token)
-        if len(self._known) > 10_000:
-            self._known = {k: v for k, v in self._known.items() if v[0] > now}
-        self._known[digest] = (now + self.cache_seconds, document)
-        return document
+        return await self._known.get(token_digest(token), lambda: self._ask_admin(token))
 
     async def _ask_admin(self, token: str) -> dict | None:
         headers = {"Authorization": f"Bearer {token}"}
