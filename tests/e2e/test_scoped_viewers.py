@@ -4,9 +4,11 @@ study's record answers 404 as if absent; revocation takes effect within 5 s."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +123,12 @@ def test_a_study_viewer_sees_only_its_study_everywhere(stack: Stack, world: Worl
         everything = ta.get("/api/export/all").text
         assert mine in everything
         assert theirs not in everything
+        archive = zipfile.ZipFile(io.BytesIO(ta.get("/api/export/everything.zip").content))
+        contents = b"".join(archive.read(name) for name in archive.namelist())
+        assert mine.encode() in contents
+        assert theirs.encode() not in contents
+        videos = [name for name in archive.namelist() if name.endswith(".mp4")]
+        assert len(videos) == 1
 
 
 def test_a_viewer_of_default_sees_the_global_tokens_data(stack: Stack, world: World) -> None:
