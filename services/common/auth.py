@@ -24,7 +24,7 @@ from services.common.errors import Forbidden, Unauthorized
 from services.common.schemas import Principal
 from services.common.settings import Credentials
 from services.common.studies import DEFAULT_STUDY
-from services.common.tokens import TOKEN_PREFIXES, IssuedTokens, TokenFinder, TokenKind
+from services.common.tokens import IssuedTokens, TokenFinder, TokenKind, issued_token_in
 
 REALM = "EmoGo"
 # Where a request's proven principal is kept, so it is worked out once per request.
@@ -100,9 +100,8 @@ async def authenticate(connection: ASGIConnection) -> Principal:
 
 async def issued_principal(header: str | None, issued: TokenFinder) -> Principal | None:
     """The participant or study viewer a `Bearer emp_...`/`emv_...` header proves."""
-    scheme, _, token = (header or "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token.startswith(tuple(TOKEN_PREFIXES.values())):
+    token = issued_token_in(header)
+    if token is None:
         return None
     document = await issued.find(token)
     if document is None:
@@ -161,8 +160,10 @@ def whose(principal: Principal, user_id: Any) -> Any:
     """The participant a write or read is for. With a participant token: its own
     participant when none is named, and 403 when another one is; with any other
     credential, whom the request names."""
-    if principal.role != Role.PARTICIPANT or user_id is None or user_id == principal.user_id:
-        return principal.user_id if principal.role == Role.PARTICIPANT else user_id
+    if principal.role != Role.PARTICIPANT:
+        return user_id
+    if user_id is None or user_id == principal.user_id:
+        return principal.user_id
     raise Forbidden(
         f"A participant token reaches participant {principal.user_id!r} only, not {user_id!r}",
         extra={"field": "user_id"},

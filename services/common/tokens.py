@@ -45,6 +45,15 @@ def new_token(kind: TokenKind) -> str:
     return TOKEN_PREFIXES[kind] + secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def issued_token_in(header: str | None, *kinds: TokenKind) -> str | None:
+    """The token of a `Bearer` header when it has the shape of an issued one (of
+    `kinds`, else of any kind); None for anything else, such as a global token."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    token = token.strip()
+    prefixes = tuple(TOKEN_PREFIXES[kind] for kind in kinds or TokenKind)
+    return token if scheme.lower() == "bearer" and token.startswith(prefixes) else None
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -30,9 +30,9 @@ from services.common.errors import (
 from services.common.schemas import utc_now
 from services.common.tokens import (
     CACHE_SECONDS,
-    TOKEN_PREFIXES,
     Remembered,
     TokenKind,
+    issued_token_in,
     token_digest,
 )
 from services.gateway.balancing import Replicas, never_reached_service
@@ -132,14 +132,6 @@ def _has_body(scope: Scope) -> bool:
 def _declared_length(scope: Scope) -> int | None:
     value = _header(scope, b"content-length")
     return int(value) if value is not None and value.isdigit() else None
-
-
-def _issued_token(header: str) -> bool:
-    """Whether the credential has the shape of a participant's token. The gateway has
-    no database to check it; the service does, before it reads any of the body, so a
-    forged one holds an upstream connection only until the service answers 401."""
-    scheme, _, token = header.strip().partition(" ")
-    return scheme.lower() == "bearer" and token.strip().startswith(TOKEN_PREFIXES["participant"])
 
 
 def upstream_failure(service: str, exc: Exception) -> AppError:
@@ -305,7 +297,11 @@ class ReverseProxy:
         if length is not None and length <= BUFFERED_BODY_BYTES:
             return await _whole_body(receive)
         header = (_header(scope, b"authorization") or b"").decode("latin-1")
-        if principal_from_header(header, self.credentials) is None and not _issued_token(header):
+        # A participant's token is checked by the service (the gateway has no
+        # database) before it reads any of the body, so a forged one holds an
+        # upstream connection only until the service answers 401.
+        participant = issued_token_in(header, TokenKind.PARTICIPANT)
+        if principal_from_header(header, self.credentials) is None and participant is None:
             raise Unauthorized(
                 f"A body larger than {BUFFERED_BODY_BYTES} bytes, or of unknown length, "
                 "needs a role or participant credential: send Authorization: Bearer <token>",
