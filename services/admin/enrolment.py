@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import io
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import segno
@@ -27,12 +27,13 @@ from pymongo.errors import PyMongoError
 from services.admin.access import client_address, settings_of
 from services.admin.models import Participant
 from services.admin.schemas import Enrolled, Enrolment, IssuedCode
-from services.common.errors import FieldError, Forbidden, NotFound
+from services.admin.tokens import issue_token, revoke_token
+from services.common.errors import FieldError
 from services.common.limits import SharedRateLimit
 from services.common.openapi import documented_body, error_responses
-from services.common.studies import Study, StudyStatus
+from services.common.studies import open_study
 from services.common.timestamps import stored_now
-from services.common.tokens import AccessToken, TokenKind, new_token, new_token_id, token_digest
+from services.common.tokens import AccessToken, TokenKind
 from services.common.validation import read_record
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -96,24 +97,13 @@ def issue_code(
     return changes, shown
 
 
-async def revoke_token(token_id: str | None, now: datetime) -> None:
-    if token_id:
-        await AccessToken.get_pymongo_collection().update_one(
-            {"token_id": token_id, "revoked_at": None}, {"$set": {"revoked_at": now}}
-        )
-
-
 def _refused(reason: str) -> FieldError:
     return FieldError([{"field": "code", "reason": reason, "source": "body"}])
 
 
 async def exchange(study_id: str, code: str, keys: tuple[str, ...]) -> Enrolled:
     """The participant's token for a valid, unused, unexpired code of an open study."""
-    study = await Study.get_pymongo_collection().find_one({"study_id": study_id})
-    if study is None:
-        raise NotFound(f"No study {study_id!r}")
-    if study["status"] == StudyStatus.CLOSED:
-        raise Forbidden(f"The study {study_id!r} is closed and enrols nobody")
+    await open_study(study_id)
     digests = code_digests(code, keys)
     participants = Participant.get_pymongo_collection()
     found = await participants.find_one({"study_id": study_id, "code_digest": {"$in": digests}})
@@ -124,24 +114,12 @@ async def exchange(study_id: str, code: str, keys: tuple[str, ...]) -> Enrolled:
         raise _refused("has been used already: ask the study team for a new one")
     if found["code_expires_at"] <= now:
         raise _refused("has expired: ask the study team for a new one")
-    token = new_token(TokenKind.PARTICIPANT)
-    token_id = new_token_id()
-    tokens = AccessToken.get_pymongo_collection()
+    user_id = found["user_id"]
     # The token is stored first and the code claimed after: a failure in between
     # leaves an unused token (removed below), never a used code without a token.
-    await tokens.insert_one(
-        {
-            "token_id": token_id,
-            "token_sha256": token_digest(token),
-            "kind": TokenKind.PARTICIPANT.value,
-            "name": found["user_id"],
-            "study_ids": [study_id],
-            "user_id": found["user_id"],
-            "created_at": now,
-            "last_used_at": None,
-            "revoked_at": None,
-        }
-    )
+    token, document = await issue_token(TokenKind.PARTICIPANT, user_id, [study_id], user_id)
+    token_id = document["token_id"]
+    tokens = AccessToken.get_pymongo_collection()
     try:
         claimed = await participants.find_one_and_update(
             {"_id": found["_id"], "code_digest": found["code_digest"], "code_used_at": None},
@@ -153,8 +131,8 @@ async def exchange(study_id: str, code: str, keys: tuple[str, ...]) -> Enrolled:
     if claimed is None:  # another exchange of the same code won the race
         await tokens.delete_one({"token_id": token_id})
         raise _refused("has been used already: ask the study team for a new one")
-    await revoke_token(claimed.get("token_id"), now)
-    return Enrolled(token=token, study_id=study_id, user_id=found["user_id"], token_id=token_id)
+    await revoke_token(claimed.get("token_id"))
+    return Enrolled(token=token, study_id=study_id, user_id=user_id, token_id=token_id)
 
 
 class EnrolmentController(Controller):

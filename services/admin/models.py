@@ -14,8 +14,6 @@ from pydantic import ConfigDict
 from pymongo import IndexModel
 
 from services.common.limits import RateWindow
-from services.common.studies import Study
-from services.common.tokens import AccessToken
 
 
 class UserCredential(Document):
@@ -122,7 +120,5 @@ DOCUMENTS: list[type[Document]] = [
     CharacterConfig,
     UserSession,
     RateWindow,
-    Study,
     Participant,
-    AccessToken,
 ]

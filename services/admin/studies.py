@@ -5,6 +5,7 @@ the study `default`, which always exists and cannot be closed."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -15,7 +16,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.admin.access import ADMIN_ONLY, settings_of
-from services.admin.enrolment import issue_code, revoke_token
+from services.admin.enrolment import issue_code
 from services.admin.models import Participant
 from services.admin.schemas import (
     IssuedCode,
@@ -26,9 +27,16 @@ from services.admin.schemas import (
     StudyUpdate,
     StudyView,
 )
-from services.common.errors import Conflict, Forbidden, NotFound, field_error
+from services.admin.tokens import revoke_token
+from services.common.errors import Conflict, NotFound, field_error
 from services.common.openapi import documented_body, error_responses
-from services.common.studies import DEFAULT_STUDY, Study, StudyStatus, is_time_zone
+from services.common.studies import (
+    DEFAULT_STUDY,
+    Study,
+    StudyStatus,
+    is_time_zone,
+    open_study,
+)
 from services.common.timestamps import stored_now
 from services.common.validation import read_record
 
@@ -166,12 +174,6 @@ def _participant_view(document: dict, now: datetime) -> ParticipantView:
     )
 
 
-async def _open_study(study_id: str) -> None:
-    study = await _find(study_id)
-    if study.status == StudyStatus.CLOSED:
-        raise Forbidden(f"The study {study_id!r} is closed: it enrols nobody")
-
-
 async def _generated_ids(study_id: str, count: int) -> list[str]:
     """The next `count` pseudonymous ids of the study: P001, P002, ... after the
     highest one in use (P1000 follows P999)."""
@@ -202,9 +204,9 @@ class ParticipantController(Controller):
         wanted = await read_record(request, ParticipantsIn)
         if (wanted.user_ids is None) == (wanted.count is None):
             raise field_error("body", "give either user_ids or count, not both or neither")
-        await _open_study(study_id)
+        await open_study(study_id)
         user_ids = wanted.user_ids or await _generated_ids(study_id, wanted.count or 0)
-        repeated = sorted({u for u in user_ids if user_ids.count(u) > 1})
+        repeated = sorted(u for u, times in Counter(user_ids).items() if times > 1)
         if repeated:
             raise field_error("user_ids", f"lists {', '.join(repeated)} more than once")
         collection = Participant.get_pymongo_collection()
@@ -260,7 +262,7 @@ class ParticipantController(Controller):
     async def reissue(
         self, request: Request, study_id: FromPath[str], user_id: FromPath[str]
     ) -> IssuedCode:
-        await _open_study(study_id)
+        await open_study(study_id)
         collection = Participant.get_pymongo_collection()
         found = await collection.find_one({"study_id": study_id, "user_id": user_id})
         if found is None or found["status"] != "active":
@@ -268,5 +270,5 @@ class ParticipantController(Controller):
         settings = settings_of(request)
         changes, issued = issue_code(found, settings.secret_keys, settings.enrolment_code_seconds)
         await collection.update_one({"_id": found["_id"]}, {"$set": {**changes, "token_id": None}})
-        await revoke_token(found.get("token_id"), stored_now())
+        await revoke_token(found.get("token_id"))
         return issued

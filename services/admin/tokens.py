@@ -1,5 +1,6 @@
-"""Viewer tokens scoped to studies, one per teaching assistant, for the admin only:
-mint (the token is shown once), list (names, scopes, creation and last use), revoke."""
+"""Tokens the admin service issues (participants' from their codes, and viewer tokens
+scoped to studies), and the routes for the latter, for the admin only: mint (the
+token is shown once), list (names, scopes, creation and last use), revoke."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath
 
 from services.admin.access import ADMIN_ONLY
-from services.admin.enrolment import revoke_token
 from services.admin.schemas import ViewerTokenIn, ViewerTokenIssued, ViewerTokenView
 from services.common.errors import NotFound, field_error
 from services.common.openapi import documented_body, error_responses
@@ -16,6 +16,34 @@ from services.common.studies import Study
 from services.common.timestamps import stored_now
 from services.common.tokens import AccessToken, TokenKind, new_token, new_token_id, token_digest
 from services.common.validation import read_record
+
+
+async def issue_token(
+    kind: TokenKind, name: str, study_ids: list[str], user_id: str | None = None
+) -> tuple[str, dict]:
+    """A new token, stored by its digest only: (the token, its stored document)."""
+    token = new_token(kind)
+    document = {
+        "token_id": new_token_id(),
+        "token_sha256": token_digest(token),
+        "kind": kind.value,
+        "name": name,
+        "study_ids": study_ids,
+        "user_id": user_id,
+        "created_at": stored_now(),
+        "last_used_at": None,
+        "revoked_at": None,
+    }
+    await AccessToken.get_pymongo_collection().insert_one(document)
+    return token, document
+
+
+async def revoke_token(token_id: str | None) -> None:
+    """Revokes a token (revoking again keeps the first time); None does nothing."""
+    if token_id:
+        await AccessToken.get_pymongo_collection().update_one(
+            {"token_id": token_id, "revoked_at": None}, {"$set": {"revoked_at": stored_now()}}
+        )
 
 
 def _view(document: dict) -> ViewerTokenView:
@@ -47,19 +75,7 @@ class ViewerTokenController(Controller):
         unknown = [study_id for study_id in study_ids if study_id not in known]
         if unknown:
             raise field_error("study_ids", f"no such study: {', '.join(unknown)}")
-        token = new_token(TokenKind.VIEWER)
-        document = {
-            "token_id": new_token_id(),
-            "token_sha256": token_digest(token),
-            "kind": TokenKind.VIEWER.value,
-            "name": wanted.name,
-            "study_ids": study_ids,
-            "user_id": None,
-            "created_at": stored_now(),
-            "last_used_at": None,
-            "revoked_at": None,
-        }
-        await AccessToken.get_pymongo_collection().insert_one(document)
+        token, document = await issue_token(TokenKind.VIEWER, wanted.name, study_ids)
         return ViewerTokenIssued(**msgspec.structs.asdict(_view(document)), token=token)
 
     @get(
@@ -88,5 +104,5 @@ class ViewerTokenController(Controller):
         query = {"token_id": token_id, "kind": TokenKind.VIEWER.value}
         if await tokens.find_one(query, {"_id": 1}) is None:
             raise NotFound(f"No viewer token {token_id!r}")
-        await revoke_token(token_id, stored_now())
+        await revoke_token(token_id)
         return _view(await tokens.find_one(query))

@@ -144,7 +144,8 @@ def build_app(
     lifespan = []
     state = State({"settings": settings})
     if documents is not None:
-        # Every service with the database checks the tokens the admin service issued.
+        # Every service with the database checks the tokens the admin service issued
+        # (and the studies they belong to); the admin service also writes them.
         documents = list(dict.fromkeys([*documents, AccessToken, Study]))
         lifespan.append(mongo_lifespan(settings, documents, prepare_database))
         state["issued_tokens"] = IssuedTokens()

@@ -17,6 +17,7 @@ import pymongo
 from beanie import Document
 from pymongo import IndexModel
 
+from services.common.errors import Forbidden, NotFound
 from services.common.schemas import END_OF_TEXT
 from services.common.timestamps import stored_now
 
@@ -85,3 +86,14 @@ async def ensure_default_study() -> None:
         },
         upsert=True,
     )
+
+
+async def open_study(study_id: str) -> dict:
+    """The study, if it exists (else 404) and is open (else 403: it takes nothing new,
+    neither data nor participants)."""
+    study = await Study.get_pymongo_collection().find_one({"study_id": study_id})
+    if study is None:
+        raise NotFound(f"No study {study_id!r}")
+    if study["status"] == StudyStatus.CLOSED:
+        raise Forbidden(f"The study {study_id!r} is closed: it enrols nobody")
+    return study
