@@ -11,7 +11,6 @@ import json
 import math
 import re
 from collections.abc import AsyncIterator, Iterator
-from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
@@ -157,17 +156,26 @@ def convert_record(value: Any, record_type: type[T]) -> T:
 ANY_QUERY = "ignores_unknown_query_parameters"
 
 
-@cache
+# Litestar hands each guard a fresh copy of the handler, so the handler object cannot key
+# a cache (every request would miss and add an entry for good); its function and paths,
+# which the copies share, can.
+Names = frozenset[str]
+_DECLARED: dict[tuple[Any, Names, Names], tuple[Names, Names]] = {}
+
+
 def _declared_query_parameters(
     handler: HTTPRouteHandler, path_parameters: frozenset[str]
-) -> tuple[frozenset[str], frozenset[str]]:
+) -> tuple[Names, Names]:
     """(every query name the handler and its dependencies declare, those that may repeat)."""
-    kwargs_model = handler.create_kwargs_model(dict.fromkeys(path_parameters))  # type: ignore[arg-type]
-    query = [p for p in kwargs_model.expected_query_params if p.param_type is ParamType.QUERY]
-    return (
-        frozenset(p.field_alias for p in query),
-        frozenset(p.field_alias for p in query if p.is_sequence),
-    )
+    key = (handler.fn, frozenset(handler.paths), path_parameters)
+    if (declared := _DECLARED.get(key)) is None:
+        kwargs_model = handler.create_kwargs_model(dict.fromkeys(path_parameters))  # type: ignore[arg-type]
+        query = [p for p in kwargs_model.expected_query_params if p.param_type is ParamType.QUERY]
+        declared = _DECLARED[key] = (
+            frozenset(p.field_alias for p in query),
+            frozenset(p.field_alias for p in query if p.is_sequence),
+        )
+    return declared
 
 
 async def reject_unknown_query_parameters(

@@ -1,12 +1,15 @@
 """Decoding bodies and naming the field of every problem."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
 import pytest
 from bson import ObjectId
+from litestar.testing import TestClient
 
+from services.common import validation
 from services.common.errors import BadRequest, FieldError
 from services.common.pagination import Order, TimeCursor, decode_cursor, encode_cursor
 from services.common.schemas import ParticipantId
@@ -17,6 +20,8 @@ from services.common.validation import (
     text_problem,
     value_problems,
 )
+from tests.common.apps import make_app
+from tests.support import bearer
 
 
 class Record(msgspec.Struct, kw_only=True):
@@ -123,3 +128,18 @@ def test_undecodable_bodies_say_why(body: bytes, words: str) -> None:
     with pytest.raises(BadRequest) as raised:
         decode_json(body)
     assert words in raised.value.error
+
+
+def test_the_query_check_learns_each_route_once_and_still_refuses(tmp_path: Path) -> None:
+    """Litestar gives each guard a fresh copy of the handler; the check's memory of which
+    names a route declares must not grow with every request (a leak in every service)."""
+    with TestClient(make_app(tmp_path)) as client:
+        for _ in range(30):
+            assert client.get("/readings/x", headers=bearer("viewer")).status_code == 404
+        learned = len(validation._DECLARED)
+        for _ in range(30):
+            assert client.get("/readings/x", headers=bearer("viewer")).status_code == 404
+        assert len(validation._DECLARED) == learned
+        refused = client.get("/readings/x?user_id[$ne]=a", headers=bearer("viewer"))
+        assert refused.status_code == 422
+        assert refused.json()["detail"]["errors"][0]["field"] == "user_id[$ne]"
