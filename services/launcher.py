@@ -205,6 +205,9 @@ def stack_specs(config: StackConfig) -> list[ProcessSpec]:
     """The processes of the stack, in start order."""
     config.log_dir.mkdir(parents=True, exist_ok=True)
     env = {
+        # Each process's stdout goes to its console file, beside the log file that
+        # already holds every line: only warnings and errors are written twice.
+        "EMOGO_CONSOLE_LOG_LEVEL": "WARNING",
         **config.passthrough_env,
         "PYTHONUNBUFFERED": "1",
         "EMOGO_DATA_DIR": str(config.data_dir),

@@ -139,6 +139,7 @@ def build_app(
         settings.service,
         settings.log_dir,
         settings.log_level,
+        console_level=settings.console_log_level,
         secrets=[*settings.credentials.by_role().values(), settings.mongodb_admin_password or ""],
     )
     lifespan = []

@@ -135,8 +135,15 @@ class SeldomCheckedRotatingFileHandler(RotatingFileHandler):
 _HANDLER_MARK = "_emogo_handler"
 
 
-def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable[str] = ()) -> Path:
-    """Send every logger's records to stdout and `<log_dir>/<service>.log` as JSON lines."""
+def configure_logging(
+    service: str,
+    log_dir: Path,
+    level: str,
+    secrets: Iterable[str] = (),
+    console_level: str | None = None,
+) -> Path:
+    """Send every logger's records to `<log_dir>/<service>.log` as JSON lines, and those
+    at `console_level` (default `level`) or above to stdout too."""
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_file(log_dir, service)
     formatter = RedactingJsonFormatter(service, Redactor(secrets))
@@ -145,6 +152,7 @@ def configure_logging(service: str, log_dir: Path, level: str, secrets: Iterable
         root.removeHandler(handler)
         handler.close()
     stream = logging.StreamHandler(sys.stdout)
+    stream.setLevel(console_level or level)
     # Several workers (and replicas on one log volume, EMOGO_REPLICA) of a service
     # share its file: the first worker of the first replica rotates it, the others
     # reopen it when it has been rotated under them (services.common.workers).

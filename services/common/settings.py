@@ -161,6 +161,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path
     log_dir: Path
     log_level: str
+    # What also goes to stdout; the launcher keeps its console files to warnings, since
+    # the log file already holds every line.
+    console_log_level: str
     credentials: Credentials
     mongodb_uri: str
     db_name: str
@@ -193,7 +196,8 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
         "port": env.port(f"EMOGO_{service.upper()}_PORT", DEFAULT_PORTS[service]),
         "data_dir": data_dir,
         "log_dir": log_dir,
-        "log_level": env.choice("EMOGO_LOG_LEVEL", "INFO", LOG_LEVELS),
+        "log_level": (level := env.choice("EMOGO_LOG_LEVEL", "INFO", LOG_LEVELS)),
+        "console_log_level": env.choice("EMOGO_CONSOLE_LOG_LEVEL", level, LOG_LEVELS),
         "credentials": read_credentials(env),
         "mongodb_uri": env.mongodb_uri("MONGODB_URI", "mongodb://127.0.0.1:27017"),
         "db_name": env.text("DB_NAME", "emogo", "EMOGO_DB_NAME"),

@@ -1,11 +1,13 @@
 """JSON-lines logs: request ids on every line, secrets never written."""
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
 from litestar.testing import TestClient
 
-from services.common.logs import Redactor, new_request_id
+from services.common.logs import Redactor, configure_logging, new_request_id
 from tests.common.apps import make_app
 from tests.support import TOKENS, bearer
 
@@ -64,3 +66,24 @@ def test_every_request_logs_a_line_with_its_request_id(tmp_path: Path) -> None:
     # Query strings are not logged at all; tokens never.
     assert "leaky" not in text
     assert TOKENS["viewer"] not in text
+
+
+def test_the_console_can_hold_fewer_lines_than_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under the launcher stdout lands in a console file beside the log: there it keeps
+    only warnings and errors, and the log file still has every line."""
+    path = configure_logging("ingest", tmp_path, "INFO", console_level="WARNING")
+    try:
+        logging.getLogger("emogo.test").info("an ordinary request")
+        logging.getLogger("emogo.test").warning("something to look at")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        console = capsys.readouterr().out
+        assert "something to look at" in console
+        assert "an ordinary request" not in console
+        messages = [line["message"] for line in read_lines(path)]
+        assert "an ordinary request" in messages
+        assert "something to look at" in messages
+    finally:
+        configure_logging("ingest", tmp_path, "INFO")
