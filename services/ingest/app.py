@@ -10,6 +10,8 @@ from litestar import Litestar
 
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
+from services.ingest.inserts import GroupInserter
+from services.ingest.kinds import KINDS
 from services.ingest.models import DOCUMENTS
 from services.ingest.rollups import RECOUNT_TIMEOUT_SECONDS, RollupFolder, ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
@@ -31,6 +33,20 @@ async def rollups_ready(app: Litestar) -> AsyncIterator[None]:
         await folder.stop()
 
 
+@asynccontextmanager
+async def grouped_inserts(app: Litestar) -> AsyncIterator[None]:
+    """Single records go to the database in groups (services.ingest.inserts); what was
+    handed over is sent before the app stops."""
+    app.state.inserters = {
+        kind.key: GroupInserter(lambda kind=kind: kind.collection) for kind in KINDS
+    }
+    try:
+        yield
+    finally:
+        for inserter in app.state.inserters.values():
+            await inserter.drain()
+
+
 def create_app(settings: IngestSettings | None = None) -> Litestar:
     return build_app(
         settings or load_settings(),
@@ -38,5 +54,5 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         description="Sentiments and GPS fixes sent by participants' phones.",
         route_handlers=[SentimentController, GpsController, TelemetryController],
         documents=DOCUMENTS,
-        extra_lifespan=[rollups_ready],
+        extra_lifespan=[rollups_ready, grouped_inserts],
     )

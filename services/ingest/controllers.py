@@ -123,7 +123,11 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             principal = principal_of(request)
             raw = written_as(principal, decode_json(body))
             document = await services.insert_one(
-                kind, raw, _max_ahead(request), study_of(principal)
+                kind,
+                request.app.state.inserters[kind.key],
+                raw,
+                _max_ahead(request),
+                study_of(principal),
             )
             record_id = str(document["_id"])
             return Created(

@@ -77,3 +77,4 @@ GPS_FIXES = TelemetryKind(
     record_out=GpsFixOut,
     normalise=_normalise_gps_fix,
 )
+KINDS = (SENTIMENTS, GPS_FIXES)

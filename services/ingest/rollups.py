@@ -37,7 +37,7 @@ from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.common.timestamps import stored_now
-from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
+from services.ingest.kinds import KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal
 
 logger = logging.getLogger("emogo.ingest")
@@ -171,7 +171,7 @@ def level_for(window: dict[str, Any], per_day: bool) -> str:
 async def rollup_rows(
     window: dict[str, Any],
     level: str = DAILY,
-    kinds: tuple[TelemetryKind, ...] = (SENTIMENTS, GPS_FIXES),
+    kinds: tuple[TelemetryKind, ...] = KINDS,
 ) -> list[dict[str, Any]] | None:
     """The rows at `level` of `kinds` inside `window`, up to the last acknowledged
     write; None when the window needs the records (mid-day bounds, other filters, no
@@ -283,7 +283,7 @@ async def fold(start: datetime, upto: datetime) -> int:
     """Recounts the groups touched by records received in [start, upto); returns how
     many groups."""
     touched = 0
-    for kind in (SENTIMENTS, GPS_FIXES):
+    for kind in KINDS:
         received = {"received_at": {"$gte": start, "$lt": upto}}
         groups = {
             (record["user_id"], _day(record["timestamp"]))
@@ -347,7 +347,7 @@ async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
     counted = 0
     days: dict[str, dict[str, int]] = {}
     with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
-        for kind in (SENTIMENTS, GPS_FIXES):
+        for kind in KINDS:
             rows: dict[Key, dict[str, Any]] = {}
             async for record in kind.collection.find(_received_before(upto), FIELDS):
                 _count_into(rows, kind, record)
@@ -380,7 +380,7 @@ async def delete_rollups_of(user_id: str) -> None:
     daily = DailyRollup.get_pymongo_collection()
     days = {
         kind.key: {row["day"] async for row in daily.find({"kind": kind.key, "user_id": user_id})}
-        for kind in (SENTIMENTS, GPS_FIXES)
+        for kind in KINDS
     }
     await daily.delete_many({"user_id": user_id})
     await RollupTotal.get_pymongo_collection().delete_many(
@@ -388,7 +388,7 @@ async def delete_rollups_of(user_id: str) -> None:
     )
     upto = await _folded_before()
     if upto is not None:
-        for kind in (SENTIMENTS, GPS_FIXES):
+        for kind in KINDS:
             await _recount_totals(kind, DAY, days[kind.key], upto)
 
 
@@ -399,13 +399,10 @@ async def ensure_rollups() -> None:
     for attempt in range(3):
         rows = await rollup_rows({}, PARTICIPANT)
         if rows is not None:
-            in_rollups = {kind.key: 0 for kind in (SENTIMENTS, GPS_FIXES)}
+            in_rollups = {kind.key: 0 for kind in KINDS}
             for row in rows:
                 in_rollups[row["kind"]] += row["records"]
-            counts = {
-                kind.key: await kind.collection.estimated_document_count()
-                for kind in (SENTIMENTS, GPS_FIXES)
-            }
+            counts = {kind.key: await kind.collection.estimated_document_count() for kind in KINDS}
             if counts == in_rollups:
                 return
         elif await read_state() is None:

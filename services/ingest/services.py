@@ -35,6 +35,7 @@ from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
 from services.ingest.days import REGISTER, days_with_data, forget_participant
+from services.ingest.inserts import DUPLICATE_KEY, GroupInserter
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.rollups import delete_rollups_of
 from services.ingest.schemas import (
@@ -47,7 +48,6 @@ from services.ingest.schemas import (
 )
 
 logger = logging.getLogger("emogo.ingest")
-DUPLICATE_KEY = 11000
 STREAM_BATCH_RECORDS = 1000
 STREAM_CHUNK_BYTES = 64 * 1024
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
@@ -95,14 +95,18 @@ def to_document(
 
 
 async def insert_one(
-    kind: TelemetryKind, raw: Any, max_ahead: timedelta, study_id: str | None = None
+    kind: TelemetryKind,
+    inserter: GroupInserter,
+    raw: Any,
+    max_ahead: timedelta,
+    study_id: str | None = None,
 ) -> dict[str, Any]:
     """Stores one record; 409 naming the existing id when its client id was seen."""
     record = convert_record(raw, kind.record_in)
     document = to_document(kind, record, stored_now(), max_ahead, study_id)
     await REGISTER.note(kind, [document])
     try:
-        await kind.collection.insert_one(document)
+        await inserter.insert(document)
     except DuplicateKeyError:
         existing = await kind.collection.find_one(
             {"user_id": document["user_id"], "client_id": document["client_id"]}, {"_id": 1}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
+from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.rollups import level_for, rollup_rows
 from services.ingest.schemas import (
     EmotionStats,
@@ -102,7 +102,7 @@ async def totals(window: dict[str, Any]) -> TelemetryTotals:
     span["last"] = {"$max": "$timestamp"}
     spans: dict[str, dict[str, Any]] = {}
     participants: set[str] = set()
-    for kind in (SENTIMENTS, GPS_FIXES):
+    for kind in KINDS:
         rows = await _aggregate(kind, [{"$match": window}, {"$group": span}])
         spans[kind.noun] = rows[0] if rows else {"count": 0}
         participants.update(await kind.collection.distinct("user_id", window))
