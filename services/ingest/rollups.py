@@ -34,9 +34,10 @@ from typing import Any
 
 import pymongo
 from pymongo import DeleteOne, UpdateOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from services.common.timestamps import stored_now
+from services.ingest.inserts import DUPLICATE_KEY
 from services.ingest.kinds import KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal
 
@@ -115,15 +116,20 @@ def _received_before(instant: datetime) -> dict[str, Any]:
 
 
 def _upserts(
-    rows: Iterable[dict[str, Any]], folded_to: datetime, level: str = DAILY
+    rows: Iterable[dict[str, Any]],
+    folded_to: datetime,
+    level: str = DAILY,
+    newer_only: bool = False,
 ) -> list[UpdateOne]:
     fields = ("kind", "user_id", "day", "emotion") + (("level",) if level != DAILY else ())
+    # A row already folded past `folded_to` then refuses the write by its unique key.
+    newer = {"folded_to": {"$lt": folded_to}} if newer_only else {}
     writes = []
     for row in rows:
         row = {**row, "level": level} if level != DAILY else row
         writes.append(
             UpdateOne(
-                {k: row[k] for k in fields},
+                {**{k: row[k] for k in fields}, **newer},
                 {"$set": {**row, "folded_to": folded_to}},
                 upsert=True,
             )
@@ -247,10 +253,11 @@ async def _daily_sums(kind: TelemetryKind, match: dict[str, Any]) -> list[dict[s
 
 
 async def _recount_groups(
-    kind: TelemetryKind, groups: set[tuple[str, str]], upto: datetime
+    kind: TelemetryKind, groups: set[tuple[str, str]], upto: datetime, newer_only: bool = False
 ) -> list[Any]:
     """The writes that make the rows of these (participant, day) groups exact up to
-    `upto`: each group's records counted whole, emptied rows removed."""
+    `upto`: each group's records counted whole, emptied rows removed; `newer_only`
+    leaves rows already folded past `upto` as they are."""
     writes: list[Any] = []
     for user_id, day in sorted(groups):
         start = datetime.strptime(day, "%Y-%m-%d")
@@ -262,44 +269,124 @@ async def _recount_groups(
             received = record.get("received_at")
             if received is None or received < upto:
                 _count_into(rows, kind, record)
-        writes += _upserts(rows.values(), upto)
+        writes += _upserts(rows.values(), upto, newer_only=newer_only)
         group = {"kind": kind.key, "user_id": user_id, "day": day}
-        writes += await _emptied(_collection(DAILY), group, {key[3] for key in rows})
+        kept = {key[3] for key in rows}
+        writes += await _emptied(_collection(DAILY), group, kept, upto if newer_only else None)
     return writes
 
 
-async def _emptied(collection: Any, group: dict[str, Any], kept: set[str]) -> list[DeleteOne]:
-    """Deletes of the group's rows whose emotion no longer has records, each by its
-    whole key (a `$nin` on emotion made the database scan every row)."""
+async def _emptied(
+    collection: Any, group: dict[str, Any], kept: set[str], older_than: datetime | None = None
+) -> list[DeleteOne]:
+    """Deletes of the group's rows whose emotion no longer has records (only those
+    folded before `older_than`, when given), each by its whole key (a `$nin` on
+    emotion made the database scan every row)."""
     stored = collection.find(group, {"_id": 0, "emotion": 1})
+    older = {"folded_to": {"$lt": older_than}} if older_than else {}
     return [
-        DeleteOne({**group, "emotion": row["emotion"]})
+        DeleteOne({**group, "emotion": row["emotion"], **older})
         async for row in stored
         if row["emotion"] not in kept
     ]
 
 
 async def fold(start: datetime, upto: datetime) -> int:
-    """Recounts the groups touched by records received in [start, upto); returns how
-    many groups."""
+    """Adds the records received in [start, upto) to their rows; returns how many
+    (participant, day) groups they touched.
+
+    Each row is moved on only from a mark at or before `start` (its `folded_to`), so
+    its increment is applied once: a row that is already past `start` (a fold cut
+    short, or another worker's) is recounted whole instead. The cost follows the
+    records received, not the groups' history, and the day totals move on with the
+    mark in one update."""
     touched = 0
+    day_counts: dict[str, int] = {}
     for kind in KINDS:
         received = {"received_at": {"$gte": start, "$lt": upto}}
-        groups = {
-            (record["user_id"], _day(record["timestamp"]))
-            async for record in kind.collection.find(received, {"user_id": 1, "timestamp": 1})
-        }
-        writes = await _recount_groups(kind, groups, upto)
-        for offset in range(0, len(writes), WRITE_BATCH):
-            chunk = writes[offset : offset + WRITE_BATCH]
-            await DailyRollup.get_pymongo_collection().bulk_write(chunk, ordered=True)
-        await _recount_totals(kind, PARTICIPANT, {user_id for user_id, _ in groups}, upto)
-        await _recount_totals(kind, DAY, {day for _, day in groups}, upto)
-        touched += len(groups)
+        tail: dict[Key, dict[str, Any]] = {}
+        async for record in kind.collection.find(received, FIELDS):
+            _count_into(tail, kind, record)
+        refused = await _add_to_rows(DAILY, tail.values(), start, upto)
+        if refused:
+            groups = {(row["user_id"], row["day"]) for row in refused}
+            await _write_newer(DAILY, await _recount_groups(kind, groups, upto, newer_only=True))
+        recounted_days: set[str] = set()
+        for level in (PARTICIPANT, DAY):
+            sums: dict[Key, dict[str, Any]] = {}
+            for key, row in tail.items():
+                _add(sums, _at_level(level, key), row)
+            field = "user_id" if level == PARTICIPANT else "day"
+            members = {row[field] for row in await _add_to_rows(level, sums.values(), start, upto)}
+            await _recount_totals(kind, level, members, upto)
+            if level == DAY:
+                recounted_days = members
+        for key, row in tail.items():
+            if key[2] not in recounted_days:
+                name = f"days.{kind.key}.{key[2]}"
+                day_counts[name] = day_counts.get(name, 0) + row["records"]
+        touched += len({(key[1], key[2]) for key in tail})
+    change: dict[str, Any] = {"$max": {"folded_before": upto}}
+    if day_counts:
+        change["$inc"] = day_counts
     await RollupState.get_pymongo_collection().update_one(
-        {"_id": STATE_ID}, {"$max": {"folded_before": upto}}
+        {"_id": STATE_ID, "folded_before": start}, change
     )
     return touched
+
+
+async def _add_to_rows(
+    level: str, sums: Iterable[dict[str, Any]], start: datetime, upto: datetime
+) -> list[dict[str, Any]]:
+    """Adds each of `sums` to its row (made when missing) if the row is folded to
+    `start` or before; returns the sums whose row was past that."""
+    sums = list(sums)
+    fields = ("kind", "user_id", "day", "emotion") + (("level",) if level != DAILY else ())
+    writes = [
+        UpdateOne(
+            {
+                **{k: part[k] for k in fields if k != "level"},
+                **({"level": level} if level != DAILY else {}),
+                "folded_to": {"$lte": start},
+            },
+            {
+                "$inc": {"records": part["records"], "intensity_sum": part["intensity_sum"]},
+                "$min": {"first": part["first"]},
+                "$max": {"last": part["last"]},
+                "$set": {"folded_to": upto},
+            },
+            upsert=True,
+        )
+        for part in sums
+    ]
+    refused: list[dict[str, Any]] = []
+    for offset in range(0, len(writes), WRITE_BATCH):
+        try:
+            chunk = writes[offset : offset + WRITE_BATCH]
+            await _collection(level).bulk_write(chunk, ordered=False)
+        except BulkWriteError as failure:
+            # The row exists but is past `start`: the upsert's insert hit its unique key.
+            refused += [sums[offset + index] for index in _duplicates_only(failure)]
+    return refused
+
+
+def _duplicates_only(failure: BulkWriteError) -> list[int]:
+    """The indexes of the writes a unique key refused; any other failure is raised."""
+    errors = failure.details.get("writeErrors", [])
+    if any(error.get("code") != DUPLICATE_KEY for error in errors):
+        raise failure
+    return [error["index"] for error in errors]
+
+
+async def _write_newer(level: str, writes: list[Any]) -> None:
+    """Writes recounted rows, except over a row already folded further (another
+    worker's newer count stands)."""
+    for offset in range(0, len(writes), WRITE_BATCH):
+        try:
+            chunk = writes[offset : offset + WRITE_BATCH]
+            await _collection(level).bulk_write(chunk, ordered=False)
+        except BulkWriteError as failure:
+            _duplicates_only(failure)
 
 
 async def _recount_totals(

@@ -1,0 +1,130 @@
+"""The fold adds each record to its rows exactly once: over many small folds, when a
+fold is done again after being cut short, and when a row is already past the mark."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from beanie import init_beanie
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from services.ingest import rollups
+from services.ingest.kinds import GPS_FIXES, SENTIMENTS
+from services.ingest.models import DOCUMENTS
+
+BASE = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def sentiment(user: str, day: int, hour: int, received: datetime, emotion: str) -> dict:
+    return {
+        "_id": ObjectId(),
+        "user_id": user,
+        "emotion": emotion,
+        "intensity": hour / 24,
+        "timestamp": BASE + timedelta(days=day, hours=hour),
+        "received_at": received,
+    }
+
+
+def gps_fix(user: str, day: int, received: datetime) -> dict:
+    return {
+        "_id": ObjectId(),
+        "user_id": user,
+        "latitude": 25.0,
+        "longitude": 121.5,
+        "timestamp": BASE + timedelta(days=day, hours=9),
+        "received_at": received,
+    }
+
+
+async def rows_of(collection: Any) -> list[tuple]:
+    """Every row's key and counts (float sums rounded: added up in another order)."""
+    found = await collection.find({}, {"_id": 0, "folded_to": 0}).to_list()
+    return sorted(
+        (
+            row["kind"],
+            row.get("level", ""),
+            row["user_id"],
+            row["day"],
+            row["emotion"],
+            row["records"],
+            round(row["intensity_sum"], 9),
+            row["first"],
+            row["last"],
+        )
+        for row in found
+    )
+
+
+def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
+    async def scenario() -> None:
+        client: AsyncMongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True)
+        database = client[db_name]
+        await init_beanie(database=database, document_models=DOCUMENTS)
+        state = database["telemetry_daily_state"]
+        clock = BASE + timedelta(days=30)
+
+        def tick(seconds: float = 1) -> datetime:
+            nonlocal clock
+            clock += timedelta(seconds=seconds)
+            return clock
+
+        # History, then a full count up to now.
+        history = [
+            sentiment(f"u{n % 3}", n % 4, n % 24, tick(), ("happy", "sad")[n % 2])
+            for n in range(40)
+        ]
+        await SENTIMENTS.collection.insert_many(history)
+        await GPS_FIXES.collection.insert_many([gps_fix("u0", d, tick()) for d in range(3)])
+        mark = tick()
+        await rollups.recount_all(mark)
+
+        # Many small folds, each over the records received since the last.
+        for round_number in range(6):
+            start = mark
+            batch = [
+                sentiment(f"u{n % 4}", n % 5, n % 24, tick(), ("calm", "happy")[n % 2])
+                for n in range(round_number, round_number + 7)
+            ]
+            await SENTIMENTS.collection.insert_many(batch)
+            await GPS_FIXES.collection.insert_one(gps_fix("u3", round_number, tick()))
+            mark = tick()
+            await rollups.fold(start, mark)
+            assert (await rollups.read_state())["folded_before"] == mark
+
+        # A fold cut short: its rows moved on, the mark did not. Done again later with
+        # more records, it must count each record once.
+        start = mark
+        await SENTIMENTS.collection.insert_many(
+            [sentiment("u1", 2, h, tick(), "sad") for h in range(5)]
+        )
+        first_try = tick()
+        await rollups.fold(start, first_try)
+        await state.update_one({"_id": rollups.STATE_ID}, {"$set": {"folded_before": start}})
+        await SENTIMENTS.collection.insert_many(
+            [sentiment("u1", 2, h, tick(), "sad") for h in range(5, 9)]
+            + [sentiment("u2", 9, 1, tick(), "angry")]
+        )
+        mark = tick()
+        await rollups.fold(start, mark)
+
+        folded = {
+            "daily": await rows_of(database["telemetry_daily"]),
+            "totals": await rows_of(database["telemetry_totals"]),
+            "days": (await rollups.read_state())["days"],
+        }
+        # The same records counted from scratch.
+        await rollups.recount_all(mark)
+        recounted = {
+            "daily": await rows_of(database["telemetry_daily"]),
+            "totals": await rows_of(database["telemetry_totals"]),
+            "days": (await rollups.read_state())["days"],
+        }
+        assert folded == recounted
+        assert sum(row[5] for row in folded["daily"] if row[0] == "sentiments") == 40 + 42 + 10
+        await client.close()
+
+    asyncio.run(scenario())
