@@ -102,6 +102,12 @@ class DailyRollup(RollupCounts, Document):
                 name="rollup_key",
                 unique=True,
             ),
+            # A fold's write names the key and a bound on `folded_to` (services.ingest.
+            # rollups); with the key alone indexed the embedded database scans every row.
+            IndexModel(
+                [("kind", 1), ("user_id", 1), ("day", 1), ("emotion", 1), ("folded_to", 1)],
+                name="rollup_key_folded_to",
+            ),
             IndexModel([("kind", 1), ("day", 1)], name="kind_day"),
         ]
 
@@ -120,6 +126,17 @@ class RollupTotal(RollupCounts, Document):
                 [("kind", 1), ("level", 1), ("user_id", 1), ("day", 1), ("emotion", 1)],
                 name="total_key",
                 unique=True,
+            ),
+            IndexModel(
+                [
+                    ("kind", 1),
+                    ("level", 1),
+                    ("user_id", 1),
+                    ("day", 1),
+                    ("emotion", 1),
+                    ("folded_to", 1),
+                ],
+                name="total_key_folded_to",
             ),
             IndexModel([("level", 1), ("user_id", 1)], name="level_participant"),
             IndexModel([("level", 1), ("day", 1)], name="level_day"),
