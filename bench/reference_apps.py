@@ -3,11 +3,12 @@
 - `minimal`: the least a Litestar app can do for a sentiment: decode the body with
   msgspec into a struct, insert it with PyMongo's async client, answer the id; and a
   list page of 100 as raw documents.
-- `seed`: the shape of the seed's monolith: FastAPI, a pydantic model per record,
-  one insert per request, `_id` turned into a string for lists. The seed used Motor;
-  Motor is deprecated and wraps the same driver, so PyMongo's async client stands in.
+- `seed-motor`: the seed's monolith as it was: FastAPI, a pydantic model per record,
+  one insert per request through Motor, `_id` turned into a string for lists.
+- `seed`: the same on PyMongo's async client, which replaces the deprecated Motor
+  (what the seed would cost if ported to today's driver).
 
-    python bench/reference_apps.py minimal|seed PORT MONGODB_URI DB_NAME
+    python bench/reference_apps.py minimal|seed|seed-motor PORT MONGODB_URI DB_NAME
 """
 
 import sys
@@ -48,7 +49,7 @@ def minimal_app(uri: str, db_name: str):
     return Litestar([create, listing])
 
 
-def seed_app(uri: str, db_name: str):
+def seed_app(uri: str, db_name: str, driver: str = "pymongo"):
     from fastapi import FastAPI
     from pydantic import BaseModel, Field
 
@@ -60,8 +61,12 @@ def seed_app(uri: str, db_name: str):
         note: str | None = None
         context: str | None = None
 
-    client: AsyncMongoClient = AsyncMongoClient(uri)
-    sentiments = client[db_name]["reference_seed"]
+    if driver == "motor":  # the seed exactly: Motor runs PyMongo's sync client in threads
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        sentiments = AsyncIOMotorClient(uri)[db_name]["reference_seed"]
+    else:
+        sentiments = AsyncMongoClient(uri)[db_name]["reference_seed"]
     app = FastAPI()
 
     @app.post("/api/sentiments", status_code=201)
@@ -73,7 +78,7 @@ def seed_app(uri: str, db_name: str):
 
     @app.get("/api/sentiments")
     async def listing(limit: int = 100) -> list[dict]:
-        found = await sentiments.find().sort("timestamp", -1).limit(limit).to_list()
+        found = await sentiments.find().sort("timestamp", -1).limit(limit).to_list(limit)
         for document in found:
             document["_id"] = str(document["_id"])
         return found
@@ -83,5 +88,9 @@ def seed_app(uri: str, db_name: str):
 
 if __name__ == "__main__":
     kind, port, uri, db_name = sys.argv[1:5]
-    make = minimal_app if kind == "minimal" else seed_app
-    uvicorn.run(make(uri, db_name), host="127.0.0.1", port=int(port), log_level="warning")
+    apps = {
+        "minimal": lambda: minimal_app(uri, db_name),
+        "seed": lambda: seed_app(uri, db_name),
+        "seed-motor": lambda: seed_app(uri, db_name, driver="motor"),
+    }
+    uvicorn.run(apps[kind](), host="127.0.0.1", port=int(port), log_level="warning")
