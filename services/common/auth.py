@@ -195,7 +195,8 @@ def own_scope(principal: Principal) -> dict[str, Any]:
 
 def study_of(principal: Principal) -> str | None:
     """The study a principal's writes are stamped with: a participant's own; none for
-    the global tokens, whose data belongs to the study `default`."""
+    the global tokens and for participants of `default`, whose records carry no study."""
     if principal.role != Role.PARTICIPANT or not principal.study_ids:
         return None
-    return principal.study_ids[0]
+    study = principal.study_ids[0]
+    return None if study == DEFAULT_STUDY else study

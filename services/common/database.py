@@ -81,6 +81,7 @@ async def _init_beanie_with_retry(
                 await init_beanie(
                     database=client[settings.db_name], document_models=list(documents)
                 )
+                await drop_retired_indexes(documents)
             return
         except PyMongoError as exc:
             if time.monotonic() >= deadline:
@@ -94,6 +95,23 @@ async def _init_beanie_with_retry(
 
 
 INDEX_BUILD_TIMEOUT_SECONDS = 3600.0
+# A Document's indexes that a newer one replaced (listed in a `retired_indexes` class
+# attribute): dropped at start, after Beanie has built their replacements, so that a
+# unique key is never unguarded.
+RETIRED_INDEXES = "retired_indexes"
+
+
+async def drop_retired_indexes(documents: Sequence[type[Document]]) -> None:
+    for document in documents:
+        retired = getattr(document, RETIRED_INDEXES, ())
+        if not retired:
+            continue
+        collection = document.get_pymongo_collection()
+        present = set(await collection.index_information())
+        for name in retired:
+            if name in present:
+                await collection.drop_index(name)
+                logger.info("index retired", extra={"index": name})
 
 
 def mongo_lifespan(

@@ -9,6 +9,7 @@ validating with msgspec: Beanie's per-record pydantic round trip measured at abo
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 import pymongo
 from beanie import Document
@@ -16,7 +17,11 @@ from pydantic import BaseModel
 from pymongo import IndexModel
 
 # Makes a client id idempotent per participant; records without one are not deduplicated.
-CLIENT_ID_INDEX = "participant_client_id_unique"
+# A client id is unique per participant of a study: another study's participant may
+# have the same id (generated ids start at P001 in each). Records of `default` carry
+# no study, which the index holds as null.
+CLIENT_ID_INDEX = "participant_client_id_study_unique"
+RETIRED = ("participant_client_id_unique",)  # the same without the study
 
 
 def telemetry_indexes() -> list[IndexModel]:
@@ -31,7 +36,7 @@ def telemetry_indexes() -> list[IndexModel]:
         # What the rollups fold: the records received since their last fold.
         IndexModel([("received_at", pymongo.ASCENDING)], name="received"),
         IndexModel(
-            [("user_id", pymongo.ASCENDING), ("client_id", pymongo.ASCENDING)],
+            [("user_id", pymongo.ASCENDING), ("client_id", 1), ("study_id", 1)],
             name=CLIENT_ID_INDEX,
             unique=True,
             partialFilterExpression={"client_id": {"$type": "string"}},
@@ -48,6 +53,8 @@ class Sentiment(Document):
     client_id: str | None = None
     note: str | None = None
     context: str | None = None
+
+    retired_indexes: ClassVar[tuple[str, ...]] = RETIRED
 
     class Settings:
         name = "sentiments"
@@ -66,6 +73,8 @@ class GpsFix(Document):
     speed: float | None = None
     heading: float | None = None
     location_name: str | None = None
+
+    retired_indexes: ClassVar[tuple[str, ...]] = RETIRED
 
     class Settings:
         name = "gps_coordinates"

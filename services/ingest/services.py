@@ -108,9 +108,12 @@ async def insert_one(
     try:
         await inserter.insert(document)
     except DuplicateKeyError:
-        existing = await kind.collection.find_one(
-            {"user_id": document["user_id"], "client_id": document["client_id"]}, {"_id": 1}
-        )
+        same_client_id = {
+            "user_id": document["user_id"],
+            "client_id": document["client_id"],
+            "study_id": document.get("study_id"),  # None matches the records of `default`
+        }
+        existing = await kind.collection.find_one(same_client_id, {"_id": 1})
         existing_id = str(existing["_id"]) if existing else None
         raise Conflict(
             f"A {kind.noun} with client_id {document['client_id']!r} already exists for "
@@ -247,15 +250,17 @@ async def insert_batch(
 async def _stored_ids(
     kind: TelemetryKind, documents: list[dict[str, Any]]
 ) -> dict[tuple[str, str], str]:
-    """The ids already stored under the (user_id, client_id) of `documents`."""
+    """The ids already stored under the (user_id, client_id) of `documents` (one
+    batch: all of one study)."""
     if not documents:
         return {}
     by_participant: dict[str, list[str]] = {}
     for document in documents:
         by_participant.setdefault(document["user_id"], []).append(document["client_id"])
+    study = documents[0].get("study_id")  # None matches the records of `default`
     query = {
         "$or": [
-            {"user_id": user_id, "client_id": {"$in": client_ids}}
+            {"user_id": user_id, "client_id": {"$in": client_ids}, "study_id": study}
             for user_id, client_ids in by_participant.items()
         ]
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 import pymongo
 from beanie import Document, PydanticObjectId
@@ -62,6 +63,9 @@ class Vlog(Document):
     preview_size: int | None = None
     preview_error: str | None = None
 
+    # Replaced by participant_sha256_study_unique (services.common.database).
+    retired_indexes: ClassVar[tuple[str, ...]] = ("participant_sha256_unique",)
+
     class Settings:
         name = "vlogs"
         indexes = [
@@ -70,10 +74,11 @@ class Vlog(Document):
                 name="participant_time",
             ),
             IndexModel([("timestamp", pymongo.ASCENDING), ("_id", 1)], name="time"),
-            # The same participant uploading the same bytes gets the existing vlog.
+            # The same participant uploading the same bytes gets the existing vlog;
+            # the same id in another study is another person.
             IndexModel(
-                [("user_id", pymongo.ASCENDING), ("sha256", pymongo.ASCENDING)],
-                name="participant_sha256_unique",
+                [("user_id", pymongo.ASCENDING), ("sha256", 1), ("study_id", 1)],
+                name="participant_sha256_study_unique",
                 unique=True,
                 partialFilterExpression={"sha256": {"$type": "string"}},
             ),

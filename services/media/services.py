@@ -270,12 +270,9 @@ class Uploads:
             # The same bytes finished uploading a moment ago in another request.
             await incoming.discard()
             existing = await collection().find_one(same_bytes, WITHOUT_THUMBNAIL)
-            if existing is None:
-                # The unique index spans studies: the same bytes under the same id of
-                # another study's participant.
+            if existing is None:  # and deleted since: the client may send it again
                 raise Conflict(
-                    f"This video is stored already for a participant {details.user_id!r} "
-                    "of another study"
+                    "The same video was being stored and deleted at the same time; send it again"
                 ) from None
             return existing, True
         stored = await get_vlog(incoming.vlog_id)

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+from pymongo import MongoClient
 
 from services.launcher import local_mongodb_uri
 from tests.conftest import start_secantus
@@ -87,3 +88,28 @@ def test_start_up_fails_clearly_without_a_database(tmp_path: Path) -> None:
     output = (tmp_path / "ingest.out").read_text()
     assert "Cannot reach MongoDB for database 'emogo_none'" in output
     assert "Check MONGODB_URI" in output
+
+
+def test_an_upgrade_replaces_the_unique_index_that_spanned_studies(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A database from before studies has client ids unique per participant id across
+    every study; the service builds the per-study index and then drops the old one."""
+    with MongoClient(service_env["MONGODB_URI"]) as client:
+        sentiments = client[service_env["DB_NAME"]]["sentiments"]
+        sentiments.insert_one({"user_id": "P001", "client_id": "c1", "emotion": "calm"})
+        sentiments.create_index(
+            [("user_id", 1), ("client_id", 1)],
+            name="participant_client_id_unique",
+            unique=True,
+            partialFilterExpression={"client_id": {"$type": "string"}},
+        )
+    service, url = start_ingest(service_env, tmp_path)
+    try:
+        wait_until(http_ok(f"{url}/ready"), 30, "the ingest service")
+        with MongoClient(service_env["MONGODB_URI"]) as client:
+            indexes = client[service_env["DB_NAME"]]["sentiments"].index_information()
+        assert "participant_client_id_unique" not in indexes
+        assert indexes["participant_client_id_study_unique"]["unique"] is True
+    finally:
+        stop(service)

@@ -307,3 +307,45 @@ def test_the_same_participant_id_in_two_studies_is_two_people(stack: Stack) -> N
     with stack.client("viewer") as viewer:
         everyone = viewer.get("/api/sentiments", params={"user_id": twin}).json()
         assert {r["_id"] for r in everyone} == {mine, theirs, namesake}
+
+
+def test_twins_keep_their_own_client_ids_and_videos(stack: Stack, tmp_path: Path) -> None:
+    """Generated ids start at P001 in every study, so two studies' phones often send the
+    same participant id and client ids: each is stored for its own person, and a resend
+    is recognised within its own study only."""
+    twin = f"twin-{uuid.uuid4().hex[:8]}"
+    tokens = []
+    with stack.client("admin") as admin, stack.client() as phone:
+        for _ in range(2):
+            study_id = f"twins-{uuid.uuid4().hex[:8]}"
+            admin.post("/api/studies", json={"study_id": study_id, "name": "Twins"})
+            [issued] = admin.post(
+                f"/api/studies/{study_id}/participants", json={"user_ids": [twin]}
+            ).json()["participants"]
+            answer = phone.post("/api/enrol", json={"study_id": study_id, "code": issued["code"]})
+            tokens.append({"Authorization": f"Bearer {answer.json()['token']}"})
+    record = sentiment(client_id="entry-1")
+    video = {"video": ("clip.mp4", h264_video(tmp_path / "twin.mp4", 5), "video/mp4")}
+    with stack.client("device") as device:
+        namesake = device.post("/api/sentiments", json={**record, "user_id": twin})
+        assert namesake.status_code == 201
+    ids, vlogs = [], []
+    for headers in tokens:
+        with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as phone:
+            stored = phone.post("/api/sentiments", json=record)
+            assert stored.status_code == 201, stored.text
+            ids.append(stored.json()["id"])
+            uploaded = phone.post("/api/vlogs/upload", files=video)
+            assert uploaded.status_code == 201, uploaded.text
+            vlogs.append(uploaded.json()["vlog"]["_id"])
+    assert len({namesake.json()["id"], *ids}) == 3
+    assert len(set(vlogs)) == 2
+    with httpx.Client(base_url=stack.gateway, headers=tokens[0], timeout=60) as first:
+        again = first.post("/api/sentiments", json={**record, "intensity": 0.9})
+        assert again.status_code == 409
+        assert again.json()["detail"]["id"] == ids[0]
+        batch = first.post("/api/sentiments/batch", json=[record]).json()
+        assert batch["results"][0] == {"index": 0, "status": "duplicate", "id": ids[0]}
+        resent = first.post("/api/vlogs/upload", files=video)
+        assert resent.status_code == 200
+        assert resent.json()["vlog"]["_id"] == vlogs[0]

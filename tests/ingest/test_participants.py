@@ -184,9 +184,11 @@ def test_indexes_serve_the_queries_and_make_client_ids_unique(stack: Stack) -> N
             keys = {name: [k for k, _ in spec["key"]] for name, spec in indexes.items()}
             assert ["user_id", "timestamp", "_id"] in keys.values()
             assert ["timestamp", "_id"] in keys.values()
-            unique = indexes["participant_client_id_unique"]
+            # Unique per participant of a study; the one that spanned studies is gone.
+            unique = indexes["participant_client_id_study_unique"]
             assert unique["unique"] is True
-            assert [k for k, _ in unique["key"]] == ["user_id", "client_id"]
+            assert [k for k, _ in unique["key"]] == ["user_id", "client_id", "study_id"]
+            assert "participant_client_id_unique" not in indexes
 
 
 def test_an_empty_window_has_zero_totals(viewer: httpx.Client) -> None:
