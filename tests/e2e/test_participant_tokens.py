@@ -276,10 +276,8 @@ def test_token_use_is_noted_and_the_token_never_stored(
     assert me.token not in log_text
 
 
-def test_the_same_participant_id_in_two_studies_is_two_people(stack: Stack) -> None:
-    """Participant ids are unique within a study only: a token reads its own study's
-    records, not those of a namesake in another study or in `default`."""
-    twin = f"twin-{uuid.uuid4().hex[:8]}"
+def enrol_twins(stack: Stack, twin: str) -> list[dict[str, str]]:
+    """The same participant id enrolled in two new studies: each one's token header."""
     tokens = []
     with stack.client("admin") as admin, stack.client() as phone:
         for _ in range(2):
@@ -290,6 +288,14 @@ def test_the_same_participant_id_in_two_studies_is_two_people(stack: Stack) -> N
             ).json()["participants"]
             answer = phone.post("/api/enrol", json={"study_id": study_id, "code": issued["code"]})
             tokens.append({"Authorization": f"Bearer {answer.json()['token']}"})
+    return tokens
+
+
+def test_the_same_participant_id_in_two_studies_is_two_people(stack: Stack) -> None:
+    """Participant ids are unique within a study only: a token reads its own study's
+    records, not those of a namesake in another study or in `default`."""
+    twin = f"twin-{uuid.uuid4().hex[:8]}"
+    tokens = enrol_twins(stack, twin)
     with stack.client("device") as device:
         namesake = device.post("/api/sentiments", json=sentiment(user_id=twin)).json()["id"]
     with (
@@ -314,16 +320,7 @@ def test_twins_keep_their_own_client_ids_and_videos(stack: Stack, tmp_path: Path
     same participant id and client ids: each is stored for its own person, and a resend
     is recognised within its own study only."""
     twin = f"twin-{uuid.uuid4().hex[:8]}"
-    tokens = []
-    with stack.client("admin") as admin, stack.client() as phone:
-        for _ in range(2):
-            study_id = f"twins-{uuid.uuid4().hex[:8]}"
-            admin.post("/api/studies", json={"study_id": study_id, "name": "Twins"})
-            [issued] = admin.post(
-                f"/api/studies/{study_id}/participants", json={"user_ids": [twin]}
-            ).json()["participants"]
-            answer = phone.post("/api/enrol", json={"study_id": study_id, "code": issued["code"]})
-            tokens.append({"Authorization": f"Bearer {answer.json()['token']}"})
+    tokens = enrol_twins(stack, twin)
     record = sentiment(client_id="entry-1")
     video = {"video": ("clip.mp4", h264_video(tmp_path / "twin.mp4", 5), "video/mp4")}
     with stack.client("device") as device:
