@@ -89,6 +89,7 @@ class RollupCounts(BaseModel):
     ingest.rollups), their intensity sum and their first and last time."""
 
     kind: str
+    study: str = ""  # "" for the study `default`, whose records carry no study
     user_id: str
     day: str  # YYYY-MM-DD, UTC
     emotion: str  # "" for GPS fixes
@@ -99,53 +100,48 @@ class RollupCounts(BaseModel):
     folded_to: datetime
 
 
+# The rows' keys before they had a study (rollups version 1).
+RETIRED_ROLLUP_INDEXES = (
+    "rollup_key",
+    "rollup_key_folded_to",
+    "total_key",
+    "total_key_folded_to",
+)
+ROLLUP_KEY = [("kind", 1), ("user_id", 1), ("day", 1), ("study", 1), ("emotion", 1)]
+
+
 class DailyRollup(RollupCounts, Document):
-    """Per kind, participant, UTC day (and emotion), so totals, timelines and
+    """Per kind, study, participant, UTC day (and emotion), so totals, timelines and
     participant tables read a few rows per participant and day instead of every record."""
+
+    retired_indexes: ClassVar[tuple[str, ...]] = RETIRED_ROLLUP_INDEXES
 
     class Settings:
         name = "telemetry_daily"
         indexes = [
-            IndexModel(
-                [("kind", 1), ("user_id", 1), ("day", 1), ("emotion", 1)],
-                name="rollup_key",
-                unique=True,
-            ),
+            IndexModel(ROLLUP_KEY, name="rollup_study_key", unique=True),
             # A fold's write names the key and a bound on `folded_to` (services.ingest.
             # rollups); with the key alone indexed the embedded database scans every row.
-            IndexModel(
-                [("kind", 1), ("user_id", 1), ("day", 1), ("emotion", 1), ("folded_to", 1)],
-                name="rollup_key_folded_to",
-            ),
+            IndexModel([*ROLLUP_KEY, ("folded_to", 1)], name="rollup_study_key_folded_to"),
             IndexModel([("kind", 1), ("day", 1)], name="kind_day"),
         ]
 
 
 class RollupTotal(RollupCounts, Document):
-    """Sums of daily rows: per participant over all days (`level` "participant", `day`
-    ""), and per day over all participants (`level` "day", `user_id` ""), so the
-    export page's totals, participant table and timeline read a few hundred rows."""
+    """Sums of daily rows in each study: per participant over all days (`level`
+    "participant", `day` ""), and per day over all participants (`level` "day",
+    `user_id` ""), so the export page's totals, participant table and timeline read a
+    few hundred rows."""
 
     level: str
+    retired_indexes: ClassVar[tuple[str, ...]] = RETIRED_ROLLUP_INDEXES
 
     class Settings:
         name = "telemetry_totals"
         indexes = [
+            IndexModel([("level", 1), *ROLLUP_KEY], name="total_study_key", unique=True),
             IndexModel(
-                [("kind", 1), ("level", 1), ("user_id", 1), ("day", 1), ("emotion", 1)],
-                name="total_key",
-                unique=True,
-            ),
-            IndexModel(
-                [
-                    ("kind", 1),
-                    ("level", 1),
-                    ("user_id", 1),
-                    ("day", 1),
-                    ("emotion", 1),
-                    ("folded_to", 1),
-                ],
-                name="total_key_folded_to",
+                [("level", 1), *ROLLUP_KEY, ("folded_to", 1)], name="total_study_key_folded_to"
             ),
             IndexModel([("level", 1), ("user_id", 1)], name="level_participant"),
             IndexModel([("level", 1), ("day", 1)], name="level_day"),

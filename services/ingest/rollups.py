@@ -30,7 +30,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pymongo
 from pymongo import DeleteOne, UpdateOne
@@ -50,11 +50,32 @@ LEASE_SECONDS = 15.0
 RECOUNT_TIMEOUT_SECONDS = 600.0
 WRITE_BATCH = 1000
 # What a rollup needs of a record.
-FIELDS = {"_id": 0, "user_id": 1, "timestamp": 1, "emotion": 1, "intensity": 1, "received_at": 1}
+FIELDS = {
+    "_id": 0,
+    "user_id": 1,
+    "study_id": 1,
+    "timestamp": 1,
+    "emotion": 1,
+    "intensity": 1,
+    "received_at": 1,
+}
+# What the rows hold. Version 2 added the study; rows of another version are recounted
+# at start (ensure_rollups).
+VERSION = 2
 
-Key = tuple[str, str, str, str]  # kind, user_id, day, emotion
-# Rows per participant and day (telemetry_daily); and sums of those (telemetry_totals)
-# per participant over all days, and per day over all participants.
+
+class Key(NamedTuple):
+    kind: str
+    study: str  # "" for the study `default`, whose records carry none
+    user_id: str
+    day: str
+    emotion: str
+
+
+KEY_FIELDS = Key._fields
+# Rows per study, participant and day (telemetry_daily); and sums of those
+# (telemetry_totals) per study and participant over all days, and per study and day
+# over all participants.
 DAILY, PARTICIPANT, DAY = "daily", "participant", "day"
 
 
@@ -62,19 +83,26 @@ def _day(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%d")
 
 
+def _study(record: dict[str, Any]) -> str:
+    return record.get("study_id") or ""
+
+
 def _key(kind: TelemetryKind, record: dict[str, Any]) -> Key:
     emotion = record.get("emotion", "") if kind is SENTIMENTS else ""
-    return kind.key, record["user_id"], _day(record["timestamp"]), emotion
+    return Key(kind.key, _study(record), record["user_id"], _day(record["timestamp"]), emotion)
+
+
+def _row_key(row: dict[str, Any]) -> Key:
+    return Key(*(row[field] for field in KEY_FIELDS))
 
 
 def _at_level(level: str, key: Key) -> Key:
     """A daily row's key at `level`: the participant's totals (all days) or the day's
-    totals (all participants); the field a level sums over is ""."""
-    kind, user_id, day, emotion = key
+    totals (all participants) in its study; the field a level sums over is ""."""
     if level == PARTICIPANT:
-        return kind, user_id, "", emotion
+        return key._replace(day="")
     if level == DAY:
-        return kind, "", day, emotion
+        return key._replace(user_id="")
     return key
 
 
@@ -83,10 +111,7 @@ def _add(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> Non
     row = rows.get(key)
     if row is None:
         row = rows[key] = {
-            "kind": key[0],
-            "user_id": key[1],
-            "day": key[2],
-            "emotion": key[3],
+            **key._asdict(),
             "records": 0,
             "intensity_sum": 0.0,
             "first": part["first"],
@@ -121,7 +146,7 @@ def _upserts(
     level: str = DAILY,
     newer_only: bool = False,
 ) -> list[UpdateOne]:
-    fields = ("kind", "user_id", "day", "emotion") + (("level",) if level != DAILY else ())
+    fields = KEY_FIELDS + (("level",) if level != DAILY else ())
     # A row already folded past `folded_to` then refuses the write by its unique key.
     newer = {"folded_to": {"$lt": folded_to}} if newer_only else {}
     writes = []
@@ -182,10 +207,11 @@ async def rollup_rows(
     """The rows at `level` of `kinds` inside `window`, up to the last acknowledged
     write; None when the window needs the records (mid-day bounds, other filters, no
     rollups yet)."""
-    if set(window) - {"user_id", "timestamp"}:
+    if set(window) - {"user_id", "timestamp", "study_id"}:
         return None
     days = _day_bounds(window)
-    if days is None:
+    studies = _studies(window.get("study_id", ANY_STUDY))
+    if days is None or studies is None:
         return None
     mark = await _folded_before()
     if mark is None:
@@ -193,13 +219,15 @@ async def rollup_rows(
     query: dict[str, Any] = {} if level == DAILY else {"level": level}
     if len(kinds) == 1:
         query["kind"] = kinds[0].key
+    if studies is not ANY_STUDY:
+        query["study"] = studies
     if "user_id" in window:
         query["user_id"] = window["user_id"]
     if days:
         query["day"] = days
     rows: dict[Key, dict[str, Any]] = {}
     async for row in _collection(level).find(query, {"_id": 0, "level": 0}):
-        rows[(row["kind"], row["user_id"], row["day"], row["emotion"])] = row
+        rows[_row_key(row)] = row
     # A row newer than the mark is being folded right now: then each unfolded record
     # is checked against its row; otherwise the database sums the unfolded records.
     folding = any(row.get("folded_to", mark) > mark for row in rows.values())
@@ -216,10 +244,26 @@ async def rollup_rows(
     return list(rows.values())
 
 
+ANY_STUDY: Any = object()
+
+
+def _studies(scope: Any) -> Any:
+    """The rows' `study` filter for a window's `study_id` (a credential's scope: one
+    study, or `$in` several; None stands for `default`); None for any other shape."""
+    if scope is ANY_STUDY:
+        return ANY_STUDY
+    if scope is None or isinstance(scope, str):
+        return scope or ""
+    if isinstance(scope, dict) and set(scope) == {"$in"}:
+        return {"$in": [study or "" for study in scope["$in"]]}
+    return None
+
+
 async def _daily_sums(kind: TelemetryKind, match: dict[str, Any]) -> list[dict[str, Any]]:
     """The records matching `match` summed per participant, day and emotion, by the
     database (it returns a few sums, not the records)."""
     key = {
+        "study": "$study_id",
         "user_id": "$user_id",
         "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp"}},
     }
@@ -240,8 +284,9 @@ async def _daily_sums(kind: TelemetryKind, match: dict[str, Any]) -> list[dict[s
     groups = await (await kind.collection.aggregate(pipeline)).to_list()
     for group in groups:
         group_key = group["_id"]
-        group["key"] = (
+        group["key"] = Key(
             kind.key,
+            group_key.get("study") or "",
             group_key["user_id"],
             group_key["day"],
             group_key.get("emotion", ""),
@@ -256,8 +301,8 @@ async def _recount_groups(
     kind: TelemetryKind, groups: set[tuple[str, str]], upto: datetime, newer_only: bool = False
 ) -> list[Any]:
     """The writes that make the rows of these (participant, day) groups exact up to
-    `upto`: each group's records counted whole, emptied rows removed; `newer_only`
-    leaves rows already folded past `upto` as they are."""
+    `upto`, in every study: each group's records counted whole, emptied rows removed;
+    `newer_only` leaves rows already folded past `upto` as they are."""
     writes: list[Any] = []
     for user_id, day in sorted(groups):
         start = datetime.strptime(day, "%Y-%m-%d")
@@ -271,23 +316,26 @@ async def _recount_groups(
                 _count_into(rows, kind, record)
         writes += _upserts(rows.values(), upto, newer_only=newer_only)
         group = {"kind": kind.key, "user_id": user_id, "day": day}
-        kept = {key[3] for key in rows}
+        kept = {(key.study, key.emotion) for key in rows}
         writes += await _emptied(_collection(DAILY), group, kept, upto if newer_only else None)
     return writes
 
 
 async def _emptied(
-    collection: Any, group: dict[str, Any], kept: set[str], older_than: datetime | None = None
+    collection: Any,
+    group: dict[str, Any],
+    kept: set[tuple[str, str]],
+    older_than: datetime | None = None,
 ) -> list[DeleteOne]:
-    """Deletes of the group's rows whose emotion no longer has records (only those
-    folded before `older_than`, when given), each by its whole key (a `$nin` on
+    """Deletes of the group's rows whose (study, emotion) no longer has records (only
+    those folded before `older_than`, when given), each by its whole key (a `$nin` on
     emotion made the database scan every row)."""
-    stored = collection.find(group, {"_id": 0, "emotion": 1})
+    stored = collection.find(group, {"_id": 0, "study": 1, "emotion": 1})
     older = {"folded_to": {"$lt": older_than}} if older_than else {}
     return [
-        DeleteOne({**group, "emotion": row["emotion"], **older})
+        DeleteOne({**group, "study": row["study"], "emotion": row["emotion"], **older})
         async for row in stored
-        if row["emotion"] not in kept
+        if (row["study"], row["emotion"]) not in kept
     ]
 
 
@@ -322,10 +370,10 @@ async def fold(start: datetime, upto: datetime) -> int:
             if level == DAY:
                 recounted_days = members
         for key, row in tail.items():
-            if key[2] not in recounted_days:
-                name = f"days.{kind.key}.{key[2]}"
+            if key.day not in recounted_days:
+                name = f"days.{kind.key}.{key.day}"
                 day_counts[name] = day_counts.get(name, 0) + row["records"]
-        touched += len({(key[1], key[2]) for key in tail})
+        touched += len({(key.user_id, key.day) for key in tail})
     change: dict[str, Any] = {"$max": {"folded_before": upto}}
     if day_counts:
         change["$inc"] = day_counts
@@ -341,7 +389,7 @@ async def _add_to_rows(
     """Adds each of `sums` to its row (made when missing) if the row is folded to
     `start` or before; returns the sums whose row was past that."""
     sums = list(sums)
-    fields = ("kind", "user_id", "day", "emotion") + (("level",) if level != DAILY else ())
+    fields = KEY_FIELDS + (("level",) if level != DAILY else ())
     writes = [
         UpdateOne(
             {
@@ -403,11 +451,10 @@ async def _recount_totals(
         {"kind": kind.key, field: {"$in": sorted(members)}}, {"_id": 0}
     )
     async for row in daily:
-        key = (row["kind"], row["user_id"], row["day"], row["emotion"])
-        _add(totals, _at_level(level, key), row)
+        _add(totals, _at_level(level, _row_key(row)), row)
     writes: list[Any] = _upserts(totals.values(), upto, level)
     for member in members:
-        kept = {key[3] for key in totals if key[1 if level == PARTICIPANT else 2] == member}
+        kept = {(key.study, key.emotion) for key in totals if getattr(key, field) == member}
         # The key's other field is "" at this level; naming it keeps the index in use.
         other = {"day": ""} if level == PARTICIPANT else {"user_id": ""}
         group = {"kind": kind.key, "level": level, field: member, **other}
@@ -456,7 +503,9 @@ async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
         await rollups.delete_many({"folded_to": {"$ne": upto}})
         await RollupTotal.get_pymongo_collection().delete_many({"folded_to": {"$ne": upto}})
         await RollupState.get_pymongo_collection().update_one(
-            {"_id": STATE_ID}, {"$set": {"folded_before": upto, "days": days}}, upsert=True
+            {"_id": STATE_ID},
+            {"$set": {"folded_before": upto, "days": days, "version": VERSION}},
+            upsert=True,
         )
     return counted
 
@@ -481,9 +530,11 @@ async def delete_rollups_of(user_id: str) -> None:
 
 async def ensure_rollups() -> None:
     """At start-up: when the rows and the tail do not add up to the records (rows
-    lost, or data from before rollups existed), readers go back to counting records
-    until the folding worker has recounted everything."""
-    for attempt in range(3):
+    lost, rows of an older version, or data from before rollups existed), readers go
+    back to counting records until the folding worker has recounted everything."""
+    state = await read_state()
+    current = state is not None and state.get("version") == VERSION
+    for attempt in range(3 if current else 0):
         rows = await rollup_rows({}, PARTICIPANT)
         if rows is not None:
             in_rollups = {kind.key: 0 for kind in KINDS}
@@ -492,8 +543,6 @@ async def ensure_rollups() -> None:
             counts = {kind.key: await kind.collection.estimated_document_count() for kind in KINDS}
             if counts == in_rollups:
                 return
-        elif await read_state() is None:
-            break
         if attempt < 2:  # writes landing between the two counts: look again
             await asyncio.sleep(0.5)
     await RollupState.get_pymongo_collection().update_one(

@@ -10,13 +10,16 @@ import time
 import uuid
 import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from pymongo import MongoClient
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
+from tests.support import wait_until
 
 CACHE_BOUND_SECONDS = 5.0
 
@@ -129,6 +132,55 @@ def test_a_study_viewer_sees_only_its_study_everywhere(stack: Stack, world: Worl
         assert theirs.encode() not in contents
         videos = [name for name in archive.namelist() if name.endswith(".mp4")]
         assert len(videos) == 1
+
+
+def test_a_study_viewers_summaries_come_from_its_studies_rollups(
+    stack: Stack, world: World
+) -> None:
+    """Summaries for a study viewer are read from the rollup rows of its studies once
+    folded, and agree with counting the records themselves."""
+    with MongoClient(stack.config.mongodb_uri) as mongo:
+        rows = mongo[stack.db_name]["telemetry_daily"]
+        wait_until(
+            lambda: rows.count_documents({"study": world.studies["A"]}) >= 2,
+            30,
+            "the fold to reach study A's records",
+        )
+        # A row only the rollups know: it shows that the rows answer, and only in A.
+        ghost = {
+            "kind": "sentiments",
+            "study": world.studies["A"],
+            "user_id": f"ghost-{world.studies['A']}",
+            "day": "2021-01-04",
+            "emotion": "calm",
+            "records": 3,
+            "intensity_sum": 1.5,
+            "first": datetime(2021, 1, 4, 9, tzinfo=UTC),
+            "last": datetime(2021, 1, 4, 10, tzinfo=UTC),
+            "folded_to": datetime(2021, 1, 5, tzinfo=UTC),
+        }
+        rows.insert_one(ghost)
+        from_rows = {"since": "2020-01-01"}  # whole days: the rollups answer
+        from_records = {"since": "2019-12-31T00:00:01Z"}  # mid-day: the records
+        try:
+            with client(stack, world.viewers["A"]) as viewer:
+                summary = viewer.get("/api/telemetry/summary", params=from_rows).json()
+                counted = viewer.get("/api/telemetry/summary", params=from_records).json()
+                assert summary["sentiments"] == counted["sentiments"] + 3 == 4
+                assert summary["participants"] == 2
+                listed = viewer.get("/api/telemetry/participants", params=from_rows).json()
+                assert [p["user_id"] for p in listed["participants"]] == sorted(
+                    [world.people["A"], ghost["user_id"]]
+                )
+        finally:
+            rows.delete_one({"study": ghost["study"], "user_id": ghost["user_id"]})
+    for name in ("A", "B", "A+default"):
+        with client(stack, world.viewers[name]) as viewer:
+            for path in ("/api/telemetry/summary", "/api/telemetry/timeline"):
+                assert (
+                    viewer.get(path, params=from_rows).json()
+                    == viewer.get(path, params=from_records).json()
+                ), (name, path)
 
 
 def test_a_viewer_of_default_sees_the_global_tokens_data(stack: Stack, world: World) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 from pymongo import MongoClient
@@ -10,6 +11,7 @@ from pymongo import MongoClient
 from tests.conftest import Stack
 from tests.ingest.test_read import store
 from tests.ingest.test_write import count
+from tests.support import wait_until
 
 
 def test_a_participants_summary(
@@ -256,8 +258,39 @@ def test_daily_rollups_agree_with_the_records_and_are_rebuilt(
     # Rollups lost (or data from before they existed): rebuilt when ingest starts.
     with MongoClient(stack.config.mongodb_uri) as client:
         client[stack.db_name]["telemetry_daily"].delete_many({})
+    restart_ingest(stack)
+    assert answers(from_rollups) == expected
+
+    # Rows of the version before studies (no `study`): recounted when ingest starts.
+    with MongoClient(stack.config.mongodb_uri) as client:
+        database = client[stack.db_name]
+        old_row = {
+            "kind": "sentiments",
+            "user_id": participant,
+            "day": "2025-06-02",
+            "emotion": "happy",
+            "records": 99,
+            "intensity_sum": 9.0,
+            "first": datetime(2025, 6, 2, tzinfo=UTC),
+            "last": datetime(2025, 6, 2, tzinfo=UTC),
+            "folded_to": datetime(2025, 6, 3, tzinfo=UTC),
+        }
+        database["telemetry_daily"].insert_one(old_row)
+        database["telemetry_daily_state"].update_one({"_id": "rollups"}, {"$set": {"version": 1}})
+    restart_ingest(stack)
+    assert answers(from_rollups) == expected
+    with MongoClient(stack.config.mongodb_uri) as client:
+        daily = client[stack.db_name]["telemetry_daily"]
+        wait_until(
+            lambda: daily.count_documents({"study": {"$exists": False}}) == 0,
+            30,
+            "the recount to replace the rows without a study",
+        )
+    assert answers(from_rollups) == expected
+
+
+def restart_ingest(stack: Stack) -> None:
     stack.supervisor.processes["ingest"].terminate()
     stack.supervisor.processes["ingest"].wait(15)
     stack.supervisor.start("ingest")
     stack.supervisor.wait_ready("ingest")
-    assert answers(from_rollups) == expected

@@ -16,11 +16,15 @@ from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
+STUDIES = (None, "study-a", "study-b")
 
 
-def sentiment(user: str, day: int, hour: int, received: datetime, emotion: str) -> dict:
+def sentiment(
+    user: str, day: int, hour: int, received: datetime, emotion: str, study: str | None = None
+) -> dict:
     return {
         "_id": ObjectId(),
+        **({"study_id": study} if study else {}),
         "user_id": user,
         "emotion": emotion,
         "intensity": hour / 24,
@@ -47,6 +51,7 @@ async def rows_of(collection: Any) -> list[tuple]:
         (
             row["kind"],
             row.get("level", ""),
+            row["study"],
             row["user_id"],
             row["day"],
             row["emotion"],
@@ -82,11 +87,14 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
         mark = tick()
         await rollups.recount_all(mark)
 
-        # Many small folds, each over the records received since the last.
+        # Many small folds, each over the records received since the last; the same
+        # participant ids also in two studies (another person each).
         for round_number in range(6):
             start = mark
             batch = [
-                sentiment(f"u{n % 4}", n % 5, n % 24, tick(), ("calm", "happy")[n % 2])
+                sentiment(
+                    f"u{n % 4}", n % 5, n % 24, tick(), ("calm", "happy")[n % 2], STUDIES[n % 3]
+                )
                 for n in range(round_number, round_number + 7)
             ]
             await SENTIMENTS.collection.insert_many(batch)
@@ -106,7 +114,10 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
         await state.update_one({"_id": rollups.STATE_ID}, {"$set": {"folded_before": start}})
         await SENTIMENTS.collection.insert_many(
             [sentiment("u1", 2, h, tick(), "sad") for h in range(5, 9)]
-            + [sentiment("u2", 9, 1, tick(), "angry")]
+            + [
+                sentiment("u2", 9, 1, tick(), "angry"),
+                sentiment("u1", 2, 3, tick(), "sad", "study-a"),
+            ]
         )
         mark = tick()
         await rollups.fold(start, mark)
@@ -124,7 +135,16 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             "days": (await rollups.read_state())["days"],
         }
         assert folded == recounted
-        assert sum(row[5] for row in folded["daily"] if row[0] == "sentiments") == 40 + 42 + 10
+        assert sum(row[6] for row in folded["daily"] if row[0] == "sentiments") == 40 + 42 + 11
+
+        # Each credential's scope reads its studies' rows: one study, `default` (records
+        # without a study), or several; the same as counting the records.
+        for scope in ("study-a", None, {"$in": ["study-b", None]}, {"$in": ["study-a"]}):
+            rows = await rollups.rollup_rows({"study_id": scope}, rollups.PARTICIPANT)
+            assert rows is not None
+            from_rows = sum(row["records"] for row in rows if row["kind"] == "sentiments")
+            assert from_rows == await SENTIMENTS.collection.count_documents({"study_id": scope})
+            assert from_rows > 0
         await client.close()
 
     asyncio.run(scenario())
