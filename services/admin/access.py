@@ -13,6 +13,7 @@ from services.admin.settings import AdminSettings
 from services.common.auth import (
     CHALLENGE,
     PRINCIPAL_SCOPE_KEY,
+    READERS,
     Role,
     issued_principal,
     principal_from_header,
@@ -91,6 +92,16 @@ async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 
 ADMIN_ONLY = [admin_only]
+
+
+async def readers(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard: the admin or a viewer (a study viewer then sees its studies only)."""
+    principal = await caller(connection)  # type: ignore[arg-type]
+    if principal.role not in READERS:
+        raise Forbidden(f"The {principal.role} role may not do this; it needs: admin, viewer")
+
+
+READERS_ONLY = [readers]
 
 
 def client_address(request: Request) -> str:

@@ -1,5 +1,6 @@
-"""Studies and their participants, for the admin only: create, list, read, rename,
-move to another time zone, close; enrol participants and issue their codes
+"""Studies and their participants: the admin creates, renames, moves to another time
+zone and closes them, and viewers read those they may see (the export page's study
+selector and time zone); enrol participants and issue their codes
 (`enrolment` trades a code for a token). The environment's global tokens write to
 the study `default`, which always exists and cannot be closed."""
 
@@ -15,7 +16,7 @@ from litestar.params import FromPath, QueryParameter
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.admin.access import ADMIN_ONLY, settings_of
+from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
 from services.admin.enrolment import issue_code
 from services.admin.models import Participant
 from services.admin.schemas import (
@@ -76,10 +77,10 @@ async def _change(study_id: str, changes: dict) -> StudyView:
 class StudyController(Controller):
     path = "/api/studies"
     tags = ["studies"]
-    guards = ADMIN_ONLY
 
     @post(
         "/",
+        guards=ADMIN_ONLY,
         operation_id="createStudy",
         summary="Create a study",
         operation_class=documented_body(StudyIn),
@@ -106,18 +107,37 @@ class StudyController(Controller):
             raise Conflict(f"A study {study.study_id!r} exists already") from None
         return _view(document)
 
-    @get("/", operation_id="listStudies", summary="Every study", responses=STUDY_ERRORS)
-    async def listing(self, status: StatusFilter = None) -> list[StudyView]:
-        query = {"status": status} if status else {}
+    @get(
+        "/",
+        guards=READERS_ONLY,
+        operation_id="listStudies",
+        summary="Every study the caller may see (a study viewer: its own)",
+        responses=STUDY_ERRORS,
+    )
+    async def listing(self, request: Request, status: StatusFilter = None) -> list[StudyView]:
+        query: dict = {"status": status} if status else {}
+        scope = (await caller(request)).study_ids
+        if scope is not None:
+            query["study_id"] = {"$in": list(scope)}
         cursor = Study.get_pymongo_collection().find(query).sort("study_id", 1)
         return [_view(document) async for document in cursor]
 
-    @get("/{study_id:str}", operation_id="getStudy", summary="One study", responses=STUDY_ERRORS)
-    async def one(self, study_id: FromPath[str]) -> StudyView:
+    @get(
+        "/{study_id:str}",
+        guards=READERS_ONLY,
+        operation_id="getStudy",
+        summary="One study (another study is 404 to a study viewer, as if absent)",
+        responses=STUDY_ERRORS,
+    )
+    async def one(self, request: Request, study_id: FromPath[str]) -> StudyView:
+        scope = (await caller(request)).study_ids
+        if scope is not None and study_id not in scope:
+            raise NotFound(f"No study {study_id!r}")
         return await _find(study_id)
 
     @patch(
         "/{study_id:str}",
+        guards=ADMIN_ONLY,
         operation_id="updateStudy",
         summary="Rename a study or change its time zone",
         operation_class=documented_body(StudyUpdate),
@@ -135,6 +155,7 @@ class StudyController(Controller):
 
     @post(
         "/{study_id:str}/close",
+        guards=ADMIN_ONLY,
         operation_id="closeStudy",
         summary="Close a study: it takes no new data and can still be read and exported",
         # 409: the default study, which the global tokens write to, stays open.

@@ -178,11 +178,22 @@ def written_as(principal: Principal, record: Any) -> Any:
     return {**record, "user_id": whose(principal, record.get("user_id"))}
 
 
-def own_scope(principal: Principal) -> dict[str, Any]:
+def own_scope(principal: Principal, study_id: str | None = None) -> dict[str, Any]:
     """What a query must also match for this principal: with a participant token, the
     participant's own records of their own study (another study's participant may
     have the same id); with a study viewer token, records of its studies (those of
-    `default` carry no study); nothing more for a global token."""
+    `default` carry no study); nothing more for a global token. `study_id` narrows it
+    to one study the credential covers (403 for another)."""
+    if study_id is not None:
+        if principal.study_ids is not None and study_id not in principal.study_ids:
+            raise Forbidden(
+                f"This credential does not cover study {study_id!r}",
+                extra={"field": "study_id"},
+            )
+        one = {"study_id": None if study_id == DEFAULT_STUDY else study_id}
+        if principal.role == Role.PARTICIPANT:
+            one["user_id"] = principal.user_id
+        return one
     if principal.study_ids is None:
         return {}
     if principal.role == Role.PARTICIPANT:

@@ -13,6 +13,7 @@ from litestar.params import PathParameter, QueryParameter
 from services.common.auth import own_scope, principal_of, whose
 from services.common.errors import field_error
 from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE
+from services.common.studies import STUDY_PATTERN
 from services.common.timestamps import parse_instant
 
 ParticipantPath = Annotated[
@@ -36,6 +37,14 @@ InstantFilter = Annotated[
         "`until` exclusive.",
     ),
 ]
+StudyFilter = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=STUDY_PATTERN,
+        description="Only this study (`default` for the global tokens' data); one of the "
+        "credential's own studies.",
+    ),
+]
 # A query the dependencies below build from validated scalar parameters.
 MongoFilter = NamedDependency[dict[str, Any]]
 
@@ -45,13 +54,17 @@ async def provide_span(since: InstantFilter = None, until: InstantFilter = None)
 
 
 async def provide_window(
-    request: Request, span: MongoFilter, user_id: ParticipantFilter = None
+    request: Request,
+    span: MongoFilter,
+    user_id: ParticipantFilter = None,
+    study_id: StudyFilter = None,
 ) -> dict[str, Any]:
-    """The time window and participant; a participant token only ever sees its own."""
+    """The time window, participant and study; a participant token only ever sees its
+    own records, a study viewer its studies'."""
     principal = principal_of(request)
     user_id = whose(principal, user_id)
     window = {**span, "user_id": user_id} if user_id is not None else span
-    return {**window, **own_scope(principal)}
+    return {**window, **own_scope(principal, study_id)}
 
 
 def time_span(since: str | None, until: str | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from litestar.types import Receive, Scope, Send
 
 from services.common.auth import READERS, requires
 from services.common.errors import NotFound, ServiceUnavailable
-from services.common.filters import InstantFilter, ParticipantFilter, time_span
+from services.common.filters import InstantFilter, ParticipantFilter, StudyFilter, time_span
 from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
 from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
@@ -99,10 +99,21 @@ async def provide_export_filters(
     user_id: ParticipantFilter = None,
     since: InstantFilter = None,
     until: InstantFilter = None,
+    study_id: StudyFilter = None,
 ) -> dict[str, Any]:
-    """The page's filters, checked here (422 naming the field) and passed on as given."""
+    """The page's filters, checked here (422 naming the field) and passed on as given;
+    the services decide whether the credential covers the study."""
     time_span(since, until)
-    return {"user_id": user_id, "since": since, "until": until}
+    return {"user_id": user_id, "since": since, "until": until, "study_id": study_id}
+
+
+def page_time_zone(studies: list[dict[str, Any]], chosen: str | None, fallback: str) -> str:
+    """The page's times are in the chosen study's time zone, or in that of the only
+    study the caller sees; otherwise (or until the study has one) in `fallback`."""
+    if chosen is None and len(studies) == 1:
+        chosen = studies[0]["study_id"]
+    zone = next((s.get("time_zone") for s in studies if s["study_id"] == chosen), None)
+    return zone or fallback
 
 
 ExportFilters = NamedDependency[dict[str, Any]]
@@ -189,6 +200,7 @@ class ExportController(Controller):
                 )
             )
         )
+        studies_task = asyncio.ensure_future(section(api.json("admin", "/api/studies")))
         others = asyncio.gather(
             section(api.json("ingest", "/api/telemetry/summary", filters)),
             section(api.json("media", "/api/vlogs/count", filters)),
@@ -238,10 +250,21 @@ class ExportController(Controller):
             for row, (fixes, _) in zip(with_fixes, track_fixes, strict=True)
         ]
         vlogs_response = vlog_page[0]
+        studies = await studies_task
+        visible = studies[0] or []
+        zone = page_time_zone(visible, filters["study_id"], settings.display_timezone)
         query = {k: v for k, v in filters.items() if v}
         problems = [
             problem
-            for _, problem in (summary, vlog_count, timeline, people, vlog_people, vlog_page)
+            for _, problem in (
+                summary,
+                vlog_count,
+                timeline,
+                people,
+                vlog_people,
+                vlog_page,
+                studies,
+            )
             if problem
         ]
         return Template(
@@ -263,8 +286,9 @@ class ExportController(Controller):
                 "vlogs_next": vlogs_response.headers.get("x-next-cursor")
                 if vlogs_response
                 else None,
-                "zone": settings.display_timezone,
-                "local": lambda value: local_time(value, settings.display_timezone),
+                "studies": visible,
+                "zone": zone,
+                "local": lambda value: local_time(value, zone),
                 "size": human_bytes,
                 "formats": ("csv", "json", "ndjson"),
                 "track_fixes": TRACK_FIXES,

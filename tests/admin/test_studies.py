@@ -9,6 +9,8 @@ from datetime import datetime
 import httpx
 import pytest
 
+from tests.conftest import Stack
+
 
 def new_study_id() -> str:
     return f"course-{uuid.uuid4().hex[:10]}"
@@ -110,12 +112,32 @@ def test_a_bad_change_leaves_the_study_as_it_was(admin: httpx.Client) -> None:
     assert admin.post("/api/studies/no-such-study/close").status_code == 404
 
 
-def test_only_the_admin_may_see_or_change_studies(
-    viewer: httpx.Client, device: httpx.Client, anonymous: httpx.Client
+def test_only_the_admin_changes_studies_and_viewers_read_theirs(
+    stack: Stack,
+    admin: httpx.Client,
+    viewer: httpx.Client,
+    device: httpx.Client,
+    anonymous: httpx.Client,
 ) -> None:
     for client, status in ((viewer, 403), (device, 403), (anonymous, 401)):
-        assert client.get("/api/studies").status_code == status
-        assert client.get("/api/studies/default").status_code == status
         created = client.post("/api/studies", json={"study_id": new_study_id(), "name": "x"})
         assert created.status_code == status
         assert client.post("/api/studies/default/close").status_code == status
+        changed = client.patch("/api/studies/default", json={"name": "mine now"})
+        assert changed.status_code == status
+    for client, status in ((device, 403), (anonymous, 401)):
+        assert client.get("/api/studies").status_code == status
+        assert client.get("/api/studies/default").status_code == status
+    # A viewer reads studies (names and time zones for the export page); a study
+    # viewer only its own, another is 404 as if absent.
+    mine, other = new_study_id(), new_study_id()
+    for study_id in (mine, other):
+        admin.post("/api/studies", json={"study_id": study_id, "name": study_id})
+    assert {mine, other, "default"} <= {s["study_id"] for s in viewer.get("/api/studies").json()}
+    token = admin.post("/api/viewer-tokens", json={"name": "TA", "study_ids": [mine]}).json()
+    with stack.client() as ta:
+        ta.headers["Authorization"] = f"Bearer {token['token']}"
+        assert [s["study_id"] for s in ta.get("/api/studies").json()] == [mine]
+        assert ta.get(f"/api/studies/{mine}").status_code == 200
+        assert ta.get(f"/api/studies/{other}").status_code == 404
+        assert ta.post(f"/api/studies/{mine}/close").status_code == 403

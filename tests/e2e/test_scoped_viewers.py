@@ -12,6 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -183,6 +184,52 @@ def test_a_study_viewers_summaries_come_from_its_studies_rollups(
                 ), (name, path)
 
 
+def test_the_page_offers_a_study_selector_and_shows_the_studys_time(
+    stack: Stack, world: World
+) -> None:
+    """A TA of several studies picks one on the page (and in every download link); the
+    page shows times in that study's time zone, and a TA of one study always sees its
+    zone. A study the credential does not cover is refused everywhere."""
+    study_a, study_b = world.studies["A"], world.studies["B"]
+    with stack.client("admin") as admin:
+        changed = admin.patch(f"/api/studies/{study_a}", json={"time_zone": "Asia/Taipei"})
+        assert changed.status_code == 200
+
+    def shown_local(first_activity: str) -> str:
+        instant = datetime.fromisoformat(first_activity.replace("Z", "+00:00"))
+        return instant.astimezone(ZoneInfo("Asia/Taipei")).strftime("%Y-%m-%d %H:%M")
+
+    with client(stack, world.viewers["A"]) as ta:
+        page = ta.get("/export").text
+        assert 'name="study_id"' not in page  # one study: nothing to choose
+        assert "Times shown in <strong>Asia/Taipei</strong>" in page
+        first = ta.get("/api/telemetry/summary").json()["first_activity"]
+        assert shown_local(first) in page
+        assert ta.get("/export", params={"study_id": study_b}).status_code == 403
+        refused = ta.get("/api/sentiments", params={"study_id": study_b})
+        assert refused.status_code == 403
+        assert refused.json()["detail"]["field"] == "study_id"
+    with client(stack, world.viewers["A+default"]) as ta:
+        page = ta.get("/export").text
+        assert 'name="study_id"' in page
+        assert f'<option value="{study_a}"' in page
+        assert '<option value="default"' in page
+        assert f'<option value="{study_b}"' not in page
+        assert "Times shown in <strong>UTC</strong>" in page  # two studies, none chosen
+        chosen = ta.get("/export", params={"study_id": study_a}).text
+        assert "Times shown in <strong>Asia/Taipei</strong>" in chosen
+        assert f'<option value="{study_a}" selected>' in chosen
+        assert world.people["A"] in chosen
+        assert world.people["default"] not in chosen
+        assert f"/api/export/sentiments.csv?study_id={study_a}" in chosen
+        exported = ta.get("/api/export/sentiments.csv", params={"study_id": study_a}).text
+        assert world.people["A"] in exported
+        assert world.people["default"] not in exported
+        only_default = ta.get("/api/sentiments/count", params={"study_id": "default"}).json()
+        everything = ta.get("/api/sentiments/count").json()
+        assert 0 < only_default["count"] == everything["count"] - 1
+
+
 def test_a_viewer_of_default_sees_the_global_tokens_data(stack: Stack, world: World) -> None:
     with client(stack, world.viewers["A+default"]) as ta:
         ids = {
@@ -204,7 +251,11 @@ def test_a_study_viewer_changes_nothing(stack: Stack, world: World) -> None:
         assert ta.post("/api/sentiments", json=body).status_code == 403
         assert ta.patch(f"/api/vlogs/{world.vlogs['A']}", json={"title": "x"}).status_code == 403
         assert ta.delete(f"/api/vlogs/{world.vlogs['A']}").status_code == 403
-        assert ta.get("/api/studies").status_code == 403
+        study = world.studies["A"]
+        assert ta.post(f"/api/studies/{study}/close").status_code == 403
+        assert ta.patch(f"/api/studies/{study}", json={"name": "x"}).status_code == 403
+        assert ta.post("/api/studies", json={"study_id": "ta-made", "name": "x"}).status_code == 403
+        assert [s["study_id"] for s in ta.get("/api/studies").json()] == [study]
         assert ta.get("/api/viewer-tokens").status_code == 403
         assert ta.get("/api/v1/list_users").status_code == 403
 
