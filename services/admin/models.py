@@ -98,6 +98,7 @@ class Participant(Document):
     code_expires_at: datetime | None = None
     code_used_at: datetime | None = None
     token_id: str | None = None
+    withdrawn_at: datetime | None = None
 
     class Settings:
         name = "participants"

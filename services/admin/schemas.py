@@ -397,6 +397,7 @@ class ParticipantView(WireStruct):
     has_token: bool
     code_expires_at: datetime | None = None
     enrolled_at: datetime | None = None
+    withdrawn_at: datetime | None = None
 
 
 class Enrolment(WireStruct, forbid_unknown_fields=True):

@@ -191,7 +191,8 @@ def _participant_view(document: dict, now: datetime) -> ParticipantView:
         code=_code_state(document, now),
         code_expires_at=document.get("code_expires_at"),
         enrolled_at=document.get("code_used_at"),
-        has_token=document.get("token_id") is not None,
+        withdrawn_at=document.get("withdrawn_at"),
+        has_token=document.get("token_id") is not None and document["status"] == "active",
     )
 
 
@@ -293,3 +294,32 @@ class ParticipantController(Controller):
         await collection.update_one({"_id": found["_id"]}, {"$set": {**changes, "token_id": None}})
         await revoke_token(found.get("token_id"))
         return issued
+
+    @post(
+        "/{user_id:str}/withdraw",
+        operation_id="withdrawParticipant",
+        summary="Withdraw a participant: their token and any pending code stop working at once",
+        description="Also in a closed study. Withdrawing again changes nothing; what they "
+        "sent stays until it is deleted.",
+        responses=error_responses(401, 403, 404),
+        status_code=200,
+    )
+    async def withdraw(self, study_id: FromPath[str], user_id: FromPath[str]) -> ParticipantView:
+        await _find(study_id)
+        collection = Participant.get_pymongo_collection()
+        found = await collection.find_one({"study_id": study_id, "user_id": user_id})
+        if found is None:
+            raise NotFound(f"No participant {user_id!r} in study {study_id!r}")
+        # The token is revoked before the status says so: a failure in between leaves
+        # a participant who can still be withdrawn again, never a live token.
+        await revoke_token(found.get("token_id"))
+        now = stored_now()
+        updated = await collection.find_one_and_update(
+            {"_id": found["_id"]},
+            {
+                "$set": {"status": "withdrawn", "code_digest": None, "code_expires_at": None},
+                "$min": {"withdrawn_at": now},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return _participant_view(updated or found, now)

@@ -232,6 +232,48 @@ def test_a_reissued_code_stops_the_old_token_in_every_service(stack: Stack) -> N
     assert max(took) <= CACHE_BOUND_SECONDS + 1
 
 
+def test_a_withdrawn_participant_is_shut_out_at_once(stack: Stack) -> None:
+    """Withdrawal stops the token in every service within the cache bound, voids a
+    pending code, cannot be undone by a new code, and keeps what was sent."""
+    me, unenrolled = enrol_two(stack)
+    with stack.client("admin") as admin:
+        # The second participant's code is re-issued but never exchanged.
+        code_route = f"/api/studies/{me.study_id}/participants/{unenrolled.user_id}/code"
+        pending_code = admin.post(code_route).json()["code"]
+    with httpx.Client(base_url=stack.gateway, headers=me.headers, timeout=30) as phone:
+        stored = phone.post("/api/sentiments", json=sentiment())
+        assert stored.status_code == 201
+        with stack.client("admin") as admin:
+            base = f"/api/studies/{me.study_id}/participants"
+            withdrawn = admin.post(f"{base}/{me.user_id}/withdraw")
+            assert withdrawn.status_code == 200
+            view = withdrawn.json()
+            assert view["status"] == "withdrawn"
+            assert view["has_token"] is False
+            assert view["withdrawn_at"] is not None
+            again = admin.post(f"{base}/{me.user_id}/withdraw").json()
+            assert again["withdrawn_at"] == view["withdrawn_at"]
+            assert admin.post(f"{base}/{unenrolled.user_id}/withdraw").status_code == 200
+            assert admin.post(f"{base}/{me.user_id}/code").status_code == 404
+            assert admin.post(f"{base}/nobody-here/withdraw").status_code == 404
+            listed = {p["user_id"]: p for p in admin.get(base).json()}
+            assert listed[me.user_id]["status"] == "withdrawn"
+            assert listed[unenrolled.user_id]["code"] == "none"
+            # What they sent stays until it is deleted.
+            assert admin.get(f"/api/sentiments/{stored.json()['id']}").status_code == 200
+        took = [
+            wait_for_status(phone, lambda c: c.post("/api/sentiments", json=sentiment()), 401),
+            wait_for_status(phone, lambda c: c.get("/api/sentiments"), 401),
+            wait_for_status(phone, lambda c: c.get("/api/vlogs"), 401),
+        ]
+    assert max(took) <= CACHE_BOUND_SECONDS + 1
+    with stack.client() as stranger:
+        exchange = {"study_id": me.study_id, "code": pending_code}
+        voided = stranger.post("/api/enrol", json=exchange)
+        assert voided.status_code == 422
+        assert voided.json()["detail"]["errors"][0]["field"] == "code"
+
+
 def test_a_closed_study_takes_no_new_data_but_is_still_read(stack: Stack) -> None:
     me, _ = enrol_two(stack)
     with httpx.Client(base_url=stack.gateway, headers=me.headers, timeout=30) as phone:
