@@ -23,6 +23,7 @@ from services.media.models import DOCUMENTS
 from services.media.previews import PreviewWorker
 from services.media.settings import MediaSettings, load_settings
 from services.media.storage import GridFSStorage
+from services.media.uploads import Uploads
 
 logger = logging.getLogger("emogo.media")
 CLEANUP_EVERY_SECONDS = 300
@@ -48,7 +49,7 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         previews = PreviewWorker(settings, storage)
         app.state.storage = storage
         app.state.previews = previews
-        app.state.uploads = services.Uploads(settings, storage, previews)
+        app.state.uploads = Uploads(settings, storage, previews)
         older = timedelta(seconds=settings.stale_upload_seconds)
         # Temporary copies of an earlier run are of uploads that died with it.
         await asyncio.to_thread(services.clear_temp_dir, settings.temp_dir)

@@ -1,15 +1,10 @@
 """HTTP handlers of the media service: uploads, playback and downloads, management."""
 
-import re
-import unicodedata
 from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
 
-from bson import ObjectId
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from services.common.auth import (
@@ -23,7 +18,7 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.errors import NotFound, RangeNotSatisfiable
+from services.common.errors import NotFound
 from services.common.filters import TIME_AND_PARTICIPANT, MongoFilter, ParticipantPath
 from services.common.openapi import (
     documented_body,
@@ -40,7 +35,8 @@ from services.common.pagination import (
     next_page_headers,
 )
 from services.common.validation import convert_record, decode_json, read_record, require_json
-from services.media import receiving, services
+from services.media import services
+from services.media.delivery import CACHE_CONTROL, content_disposition, send_stored
 from services.media.models import PreviewState, VlogState
 from services.media.schemas import (
     CleanupReport,
@@ -55,10 +51,7 @@ from services.media.schemas import (
 )
 from services.media.settings import UPLOAD_BODY_CEILING, MediaSettings
 from services.media.storage import VideoStorage
-
-SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-# The bytes of a vlog never change: its sha256 is a strong validator.
-CACHE_CONTROL = "private, max-age=86400"
+from services.media.uploads import Uploads
 
 
 def _settings(request: Request) -> MediaSettings:
@@ -67,81 +60,6 @@ def _settings(request: Request) -> MediaSettings:
 
 def _storage(request: Request) -> VideoStorage:
     return request.app.state.storage
-
-
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The (first, last) byte a single-range `Range` header asks for, None for the
-    whole file (no header, or several ranges, which RFC 9110 lets a server ignore);
-    416 when it lies past the end."""
-    if not header:
-        return None
-    match = SINGLE_RANGE.match(header.strip().replace(" ", ""))
-    if match is None:
-        return None
-    first, last = match.groups()
-    if first == "" and last == "":
-        return None
-    if first == "":  # the last N bytes
-        length = int(last)
-        if length == 0:
-            raise _unsatisfiable(size)
-        return max(0, size - length), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
-        raise _unsatisfiable(size)
-    return start, end
-
-
-def _unsatisfiable(size: int) -> RangeNotSatisfiable:
-    return RangeNotSatisfiable(
-        f"The range lies outside the file of {size} bytes",
-        headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
-    )
-
-
-def content_disposition(kind: str, filename: str) -> str:
-    """RFC 6266: an ASCII fallback and the exact name in RFC 5987 encoding."""
-    # The fallback keeps letters readable: "été" becomes "ete", not "___".
-    ascii_only = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
-    fallback = ascii_only.replace('"', "_").strip() or "video"
-    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def send_stored(
-    request: Request,
-    *,
-    storage_id: ObjectId,
-    size: int,
-    etag: str,
-    content_type: str,
-    disposition: str,
-) -> Response[Any]:
-    """The stored bytes with HTTP caching and single-range support (206/304/416)."""
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": etag,
-        "Cache-Control": CACHE_CONTROL,
-        "Content-Disposition": disposition,
-        "X-Content-Type-Options": "nosniff",
-    }
-    if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
-        return Response(b"", status_code=304, headers=headers)
-    wanted = request.headers.get("range")
-    if_range = request.headers.get("if-range")
-    if if_range is not None and if_range.strip() != etag:
-        wanted = None  # the client's copy is stale: send everything
-    span = byte_range(wanted, size)
-    first, last = span if span is not None else (0, size - 1)
-    if span is not None:
-        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    headers["Content-Length"] = str(last - first + 1)
-    return Stream(
-        _storage(request).read_range(storage_id, first, last),
-        status_code=206 if span is not None else 200,
-        media_type=content_type,
-        headers=headers,
-    )
 
 
 def _scope(request: Request) -> dict[str, Any]:
@@ -224,10 +142,9 @@ class VlogController(Controller):
         responses=UPLOAD_ERRORS,
     )
     async def upload(self, request: Request) -> Response[VlogCreated]:
-        uploads: services.Uploads = request.app.state.uploads
-        vlog, duplicate = await uploads.upload(
-            lambda make_video: receiving.receive_multipart(request, make_video),
-            principal_of(request),
+        uploads: Uploads = request.app.state.uploads
+        vlog, duplicate = await uploads.from_form(
+            request.stream(), request.headers.get("content-type", ""), principal_of(request)
         )
         return _created(vlog, duplicate, "Vlog uploaded successfully")
 
@@ -252,18 +169,14 @@ class VlogController(Controller):
         description: Annotated[str, QueryParameter(max_length=5000)] = "",
         timestamp: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[VlogCreated]:
-        uploads: services.Uploads = request.app.state.uploads
+        uploads: Uploads = request.app.state.uploads
         fields = {"title": title, "description": description}
         for name, value in (("user_id", user_id), ("timestamp", timestamp)):
             if value is not None:
                 fields[name] = value
-
-        async def receive(make_video: Any) -> receiving.UploadForm:
-            incoming = make_video(filename, fields)
-            await receiving.receive_raw(request, incoming)
-            return receiving.UploadForm(fields=fields, video=incoming)
-
-        vlog, duplicate = await uploads.upload(receive, principal_of(request))
+        vlog, duplicate = await uploads.from_body(
+            request.stream(), filename, fields, principal_of(request)
+        )
         return _created(vlog, duplicate, "Vlog uploaded successfully")
 
     @post(

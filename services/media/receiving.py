@@ -1,8 +1,7 @@
 """Receiving a video's bytes: `IncomingVideo` decides the type from the first bytes,
 holds the size limit on the bytes received, computes the sha256 (and CRC-32) on the
 way, sends the bytes to storage as they come, and keeps a temporary copy on local disk
-for decoding. The seed's multipart form is parsed as it streams; a raw body is taken
-as it is. Memory stays flat whatever the size.
+for decoding. Memory stays flat whatever the size.
 """
 
 from __future__ import annotations
@@ -13,26 +12,20 @@ import hashlib
 import logging
 import tempfile
 import zlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
-from litestar import Request
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.common.errors import (
-    AppError,
-    BadRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
     field_error,
 )
-from services.common.validation import drain
+from services.common.timestamps import stored_now
 from services.media import video
-from services.media.models import VlogState, collection
+from services.media.models import Vlog, VlogState, collection
 from services.media.storage import StoredWriter, VideoStorage
 
 logger = logging.getLogger("emogo.media")
@@ -56,10 +49,11 @@ class IncomingVideo:
     temp_dir: Path
     limit: int
     original_name: str
-    # Records the upload (state `uploading`) once its bytes are known to be a video.
-    on_start: Callable[[IncomingVideo], Awaitable[None]]
+    # Whose, as far as known when the bytes start (a form may name them later).
+    user_id: str
     vlog_id: ObjectId = field(default_factory=ObjectId)
     received: int = 0
+    sha256: str = ""
     container: tuple[str, str, str] | None = None
     temp_path: Path | None = None
     _digest: Any = field(default_factory=hashlib.sha256)
@@ -92,10 +86,28 @@ class IncomingVideo:
         )
         self.temp_path = Path(name)
         self._temp = open(handle, "wb")  # noqa: ASYNC230, SIM115 - written off the loop below
-        await self.on_start(self)
+        await self._record()
         self._writer = await self.storage.open_writer(
             self.storage_id, self.original_name, {"content_type": self.container[1]}
         )
+
+    async def _record(self) -> None:
+        """The upload in state `uploading`, so that the periodic clean-up finds what an
+        upload cut short leaves behind."""
+        assert self.container is not None
+        now = stored_now()
+        await Vlog(
+            id=self.vlog_id,
+            user_id=self.user_id,
+            timestamp=now,
+            uploaded_at=now,
+            state=VlogState.UPLOADING,
+            has_file=True,
+            storage_id=self.storage_id,
+            original_name=self.original_name,
+            content_type=self.container[1],
+            container=self.container[0],
+        ).insert()
 
     async def _flush(self) -> None:
         data = bytes(self._pending)
@@ -109,8 +121,8 @@ class IncomingVideo:
         self.crc32 = zlib.crc32(data, self.crc32)
         self._temp.write(data)
 
-    async def finish(self) -> str:
-        """Flushes what is left; returns the sha256 of the whole video."""
+    async def finish(self) -> None:
+        """Flushes what is left; `sha256` is then the whole video's."""
         if self.received == 0:
             raise field_error(VIDEO_FIELD, "is empty")
         if self.container is None:
@@ -119,7 +131,7 @@ class IncomingVideo:
         await asyncio.to_thread(self._temp.close)
         assert self._writer is not None
         await self._writer.close()
-        return self._digest.hexdigest()
+        self.sha256 = self._digest.hexdigest()
 
     async def discard(self) -> None:
         """Removes every trace: the record, the stored bytes and the temporary copy."""
@@ -135,140 +147,3 @@ class IncomingVideo:
     def remove_temp(self) -> None:
         if self.temp_path is not None:
             self.temp_path.unlink(missing_ok=True)
-
-
-@dataclass
-class UploadForm:
-    fields: dict[str, str] = field(default_factory=dict)
-    video: IncomingVideo | None = None
-
-
-class _PartEvents:
-    """python-multipart calls back synchronously; this queues what it saw so the
-    upload can be handled with awaits between chunks."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._field = bytearray()
-        self._value = bytearray()
-        self._headers: dict[str, str] = {}
-
-    def callbacks(self) -> dict[str, Callable[..., None]]:
-        return {
-            "on_part_begin": self._begin,
-            "on_header_field": lambda d, s, e: self._field.extend(d[s:e]),
-            "on_header_value": lambda d, s, e: self._value.extend(d[s:e]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": lambda: self.events.append(("headers", self._headers)),
-            "on_part_data": lambda d, s, e: self.events.append(("data", bytes(d[s:e]))),
-            "on_part_end": lambda: self.events.append(("end", None)),
-        }
-
-    def _begin(self) -> None:
-        self._headers = {}
-
-    def _header_end(self) -> None:
-        # Part headers stay bytes-as-latin-1, as python-multipart's parser of their
-        # options expects; names and file names are decoded as UTF-8 from those.
-        name = self._field.decode("latin-1").lower()
-        self._headers[name] = self._value.decode("latin-1")
-        self._field.clear()
-        self._value.clear()
-
-
-async def receive_multipart(
-    request: Request, make_video: Callable[[str, dict[str, str]], IncomingVideo]
-) -> UploadForm:
-    """The seed's multipart form, streamed: text fields, and the `video` file part."""
-    content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    boundary = options.get(b"boundary")
-    if content_type == b"application/x-www-form-urlencoded":
-        # A form without a file part is sent this way by most clients.
-        raise field_error(VIDEO_FIELD, "is required: send a multipart/form-data form with it")
-    if content_type != b"multipart/form-data" or not boundary:
-        raise UnsupportedMediaType(
-            "Send the upload as multipart/form-data with the video in the field `video` "
-            "(or the bytes alone to /api/vlogs/upload/raw)"
-        )
-    form = UploadForm()
-    events = _PartEvents()
-    parser = MultipartParser(boundary, events.callbacks())
-    chunks = request.stream()
-    current: tuple[str, str | None] | None = None
-    text = bytearray()
-    parts = 0
-    try:
-        async for chunk in chunks:
-            _feed(parser, chunk)
-            for kind, value in events.events:
-                if kind == "headers":
-                    parts += 1
-                    if parts > MAX_PARTS:
-                        raise BadRequest(f"The form has more than {MAX_PARTS} parts")
-                    current = _part_name(value)
-                    name, filename = current
-                    if filename is not None:
-                        if name != VIDEO_FIELD:
-                            raise field_error(
-                                name, "is not a field of this form: send the video in `video`"
-                            )
-                        if form.video is not None:
-                            raise field_error(VIDEO_FIELD, "must be given once")
-                        form.video = make_video(filename, form.fields)
-                    text.clear()
-                elif kind == "data" and current is not None:
-                    if current[1] is not None and form.video is not None:
-                        await form.video.write(value)
-                    else:
-                        text += value
-                        if len(text) > MAX_FIELD_BYTES:
-                            raise field_error(current[0], f"is longer than {MAX_FIELD_BYTES} bytes")
-                elif kind == "end" and current is not None:
-                    if current[1] is None:
-                        form.fields[current[0]] = _field_text(current[0], text)
-                    current = None
-            events.events.clear()
-        _feed(parser, None)
-    except AppError:
-        await drain(chunks)
-        raise
-    return form
-
-
-def _feed(parser: MultipartParser, chunk: bytes | None) -> None:
-    """One chunk into the parser (None: the end); a malformed form is the client's
-    problem (400), whatever part of it is wrong: boundary, part headers, their size."""
-    try:
-        if chunk is None:
-            parser.finalize()
-        else:
-            parser.write(chunk)
-    except MultipartParseError as problem:
-        raise BadRequest(f"The multipart/form-data body is malformed: {problem}") from None
-
-
-def _field_text(name: str, value: bytearray) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise field_error(name, "is not valid UTF-8 text") from None
-
-
-def _part_name(headers: dict[str, str]) -> tuple[str, str | None]:
-    _, options = parse_options_header(headers.get("content-disposition", ""))
-    try:
-        name = options.get(b"name", b"").decode("utf-8")
-        filename = options.get(b"filename")
-        return name, filename.decode("utf-8") if filename is not None else None
-    except UnicodeDecodeError:
-        raise BadRequest("A part's name or file name is not valid UTF-8") from None
-
-
-async def receive_raw(request: Request, incoming: IncomingVideo) -> None:
-    chunks = request.stream()
-    try:
-        async for chunk in chunks:
-            await incoming.write(chunk)
-    except AppError:
-        await drain(chunks)
-        raise

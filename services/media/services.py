@@ -1,43 +1,32 @@
-"""What the media service does with vlogs: take uploads (their bytes arrive through
-`receiving`), describe them, list, edit and delete them, and tidy up; previews are
-made by `previews`."""
+"""What the media service does with vlogs once stored: describe, list, edit and delete
+them, and tidy up. Uploads arrive through `uploads` (bytes by `receiving`), previews
+are made by `previews`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
 
-from services.common.auth import study_of, written_as
 from services.common.errors import (
-    Conflict,
     NotFound,
-    TooManyRequests,
     field_error,
 )
 from services.common.pagination import Order, fetch_page
-from services.common.schemas import Principal, utc_now
+from services.common.schemas import utc_now
 from services.common.timestamps import recorded_at, stored_now
-from services.common.validation import convert_record
 from services.media import video
 from services.media.models import WITHOUT_THUMBNAIL, PreviewState, Vlog, VlogState, collection
-from services.media.receiving import VIDEO_FIELD, IncomingVideo, UploadForm
-from services.media.schemas import DeletedVlogs, ParticipantVlogs, UploadFields, VlogOut
-from services.media.settings import MediaSettings
+from services.media.schemas import DeletedVlogs, ParticipantVlogs, VlogOut
 from services.media.storage import VideoStorage
 
 if TYPE_CHECKING:  # previews use this module's names; the worker is only passed in
-    from services.media.previews import PreviewWorker
+    pass
 
 logger = logging.getLogger("emogo.media")
 
@@ -136,151 +125,6 @@ async def get_vlog(
     if vlog is None:
         raise NotFound(f"No vlog with id {vlog_id}")
     return vlog
-
-
-# --- uploads ------------------------------------------------------------------------
-
-
-def check_details(fields: dict[str, str]) -> UploadFields:
-    """The form's text fields, checked like every other record, titles trimmed."""
-    details = convert_record(fields, UploadFields)
-    return msgspec.structs.replace(
-        details,
-        title=details.title.strip(),
-        description=details.description.strip(),
-        timestamp=details.timestamp or None,
-    )
-
-
-class Uploads:
-    """Receives uploads, at most `max_concurrent_uploads` at once."""
-
-    def __init__(self, settings: MediaSettings, storage: VideoStorage, previews: PreviewWorker):
-        self.settings = settings
-        self.storage = storage
-        self.previews = previews
-        self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
-
-    def _incoming(self, original_name: str, fields: dict[str, str]) -> IncomingVideo:
-        async def record_upload(incoming: IncomingVideo) -> None:
-            # The participant may only be known once the whole form has arrived.
-            now = stored_now()
-            assert incoming.container is not None
-            await Vlog(
-                id=incoming.vlog_id,
-                user_id=fields.get("user_id", ""),
-                timestamp=now,
-                uploaded_at=now,
-                state=VlogState.UPLOADING,
-                has_file=True,
-                storage_id=incoming.storage_id,
-                original_name=incoming.original_name,
-                content_type=incoming.container[1],
-                container=incoming.container[0],
-            ).insert()
-
-        return IncomingVideo(
-            storage=self.storage,
-            storage_id=ObjectId(),
-            temp_dir=self.settings.temp_dir,
-            limit=self.settings.max_upload_bytes,
-            original_name=sanitize_name(original_name) or "video",
-            on_start=record_upload,
-        )
-
-    async def upload(
-        self,
-        receive: Callable[[Callable[[str, dict[str, str]], IncomingVideo]], Awaitable[UploadForm]],
-        writer: Principal,
-    ) -> tuple[dict[str, Any], bool]:
-        """(the vlog, whether it already existed) for an upload `receive` reads.
-
-        With a participant token the video is the participant's own: another
-        participant named before the file is refused before its bytes are read, one
-        named after it once the form is complete, and nothing is kept either way."""
-        if self._slots.locked():
-            raise TooManyRequests(
-                "Too many uploads in progress; retry shortly", headers={"Retry-After": "10"}
-            )
-        async with self._slots:
-            incoming: IncomingVideo | None = None
-
-            def make_video(name: str, fields: dict[str, str]) -> IncomingVideo:
-                nonlocal incoming
-                written_as(writer, fields)
-                incoming = self._incoming(name, fields)
-                return incoming
-
-            try:
-                form = await receive(make_video)
-                if form.video is None:
-                    raise field_error(VIDEO_FIELD, "is required: send the video file in `video`")
-                details = check_details(written_as(writer, form.fields))
-                return await self._store(form.video, details, study_of(writer))
-            except BaseException:
-                if incoming is not None:
-                    # What a failed discard leaves, the periodic clean-up removes.
-                    with contextlib.suppress(Exception):
-                        await incoming.discard()
-                raise
-
-    async def _store(
-        self, incoming: IncomingVideo, details: UploadFields, study_id: str | None
-    ) -> tuple[dict[str, Any], bool]:
-        now = stored_now()
-        recorded = recorded_at(details.timestamp, now)
-        sha256 = await incoming.finish()
-        # The same participant id in another study is another person.
-        same_bytes = {"user_id": details.user_id, "sha256": sha256, "study_id": study_id}
-        existing = await collection().find_one(same_bytes, WITHOUT_THUMBNAIL)
-        if existing is not None:
-            await incoming.discard()
-            return existing, True
-        assert incoming.temp_path is not None
-        assert incoming.container is not None
-        try:
-            facts = await asyncio.to_thread(video.probe, incoming.temp_path)
-        except video.UndecodableVideo as problem:
-            raise field_error(VIDEO_FIELD, f"does not decode as a video: {problem}") from None
-        container = incoming.container[0]
-        playable = video.is_browser_playable(container, facts.codec)
-        ready = {
-            "user_id": details.user_id,
-            "title": details.title,
-            "description": details.description,
-            "timestamp": recorded,
-            "uploaded_at": now,
-            "state": VlogState.READY,
-            "size": incoming.received,
-            "sha256": sha256,
-            "crc32": incoming.crc32,
-            "duration": facts.duration,
-            "width": facts.width,
-            "height": facts.height,
-            "fps": facts.fps,
-            "codec": facts.codec,
-            "thumbnail": facts.thumbnail,
-            "preview_state": PreviewState.NOT_NEEDED if playable else PreviewState.PENDING,
-        }
-        if study_id is not None:
-            ready["study_id"] = study_id
-        try:
-            await collection().update_one({"_id": incoming.vlog_id}, {"$set": ready})
-        except DuplicateKeyError:
-            # The same bytes finished uploading a moment ago in another request.
-            await incoming.discard()
-            existing = await collection().find_one(same_bytes, WITHOUT_THUMBNAIL)
-            if existing is None:  # and deleted since: the client may send it again
-                raise Conflict(
-                    "The same video was being stored and deleted at the same time; send it again"
-                ) from None
-            return existing, True
-        stored = await get_vlog(incoming.vlog_id)
-        if playable:
-            incoming.remove_temp()
-        else:
-            self.previews.submit(incoming.vlog_id, incoming.temp_path)
-        return stored, False
 
 
 async def create_link(fields: dict[str, Any], study_id: str | None) -> dict[str, Any]:
