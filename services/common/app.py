@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from beanie import Document
 from litestar import Litestar
@@ -91,9 +91,21 @@ class CompleteAllowHeader:
     resource supports). Only OPTIONS answers are touched: other requests pass
     straight through, with no hook on their hot path."""
 
-    def __init__(self, app: ASGIApp, allowed_methods: dict[str, set[str]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_methods: dict[str, set[str]],
+        extra_headers: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self.app = app
         self.allowed_methods = allowed_methods
+        # Headers some paths add to their OPTIONS answer (a protocol's discovery, such
+        # as tus's Tus-Version): Litestar keeps its own OPTIONS handler on a path that
+        # has others, so a handler of ours would never be called.
+        self.extra_headers = {
+            path: [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            for path, headers in (extra_headers or {}).items()
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "OPTIONS":
@@ -104,15 +116,14 @@ class CompleteAllowHeader:
             if message["type"] == "http.response.start":
                 # Litestar's router has named the handler in the scope by now.
                 handler = scope.get("route_handler")
-                methods = (
-                    self.allowed_methods.get(next(iter(handler.paths), "")) if handler else None
-                )
+                path = next(iter(handler.paths), "") if handler else ""
+                methods = self.allowed_methods.get(path)
                 if methods:
                     headers = [
                         (k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"
                     ]
                     headers.append((b"allow", ", ".join(sorted(methods)).encode()))
-                    message["headers"] = headers
+                    message["headers"] = headers + self.extra_headers.get(path, [])
             await send(message)
 
         await self.app(scope, receive, send_complete_allow)
@@ -130,6 +141,7 @@ def build_app(
     template_config: TemplateConfig | None = None,
     prepare_database: Callable[[], Awaitable[str]] | None = None,
     dependency_errors: tuple[int, ...] = (),
+    options_headers: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Litestar:
     """The app every service's `create_app()` returns.
 
@@ -172,6 +184,6 @@ def build_app(
     # Wrap the whole ASGI handler, not each route, so that requests which match no
     # route (404, 405) also get a request id and an access line.
     app.asgi_handler = RequestContextMiddleware(
-        CompleteAllowHeader(app.asgi_handler, allowed_methods)
+        CompleteAllowHeader(app.asgi_handler, allowed_methods, options_headers)
     )
     return app

@@ -64,6 +64,14 @@ class Conflict(AppError):
     status_code = 409
 
 
+class Gone(AppError):
+    status_code = 410
+
+
+class PreconditionFailed(AppError):
+    status_code = 412
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
 

@@ -17,12 +17,13 @@ from litestar import Litestar
 from services.common.app import build_app
 from services.common.database import INDEX_BUILD_TIMEOUT_SECONDS
 from services.common.workers import WORKER_VARIABLE
-from services.media import services
-from services.media.controllers import VlogController
+from services.media import services, tus
+from services.media.controllers import ResumableUploadController, VlogController
 from services.media.models import DOCUMENTS
 from services.media.previews import PreviewWorker
 from services.media.settings import MediaSettings, load_settings
 from services.media.storage import GridFSStorage
+from services.media.tus import Resumable
 from services.media.uploads import Uploads
 
 logger = logging.getLogger("emogo.media")
@@ -50,6 +51,9 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         app.state.storage = storage
         app.state.previews = previews
         app.state.uploads = Uploads(settings, storage, previews)
+        app.state.resumable = Resumable(
+            app.state.uploads, storage, settings.resumable_upload_seconds
+        )
         older = timedelta(seconds=settings.stale_upload_seconds)
         # Temporary copies of an earlier run are of uploads that died with it.
         await asyncio.to_thread(services.clear_temp_dir, settings.temp_dir)
@@ -58,6 +62,7 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
             while True:
                 try:
                     removed = await services.remove_stale_uploads(storage, older)
+                    removed += await app.state.resumable.remove_expired()
                     if removed:
                         logger.info("removed abandoned uploads", extra={"count": removed})
                     # Previews whose worker died mid-way, once their claim has lapsed.
@@ -80,7 +85,11 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         settings,
         title="EmoGo media",
         description="Video diaries (vlogs): upload, metadata, playback and download.",
-        route_handlers=[VlogController],
+        route_handlers=[VlogController, ResumableUploadController],
         documents=DOCUMENTS,
         extra_lifespan=[media_lifespan],
+        options_headers=dict.fromkeys(
+            (tus.PATH, f"{tus.PATH}/{{upload_id:str}}"),
+            tus.protocol_headers(settings.max_upload_bytes),
+        ),
     )

@@ -3,13 +3,23 @@
 from datetime import timedelta
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import (
+    Controller,
+    Request,
+    Response,
+    delete,
+    get,
+    head,
+    patch,
+    post,
+)
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from services.common.auth import (
     OWN_READERS,
     READERS,
+    WRITERS,
     Role,
     may_write,
     own_scope,
@@ -35,7 +45,7 @@ from services.common.pagination import (
     next_page_headers,
 )
 from services.common.validation import convert_record, decode_json, read_record, require_json
-from services.media import services
+from services.media import services, tus
 from services.media.delivery import CACHE_CONTROL, content_disposition, send_stored
 from services.media.models import PreviewState, VlogState
 from services.media.schemas import (
@@ -51,6 +61,7 @@ from services.media.schemas import (
 )
 from services.media.settings import UPLOAD_BODY_CEILING, MediaSettings
 from services.media.storage import VideoStorage
+from services.media.tus import Resumable
 from services.media.uploads import Uploads
 
 
@@ -357,3 +368,86 @@ class VlogController(Controller):
         older = timedelta(seconds=_settings(request).stale_upload_seconds)
         removed = await services.remove_stale_uploads(_storage(request), older)
         return CleanupReport(removed_uploads=removed)
+
+
+def _resumable(request: Request) -> Resumable:
+    return request.app.state.resumable
+
+
+def _tus_headers(**extra: str) -> dict[str, str]:
+    return {"Tus-Resumable": tus.VERSION, "Cache-Control": "no-store", **extra}
+
+
+class ResumableUploadController(Controller):
+    """tus 1.0.0 (services.media.tus): create, look up, continue and end an upload. Its
+    OPTIONS answers carry the protocol's headers (`create_app`)."""
+
+    path = tus.PATH
+    tags = ["vlogs"]
+
+    @post(
+        "/",
+        operation_id="createResumableUpload",
+        guards=[may_write()],
+        summary="Create a resumable upload (tus creation): Upload-Length, Upload-Metadata",
+        responses=error_responses(412, 413),
+        status_code=201,
+    )
+    async def create(self, request: Request) -> Response[None]:
+        tus.require_version(request.headers)
+        length = tus.header_number(request.headers, "Upload-Length")
+        metadata = tus.parse_metadata(request.headers.get("upload-metadata"))
+        upload_id = await _resumable(request).create(principal_of(request), length, metadata)
+        location = f"{self.path}/{upload_id}"
+        return Response(None, status_code=201, headers=_tus_headers(Location=location))
+
+    @head(
+        "/{upload_id:str}",
+        operation_id="resumableUploadOffset",
+        guards=[requires(*WRITERS)],
+        summary="How much of the upload is stored (Upload-Offset)",
+        responses=error_responses(404, 410, 412),
+    )
+    async def offset(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
+        tus.require_version(request.headers)
+        upload = await _resumable(request).find(upload_id, principal_of(request))
+        headers = _tus_headers(
+            **{"Upload-Offset": str(upload.offset), "Upload-Length": str(upload.length)}
+        )
+        return Response(None, status_code=200, headers=headers)
+
+    @patch(
+        "/{upload_id:str}",
+        operation_id="continueResumableUpload",
+        guards=[may_write()],
+        summary="Append bytes at Upload-Offset (application/offset+octet-stream)",
+        request_max_body_size=UPLOAD_BODY_CEILING,
+        responses=error_responses(404, 409, 410, 412, 413, 415),
+        status_code=204,
+    )
+    async def append(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
+        tus.require_version(request.headers)
+        tus.check_patch_type(request.headers.get("content-type"))
+        resumable = _resumable(request)
+        writer = principal_of(request)
+        upload = await resumable.find(upload_id, writer)
+        offset = tus.header_number(request.headers, "Upload-Offset")
+        now_at, stored = await resumable.append(upload, offset, request.stream(), writer)
+        headers = _tus_headers(**{"Upload-Offset": str(now_at)})
+        if stored is not None:
+            headers["X-Vlog-Id"] = str(stored[0]["_id"])
+        return Response(None, status_code=204, headers=headers)
+
+    @delete(
+        "/{upload_id:str}",
+        operation_id="terminateResumableUpload",
+        guards=[may_write()],
+        summary="End an upload and remove its bytes (tus termination)",
+        responses=error_responses(404, 410, 412),
+        status_code=204,
+    )
+    async def terminate(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
+        tus.require_version(request.headers)
+        resumable = _resumable(request)
+        await resumable.terminate(await resumable.find(upload_id, principal_of(request)))
+        return Response(None, status_code=204, headers=_tus_headers())

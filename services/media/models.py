@@ -86,7 +86,31 @@ class Vlog(Document):
         ]
 
 
-DOCUMENTS: list[type[Document]] = [Vlog]
+class TusUpload(Document):
+    """A resumable upload (tus 1.0) in progress: its bytes are in storage under
+    `storage_id` up to `offset`, durably; the writer who created it continues it."""
+
+    id: str  # type: ignore[assignment]  # the last part of its URL
+    storage_id: PydanticObjectId
+    length: int
+    offset: int = 0
+    metadata: dict[str, str] = {}
+    writer_role: str
+    writer_user_id: str | None = None
+    writer_studies: list[str] | None = None
+    created_at: datetime
+    expires_at: datetime
+    # One PATCH at a time: its holder and until when.
+    lease: str | None = None
+    lease_until: datetime | None = None
+    vlog_id: PydanticObjectId | None = None  # once complete
+
+    class Settings:
+        name = "tus_uploads"
+        indexes = [IndexModel([("expires_at", pymongo.ASCENDING)], name="expiry")]
+
+
+DOCUMENTS: list[type[Document]] = [Vlog, TusUpload]
 
 
 # What listings read: everything but the thumbnail bytes.

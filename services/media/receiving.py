@@ -51,6 +51,8 @@ class IncomingVideo:
     original_name: str
     # Whose, as far as known when the bytes start (a form may name them later).
     user_id: str
+    # The bytes are in storage already (a resumable upload): read, not written again.
+    already_stored: bool = False
     vlog_id: ObjectId = field(default_factory=ObjectId)
     received: int = 0
     sha256: str = ""
@@ -87,9 +89,10 @@ class IncomingVideo:
         self.temp_path = Path(name)
         self._temp = open(handle, "wb")  # noqa: ASYNC230, SIM115 - written off the loop below
         await self._record()
-        self._writer = await self.storage.open_writer(
-            self.storage_id, self.original_name, {"content_type": self.container[1]}
-        )
+        if not self.already_stored:
+            self._writer = await self.storage.open_writer(
+                self.storage_id, self.original_name, {"content_type": self.container[1]}
+            )
 
     async def _record(self) -> None:
         """The upload in state `uploading`, so that the periodic clean-up finds what an
@@ -113,8 +116,8 @@ class IncomingVideo:
         data = bytes(self._pending)
         self._pending.clear()
         await asyncio.to_thread(self._keep, data)
-        assert self._writer is not None
-        await self._writer.write(data)
+        if self._writer is not None:
+            await self._writer.write(data)
 
     def _keep(self, data: bytes) -> None:
         self._digest.update(data)
@@ -129,8 +132,12 @@ class IncomingVideo:
             await self._start()
         await self._flush()
         await asyncio.to_thread(self._temp.close)
-        assert self._writer is not None
-        await self._writer.close()
+        if self._writer is not None:
+            await self._writer.close()
+        else:
+            assert self.container is not None
+            metadata = {"content_type": self.container[1]}
+            await self.storage.seal(self.storage_id, self.received, self.original_name, metadata)
         self.sha256 = self._digest.hexdigest()
 
     async def discard(self) -> None:

@@ -24,6 +24,8 @@ class MediaSettings(ServiceSettings, frozen=True, kw_only=True):
     preview_max_height: int
     # Uploads still incomplete after this long are removed with their bytes.
     stale_upload_seconds: float
+    # How long an unfinished resumable upload is kept after its last byte arrived.
+    resumable_upload_seconds: float
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> MediaSettings:
@@ -40,5 +42,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> MediaSettings:
         preview_max_height=env.integer("EMOGO_MEDIA_PREVIEW_MAX_HEIGHT", 720, 144, 2160),
         stale_upload_seconds=env.number(
             "EMOGO_MEDIA_STALE_UPLOAD_SECONDS", 3600.0, 60.0, 7 * 86400
+        ),
+        resumable_upload_seconds=env.number(
+            "EMOGO_MEDIA_RESUMABLE_UPLOAD_SECONDS", 86400.0, 60.0, 30 * 86400
         ),
     )

@@ -1,8 +1,8 @@
 """Where video bytes live: a small interface, and GridFS behind it.
 
 Nothing else in the service touches GridFS, so an S3-compatible backend is one more
-class with these four methods (multipart upload for `open_writer`, ranged GET for
-`read_range`).
+class with these methods (multipart upload for `open_writer` and for `append`/`seal`,
+which resumable uploads write through, ranged GET for `read_range`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bson import ObjectId
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 # MongoDB's default: chunks of 255 KiB fit one document each with room to spare.
@@ -47,6 +48,17 @@ class VideoStorage(Protocol):
 
     async def delete(self, object_id: ObjectId) -> None:
         """Removes the object, also when its upload never finished; absent is fine."""
+        ...
+
+    async def append(self, object_id: ObjectId, offset: int, data: bytes) -> None:
+        """Stores `data` at `offset` of an object still being written (a resumable
+        upload): durable once this returns; whatever lies past `offset` is replaced."""
+        ...
+
+    async def seal(
+        self, object_id: ObjectId, length: int, name: str, metadata: Mapping[str, Any]
+    ) -> None:
+        """Ends an object written by `append`: its first `length` bytes are the file."""
         ...
 
 
@@ -142,6 +154,47 @@ class GridFSStorage:
             for chunk in chunks:
                 offset = chunk["n"] * CHUNK_BYTES
                 yield bytes(chunk["data"][max(0, start - offset) : end - offset + 1])
+
+    async def append(self, object_id: ObjectId, offset: int, data: bytes) -> None:
+        # The chunk `offset` falls in may hold a part already: it is rewritten whole.
+        first = offset // CHUNK_BYTES
+        kept = offset - first * CHUNK_BYTES
+        if kept:
+            found = await self.chunks.find_one({"files_id": object_id, "n": first})
+            if found is None or len(found["data"]) < kept:
+                raise MissingChunk(f"{object_id} lacks the bytes before {offset}")
+            data = bytes(found["data"][:kept]) + data
+        writes = [
+            ReplaceOne(
+                {"files_id": object_id, "n": first + index},
+                {
+                    "files_id": object_id,
+                    "n": first + index,
+                    "data": data[start : start + CHUNK_BYTES],
+                },
+                upsert=True,
+            )
+            for index, start in enumerate(range(0, len(data), CHUNK_BYTES))
+        ]
+        if writes:
+            await self.chunks.bulk_write(writes, ordered=True)
+
+    async def seal(
+        self, object_id: ObjectId, length: int, name: str, metadata: Mapping[str, Any]
+    ) -> None:
+        # Chunks past the end (an append cut short, then sent again shorter) go.
+        last = (length - 1) // CHUNK_BYTES if length else -1
+        await self.chunks.delete_many({"files_id": object_id, "n": {"$gt": last}})
+        await self.files.insert_one(
+            {
+                "_id": object_id,
+                "length": length,
+                "chunkSize": CHUNK_BYTES,
+                "uploadDate": datetime.now(UTC),
+                "filename": name,
+                "metadata": dict(metadata),
+            }
+        )
 
     async def delete(self, object_id: ObjectId) -> None:
         # Chunks first: an upload cut short has chunks but no files document.

@@ -104,6 +104,27 @@ class Uploads:
                 await _discard(incoming)
                 raise
 
+    async def from_stored(
+        self,
+        storage_id: ObjectId,
+        length: int,
+        filename: str,
+        fields: dict[str, str],
+        writer: Principal,
+    ) -> Stored:
+        """A video whose bytes were stored piece by piece (a resumable upload): read
+        back once for the same checks as every other upload. Its bytes are all here,
+        so it waits for a place among the uploads in progress instead of refusing."""
+        async with self._slots:
+            written_as(writer, fields)
+            stored = self.storage.read_range(storage_id, 0, length - 1)
+            incoming = await self._receive(filename, fields, stored, stored_as=storage_id)
+            try:
+                return await self._store(incoming, writer, fields)
+            except BaseException:
+                await _discard(incoming)
+                raise
+
     @contextlib.asynccontextmanager
     async def _slot(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[None]:
         """A place among the uploads in progress (429 when none is free). A refusal
@@ -121,12 +142,18 @@ class Uploads:
                 raise
 
     async def _receive(
-        self, filename: str, fields: dict[str, str], data: AsyncIterator[bytes]
+        self,
+        filename: str,
+        fields: dict[str, str],
+        data: AsyncIterator[bytes],
+        stored_as: ObjectId | None = None,
     ) -> IncomingVideo:
-        """Every byte of the video into storage (and a local copy to decode)."""
+        """Every byte of the video into storage, unless it is `stored_as` already (and
+        a local copy to decode)."""
         incoming = IncomingVideo(
             storage=self.storage,
-            storage_id=ObjectId(),
+            storage_id=stored_as or ObjectId(),
+            already_stored=stored_as is not None,
             temp_dir=self.settings.temp_dir,
             limit=self.settings.max_upload_bytes,
             original_name=sanitize_name(filename) or "video",
