@@ -84,6 +84,12 @@ class RangeNotSatisfiable(AppError):
     status_code = 416
 
 
+class ChecksumMismatch(AppError):
+    """tus's own status: the bytes sent do not have the checksum sent with them."""
+
+    status_code = 460
+
+
 class TooManyRequests(AppError):
     status_code = 429
 

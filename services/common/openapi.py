@@ -135,6 +135,7 @@ ERROR_MEANINGS = {
     414: "The URL is too long",
     415: "Unsupported content",
     429: "Too many requests (see Retry-After)",
+    460: "The bytes do not match their Upload-Checksum (tus)",
     431: "The request headers are too large or too many",
     502: "A service gave no valid answer",
     503: "A dependency is unavailable",

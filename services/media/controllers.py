@@ -367,6 +367,7 @@ class VlogController(Controller):
     async def cleanup(self, request: Request) -> CleanupReport:
         older = timedelta(seconds=_settings(request).stale_upload_seconds)
         removed = await services.remove_stale_uploads(_storage(request), older)
+        removed += await _resumable(request).remove_expired()
         return CleanupReport(removed_uploads=removed)
 
 
@@ -389,17 +390,32 @@ class ResumableUploadController(Controller):
         "/",
         operation_id="createResumableUpload",
         guards=[may_write()],
-        summary="Create a resumable upload (tus creation): Upload-Length, Upload-Metadata",
-        responses=error_responses(412, 413),
+        summary="Create a resumable upload (tus creation): Upload-Length, Upload-Metadata, "
+        "and optionally its first bytes",
+        request_max_body_size=UPLOAD_BODY_CEILING,
+        responses=error_responses(409, 412, 413, 415, 460),
         status_code=201,
     )
     async def create(self, request: Request) -> Response[None]:
         tus.require_version(request.headers)
         length = tus.header_number(request.headers, "Upload-Length")
         metadata = tus.parse_metadata(request.headers.get("upload-metadata"))
-        upload_id = await _resumable(request).create(principal_of(request), length, metadata)
-        location = f"{self.path}/{upload_id}"
-        return Response(None, status_code=201, headers=_tus_headers(Location=location))
+        # creation-with-upload: the first bytes may come with the request.
+        with_bytes = bool(request.headers.get("content-type"))
+        if with_bytes:
+            tus.check_patch_type(request.headers.get("content-type"))
+        checksum = tus.parse_checksum(request.headers.get("upload-checksum"))
+        resumable = _resumable(request)
+        writer = principal_of(request)
+        upload = await resumable.find(await resumable.create(writer, length, metadata), writer)
+        headers = _tus_headers(Location=f"{self.path}/{upload.id}")
+        if with_bytes:
+            _, stored = await resumable.append(upload, 0, request.stream(), writer, checksum)
+            headers["Upload-Offset"] = str(upload.offset)
+            if stored is not None:
+                headers["X-Vlog-Id"] = str(stored[0]["_id"])
+        headers["Upload-Expires"] = tus.expires_header(upload.expires_at)
+        return Response(None, status_code=201, headers=headers)
 
     @head(
         "/{upload_id:str}",
@@ -412,7 +428,11 @@ class ResumableUploadController(Controller):
         tus.require_version(request.headers)
         upload = await _resumable(request).find(upload_id, principal_of(request))
         headers = _tus_headers(
-            **{"Upload-Offset": str(upload.offset), "Upload-Length": str(upload.length)}
+            **{
+                "Upload-Offset": str(upload.offset),
+                "Upload-Length": str(upload.length),
+                "Upload-Expires": tus.expires_header(upload.expires_at),
+            }
         )
         return Response(None, status_code=200, headers=headers)
 
@@ -422,7 +442,7 @@ class ResumableUploadController(Controller):
         guards=[may_write()],
         summary="Append bytes at Upload-Offset (application/offset+octet-stream)",
         request_max_body_size=UPLOAD_BODY_CEILING,
-        responses=error_responses(404, 409, 410, 412, 413, 415),
+        responses=error_responses(404, 409, 410, 412, 413, 415, 460),
         status_code=204,
     )
     async def append(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
@@ -432,8 +452,14 @@ class ResumableUploadController(Controller):
         writer = principal_of(request)
         upload = await resumable.find(upload_id, writer)
         offset = tus.header_number(request.headers, "Upload-Offset")
-        now_at, stored = await resumable.append(upload, offset, request.stream(), writer)
-        headers = _tus_headers(**{"Upload-Offset": str(now_at)})
+        checksum = tus.parse_checksum(request.headers.get("upload-checksum"))
+        now_at, stored = await resumable.append(upload, offset, request.stream(), writer, checksum)
+        headers = _tus_headers(
+            **{
+                "Upload-Offset": str(now_at),
+                "Upload-Expires": tus.expires_header(upload.expires_at),
+            }
+        )
         if stored is not None:
             headers["X-Vlog-Id"] = str(stored[0]["_id"])
         return Response(None, status_code=204, headers=headers)

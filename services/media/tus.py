@@ -1,5 +1,7 @@
 """Resumable uploads, the tus protocol 1.0.0 (https://tus.io/protocols/resumable-upload):
-the core (HEAD, PATCH, OPTIONS) and the `creation` and `termination` extensions.
+the core (HEAD, PATCH, OPTIONS) and the extensions `creation`, `creation-with-upload`,
+`termination`, `expiration` and `checksum` (sha1, which the protocol requires, and
+sha256).
 
 An upload is created with its length and the seed's details in `Upload-Metadata`;
 PATCH requests append bytes at the offset the server reports. Bytes go to storage as
@@ -12,12 +14,17 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import secrets
+import tempfile
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
@@ -26,6 +33,7 @@ from services.common.auth import Role, written_as
 from services.common.errors import (
     AppError,
     BadRequest,
+    ChecksumMismatch,
     Conflict,
     Gone,
     NotFound,
@@ -42,7 +50,8 @@ from services.media.uploads import Stored, Uploads
 
 PATH = "/api/vlogs/tus"
 VERSION = "1.0.0"
-EXTENSIONS = ("creation", "termination")
+EXTENSIONS = ("creation", "creation-with-upload", "termination", "expiration", "checksum")
+CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 PATCH_TYPE = "application/offset+octet-stream"
 # Bytes stored per append: the offset moves on this often during a PATCH.
 PIECE_BYTES = 1024 * 1024
@@ -57,6 +66,7 @@ def protocol_headers(max_size: int) -> dict[str, str]:
         "Tus-Version": VERSION,
         "Tus-Extension": ",".join(EXTENSIONS),
         "Tus-Max-Size": str(max_size),
+        "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
     }
 
 
@@ -81,6 +91,25 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         if key in METADATA_KEYS:
             found[key] = value
     return found
+
+
+def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
+    """`Upload-Checksum: <algorithm> <base64 digest>`; 400 for an algorithm this
+    server does not offer or a digest that is not base64."""
+    if header is None:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    if algorithm not in CHECKSUMS:
+        raise BadRequest(f"Upload-Checksum: {algorithm!r} is not one of {', '.join(CHECKSUMS)}")
+    try:
+        return algorithm, base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error:
+        raise BadRequest("Upload-Checksum: the digest is not base64") from None
+
+
+def expires_header(instant: datetime) -> str:
+    """RFC 9110's date format, as `Upload-Expires` is written."""
+    return format_datetime(instant.astimezone(UTC), usegmt=True)
 
 
 def header_number(headers: Any, name: str) -> int:
@@ -132,9 +161,19 @@ class Resumable:
         return upload
 
     async def append(
-        self, upload: TusUpload, offset: int, chunks: AsyncIterator[bytes], writer: Principal
+        self,
+        upload: TusUpload,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        writer: Principal,
+        checksum: tuple[str, bytes] | None = None,
     ) -> tuple[int, Stored | None]:
-        """Stores the bytes sent at `offset`; (the offset now, the vlog once complete)."""
+        """Stores the bytes sent at `offset`; (the offset now, the vlog once complete).
+
+        Without a checksum, bytes are stored as they arrive, so a connection that
+        drops keeps what came. With one, they wait in a temporary file (on disk, not
+        in memory) until the checksum is known to match (460 otherwise, and nothing
+        of them is kept)."""
         if offset != upload.offset:
             raise Conflict(
                 f"Upload-Offset {offset} is not this upload's offset {upload.offset}",
@@ -142,19 +181,10 @@ class Resumable:
             )
         lease = await self._take_lease(upload)
         try:
-            pending = bytearray()
-            async for chunk in chunks:
-                pending += chunk
-                if upload.offset + len(pending) > upload.length:
-                    raise PayloadTooLarge(
-                        f"More bytes than the Upload-Length of {upload.length}",
-                        headers={"Upload-Offset": str(upload.offset)},
-                    )
-                while len(pending) >= PIECE_BYTES:
-                    await self._store_piece(upload, lease, bytes(pending[:PIECE_BYTES]))
-                    del pending[:PIECE_BYTES]
-            if pending:
-                await self._store_piece(upload, lease, bytes(pending))
+            if checksum is None:
+                await self._store_all(upload, lease, self._within_length(upload, chunks))
+            else:
+                await self._store_checked(upload, lease, chunks, checksum)
         finally:
             with contextlib.suppress(Exception):
                 await TusUpload.get_pymongo_collection().update_one(
@@ -163,6 +193,56 @@ class Resumable:
         if upload.offset < upload.length:
             return upload.offset, None
         return upload.offset, await self.complete(upload, writer)
+
+    async def _within_length(
+        self, upload: TusUpload, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in chunks:
+            sent += len(chunk)
+            if upload.offset + sent > upload.length:
+                raise PayloadTooLarge(
+                    f"More bytes than the Upload-Length of {upload.length}",
+                    headers={"Upload-Offset": str(upload.offset)},
+                )
+            yield chunk
+
+    async def _store_all(self, upload: TusUpload, lease: str, chunks: AsyncIterator[bytes]) -> None:
+        pending = bytearray()
+        async for chunk in chunks:
+            pending += chunk
+            while len(pending) >= PIECE_BYTES:
+                await self._store_piece(upload, lease, bytes(pending[:PIECE_BYTES]))
+                del pending[:PIECE_BYTES]
+        if pending:
+            await self._store_piece(upload, lease, bytes(pending))
+
+    async def _store_checked(
+        self,
+        upload: TusUpload,
+        lease: str,
+        chunks: AsyncIterator[bytes],
+        checksum: tuple[str, bytes],
+    ) -> None:
+        algorithm, expected = checksum
+        digest = CHECKSUMS[algorithm]()
+        folder = self.uploads.settings.temp_dir
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        handle, name = await asyncio.to_thread(tempfile.mkstemp, dir=folder, suffix=".tus")
+        spool = Path(name)
+        try:
+            with open(handle, "wb") as out:  # noqa: ASYNC230 - written off the loop below
+                async for chunk in self._within_length(upload, chunks):
+                    digest.update(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            if digest.digest() != expected:
+                raise ChecksumMismatch(
+                    f"The bytes sent do not match their {algorithm} Upload-Checksum",
+                    headers={"Upload-Offset": str(upload.offset)},
+                )
+            await self._store_all(upload, lease, _read_file(spool))
+        finally:
+            await asyncio.to_thread(spool.unlink, missing_ok=True)
 
     async def complete(self, upload: TusUpload, writer: Principal) -> Stored:
         """The finished upload as a vlog, through the same checks as every upload."""
@@ -238,6 +318,13 @@ class Resumable:
         if moved.modified_count != 1:
             raise Conflict("This upload was taken over by another request")
         upload.offset += len(data)
+        upload.expires_at = now + self.keep
+
+
+async def _read_file(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as spooled:  # noqa: ASYNC230 - read off the loop below
+        while piece := await asyncio.to_thread(spooled.read, PIECE_BYTES):
+            yield piece
 
 
 def _same_writer(upload: TusUpload, writer: Principal) -> bool:

@@ -7,12 +7,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
+from pymongo import MongoClient
+from tusclient.client import TusClient
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
+from tests.support import bearer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
@@ -125,3 +131,117 @@ def test_only_its_writer_continues_an_upload(stack: Stack) -> None:
             assert admin.head(location, headers=TUS).status_code == 404
             assert send(admin, location, 0, b"x").status_code == 404
         assert offset_of(device, location) == 0
+
+
+def digest_header(algorithm: str, data: bytes) -> str:
+    return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
+
+
+def test_checksums_first_bytes_expiry_and_a_second_upload_of_the_same_video(
+    stack: Stack, tmp_path: Path
+) -> None:
+    video = h264_video(tmp_path / "twice.mp4", 32)
+    who = f"P-{uuid.uuid4().hex[:10]}"
+    with stack.client("device") as device, stack.client("admin") as admin:
+        # creation-with-upload: the first bytes come with the POST, checked by sha256.
+        first_part = video[:1000]
+        created = device.post(
+            "/api/vlogs/tus",
+            headers={
+                **TUS,
+                **PATCH_TYPE,
+                "Upload-Length": str(len(video)),
+                "Upload-Metadata": metadata(user_id=who, filename="twice.mp4"),
+                "Upload-Checksum": digest_header("sha256", first_part),
+            },
+            content=first_part,
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["upload-offset"] == "1000"
+        assert "GMT" in created.headers["upload-expires"]
+        location = created.headers["location"]
+
+        # checksum: a mismatch is 460 and keeps nothing; an unknown algorithm is 400.
+        rest = video[1000:]
+        wrong = {**TUS, **PATCH_TYPE, "Upload-Offset": "1000"}
+        bad = device.patch(
+            location,
+            headers={**wrong, "Upload-Checksum": digest_header("sha1", b"other")},
+            content=rest,
+        )
+        assert bad.status_code == 460
+        assert offset_of(device, location) == 1000
+        odd = device.patch(location, headers={**wrong, "Upload-Checksum": "md5 AAAA"}, content=rest)
+        assert odd.status_code == 400
+        done = device.patch(
+            location,
+            headers={**wrong, "Upload-Checksum": digest_header("sha1", rest)},
+            content=rest,
+        )
+        assert done.status_code == 204, done.text
+        first_id = done.headers["x-vlog-id"]
+
+        # The same bytes again, in one go: the existing vlog.
+        again = create(device, len(video), user_id=who, filename="twice.mp4")
+        repeated = send(device, again, 0, video)
+        assert repeated.status_code == 204
+        assert repeated.headers["x-vlog-id"] == first_id
+
+        # expiration: an upload past its time is 410, and the clean-up removes its bytes.
+        left = create(device, 5000, user_id=who)
+        assert send(device, left, 0, b"\x00" * 3000).status_code == 204
+        upload_id = left.rsplit("/", 1)[1]
+        with MongoClient(stack.config.mongodb_uri) as mongo:
+            database = mongo[stack.db_name]
+            storage_id = database["tus_uploads"].find_one({"_id": upload_id})["storage_id"]
+            assert database["videos.chunks"].count_documents({"files_id": storage_id}) == 1
+            database["tus_uploads"].update_one(
+                {"_id": upload_id}, {"$set": {"expires_at": datetime(2020, 1, 1, tzinfo=UTC)}}
+            )
+            assert device.head(left, headers=TUS).status_code == 410
+            cleaned = admin.post("/api/vlogs/maintenance/cleanup")
+            assert cleaned.json()["removed_uploads"] >= 1
+            assert database["videos.chunks"].count_documents({"files_id": storage_id}) == 0
+            assert database["tus_uploads"].count_documents({"_id": upload_id}) == 0
+        assert device.head(left, headers=TUS).status_code == 404
+
+
+def test_tuspy_uploads_in_chunks_and_resumes_after_the_service_dies(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`tuspy`, a tus client nobody here wrote, through the gateway: a few chunks, the
+    media service killed and restarted, then a new uploader for the same URL goes on
+    where the server says and the vlog's download has the file's sha256."""
+    path = tmp_path / "noise.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
+    noise = np.random.default_rng(11)
+    for _ in range(30):
+        writer.write(noise.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    writer.release()
+    video = path.read_bytes()
+    assert len(video) > 1024 * 1024
+    who = f"P-{uuid.uuid4().hex[:10]}"
+    chunk = 256 * 1024
+    tus_client = TusClient(f"{stack.gateway}/api/vlogs/tus", headers=bearer("device"))
+    details = {"user_id": who, "title": "tuspy", "filename": "noise.mp4"}
+    # tuspy leaves a file it opens itself unclosed: it is given one to read.
+    with path.open("rb") as stream:
+        uploader = tus_client.uploader(file_stream=stream, chunk_size=chunk, metadata=details)
+        uploader.upload_chunk()
+        uploader.upload_chunk()
+        assert uploader.offset == 2 * chunk
+
+        media = stack.supervisor.processes["media"]
+        media.kill()
+        media.wait(15)
+        stack.supervisor.start("media")
+        stack.supervisor.wait_ready("media")
+
+        resumed = tus_client.uploader(file_stream=stream, url=uploader.url, chunk_size=chunk)
+        assert resumed.offset == 2 * chunk  # asked the server (HEAD), not remembered
+        resumed.upload()
+    with stack.client("viewer") as viewer:
+        [vlog] = viewer.get("/api/vlogs", params={"user_id": who}).json()
+        assert vlog["sha256"] == hashlib.sha256(video).hexdigest()
+        downloaded = viewer.get(f"/api/vlogs/{vlog['_id']}/download").content
+    assert hashlib.sha256(downloaded).hexdigest() == hashlib.sha256(video).hexdigest()
