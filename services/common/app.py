@@ -51,12 +51,19 @@ def openapi_config(service: str, title: str, description: str) -> OpenAPIConfig:
 
 # What browser clients send and may read: the credential, the body's type, the
 # request id; and the headers of paging, retries, downloads and ranges.
+# And those of resumable uploads (tus 1.0.0, services.media.tus).
 CORS_REQUEST_HEADERS = [
     "authorization",
     "content-type",
     "accept",
     "accept-language",
     "x-request-id",
+    "tus-resumable",
+    "upload-length",
+    "upload-metadata",
+    "upload-offset",
+    "upload-checksum",
+    "x-http-method-override",
 ]
 CORS_EXPOSED_HEADERS = [
     "x-request-id",
@@ -67,6 +74,16 @@ CORS_EXPOSED_HEADERS = [
     "content-range",
     "accept-ranges",
     "etag",
+    "location",
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "tus-checksum-algorithm",
+    "upload-offset",
+    "upload-length",
+    "upload-expires",
+    "x-vlog-id",
 ]
 
 

@@ -144,3 +144,37 @@ def test_the_gateways_own_answers_carry_the_header_too(cors_stack: Stack) -> Non
     assert refused.status_code == 401
     assert refused.headers["access-control-allow-origin"] == FRONT_END
     assert health.headers["access-control-allow-origin"] == FRONT_END
+
+
+def test_a_browsers_resumable_upload_may_send_and_read_the_tus_headers(cors_stack: Stack) -> None:
+    """tus-js-client in a page of a listed origin: the preflight of its PATCH allows the
+    tus request headers, and the answers let the page read the offset and location."""
+    with cors_stack.client() as client:
+        answer = client.options(
+            "/api/vlogs/tus/0123456789abcdef0123456789abcdef",
+            headers={
+                "Origin": FRONT_END,
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": (
+                    "authorization,content-type,tus-resumable,upload-offset,upload-checksum"
+                ),
+            },
+        )
+        assert answer.status_code in (200, 204)
+        assert answer.headers["access-control-allow-origin"] == FRONT_END
+        allowed = answer.headers["access-control-allow-headers"].lower()
+        for header in ("tus-resumable", "upload-offset", "upload-checksum", "upload-metadata"):
+            assert header in allowed
+        created = client.post(
+            "/api/vlogs/tus",
+            headers={
+                "Origin": FRONT_END,
+                "Authorization": f"Bearer {TOKENS['device']}",
+                "Tus-Resumable": "1.0.0",
+                "Upload-Length": "100",
+            },
+        )
+        assert created.status_code == 201
+        exposed = created.headers["access-control-expose-headers"].lower()
+        for header in ("location", "upload-offset", "upload-expires", "tus-resumable"):
+            assert header in exposed
