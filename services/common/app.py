@@ -84,6 +84,7 @@ CORS_EXPOSED_HEADERS = [
     "upload-length",
     "upload-expires",
     "x-vlog-id",
+    "x-vlog-duplicate",
 ]
 
 

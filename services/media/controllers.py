@@ -414,6 +414,7 @@ class ResumableUploadController(Controller):
             headers["Upload-Offset"] = str(upload.offset)
             if stored is not None:
                 headers["X-Vlog-Id"] = str(stored[0]["_id"])
+            headers["X-Vlog-Duplicate"] = "true" if stored[1] else "false"
         headers["Upload-Expires"] = tus.expires_header(upload.expires_at)
         return Response(None, status_code=201, headers=headers)
 
@@ -462,6 +463,7 @@ class ResumableUploadController(Controller):
         )
         if stored is not None:
             headers["X-Vlog-Id"] = str(stored[0]["_id"])
+            headers["X-Vlog-Duplicate"] = "true" if stored[1] else "false"
         return Response(None, status_code=204, headers=headers)
 
     @delete(

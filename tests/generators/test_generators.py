@@ -19,7 +19,7 @@ import cv2
 import httpx
 import pytest
 
-from generators.telemetry import DEFAULT_CENTRE, dataset
+from generators.telemetry import DEFAULT_CENTRE, dataset, participants
 from generators.videos import VideoSpec, make_video
 from tests.conftest import Stack
 from tests.support import REPO, TOKENS, free_port
@@ -198,3 +198,27 @@ def test_a_study_is_enrolled_and_each_phone_sends_as_itself(stack: Stack, tmp_pa
     assert "enrol" in missing.stderr
     too_many = generator(["telemetry", "--study", study_id, "--participants", "9"], env)
     assert too_many.returncode == 2
+
+
+def test_resumable_videos_survive_a_dropped_connection(stack: Stack) -> None:
+    """`videos --resumable` cuts its connection half-way through each video, asks the
+    server where to go on, and finishes; a second run finds the same videos stored."""
+    env = {"EMOGO_GATEWAY_URL": stack.gateway, "EMOGO_DEVICE_TOKEN": TOKENS["device"]}
+    args = ["--seed", "777", "videos", "--participants", "1", "--count", "2", "--seconds", "1",
+            "--resumable", "--chunk-mb", "0.03", "--drop-at", "0.5"]  # fmt: skip
+    first = generator(args, env)
+    assert first.returncode == 0, first.stderr
+    assert "vlogs: 2 stored, 0 duplicates" in first.stdout
+    assert first.stderr.count("cut on purpose") == 2
+    [owner] = participants(1, 777, DEFAULT_CENTRE)
+    with stack.client("viewer") as viewer:
+        vlogs = viewer.get("/api/vlogs", params={"user_id": owner.user_id}).json()
+        assert len(vlogs) == 2
+        assert {vlog["state"] for vlog in vlogs} == {"ready"}
+        for vlog in vlogs:
+            video = viewer.get(f"/api/vlogs/{vlog['_id']}/download").content
+            assert hashlib.sha256(video).hexdigest() == vlog["sha256"]
+            assert len(video) == vlog["file_size"]
+    again = generator(args, env)
+    assert again.returncode == 0, again.stderr
+    assert "vlogs: 0 stored, 2 duplicates" in again.stdout
