@@ -15,6 +15,7 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(PY) -m ruff check .
 	scripts/ensure-chromium
+	scripts/ensure-tus-js-client
 	$(PY) -m pytest
 
 lint: $(INSTALLED)

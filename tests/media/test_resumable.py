@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,12 +14,13 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+from playwright.sync_api import sync_playwright
 from pymongo import MongoClient
 from tusclient.client import TusClient
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
-from tests.support import bearer
+from tests.support import REPO, TOKENS, bearer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
@@ -245,3 +247,59 @@ def test_tuspy_uploads_in_chunks_and_resumes_after_the_service_dies(
         assert vlog["sha256"] == hashlib.sha256(video).hexdigest()
         downloaded = viewer.get(f"/api/vlogs/{vlog['_id']}/download").content
     assert hashlib.sha256(downloaded).hexdigest() == hashlib.sha256(video).hexdigest()
+
+
+TUS_JS_CLIENT = REPO / ".cache" / "tus-js-client" / "4.3.1" / "tus.min.js"
+
+
+def test_tus_js_client_uploads_from_a_browser(stack: Stack, tmp_path: Path) -> None:
+    """tus-js-client's browser build (from npm) in Debian's chromium, in chunks, as a web
+    app would; the stored video is the file, byte for byte."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: run scripts/ensure-chromium (make test does)"
+    assert TUS_JS_CLIENT.exists(), "run scripts/ensure-tus-js-client (make test does)"
+    video = h264_video(tmp_path / "browser.mp4", 33)
+    who = f"P-{uuid.uuid4().hex[:10]}"
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{stack.gateway}/")
+            page.add_script_tag(path=str(TUS_JS_CLIENT))
+            uploaded = page.evaluate(
+                """async ({bytes, token, who}) => {
+                    const data = Uint8Array.from(atob(bytes), c => c.charCodeAt(0));
+                    const file = new Blob([data], {type: "video/mp4"});
+                    let chunks = 0;
+                    const url = await new Promise((resolve, reject) => {
+                        const upload = new tus.Upload(file, {
+                            endpoint: location.origin + "/api/vlogs/tus",
+                            headers: {Authorization: "Bearer " + token},
+                            chunkSize: 4000,
+                            metadata: {user_id: who, title: "From a browser", filename: "b.mp4"},
+                            onChunkComplete: () => { chunks += 1; },
+                            onError: (error) => reject(String(error)),
+                            onSuccess: () => resolve(upload.url),
+                        });
+                        upload.start();
+                    });
+                    return {url, chunks};
+                }""",
+                {
+                    "bytes": base64.b64encode(video).decode(),
+                    "token": TOKENS["device"],
+                    "who": who,
+                },
+            )
+        finally:
+            browser.close()
+    assert uploaded["url"].startswith(f"{stack.gateway}/api/vlogs/tus/")
+    assert uploaded["chunks"] == -(-len(video) // 4000)
+    with stack.client("viewer") as viewer:
+        [vlog] = viewer.get("/api/vlogs", params={"user_id": who}).json()
+        assert vlog["title"] == "From a browser"
+        assert vlog["sha256"] == hashlib.sha256(video).hexdigest()
