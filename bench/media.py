@@ -6,6 +6,8 @@ which players and decoders skip, so the media service accepts it as a real video
 Then, alternating with the raw side in each round:
   - upload: `POST /api/vlogs/upload/raw` through the gateway, streamed from disk,
     against PyMongo `AsyncGridFSBucket.upload_from_stream` into the same database;
+  - resumable upload: tus 1.0 in 8 MiB chunks through the gateway, against the seed's
+    multipart form through the gateway;
   - download: `GET /api/vlogs/{id}/download` through the gateway against reading the
     same file from GridFS, with the time to first byte;
 sampling the resident memory of the gateway and media processes throughout.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import statistics
 import struct
@@ -77,6 +80,49 @@ async def gateway_upload(
     return time.perf_counter() - began, response.json()["id"]
 
 
+async def gateway_form_upload(client: httpx.AsyncClient, path: Path, user_id: str) -> float:
+    """Seconds to upload `path` with the seed's multipart form (httpx streams the file)."""
+    began = time.perf_counter()
+    with path.open("rb") as video:
+        response = await client.post(
+            "/api/vlogs/upload",
+            data={"user_id": user_id, "title": "form"},
+            files={"video": (path.name, video, "video/mp4")},
+        )
+    assert response.status_code == 201, response.text
+    return time.perf_counter() - began
+
+
+async def gateway_tus_upload(
+    client: httpx.AsyncClient, path: Path, size: int, user_id: str, chunk: int = 8 * MiB
+) -> float:
+    """Seconds to upload `path` (`size` bytes) with tus 1.0 in `chunk`-sized PATCHes."""
+    tus = {"Tus-Resumable": "1.0.0"}
+    began = time.perf_counter()
+    who = base64.b64encode(user_id.encode()).decode()
+    created = await client.post(
+        "/api/vlogs/tus",
+        headers={**tus, "Upload-Length": str(size), "Upload-Metadata": f"user_id {who}"},
+    )
+    assert created.status_code == 201, created.text
+    location, offset = created.headers["location"], 0
+    with path.open("rb") as video:
+        while offset < size:
+            piece = video.read(chunk)
+            answer = await client.patch(
+                location,
+                content=piece,
+                headers={
+                    **tus,
+                    "Content-Type": "application/offset+octet-stream",
+                    "Upload-Offset": str(offset),
+                },
+            )
+            assert answer.status_code == 204, answer.text
+            offset = int(answer.headers["upload-offset"])
+    return time.perf_counter() - began
+
+
 async def gateway_download(client: httpx.AsyncClient, vlog_id: str) -> tuple[float, float, int]:
     began = time.perf_counter()
     first_byte = None
@@ -118,7 +164,16 @@ async def run(config, gateway_pid: int, media_pid: int, path: Path, size: int, r
     bucket = AsyncGridFSBucket(mongo["emogo"], bucket_name="bench", chunk_size_bytes=255 * 1024)
     results: dict[str, list[float]] = {
         k: []
-        for k in ("up/gateway", "up/raw", "down/gateway", "down/raw", "ttfb/gateway", "ttfb/raw")
+        for k in (
+            "up/gateway",
+            "up/raw",
+            "down/gateway",
+            "down/raw",
+            "ttfb/gateway",
+            "ttfb/raw",
+            "up/form",
+            "up/tus",
+        )
     }
     with PeakMemory(gateway_pid) as gateway_memory, PeakMemory(media_pid) as media_memory:
         for round_number in range(1, rounds + 1):
@@ -134,6 +189,10 @@ async def run(config, gateway_pid: int, media_pid: int, path: Path, size: int, r
             assert received == size
             results["down/raw"].append(size_mb / seconds)
             results["ttfb/raw"].append(ttfb * 1000)
+            seconds = await gateway_form_upload(client, path, f"bench-form-{round_number}")
+            results["up/form"].append(size_mb / seconds)
+            seconds = await gateway_tus_upload(client, path, size, f"bench-tus-{round_number}")
+            results["up/tus"].append(size_mb / seconds)
             print(
                 f"round {round_number}: "
                 + ", ".join(f"{k} {v[-1]:.1f}" for k, v in results.items()),
@@ -150,6 +209,11 @@ async def run(config, gateway_pid: int, media_pid: int, path: Path, size: int, r
     print(f"time to first byte: gateway {ttfb_gateway:.1f} ms, raw {ttfb_raw:.1f} ms")
     print(f"\nupload gateway/raw:   {median['up/gateway'] / median['up/raw']:.2f} (aim: >= 0.5)")
     print(f"download gateway/raw: {median['down/gateway'] / median['down/raw']:.2f} (aim: >= 0.5)")
+    print(
+        f"resumable (tus, 8 MiB chunks) {median['up/tus']:.1f} MiB/s, multipart form "
+        f"{median['up/form']:.1f} MiB/s: tus/form {median['up/tus'] / median['up/form']:.2f} "
+        "(aim: >= 0.8)"
+    )
     for name, memory in (("gateway", gateway_memory), ("media", media_memory)):
         print(
             f"{name} RSS: idle {memory.baseline / MiB:.0f} MiB, peak {memory.peak / MiB:.0f} MiB "

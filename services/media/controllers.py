@@ -375,6 +375,15 @@ def _resumable(request: Request) -> Resumable:
     return request.app.state.resumable
 
 
+def _finished(stored: tuple[dict[str, Any], bool] | None) -> dict[str, str]:
+    """What the request that completes an upload also says: which vlog it became, and
+    whether the same video was stored already."""
+    if stored is None:
+        return {}
+    vlog, duplicate = stored
+    return {"X-Vlog-Id": str(vlog["_id"]), "X-Vlog-Duplicate": "true" if duplicate else "false"}
+
+
 def _tus_headers(**extra: str) -> dict[str, str]:
     return {"Tus-Resumable": tus.VERSION, "Cache-Control": "no-store", **extra}
 
@@ -412,9 +421,7 @@ class ResumableUploadController(Controller):
         if with_bytes:
             _, stored = await resumable.append(upload, 0, request.stream(), writer, checksum)
             headers["Upload-Offset"] = str(upload.offset)
-            if stored is not None:
-                headers["X-Vlog-Id"] = str(stored[0]["_id"])
-            headers["X-Vlog-Duplicate"] = "true" if stored[1] else "false"
+            headers.update(_finished(stored))
         headers["Upload-Expires"] = tus.expires_header(upload.expires_at)
         return Response(None, status_code=201, headers=headers)
 
@@ -461,9 +468,7 @@ class ResumableUploadController(Controller):
                 "Upload-Expires": tus.expires_header(upload.expires_at),
             }
         )
-        if stored is not None:
-            headers["X-Vlog-Id"] = str(stored[0]["_id"])
-            headers["X-Vlog-Duplicate"] = "true" if stored[1] else "false"
+        headers.update(_finished(stored))
         return Response(None, status_code=204, headers=headers)
 
     @delete(

@@ -197,10 +197,12 @@ class Resumable:
     async def _within_length(
         self, upload: TusUpload, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
-        sent = 0
+        # `upload.offset` moves on as pieces are stored; the bytes of this request
+        # count from where it started.
+        started, sent = upload.offset, 0
         async for chunk in chunks:
             sent += len(chunk)
-            if upload.offset + sent > upload.length:
+            if started + sent > upload.length:
                 raise PayloadTooLarge(
                     f"More bytes than the Upload-Length of {upload.length}",
                     headers={"Upload-Offset": str(upload.offset)},
