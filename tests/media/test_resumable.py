@@ -5,8 +5,11 @@ protocol's refusals are the ones the specification names."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import shutil
+import socket
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,9 +17,11 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+import pytest
 from playwright.sync_api import sync_playwright
 from pymongo import MongoClient
 from tusclient.client import TusClient
+from tusclient.exceptions import TusCommunicationError
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
@@ -305,4 +310,82 @@ def test_tus_js_client_uploads_from_a_browser(stack: Stack, tmp_path: Path) -> N
     with stack.client("viewer") as viewer:
         [vlog] = viewer.get("/api/vlogs", params={"user_id": who}).json()
         assert vlog["title"] == "From a browser"
+        assert vlog["sha256"] == hashlib.sha256(video).hexdigest()
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the gateway that, once armed, cuts the client's connection
+    after passing on `cut_after` more bytes of its request: a phone losing its network
+    in the middle of a chunk."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_after: int | None = None
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, request: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if request and self.cut_after is not None:
+                    if len(data) >= self.cut_after:
+                        target.sendall(data[: self.cut_after])
+                        self.cut_after, self.cuts = None, self.cuts + 1
+                        raise OSError("cut")
+                    self.cut_after -= len(data)
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_tuspy_resumes_after_its_connection_is_cut_mid_chunk(stack: Stack, tmp_path: Path) -> None:
+    video = h264_video(tmp_path / "cut.mp4", 34)
+    who = f"P-{uuid.uuid4().hex[:10]}"
+    proxy = CuttingProxy(int(stack.gateway.rsplit(":", 1)[1]))
+    chunk = 8 * 1024
+    try:
+        tus_client = TusClient(
+            f"http://127.0.0.1:{proxy.port}/api/vlogs/tus", headers=bearer("device")
+        )
+        with (tmp_path / "cut.mp4").open("rb") as stream:
+            uploader = tus_client.uploader(
+                file_stream=stream,
+                chunk_size=chunk,
+                metadata={"user_id": who, "filename": "cut.mp4"},
+            )
+            uploader.upload_chunk()
+            proxy.cut_after = 2000  # into the next request: its headers and some bytes
+            with pytest.raises(TusCommunicationError):
+                uploader.upload_chunk()
+            assert proxy.cuts == 1
+            # Until the server has seen the cut request end, it refuses another (409):
+            # the client tries again shortly, as tus clients do.
+            resumed = tus_client.uploader(
+                file_stream=stream, url=uploader.url, chunk_size=chunk, retries=10, retry_delay=1
+            )
+            assert resumed.offset == chunk  # what the server kept
+            resumed.upload()
+    finally:
+        proxy.close()
+    with stack.client("viewer") as viewer:
+        [vlog] = viewer.get("/api/vlogs", params={"user_id": who}).json()
         assert vlog["sha256"] == hashlib.sha256(video).hexdigest()
