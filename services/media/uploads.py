@@ -96,13 +96,7 @@ class Uploads:
     ) -> Stored:
         """A raw body: the video's bytes alone, its details given beside them."""
         async with self._slot(chunks):
-            written_as(writer, fields)
-            incoming = await self._receive(filename, fields, chunks)
-            try:
-                return await self._store(incoming, writer, fields)
-            except BaseException:
-                await _discard(incoming)
-                raise
+            return await self._whole(filename, fields, chunks, writer)
 
     async def from_stored(
         self,
@@ -116,14 +110,26 @@ class Uploads:
         back once for the same checks as every other upload. Its bytes are all here,
         so it waits for a place among the uploads in progress instead of refusing."""
         async with self._slots:
-            written_as(writer, fields)
             stored = self.storage.read_range(storage_id, 0, length - 1)
-            incoming = await self._receive(filename, fields, stored, stored_as=storage_id)
-            try:
-                return await self._store(incoming, writer, fields)
-            except BaseException:
-                await _discard(incoming)
-                raise
+            return await self._whole(filename, fields, stored, writer, stored_as=storage_id)
+
+    async def _whole(
+        self,
+        filename: str,
+        fields: dict[str, str],
+        data: AsyncIterator[bytes],
+        writer: Principal,
+        stored_as: ObjectId | None = None,
+    ) -> Stored:
+        """A video whose details are all known before its bytes: the writer's right
+        to the participant checked first, then received and stored."""
+        written_as(writer, fields)
+        incoming = await self._receive(filename, fields, data, stored_as)
+        try:
+            return await self._store(incoming, writer, fields)
+        except BaseException:
+            await _discard(incoming)
+            raise
 
     @contextlib.asynccontextmanager
     async def _slot(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[None]:
