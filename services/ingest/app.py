@@ -10,10 +10,10 @@ from litestar import Litestar
 
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
+from services.ingest.folding import RECOUNT_TIMEOUT_SECONDS, RollupFolder, ensure_rollups
 from services.ingest.inserts import GroupInserter
 from services.ingest.kinds import KINDS
 from services.ingest.models import DOCUMENTS
-from services.ingest.rollups import RECOUNT_TIMEOUT_SECONDS, RollupFolder, ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
 
 

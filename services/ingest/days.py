@@ -77,7 +77,7 @@ async def days_with_data(kind: TelemetryKind, user_id: str | None) -> DaysWithDa
     """The days that may have records of `kind` (of one participant, or of anyone),
     with about how many; None before the rollups exist."""
     state = await read_state()
-    # A mark is set only together with the day totals (rollups.recount_all).
+    # A mark is set only together with the day totals (folding.recount_all).
     if state is None or state.get("folded_before") is None:
         return None
     if user_id is None:

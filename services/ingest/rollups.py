@@ -1,6 +1,7 @@
-"""Daily rollups: per kind, participant, UTC day and emotion, the number of records,
-their intensity sum and first and last time, so that totals, timelines and
-participant tables read a few rows instead of every record.
+"""Daily rollups: per kind, study, participant, UTC day and emotion, the number of
+records, their intensity sum and first and last time, so that totals, timelines and
+participant tables read a few rows instead of every record. This module holds the
+rows' shape and how readers use them; `folding` keeps them current.
 
 The records are the only truth, and every count is kept in MongoDB, so any number
 of workers and replicas agree without sharing memory:
@@ -10,44 +11,23 @@ of workers and replicas agree without sharing memory:
   complete. Records received since then (the *tail*, a few seconds of writes) are
   added by each reader from the records themselves, so a write is in every total
   as soon as it is acknowledged, whichever worker stored it.
-- One worker at a time (a lease in the state document) *folds* the tail: the groups
-  that records received in `[folded_before, now - settle)` touched are recounted
-  from their records and written whole, then `folded_before` moves on. Recounting
-  a group whole makes a fold idempotent: a fold cut short by a crash or a database
-  failure is simply done again by whoever holds the lease next. `settle` is longer
-  than any write may take (twice the database deadline), so no write that is still
-  in flight can land behind the mark.
-- When the rows do not add up to the records at start-up (rows lost, or data from
-  before rollups existed), `folded_before` is cleared: readers count from the
-  records until a full recount has been written.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple
 
-import pymongo
-from pymongo import DeleteOne, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo import UpdateOne
 
-from services.common.timestamps import stored_now
-from services.ingest.inserts import DUPLICATE_KEY
 from services.ingest.kinds import KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal
 
 logger = logging.getLogger("emogo.ingest")
 
 STATE_ID = "rollups"
-FOLD_SECONDS = 1.0
-LEASE_SECONDS = 15.0
-# A full recount reads every record; it gets more than one operation's deadline.
-RECOUNT_TIMEOUT_SECONDS = 600.0
 WRITE_BATCH = 1000
 # What a rollup needs of a record.
 FIELDS = {
@@ -92,11 +72,11 @@ def _key(kind: TelemetryKind, record: dict[str, Any]) -> Key:
     return Key(kind.key, _study(record), record["user_id"], _day(record["timestamp"]), emotion)
 
 
-def _row_key(row: dict[str, Any]) -> Key:
+def row_key(row: dict[str, Any]) -> Key:
     return Key(*(row[field] for field in KEY_FIELDS))
 
 
-def _at_level(level: str, key: Key) -> Key:
+def at_level(level: str, key: Key) -> Key:
     """A daily row's key at `level`: the participant's totals (all days) or the day's
     totals (all participants) in its study; the field a level sums over is ""."""
     if level == PARTICIPANT:
@@ -106,7 +86,7 @@ def _at_level(level: str, key: Key) -> Key:
     return key
 
 
-def _add(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> None:
+def add_to(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> None:
     """Adds a record or a row (`records`, `intensity_sum`, `first`, `last`) to `key`."""
     row = rows.get(key)
     if row is None:
@@ -123,7 +103,7 @@ def _add(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> Non
     row["last"] = max(row["last"], part["last"])
 
 
-def _count_into(
+def count_into(
     rows: dict[Key, dict[str, Any]],
     kind: TelemetryKind,
     record: dict[str, Any],
@@ -132,15 +112,15 @@ def _count_into(
     at = record["timestamp"]
     intensity = record.get("intensity", 0.0) if kind is SENTIMENTS else 0.0
     part = {"records": 1, "intensity_sum": intensity, "first": at, "last": at}
-    _add(rows, _at_level(level, _key(kind, record)), part)
+    add_to(rows, at_level(level, _key(kind, record)), part)
 
 
-def _received_before(instant: datetime) -> dict[str, Any]:
+def received_before(instant: datetime) -> dict[str, Any]:
     # Records stored before `received_at` existed have none; they count as old.
     return {"received_at": {"$not": {"$gte": instant}}}
 
 
-def _upserts(
+def upserts(
     rows: Iterable[dict[str, Any]],
     folded_to: datetime,
     level: str = DAILY,
@@ -162,7 +142,7 @@ def _upserts(
     return writes
 
 
-def _collection(level: str) -> Any:
+def collection_of(level: str) -> Any:
     return (DailyRollup if level == DAILY else RollupTotal).get_pymongo_collection()
 
 
@@ -171,7 +151,7 @@ async def read_state() -> dict[str, Any] | None:
     return await RollupState.get_pymongo_collection().find_one({"_id": STATE_ID})
 
 
-async def _folded_before() -> datetime | None:
+async def folded_before() -> datetime | None:
     state = await read_state()
     return state.get("folded_before") if state else None
 
@@ -213,7 +193,7 @@ async def rollup_rows(
     studies = _studies(window.get("study_id", ANY_STUDY))
     if days is None or studies is None:
         return None
-    mark = await _folded_before()
+    mark = await folded_before()
     if mark is None:
         return None
     query: dict[str, Any] = {} if level == DAILY else {"level": level}
@@ -226,8 +206,8 @@ async def rollup_rows(
     if days:
         query["day"] = days
     rows: dict[Key, dict[str, Any]] = {}
-    async for row in _collection(level).find(query, {"_id": 0, "level": 0}):
-        rows[_row_key(row)] = row
+    async for row in collection_of(level).find(query, {"_id": 0, "level": 0}):
+        rows[row_key(row)] = row
     # A row newer than the mark is being folded right now: then each unfolded record
     # is checked against its row; otherwise the database sums the unfolded records.
     folding = any(row.get("folded_to", mark) > mark for row in rows.values())
@@ -235,12 +215,12 @@ async def rollup_rows(
         unfolded = {**window, "received_at": {"$gte": mark}}
         if folding:
             async for record in kind.collection.find(unfolded, FIELDS):
-                row = rows.get(_at_level(level, _key(kind, record)))
+                row = rows.get(at_level(level, _key(kind, record)))
                 if row is None or record["received_at"] >= row.get("folded_to", mark):
-                    _count_into(rows, kind, record, level)
+                    count_into(rows, kind, record, level)
             continue
         for group in await _daily_sums(kind, unfolded):
-            _add(rows, _at_level(level, group["key"]), group)
+            add_to(rows, at_level(level, group["key"]), group)
     return list(rows.values())
 
 
@@ -292,324 +272,3 @@ async def _daily_sums(kind: TelemetryKind, match: dict[str, Any]) -> list[dict[s
             group_key.get("emotion", ""),
         )
     return groups
-
-
-# --- folding -------------------------------------------------------------------------
-
-
-async def _recount_groups(
-    kind: TelemetryKind, groups: set[tuple[str, str]], upto: datetime, newer_only: bool = False
-) -> list[Any]:
-    """The writes that make the rows of these (participant, day) groups exact up to
-    `upto`, in every study: each group's records counted whole, emptied rows removed;
-    `newer_only` leaves rows already folded past `upto` as they are."""
-    writes: list[Any] = []
-    for user_id, day in sorted(groups):
-        start = datetime.strptime(day, "%Y-%m-%d")
-        # Received after `upto` is left out here, not in the query: a condition on
-        # `received_at` beside the index's fields made the database scan everything.
-        query = {"user_id": user_id, "timestamp": {"$gte": start, "$lt": start + timedelta(days=1)}}
-        rows: dict[Key, dict[str, Any]] = {}
-        async for record in kind.collection.find(query, FIELDS):
-            received = record.get("received_at")
-            if received is None or received < upto:
-                _count_into(rows, kind, record)
-        writes += _upserts(rows.values(), upto, newer_only=newer_only)
-        group = {"kind": kind.key, "user_id": user_id, "day": day}
-        kept = {(key.study, key.emotion) for key in rows}
-        writes += await _emptied(_collection(DAILY), group, kept, upto if newer_only else None)
-    return writes
-
-
-async def _emptied(
-    collection: Any,
-    group: dict[str, Any],
-    kept: set[tuple[str, str]],
-    older_than: datetime | None = None,
-) -> list[DeleteOne]:
-    """Deletes of the group's rows whose (study, emotion) no longer has records (only
-    those folded before `older_than`, when given), each by its whole key (a `$nin` on
-    emotion made the database scan every row)."""
-    stored = collection.find(group, {"_id": 0, "study": 1, "emotion": 1})
-    older = {"folded_to": {"$lt": older_than}} if older_than else {}
-    return [
-        DeleteOne({**group, "study": row["study"], "emotion": row["emotion"], **older})
-        async for row in stored
-        if (row["study"], row["emotion"]) not in kept
-    ]
-
-
-async def fold(start: datetime, upto: datetime) -> int:
-    """Adds the records received in [start, upto) to their rows; returns how many
-    (participant, day) groups they touched.
-
-    Each row is moved on only from a mark at or before `start` (its `folded_to`), so
-    its increment is applied once: a row that is already past `start` (a fold cut
-    short, or another worker's) is recounted whole instead. The cost follows the
-    records received, not the groups' history, and the day totals move on with the
-    mark in one update."""
-    touched = 0
-    day_counts: dict[str, int] = {}
-    for kind in KINDS:
-        received = {"received_at": {"$gte": start, "$lt": upto}}
-        tail: dict[Key, dict[str, Any]] = {}
-        async for record in kind.collection.find(received, FIELDS):
-            _count_into(tail, kind, record)
-        refused = await _add_to_rows(DAILY, tail.values(), start, upto)
-        if refused:
-            groups = {(row["user_id"], row["day"]) for row in refused}
-            await _write_newer(DAILY, await _recount_groups(kind, groups, upto, newer_only=True))
-        recounted_days: set[str] = set()
-        for level in (PARTICIPANT, DAY):
-            sums: dict[Key, dict[str, Any]] = {}
-            for key, row in tail.items():
-                _add(sums, _at_level(level, key), row)
-            field = "user_id" if level == PARTICIPANT else "day"
-            members = {row[field] for row in await _add_to_rows(level, sums.values(), start, upto)}
-            await _recount_totals(kind, level, members, upto)
-            if level == DAY:
-                recounted_days = members
-        for key, row in tail.items():
-            if key.day not in recounted_days:
-                name = f"days.{kind.key}.{key.day}"
-                day_counts[name] = day_counts.get(name, 0) + row["records"]
-        touched += len({(key.user_id, key.day) for key in tail})
-    change: dict[str, Any] = {"$max": {"folded_before": upto}}
-    if day_counts:
-        change["$inc"] = day_counts
-    await RollupState.get_pymongo_collection().update_one(
-        {"_id": STATE_ID, "folded_before": start}, change
-    )
-    return touched
-
-
-async def _add_to_rows(
-    level: str, sums: Iterable[dict[str, Any]], start: datetime, upto: datetime
-) -> list[dict[str, Any]]:
-    """Adds each of `sums` to its row (made when missing) if the row is folded to
-    `start` or before; returns the sums whose row was past that."""
-    sums = list(sums)
-    fields = KEY_FIELDS + (("level",) if level != DAILY else ())
-    writes = [
-        UpdateOne(
-            {
-                **{k: part[k] for k in fields if k != "level"},
-                **({"level": level} if level != DAILY else {}),
-                "folded_to": {"$lte": start},
-            },
-            {
-                "$inc": {"records": part["records"], "intensity_sum": part["intensity_sum"]},
-                "$min": {"first": part["first"]},
-                "$max": {"last": part["last"]},
-                "$set": {"folded_to": upto},
-            },
-            upsert=True,
-        )
-        for part in sums
-    ]
-    refused: list[dict[str, Any]] = []
-    for offset in range(0, len(writes), WRITE_BATCH):
-        try:
-            chunk = writes[offset : offset + WRITE_BATCH]
-            await _collection(level).bulk_write(chunk, ordered=False)
-        except BulkWriteError as failure:
-            # The row exists but is past `start`: the upsert's insert hit its unique key.
-            refused += [sums[offset + index] for index in _duplicates_only(failure)]
-    return refused
-
-
-def _duplicates_only(failure: BulkWriteError) -> list[int]:
-    """The indexes of the writes a unique key refused; any other failure is raised."""
-    errors = failure.details.get("writeErrors", [])
-    if any(error.get("code") != DUPLICATE_KEY for error in errors):
-        raise failure
-    return [error["index"] for error in errors]
-
-
-async def _write_newer(level: str, writes: list[Any]) -> None:
-    """Writes recounted rows, except over a row already folded further (another
-    worker's newer count stands)."""
-    for offset in range(0, len(writes), WRITE_BATCH):
-        try:
-            chunk = writes[offset : offset + WRITE_BATCH]
-            await _collection(level).bulk_write(chunk, ordered=False)
-        except BulkWriteError as failure:
-            _duplicates_only(failure)
-
-
-async def _recount_totals(
-    kind: TelemetryKind, level: str, members: set[str], upto: datetime
-) -> None:
-    """Recounts the totals of these participants (or days) from their daily rows; the
-    day totals also go to the state document (`days.<kind>.<day>`), which lets a list
-    page skip the days without records."""
-    if not members:
-        return
-    field = "user_id" if level == PARTICIPANT else "day"
-    totals: dict[Key, dict[str, Any]] = {}
-    daily = DailyRollup.get_pymongo_collection().find(
-        {"kind": kind.key, field: {"$in": sorted(members)}}, {"_id": 0}
-    )
-    async for row in daily:
-        _add(totals, _at_level(level, _row_key(row)), row)
-    writes: list[Any] = _upserts(totals.values(), upto, level)
-    for member in members:
-        kept = {(key.study, key.emotion) for key in totals if getattr(key, field) == member}
-        # The key's other field is "" at this level; naming it keeps the index in use.
-        other = {"day": ""} if level == PARTICIPANT else {"user_id": ""}
-        group = {"kind": kind.key, "level": level, field: member, **other}
-        writes += await _emptied(RollupTotal.get_pymongo_collection(), group, kept)
-    for offset in range(0, len(writes), WRITE_BATCH):
-        await RollupTotal.get_pymongo_collection().bulk_write(
-            writes[offset : offset + WRITE_BATCH], ordered=True
-        )
-    if level == DAY:
-        per_day = dict.fromkeys(members, 0)
-        for row in totals.values():
-            per_day[row["day"]] += row["records"]
-        change: dict[str, Any] = {}
-        for day, total in per_day.items():
-            operator = "$set" if total else "$unset"
-            change.setdefault(operator, {})[f"days.{kind.key}.{day}"] = total or ""
-        await RollupState.get_pymongo_collection().update_one({"_id": STATE_ID}, change)
-
-
-async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
-    """Recounts every row from the records received before `upto`; returns how many
-    records were counted. Rows of groups that no longer have records are removed."""
-    rollups = DailyRollup.get_pymongo_collection()
-    counted = 0
-    days: dict[str, dict[str, int]] = {}
-    with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
-        for kind in KINDS:
-            rows: dict[Key, dict[str, Any]] = {}
-            async for record in kind.collection.find(_received_before(upto), FIELDS):
-                _count_into(rows, kind, record)
-                counted += 1
-                if keep_lease is not None and counted % 50_000 == 0:
-                    await keep_lease()
-            per_level: dict[str, dict[Key, dict[str, Any]]] = {PARTICIPANT: {}, DAY: {}}
-            for key, row in rows.items():
-                for level, sums in per_level.items():
-                    _add(sums, _at_level(level, key), row)
-            for level, level_rows in ((DAILY, rows), *per_level.items()):
-                writes = _upserts(level_rows.values(), upto, level)
-                for offset in range(0, len(writes), WRITE_BATCH):
-                    chunk = writes[offset : offset + WRITE_BATCH]
-                    await _collection(level).bulk_write(chunk, ordered=False)
-            per_day = days.setdefault(kind.key, {})
-            for row in per_level[DAY].values():
-                per_day[row["day"]] = per_day.get(row["day"], 0) + row["records"]
-        await rollups.delete_many({"folded_to": {"$ne": upto}})
-        await RollupTotal.get_pymongo_collection().delete_many({"folded_to": {"$ne": upto}})
-        await RollupState.get_pymongo_collection().update_one(
-            {"_id": STATE_ID},
-            {"$set": {"folded_before": upto, "days": days, "version": VERSION}},
-            upsert=True,
-        )
-    return counted
-
-
-async def delete_rollups_of(user_id: str) -> None:
-    """After a participant's records are deleted: their rows go, and the totals of
-    their days are recounted without them."""
-    daily = DailyRollup.get_pymongo_collection()
-    days = {
-        kind.key: {row["day"] async for row in daily.find({"kind": kind.key, "user_id": user_id})}
-        for kind in KINDS
-    }
-    await daily.delete_many({"user_id": user_id})
-    await RollupTotal.get_pymongo_collection().delete_many(
-        {"level": PARTICIPANT, "user_id": user_id}
-    )
-    upto = await _folded_before()
-    if upto is not None:
-        for kind in KINDS:
-            await _recount_totals(kind, DAY, days[kind.key], upto)
-
-
-async def ensure_rollups() -> None:
-    """At start-up: when the rows and the tail do not add up to the records (rows
-    lost, rows of an older version, or data from before rollups existed), readers go
-    back to counting records until the folding worker has recounted everything."""
-    state = await read_state()
-    current = state is not None and state.get("version") == VERSION
-    for attempt in range(3 if current else 0):
-        rows = await rollup_rows({}, PARTICIPANT)
-        if rows is not None:
-            in_rollups = {kind.key: 0 for kind in KINDS}
-            for row in rows:
-                in_rollups[row["kind"]] += row["records"]
-            counts = {kind.key: await kind.collection.estimated_document_count() for kind in KINDS}
-            if counts == in_rollups:
-                return
-        if attempt < 2:  # writes landing between the two counts: look again
-            await asyncio.sleep(0.5)
-    await RollupState.get_pymongo_collection().update_one(
-        {"_id": STATE_ID}, {"$set": {"folded_before": None}}, upsert=True
-    )
-    logger.info("rollups will be recounted from the records")
-
-
-class RollupFolder:
-    """Runs the folds in whichever worker holds the lease; the others stand by."""
-
-    def __init__(self, settle_seconds: float) -> None:
-        self.settle = timedelta(seconds=settle_seconds)
-        self.holder = secrets.token_hex(8)
-        self._task: asyncio.Task[None] | None = None
-
-    async def hold_lease(self) -> bool:
-        now = stored_now()
-        try:
-            await RollupState.get_pymongo_collection().find_one_and_update(
-                {
-                    "_id": STATE_ID,
-                    "$or": [{"holder": self.holder}, {"lease_until": {"$not": {"$gt": now}}}],
-                },
-                {
-                    "$set": {
-                        "holder": self.holder,
-                        "lease_until": now + timedelta(seconds=LEASE_SECONDS),
-                    }
-                },
-                upsert=True,
-            )
-        except DuplicateKeyError:  # another worker holds it
-            return False
-        return True
-
-    async def step(self) -> None:
-        if not await self.hold_lease():
-            return
-        upto = stored_now() - self.settle
-        mark = await _folded_before()
-        if mark is None:
-            counted = await recount_all(upto, keep_lease=self.hold_lease)
-            logger.info("rollups recounted", extra={"records": counted})
-        elif upto > mark:
-            await fold(mark, upto)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.step()
-            except PyMongoError as problem:  # the next step does the same work again
-                logger.warning("rollup fold failed", extra={"error": type(problem).__name__})
-            except Exception:
-                logger.exception("rollup fold failed")
-            await asyncio.sleep(FOLD_SECONDS)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        # Let another worker take over at once.
-        with contextlib.suppress(PyMongoError):
-            await RollupState.get_pymongo_collection().update_one(
-                {"_id": STATE_ID, "holder": self.holder}, {"$set": {"lease_until": None}}
-            )

@@ -35,9 +35,9 @@ from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
 from services.ingest.days import REGISTER, days_with_data, forget_participant
+from services.ingest.folding import delete_rollups_of
 from services.ingest.inserts import DUPLICATE_KEY, GroupInserter
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
-from services.ingest.rollups import delete_rollups_of
 from services.ingest.schemas import (
     BatchResult,
     DeletedTelemetry,

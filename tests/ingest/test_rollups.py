@@ -11,7 +11,7 @@ from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from services.ingest import rollups
+from services.ingest import folding, rollups
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 
@@ -85,7 +85,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
         await SENTIMENTS.collection.insert_many(history)
         await GPS_FIXES.collection.insert_many([gps_fix("u0", d, tick()) for d in range(3)])
         mark = tick()
-        await rollups.recount_all(mark)
+        await folding.recount_all(mark)
 
         # Many small folds, each over the records received since the last; the same
         # participant ids also in two studies (another person each).
@@ -100,7 +100,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             await SENTIMENTS.collection.insert_many(batch)
             await GPS_FIXES.collection.insert_one(gps_fix("u3", round_number, tick()))
             mark = tick()
-            await rollups.fold(start, mark)
+            await folding.fold(start, mark)
             assert (await rollups.read_state())["folded_before"] == mark
 
         # A fold cut short: its rows moved on, the mark did not. Done again later with
@@ -110,7 +110,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             [sentiment("u1", 2, h, tick(), "sad") for h in range(5)]
         )
         first_try = tick()
-        await rollups.fold(start, first_try)
+        await folding.fold(start, first_try)
         await state.update_one({"_id": rollups.STATE_ID}, {"$set": {"folded_before": start}})
         await SENTIMENTS.collection.insert_many(
             [sentiment("u1", 2, h, tick(), "sad") for h in range(5, 9)]
@@ -120,7 +120,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             ]
         )
         mark = tick()
-        await rollups.fold(start, mark)
+        await folding.fold(start, mark)
 
         folded = {
             "daily": await rows_of(database["telemetry_daily"]),
@@ -128,7 +128,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             "days": (await rollups.read_state())["days"],
         }
         # The same records counted from scratch.
-        await rollups.recount_all(mark)
+        await folding.recount_all(mark)
         recounted = {
             "daily": await rows_of(database["telemetry_daily"]),
             "totals": await rows_of(database["telemetry_totals"]),

@@ -1,0 +1,379 @@
+"""Keeping the daily rollups current (services.ingest.rollups has their shape).
+
+- One worker at a time (a lease in the state document) *folds* the tail: the records
+  received in `[folded_before, now - settle)` are added to their rows, then
+  `folded_before` moves on. A row is moved on only from a mark at or before the
+  fold's start, so a fold cut short by a crash or a database failure, done again by
+  whoever holds the lease next, adds nothing twice; a row already past the start is
+  recounted whole from its records. `settle` is longer than any write may take
+  (twice the database deadline), so no write still in flight can land behind the
+  mark.
+- When the rows do not add up to the records at start-up (rows lost, rows of an
+  older version, or data from before rollups existed), `folded_before` is cleared:
+  readers count from the records until a full recount has been written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pymongo
+from pymongo import DeleteOne, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from services.common.timestamps import stored_now
+from services.ingest.inserts import DUPLICATE_KEY
+from services.ingest.kinds import KINDS, TelemetryKind
+from services.ingest.models import DailyRollup, RollupState, RollupTotal
+from services.ingest.rollups import (
+    DAILY,
+    DAY,
+    FIELDS,
+    KEY_FIELDS,
+    PARTICIPANT,
+    STATE_ID,
+    VERSION,
+    WRITE_BATCH,
+    Key,
+    add_to,
+    at_level,
+    collection_of,
+    count_into,
+    folded_before,
+    read_state,
+    received_before,
+    rollup_rows,
+    row_key,
+    upserts,
+)
+
+logger = logging.getLogger("emogo.ingest")
+
+FOLD_SECONDS = 1.0
+LEASE_SECONDS = 15.0
+# A full recount reads every record; it gets more than one operation's deadline.
+RECOUNT_TIMEOUT_SECONDS = 600.0
+
+
+async def _recount_groups(
+    kind: TelemetryKind, groups: set[tuple[str, str]], upto: datetime, newer_only: bool = False
+) -> list[Any]:
+    """The writes that make the rows of these (participant, day) groups exact up to
+    `upto`, in every study: each group's records counted whole, emptied rows removed;
+    `newer_only` leaves rows already folded past `upto` as they are."""
+    writes: list[Any] = []
+    for user_id, day in sorted(groups):
+        start = datetime.strptime(day, "%Y-%m-%d")
+        # Received after `upto` is left out here, not in the query: a condition on
+        # `received_at` beside the index's fields made the database scan everything.
+        query = {"user_id": user_id, "timestamp": {"$gte": start, "$lt": start + timedelta(days=1)}}
+        rows: dict[Key, dict[str, Any]] = {}
+        async for record in kind.collection.find(query, FIELDS):
+            received = record.get("received_at")
+            if received is None or received < upto:
+                count_into(rows, kind, record)
+        writes += upserts(rows.values(), upto, newer_only=newer_only)
+        group = {"kind": kind.key, "user_id": user_id, "day": day}
+        kept = {(key.study, key.emotion) for key in rows}
+        writes += await _emptied(collection_of(DAILY), group, kept, upto if newer_only else None)
+    return writes
+
+
+async def _emptied(
+    collection: Any,
+    group: dict[str, Any],
+    kept: set[tuple[str, str]],
+    older_than: datetime | None = None,
+) -> list[DeleteOne]:
+    """Deletes of the group's rows whose (study, emotion) no longer has records (only
+    those folded before `older_than`, when given), each by its whole key (a `$nin` on
+    emotion made the database scan every row)."""
+    stored = collection.find(group, {"_id": 0, "study": 1, "emotion": 1})
+    older = {"folded_to": {"$lt": older_than}} if older_than else {}
+    return [
+        DeleteOne({**group, "study": row["study"], "emotion": row["emotion"], **older})
+        async for row in stored
+        if (row["study"], row["emotion"]) not in kept
+    ]
+
+
+async def fold(start: datetime, upto: datetime) -> int:
+    """Adds the records received in [start, upto) to their rows; returns how many
+    (participant, day) groups they touched.
+
+    Each row is moved on only from a mark at or before `start` (its `folded_to`), so
+    its increment is applied once: a row that is already past `start` (a fold cut
+    short, or another worker's) is recounted whole instead. The cost follows the
+    records received, not the groups' history, and the day totals move on with the
+    mark in one update."""
+    touched = 0
+    day_counts: dict[str, int] = {}
+    for kind in KINDS:
+        received = {"received_at": {"$gte": start, "$lt": upto}}
+        tail: dict[Key, dict[str, Any]] = {}
+        async for record in kind.collection.find(received, FIELDS):
+            count_into(tail, kind, record)
+        refused = await _add_to_rows(DAILY, tail.values(), start, upto)
+        if refused:
+            groups = {(row["user_id"], row["day"]) for row in refused}
+            await _write_newer(DAILY, await _recount_groups(kind, groups, upto, newer_only=True))
+        recounted_days: set[str] = set()
+        for level in (PARTICIPANT, DAY):
+            sums: dict[Key, dict[str, Any]] = {}
+            for key, row in tail.items():
+                add_to(sums, at_level(level, key), row)
+            field = "user_id" if level == PARTICIPANT else "day"
+            members = {row[field] for row in await _add_to_rows(level, sums.values(), start, upto)}
+            await _recount_totals(kind, level, members, upto)
+            if level == DAY:
+                recounted_days = members
+        for key, row in tail.items():
+            if key.day not in recounted_days:
+                name = f"days.{kind.key}.{key.day}"
+                day_counts[name] = day_counts.get(name, 0) + row["records"]
+        touched += len({(key.user_id, key.day) for key in tail})
+    change: dict[str, Any] = {"$max": {"folded_before": upto}}
+    if day_counts:
+        change["$inc"] = day_counts
+    await RollupState.get_pymongo_collection().update_one(
+        {"_id": STATE_ID, "folded_before": start}, change
+    )
+    return touched
+
+
+async def _add_to_rows(
+    level: str, sums: Iterable[dict[str, Any]], start: datetime, upto: datetime
+) -> list[dict[str, Any]]:
+    """Adds each of `sums` to its row (made when missing) if the row is folded to
+    `start` or before; returns the sums whose row was past that."""
+    sums = list(sums)
+    fields = KEY_FIELDS + (("level",) if level != DAILY else ())
+    writes = [
+        UpdateOne(
+            {
+                **{k: part[k] for k in fields if k != "level"},
+                **({"level": level} if level != DAILY else {}),
+                "folded_to": {"$lte": start},
+            },
+            {
+                "$inc": {"records": part["records"], "intensity_sum": part["intensity_sum"]},
+                "$min": {"first": part["first"]},
+                "$max": {"last": part["last"]},
+                "$set": {"folded_to": upto},
+            },
+            upsert=True,
+        )
+        for part in sums
+    ]
+    refused: list[dict[str, Any]] = []
+    for offset in range(0, len(writes), WRITE_BATCH):
+        try:
+            chunk = writes[offset : offset + WRITE_BATCH]
+            await collection_of(level).bulk_write(chunk, ordered=False)
+        except BulkWriteError as failure:
+            # The row exists but is past `start`: the upsert's insert hit its unique key.
+            refused += [sums[offset + index] for index in _duplicates_only(failure)]
+    return refused
+
+
+def _duplicates_only(failure: BulkWriteError) -> list[int]:
+    """The indexes of the writes a unique key refused; any other failure is raised."""
+    errors = failure.details.get("writeErrors", [])
+    if any(error.get("code") != DUPLICATE_KEY for error in errors):
+        raise failure
+    return [error["index"] for error in errors]
+
+
+async def _write_newer(level: str, writes: list[Any]) -> None:
+    """Writes recounted rows, except over a row already folded further (another
+    worker's newer count stands)."""
+    for offset in range(0, len(writes), WRITE_BATCH):
+        try:
+            chunk = writes[offset : offset + WRITE_BATCH]
+            await collection_of(level).bulk_write(chunk, ordered=False)
+        except BulkWriteError as failure:
+            _duplicates_only(failure)
+
+
+async def _recount_totals(
+    kind: TelemetryKind, level: str, members: set[str], upto: datetime
+) -> None:
+    """Recounts the totals of these participants (or days) from their daily rows; the
+    day totals also go to the state document (`days.<kind>.<day>`), which lets a list
+    page skip the days without records."""
+    if not members:
+        return
+    field = "user_id" if level == PARTICIPANT else "day"
+    totals: dict[Key, dict[str, Any]] = {}
+    daily = DailyRollup.get_pymongo_collection().find(
+        {"kind": kind.key, field: {"$in": sorted(members)}}, {"_id": 0}
+    )
+    async for row in daily:
+        add_to(totals, at_level(level, row_key(row)), row)
+    writes: list[Any] = upserts(totals.values(), upto, level)
+    for member in members:
+        kept = {(key.study, key.emotion) for key in totals if getattr(key, field) == member}
+        # The key's other field is "" at this level; naming it keeps the index in use.
+        other = {"day": ""} if level == PARTICIPANT else {"user_id": ""}
+        group = {"kind": kind.key, "level": level, field: member, **other}
+        writes += await _emptied(RollupTotal.get_pymongo_collection(), group, kept)
+    for offset in range(0, len(writes), WRITE_BATCH):
+        await RollupTotal.get_pymongo_collection().bulk_write(
+            writes[offset : offset + WRITE_BATCH], ordered=True
+        )
+    if level == DAY:
+        per_day = dict.fromkeys(members, 0)
+        for row in totals.values():
+            per_day[row["day"]] += row["records"]
+        change: dict[str, Any] = {}
+        for day, total in per_day.items():
+            operator = "$set" if total else "$unset"
+            change.setdefault(operator, {})[f"days.{kind.key}.{day}"] = total or ""
+        await RollupState.get_pymongo_collection().update_one({"_id": STATE_ID}, change)
+
+
+async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
+    """Recounts every row from the records received before `upto`; returns how many
+    records were counted. Rows of groups that no longer have records are removed."""
+    rollups = DailyRollup.get_pymongo_collection()
+    counted = 0
+    days: dict[str, dict[str, int]] = {}
+    with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
+        for kind in KINDS:
+            rows: dict[Key, dict[str, Any]] = {}
+            async for record in kind.collection.find(received_before(upto), FIELDS):
+                count_into(rows, kind, record)
+                counted += 1
+                if keep_lease is not None and counted % 50_000 == 0:
+                    await keep_lease()
+            per_level: dict[str, dict[Key, dict[str, Any]]] = {PARTICIPANT: {}, DAY: {}}
+            for key, row in rows.items():
+                for level, sums in per_level.items():
+                    add_to(sums, at_level(level, key), row)
+            for level, level_rows in ((DAILY, rows), *per_level.items()):
+                writes = upserts(level_rows.values(), upto, level)
+                for offset in range(0, len(writes), WRITE_BATCH):
+                    chunk = writes[offset : offset + WRITE_BATCH]
+                    await collection_of(level).bulk_write(chunk, ordered=False)
+            per_day = days.setdefault(kind.key, {})
+            for row in per_level[DAY].values():
+                per_day[row["day"]] = per_day.get(row["day"], 0) + row["records"]
+        await rollups.delete_many({"folded_to": {"$ne": upto}})
+        await RollupTotal.get_pymongo_collection().delete_many({"folded_to": {"$ne": upto}})
+        await RollupState.get_pymongo_collection().update_one(
+            {"_id": STATE_ID},
+            {"$set": {"folded_before": upto, "days": days, "version": VERSION}},
+            upsert=True,
+        )
+    return counted
+
+
+async def delete_rollups_of(user_id: str) -> None:
+    """After a participant's records are deleted: their rows go, and the totals of
+    their days are recounted without them."""
+    daily = DailyRollup.get_pymongo_collection()
+    days = {
+        kind.key: {row["day"] async for row in daily.find({"kind": kind.key, "user_id": user_id})}
+        for kind in KINDS
+    }
+    await daily.delete_many({"user_id": user_id})
+    await RollupTotal.get_pymongo_collection().delete_many(
+        {"level": PARTICIPANT, "user_id": user_id}
+    )
+    upto = await folded_before()
+    if upto is not None:
+        for kind in KINDS:
+            await _recount_totals(kind, DAY, days[kind.key], upto)
+
+
+async def ensure_rollups() -> None:
+    """At start-up: when the rows and the tail do not add up to the records (rows
+    lost, rows of an older version, or data from before rollups existed), readers go
+    back to counting records until the folding worker has recounted everything."""
+    state = await read_state()
+    current = state is not None and state.get("version") == VERSION
+    for attempt in range(3 if current else 0):
+        rows = await rollup_rows({}, PARTICIPANT)
+        if rows is not None:
+            in_rollups = {kind.key: 0 for kind in KINDS}
+            for row in rows:
+                in_rollups[row["kind"]] += row["records"]
+            counts = {kind.key: await kind.collection.estimated_document_count() for kind in KINDS}
+            if counts == in_rollups:
+                return
+        if attempt < 2:  # writes landing between the two counts: look again
+            await asyncio.sleep(0.5)
+    await RollupState.get_pymongo_collection().update_one(
+        {"_id": STATE_ID}, {"$set": {"folded_before": None}}, upsert=True
+    )
+    logger.info("rollups will be recounted from the records")
+
+
+class RollupFolder:
+    """Runs the folds in whichever worker holds the lease; the others stand by."""
+
+    def __init__(self, settle_seconds: float) -> None:
+        self.settle = timedelta(seconds=settle_seconds)
+        self.holder = secrets.token_hex(8)
+        self._task: asyncio.Task[None] | None = None
+
+    async def hold_lease(self) -> bool:
+        now = stored_now()
+        try:
+            await RollupState.get_pymongo_collection().find_one_and_update(
+                {
+                    "_id": STATE_ID,
+                    "$or": [{"holder": self.holder}, {"lease_until": {"$not": {"$gt": now}}}],
+                },
+                {
+                    "$set": {
+                        "holder": self.holder,
+                        "lease_until": now + timedelta(seconds=LEASE_SECONDS),
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:  # another worker holds it
+            return False
+        return True
+
+    async def step(self) -> None:
+        if not await self.hold_lease():
+            return
+        upto = stored_now() - self.settle
+        mark = await folded_before()
+        if mark is None:
+            counted = await recount_all(upto, keep_lease=self.hold_lease)
+            logger.info("rollups recounted", extra={"records": counted})
+        elif upto > mark:
+            await fold(mark, upto)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except PyMongoError as problem:  # the next step does the same work again
+                logger.warning("rollup fold failed", extra={"error": type(problem).__name__})
+            except Exception:
+                logger.exception("rollup fold failed")
+            await asyncio.sleep(FOLD_SECONDS)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # Let another worker take over at once.
+        with contextlib.suppress(PyMongoError):
+            await RollupState.get_pymongo_collection().update_one(
+                {"_id": STATE_ID, "holder": self.holder}, {"$set": {"lease_until": None}}
+            )
