@@ -24,7 +24,7 @@ from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
 from tests.conftest import Stack
-from tests.media.conftest import h264_video
+from tests.media.conftest import assert_nothing_half_stored, h264_video
 from tests.support import REPO, TOKENS, bearer
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -128,6 +128,8 @@ def test_a_refused_video_and_a_terminated_upload_leave_nothing(stack: Stack) -> 
         past_end = create(device, 10, user_id=who)
         assert send(device, past_end, 0, b"x" * 11).status_code == 413
         assert offset_of(device, past_end) == 0
+        # No stored byte without its vlog, no temporary copy on disk.
+        assert_nothing_half_stored(stack, viewer)
 
 
 def test_only_its_writer_continues_an_upload(stack: Stack) -> None:
@@ -211,6 +213,8 @@ def test_checksums_first_bytes_expiry_and_a_second_upload_of_the_same_video(
             assert database["videos.chunks"].count_documents({"files_id": storage_id}) == 0
             assert database["tus_uploads"].count_documents({"_id": upload_id}) == 0
         assert device.head(left, headers=TUS).status_code == 404
+    with stack.client("viewer") as viewer:
+        assert_nothing_half_stored(stack, viewer)  # nor the checked requests' spool files
 
 
 def test_tuspy_uploads_in_chunks_and_resumes_after_the_service_dies(
