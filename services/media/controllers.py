@@ -28,7 +28,7 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.errors import NotFound
+from services.common.errors import EXCEPTION_HANDLERS, NotFound
 from services.common.filters import TIME_AND_PARTICIPANT, MongoFilter, ParticipantPath
 from services.common.openapi import (
     documented_body,
@@ -388,12 +388,25 @@ def _tus_headers(**extra: str) -> dict[str, str]:
     return {"Tus-Resumable": tus.VERSION, "Cache-Control": "no-store", **extra}
 
 
+def _speaking_tus(handler: Any) -> Any:
+    """The shared error answer, with the `Tus-Resumable` header every tus response
+    carries (refusals included)."""
+
+    def answer(request: Request, exc: Exception) -> Response[Any]:
+        response = handler(request, exc)
+        response.headers["Tus-Resumable"] = tus.VERSION
+        return response
+
+    return answer
+
+
 class ResumableUploadController(Controller):
     """tus 1.0.0 (services.media.tus): create, look up, continue and end an upload. Its
     OPTIONS answers carry the protocol's headers (`create_app`)."""
 
     path = tus.PATH
     tags = ["vlogs"]
+    exception_handlers = {kind: _speaking_tus(h) for kind, h in EXCEPTION_HANDLERS.items()}
 
     @post(
         "/",

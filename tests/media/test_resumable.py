@@ -94,6 +94,9 @@ def test_an_upload_resumes_after_a_restart_and_becomes_a_vlog(stack: Stack, tmp_
         )
         assert no_version.status_code == 412
         assert no_version.headers["tus-version"] == "1.0.0"
+        # Every answer speaks the protocol, refusals included.
+        assert no_version.headers["tus-resumable"] == "1.0.0"
+        assert device.head(f"{location}0", headers=TUS).headers["tus-resumable"] == "1.0.0"
         assert offset_of(device, location) == half
 
         last = send(device, location, half, video[half:])
