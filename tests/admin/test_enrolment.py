@@ -48,7 +48,8 @@ def decoded_qr(data_uri: str) -> str:
     assert data_uri.startswith("data:image/png;base64,")
     png = np.frombuffer(base64.b64decode(data_uri.split(",", 1)[1]), dtype=np.uint8)
     image = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
-    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    # OpenCV's ArUco-based detector: the classic one misread about 4 % of these codes.
+    text, _, _ = cv2.QRCodeDetectorAruco().detectAndDecode(image)
     return text
 
 
