@@ -4,19 +4,49 @@ so the page works offline and prints as it looks."""
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
 from markupsafe import Markup
 
-PALETTE = ("#0b57d0", "#d93025", "#188038", "#e37400", "#9334e6", "#00838f", "#c5221f", "#5f6368")
+# Okabe and Ito's palette ("Color Universal Design", 2008), told apart with every
+# common colour-vision deficiency; its yellow is darkened to a goldenrod that still
+# reads on white.
+PALETTE = (
+    "#e69f00",  # orange
+    "#56b4e9",  # sky blue
+    "#009e73",  # bluish green
+    "#b8a600",  # yellow, darkened
+    "#0072b2",  # blue
+    "#d55e00",  # vermillion
+    "#cc79a7",  # reddish purple
+    "#000000",  # black
+)
+# The emotions phones usually send keep one colour each, on every chart and page;
+# any other label gets one from its name, the same wherever it appears.
+EMOTION_COLOURS = {
+    "happy": PALETTE[0],
+    "calm": PALETTE[1],
+    "excited": PALETTE[2],
+    "neutral": PALETTE[7],
+    "tired": PALETTE[3],
+    "anxious": PALETTE[6],
+    "sad": PALETTE[4],
+    "angry": PALETTE[5],
+}
 WIDTH, HEIGHT = 640, 240
 MARGIN = 36
 
 
-def colour(name: str, names: list[str]) -> str:
-    return PALETTE[names.index(name) % len(PALETTE)] if name in names else PALETTE[-1]
+def emotion_colour(name: str) -> str:
+    """The colour of an emotion: fixed for the usual ones, else from its name alone
+    (never from its position in a chart, which differs between charts)."""
+    known = EMOTION_COLOURS.get(name)
+    if known is not None:
+        return known
+    return PALETTE[zlib.crc32(name.encode("utf-8")) % len(PALETTE)]
 
 
 def _svg(body: str, label: str, height: int = HEIGHT) -> Markup:
@@ -43,7 +73,7 @@ def emotion_distribution(emotions: Mapping[str, Mapping[str, Any]]) -> Markup | 
         bars.append(
             f'<text x="0" y="{y + 16}" font-size="13">{escape(name)}</text>'
             f'<rect x="110" y="{y + 3}" width="{width:.1f}" height="18" '
-            f'fill="{colour(name, names)}"><title>{count}</title></rect>'
+            f'fill="{emotion_colour(name)}"><title>{count}</title></rect>'
             f'<text x="{116 + width:.1f}" y="{y + 16}" font-size="12">{count} '
             f"(mean {mean:.2f})</text>"
         )
@@ -78,7 +108,7 @@ def intensity_over_time(points: Iterable[Mapping[str, Any]]) -> Markup | None:
     for i, name in enumerate(names):
         series = sorted((p for p in points if p["emotion"] == name), key=lambda p: p["day"])
         coordinates = " ".join(f"{x(p['day']):.1f},{y(p['mean_intensity']):.1f}" for p in series)
-        shade = colour(name, names)
+        shade = emotion_colour(name)
         parts.append(
             f'<polyline points="{coordinates}" fill="none" stroke="{shade}" stroke-width="2"/>'
         )

@@ -6,7 +6,12 @@ import asyncio
 import csv
 import io
 
-from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
+from services.gateway.charts import (
+    emotion_colour,
+    emotion_distribution,
+    gps_track,
+    intensity_over_time,
+)
 from services.gateway.export import (
     as_csv,
     human_bytes,
@@ -119,3 +124,30 @@ def test_participants_with_only_vlogs_get_a_row_on_their_page() -> None:
     last = merge_participants(telemetry, vlogs, "A", None)
     assert [r["user_id"] for r in last] == ["B", "C", "Z"]
     assert last[1]["sentiments"] == 0
+
+
+def test_each_emotion_has_one_colour_on_every_chart() -> None:
+    """The bar chart sorts by count and the daily chart by name: an emotion's colour
+    must not depend on either. The usual eight are all told apart."""
+    counts = {
+        "sad": {"count": 9, "mean_intensity": 0.2},
+        "happy": {"count": 5, "mean_intensity": 0.8},
+        "zen": {"count": 1, "mean_intensity": 0.5},
+    }
+    bars = str(emotion_distribution(counts))
+    line = str(
+        intensity_over_time(
+            [
+                {"day": "2025-03-01", "emotion": name, "count": 1, "mean_intensity": 0.5}
+                for name in counts
+            ]
+        )
+    )
+    for name in counts:
+        shade = emotion_colour(name)
+        assert f'fill="{shade}"><title>{counts[name]["count"]}</title>' in bars
+        assert f'stroke="{shade}"' in line
+        assert f'fill="{shade}">&#9632; {name}</text>' in line
+    usual = ("happy", "calm", "excited", "neutral", "tired", "anxious", "sad", "angry")
+    assert len({emotion_colour(name) for name in usual}) == len(usual)
+    assert emotion_colour("zen") == emotion_colour("zen")
