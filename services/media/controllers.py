@@ -429,7 +429,7 @@ class ResumableUploadController(Controller):
         checksum = tus.parse_checksum(request.headers.get("upload-checksum"))
         resumable = _resumable(request)
         writer = principal_of(request)
-        upload = await resumable.find(await resumable.create(writer, length, metadata), writer)
+        upload = await resumable.create(writer, length, metadata)
         headers = _tus_headers(Location=f"{self.path}/{upload.id}")
         if with_bytes:
             _, stored = await resumable.append(upload, 0, request.stream(), writer, checksum)

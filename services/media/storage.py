@@ -62,6 +62,21 @@ class VideoStorage(Protocol):
         ...
 
 
+def files_document(
+    object_id: ObjectId, length: int, name: str, metadata: Mapping[str, Any]
+) -> dict[str, Any]:
+    """GridFS's description of a whole file; written last, so a file without one is an
+    upload that never finished."""
+    return {
+        "_id": object_id,
+        "length": length,
+        "chunkSize": CHUNK_BYTES,
+        "uploadDate": datetime.now(UTC),
+        "filename": name,
+        "metadata": dict(metadata),
+    }
+
+
 class GridFSWriter:
     """Writes one file in the GridFS layout (chunks, then the files document).
 
@@ -102,14 +117,7 @@ class GridFSWriter:
     async def close(self) -> None:
         await self._flush(final=True)
         await self.files.insert_one(
-            {
-                "_id": self.object_id,
-                "length": self.length,
-                "chunkSize": CHUNK_BYTES,
-                "uploadDate": datetime.now(UTC),
-                "filename": self.name,
-                "metadata": self.metadata,
-            }
+            files_document(self.object_id, self.length, self.name, self.metadata)
         )
 
     async def abort(self) -> None:
@@ -185,16 +193,7 @@ class GridFSStorage:
         # Chunks past the end (an append cut short, then sent again shorter) go.
         last = (length - 1) // CHUNK_BYTES if length else -1
         await self.chunks.delete_many({"files_id": object_id, "n": {"$gt": last}})
-        await self.files.insert_one(
-            {
-                "_id": object_id,
-                "length": length,
-                "chunkSize": CHUNK_BYTES,
-                "uploadDate": datetime.now(UTC),
-                "filename": name,
-                "metadata": dict(metadata),
-            }
-        )
+        await self.files.insert_one(files_document(object_id, length, name, metadata))
 
     async def delete(self, object_id: ObjectId) -> None:
         # Chunks first: an upload cut short has chunks but no files document.

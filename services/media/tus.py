@@ -127,8 +127,8 @@ class Resumable:
         self.storage = storage
         self.keep = timedelta(seconds=keep_seconds)
 
-    async def create(self, writer: Principal, length: int, metadata: dict[str, str]) -> str:
-        """A new upload's id; 413 past the size limit, 403 for another participant."""
+    async def create(self, writer: Principal, length: int, metadata: dict[str, str]) -> TusUpload:
+        """A new upload; 413 past the size limit, 403 for another participant."""
         limit = self.uploads.settings.max_upload_bytes
         if length > limit:
             raise PayloadTooLarge(
@@ -148,7 +148,7 @@ class Resumable:
             expires_at=now + self.keep,
         )
         await upload.insert()
-        return upload.id
+        return upload
 
     async def find(self, upload_id: str, writer: Principal) -> TusUpload:
         """The upload, for the writer who created it (404 for anyone else, as if absent);
