@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -28,11 +27,7 @@ from services.media import video
 from services.media.models import Vlog, VlogState, collection
 from services.media.storage import StoredWriter, VideoStorage
 
-logger = logging.getLogger("emogo.media")
-
 FLUSH_BYTES = 1024 * 1024
-MAX_FIELD_BYTES = 10 * 1024
-MAX_PARTS = 20
 VIDEO_FIELD = "video"
 NOT_A_VIDEO = (
     "The file is not a supported video: its bytes are not MP4/MOV, WebM/MKV or AVI "
