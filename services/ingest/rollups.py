@@ -190,17 +190,19 @@ async def rollup_rows(
     if set(window) - {"user_id", "timestamp", "study_id"}:
         return None
     days = _day_bounds(window)
-    studies = _studies(window.get("study_id", ANY_STUDY))
-    if days is None or studies is None:
+    if days is None:
         return None
+    query: dict[str, Any] = {} if level == DAILY else {"level": level}
+    if "study_id" in window:
+        studies = _studies(window["study_id"])
+        if studies is None:
+            return None
+        query["study"] = studies
     mark = await folded_before()
     if mark is None:
         return None
-    query: dict[str, Any] = {} if level == DAILY else {"level": level}
     if len(kinds) == 1:
         query["kind"] = kinds[0].key
-    if studies is not ANY_STUDY:
-        query["study"] = studies
     if "user_id" in window:
         query["user_id"] = window["user_id"]
     if days:
@@ -224,14 +226,9 @@ async def rollup_rows(
     return list(rows.values())
 
 
-ANY_STUDY: Any = object()
-
-
 def _studies(scope: Any) -> Any:
     """The rows' `study` filter for a window's `study_id` (a credential's scope: one
     study, or `$in` several; None stands for `default`); None for any other shape."""
-    if scope is ANY_STUDY:
-        return ANY_STUDY
     if scope is None or isinstance(scope, str):
         return scope or ""
     if isinstance(scope, dict) and set(scope) == {"$in"}:
