@@ -339,22 +339,63 @@ TimeZoneName = Annotated[
 ]
 
 
+class Expectations(WireStruct, forbid_unknown_fields=True):
+    """What a study asks of each participant; a figure left out is not expected."""
+
+    sentiments_per_day: Annotated[float, Meta(ge=0, le=1000)] | None = None
+    gps_hours_per_day: Annotated[float, Meta(ge=0, le=24)] | None = None
+    vlogs_per_week: Annotated[float, Meta(ge=0, le=1000)] | None = None
+
+
+SilentAfterDays = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=365,
+        description="Whole local days without any record after which a participant has "
+        "stopped reporting.",
+    ),
+]
+WebhookUrl = Annotated[
+    str,
+    Meta(
+        max_length=2000,
+        pattern=r"^(https?://[^\s]+)?" + END_OF_TEXT,
+        description="Where the daily notice of newly silent participants is POSTed "
+        '(http or https); "" removes it.',
+    ),
+]
+
+
 class StudyIn(WireStruct, forbid_unknown_fields=True):
     study_id: StudyId
     name: StudyName
-    time_zone: TimeZoneName = "UTC"
+    # Left out: the deployment's EMOGO_DISPLAY_TIMEZONE.
+    time_zone: TimeZoneName | None = None
+    expectations: Expectations = msgspec.field(default_factory=Expectations)
+    silent_after_days: SilentAfterDays = 2
+    webhook_url: WebhookUrl = ""
 
 
 class StudyUpdate(WireStruct, forbid_unknown_fields=True):
     name: StudyName | None = None
     time_zone: TimeZoneName | None = None
+    expectations: Expectations | None = None
+    silent_after_days: SilentAfterDays | None = None
+    webhook_url: WebhookUrl | None = None
 
 
 class StudyView(WireStruct):
     study_id: str
     name: str
-    time_zone: str
+    time_zone: str | None
+    # The zone its days are counted in: its own, else EMOGO_DISPLAY_TIMEZONE.
+    days_time_zone: str
     status: Literal["active", "closed"]
+    expectations: Expectations
+    silent_after_days: int
+    # Only where notices go (scheme and host): the rest of a webhook URL is often a secret.
+    webhook: str | None
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None = None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Controller, Request, get, patch, post
@@ -20,6 +21,7 @@ from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
 from services.admin.enrolment import issue_code
 from services.admin.models import Participant
 from services.admin.schemas import (
+    Expectations,
     IssuedCode,
     IssuedCodes,
     ParticipantsIn,
@@ -32,6 +34,7 @@ from services.admin.tokens import revoke_token
 from services.common.errors import Conflict, NotFound, field_error
 from services.common.openapi import documented_body, error_responses
 from services.common.studies import (
+    DEFAULT_SILENT_DAYS,
     DEFAULT_STUDY,
     Study,
     StudyStatus,
@@ -47,8 +50,34 @@ StatusFilter = Annotated[
 ]
 
 
-def _view(document: dict) -> StudyView:
-    return msgspec.convert(document, StudyView)
+def _view(document: dict, fallback_zone: str) -> StudyView:
+    webhook = document.get("webhook_url") or ""
+    parts = urlsplit(webhook)
+    return StudyView(
+        study_id=document["study_id"],
+        name=document["name"],
+        time_zone=document.get("time_zone"),
+        days_time_zone=document.get("time_zone") or fallback_zone,
+        status=document["status"],
+        expectations=msgspec.convert(document.get("expectations") or {}, Expectations),
+        silent_after_days=document.get("silent_after_days", DEFAULT_SILENT_DAYS),
+        webhook=f"{parts.scheme}://{parts.hostname}/…" if webhook else None,
+        created_at=document["created_at"],
+        updated_at=document["updated_at"],
+        closed_at=document.get("closed_at"),
+    )
+
+
+def _compliance_fields(wanted: StudyIn | StudyUpdate) -> dict[str, Any]:
+    """The compliance settings a create or update gives, as stored."""
+    fields: dict[str, Any] = {}
+    if wanted.expectations is not None:
+        fields["expectations"] = msgspec.to_builtins(wanted.expectations)
+    if wanted.silent_after_days is not None:
+        fields["silent_after_days"] = wanted.silent_after_days
+    if wanted.webhook_url is not None:
+        fields["webhook_url"] = wanted.webhook_url or None
+    return fields
 
 
 def _checked_time_zone(name: str | None) -> None:
@@ -56,14 +85,18 @@ def _checked_time_zone(name: str | None) -> None:
         raise field_error("time_zone", f"{name!r} is not an IANA time zone (Asia/Taipei, UTC)")
 
 
-async def _find(study_id: str) -> StudyView:
+async def _stored(study_id: str) -> dict:
     document = await Study.get_pymongo_collection().find_one({"study_id": study_id})
     if document is None:
         raise NotFound(f"No study {study_id!r}")
-    return _view(document)
+    return document
 
 
-async def _change(study_id: str, changes: dict) -> StudyView:
+async def _find(study_id: str, fallback_zone: str) -> StudyView:
+    return _view(await _stored(study_id), fallback_zone)
+
+
+async def _change(study_id: str, changes: dict, fallback_zone: str) -> StudyView:
     document = await Study.get_pymongo_collection().find_one_and_update(
         {"study_id": study_id},
         {"$set": {**changes, "updated_at": stored_now()}},
@@ -71,7 +104,7 @@ async def _change(study_id: str, changes: dict) -> StudyView:
     )
     if document is None:
         raise NotFound(f"No study {study_id!r}")
-    return _view(document)
+    return _view(document, fallback_zone)
 
 
 class StudyController(Controller):
@@ -97,6 +130,7 @@ class StudyController(Controller):
             "name": study.name,
             "time_zone": study.time_zone,
             "status": StudyStatus.ACTIVE.value,
+            **_compliance_fields(study),
             "created_at": now,
             "updated_at": now,
             "closed_at": None,
@@ -105,7 +139,7 @@ class StudyController(Controller):
             await Study.get_pymongo_collection().insert_one(document)
         except DuplicateKeyError:
             raise Conflict(f"A study {study.study_id!r} exists already") from None
-        return _view(document)
+        return _view(document, settings_of(request).display_timezone)
 
     @get(
         "/",
@@ -120,7 +154,8 @@ class StudyController(Controller):
         if scope is not None:
             query["study_id"] = {"$in": list(scope)}
         cursor = Study.get_pymongo_collection().find(query).sort("study_id", 1)
-        return [_view(document) async for document in cursor]
+        zone = settings_of(request).display_timezone
+        return [_view(document, zone) async for document in cursor]
 
     @get(
         "/{study_id:str}",
@@ -133,13 +168,13 @@ class StudyController(Controller):
         scope = (await caller(request)).study_ids
         if scope is not None and study_id not in scope:
             raise NotFound(f"No study {study_id!r}")
-        return await _find(study_id)
+        return await _find(study_id, settings_of(request).display_timezone)
 
     @patch(
         "/{study_id:str}",
         guards=ADMIN_ONLY,
         operation_id="updateStudy",
-        summary="Rename a study or change its time zone",
+        summary="Rename a study, change its time zone or what it expects of participants",
         operation_class=documented_body(StudyUpdate),
         responses=STUDY_ERRORS,
     )
@@ -151,7 +186,8 @@ class StudyController(Controller):
             for field, value in (("name", update.name), ("time_zone", update.time_zone))
             if value is not None
         }
-        return await _change(study_id, changes)
+        changes.update(_compliance_fields(update))
+        return await _change(study_id, changes, settings_of(request).display_timezone)
 
     @post(
         "/{study_id:str}/close",
@@ -162,7 +198,7 @@ class StudyController(Controller):
         responses=error_responses(401, 403, 404, 409),
         status_code=200,
     )
-    async def close(self, study_id: FromPath[str]) -> StudyView:
+    async def close(self, request: Request, study_id: FromPath[str]) -> StudyView:
         if study_id == DEFAULT_STUDY:
             raise Conflict("The default study stays open: the global device token writes to it")
         collection = Study.get_pymongo_collection()
@@ -172,7 +208,7 @@ class StudyController(Controller):
             {"study_id": study_id, "status": StudyStatus.ACTIVE.value},
             {"$set": {"status": StudyStatus.CLOSED.value, "closed_at": now, "updated_at": now}},
         )
-        return await _find(study_id)
+        return await _find(study_id, settings_of(request).display_timezone)
 
 
 def _code_state(document: dict, now: datetime) -> str:
@@ -269,7 +305,7 @@ class ParticipantController(Controller):
         responses=STUDY_ERRORS,
     )
     async def listing(self, study_id: FromPath[str]) -> list[ParticipantView]:
-        await _find(study_id)
+        await _stored(study_id)
         now = stored_now()
         cursor = Participant.get_pymongo_collection().find({"study_id": study_id}).sort("user_id")
         return [_participant_view(document, now) async for document in cursor]
@@ -305,7 +341,7 @@ class ParticipantController(Controller):
         status_code=200,
     )
     async def withdraw(self, study_id: FromPath[str], user_id: FromPath[str]) -> ParticipantView:
-        await _find(study_id)
+        await _stored(study_id)
         collection = Participant.get_pymongo_collection()
         found = await collection.find_one({"study_id": study_id, "user_id": user_id})
         if found is None:

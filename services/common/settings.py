@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -77,6 +78,16 @@ class Environment:
 
     def port(self, name: str, default: int) -> int:
         return self.integer(name, default, 1, 65535)
+
+    def time_zone(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                name, f"must be an IANA time zone such as Asia/Taipei, got {value!r}"
+            ) from None
+        return value
 
     def http_url(self, name: str, default: str) -> str:
         value = self.text(name, default)
@@ -180,6 +191,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...]
     # Processes serving this service's port (services.common.workers).
     workers: int
+    # The time zone of a study that has none of its own (the days it is counted in,
+    # the times its pages show); exported times are always UTC.
+    display_timezone: str
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -211,6 +225,7 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
         "connection_limits": connection_limits(service, env),
         "cors_origins": cors_origins(env),
         "workers": env.integer(f"EMOGO_{service.upper()}_WORKERS", 1, 1, 64),
+        "display_timezone": env.time_zone("EMOGO_DISPLAY_TIMEZONE", "UTC"),
     }
 
 

@@ -18,10 +18,13 @@ from beanie import Document
 from pymongo import IndexModel
 
 from services.common.errors import Forbidden, NotFound
+from services.common.localdays import zone_named
 from services.common.schemas import END_OF_TEXT
 from services.common.timestamps import stored_now
 
 DEFAULT_STUDY = "default"
+# Whole local days without a record after which a participant has stopped reporting.
+DEFAULT_SILENT_DAYS = 2
 # A slug: it appears in URLs, file names of exports and log lines.
 STUDY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}" + END_OF_TEXT
 STUDY_RULE = "2-63 characters: lower-case letters, digits and - (starting with a letter or digit)"
@@ -54,7 +57,13 @@ def is_time_zone(name: str) -> bool:
 class Study(Document):
     study_id: str
     name: str
-    time_zone: str
+    # None: the deployment's EMOGO_DISPLAY_TIMEZONE (StudyZones).
+    time_zone: str | None = None
+    # What each participant is expected to send ({"sentiments_per_day": 3, ...}), when
+    # they count as stopped, and where the daily notice of that goes.
+    expectations: dict[str, float | None] = {}
+    silent_after_days: int = DEFAULT_SILENT_DAYS
+    webhook_url: str | None = None
     status: StudyStatus = StudyStatus.ACTIVE
     created_at: datetime
     updated_at: datetime
@@ -68,8 +77,8 @@ class Study(Document):
 
 
 async def ensure_default_study() -> None:
-    """Creates the study `default` (days in UTC until an admin says otherwise) unless it
-    exists; leaves an existing one as it is."""
+    """Creates the study `default` (days in EMOGO_DISPLAY_TIMEZONE until an admin gives
+    it a time zone) unless it exists; leaves an existing one as it is."""
     now = stored_now()
     await Study.get_pymongo_collection().update_one(
         {"study_id": DEFAULT_STUDY},
@@ -77,7 +86,7 @@ async def ensure_default_study() -> None:
             "$setOnInsert": {
                 "study_id": DEFAULT_STUDY,
                 "name": "Default study",
-                "time_zone": "UTC",
+                "time_zone": None,
                 "status": StudyStatus.ACTIVE.value,
                 "created_at": now,
                 "updated_at": now,
@@ -86,6 +95,33 @@ async def ensure_default_study() -> None:
         },
         upsert=True,
     )
+
+
+def row_study(study_id: str | None) -> str:
+    """How records and rollups name a study: "" for `default`, whose records carry none."""
+    return "" if study_id in (None, DEFAULT_STUDY) else study_id
+
+
+class StudyZones:
+    """The time zone each study counts its days in: its own, or `fallback`
+    (EMOGO_DISPLAY_TIMEZONE) for a study without one. Keys are as records name studies
+    ("" for `default`)."""
+
+    def __init__(self, zones: dict[str, str], fallback: str) -> None:
+        self.names = zones
+        self.fallback = fallback
+
+    @classmethod
+    async def load(cls, fallback: str) -> StudyZones:
+        found = Study.get_pymongo_collection().find({}, {"_id": 0, "study_id": 1, "time_zone": 1})
+        zones = {row_study(s["study_id"]): s.get("time_zone") or fallback async for s in found}
+        return cls(zones, fallback)
+
+    def name(self, study: str | None) -> str:
+        return self.names.get(row_study(study), self.fallback)
+
+    def zone(self, study: str | None) -> ZoneInfo:
+        return zone_named(self.name(study))
 
 
 async def open_study(study_id: str) -> dict:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.common.settings import (
     DEFAULT_PORTS,
     SERVICE_NAMES,
-    ConfigError,
     Environment,
     ServiceSettings,
     common_fields,
@@ -27,8 +25,6 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     write_timeout: float
     health_timeout: float
     max_upstream_connections: int
-    # The time zone the export page shows times in (exported data is always UTC).
-    display_timezone: str
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -47,15 +43,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         write_timeout=env.number("EMOGO_GATEWAY_WRITE_TIMEOUT", 300.0, 0.1, 3600.0),
         health_timeout=env.number("EMOGO_GATEWAY_HEALTH_TIMEOUT", 2.0, 0.1, 60.0),
         max_upstream_connections=env.integer("EMOGO_GATEWAY_MAX_CONNECTIONS", 200, 1, 10000),
-        display_timezone=_time_zone(env.text("EMOGO_DISPLAY_TIMEZONE", "UTC")),
     )
 
-
-def _time_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            "EMOGO_DISPLAY_TIMEZONE", f"must be an IANA time zone such as Asia/Taipei, got {name!r}"
-        ) from None
-    return name

@@ -25,7 +25,8 @@ async def rollups_ready(app: Litestar) -> AsyncIterator[None]:
     with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
         await ensure_rollups()
     # A write of unknown outcome is settled once its deadline has passed, twice over.
-    folder = RollupFolder(settle_seconds=2 * app.state.settings.db_timeout + 1)
+    settings = app.state.settings
+    folder = RollupFolder(2 * settings.db_timeout + 1, settings.display_timezone)
     folder.start()
     try:
         yield

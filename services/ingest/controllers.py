@@ -236,10 +236,10 @@ class TelemetryController(Controller):
         "/timeline",
         operation_id="telemetryTimeline",
         guards=[requires(*READERS)],
-        summary="Per UTC day and emotion: count and mean intensity",
+        summary="Per local day (of each study's time zone) and emotion: count and mean intensity",
     )
-    async def timeline(self, window: MongoFilter) -> list[TimelinePoint]:
-        return await summaries.timeline(window)
+    async def timeline(self, request: Request, window: MongoFilter) -> list[TimelinePoint]:
+        return await summaries.timeline(window, _settings(request).display_timezone)
 
     @get(
         "/participants",

@@ -27,6 +27,7 @@ import pymongo
 from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.common.timestamps import stored_now
 from services.ingest.inserts import DUPLICATE_KEY
 from services.ingest.kinds import KINDS, TelemetryKind
@@ -62,7 +63,11 @@ RECOUNT_TIMEOUT_SECONDS = 600.0
 
 
 async def _recount_groups(
-    kind: TelemetryKind, groups: set[tuple[str, str]], upto: datetime, newer_only: bool = False
+    kind: TelemetryKind,
+    groups: set[tuple[str, str]],
+    upto: datetime,
+    zones: StudyZones,
+    newer_only: bool = False,
 ) -> list[Any]:
     """The writes that make the rows of these (participant, day) groups exact up to
     `upto`, in every study: each group's records counted whole, emptied rows removed;
@@ -77,10 +82,10 @@ async def _recount_groups(
         async for record in kind.collection.find(query, FIELDS):
             received = record.get("received_at")
             if received is None or received < upto:
-                count_into(rows, kind, record)
+                count_into(rows, kind, record, zones)
         writes += upserts(rows.values(), upto, newer_only=newer_only)
         group = {"kind": kind.key, "user_id": user_id, "day": day}
-        kept = {(key.study, key.emotion) for key in rows}
+        kept = {(key.study, key.local_day, key.emotion) for key in rows}
         writes += await _emptied(collection_of(DAILY), group, kept, upto if newer_only else None)
     return writes
 
@@ -88,22 +93,24 @@ async def _recount_groups(
 async def _emptied(
     collection: Any,
     group: dict[str, Any],
-    kept: set[tuple[str, str]],
+    kept: set[tuple[str, str, str]],
     older_than: datetime | None = None,
 ) -> list[DeleteOne]:
-    """Deletes of the group's rows whose (study, emotion) no longer has records (only
-    those folded before `older_than`, when given), each by its whole key (a `$nin` on
-    emotion made the database scan every row)."""
-    stored = collection.find(group, {"_id": 0, "study": 1, "emotion": 1})
+    """Deletes of the group's rows whose (study, local day, emotion) no longer has
+    records (only those folded before `older_than`, when given), each by its whole key
+    (a `$nin` on emotion made the database scan every row)."""
+    stored = collection.find(group, {"_id": 0, "study": 1, "local_day": 1, "emotion": 1})
     older = {"folded_to": {"$lt": older_than}} if older_than else {}
-    return [
-        DeleteOne({**group, "study": row["study"], "emotion": row["emotion"], **older})
-        async for row in stored
-        if (row["study"], row["emotion"]) not in kept
-    ]
+    deletes = []
+    async for row in stored:
+        key = (row["study"], row.get("local_day", ""), row["emotion"])
+        if key not in kept:
+            named = {"study": key[0], "local_day": key[1], "emotion": key[2]}
+            deletes.append(DeleteOne({**group, **named, **older}))
+    return deletes
 
 
-async def fold(start: datetime, upto: datetime) -> int:
+async def fold(start: datetime, upto: datetime, zones: StudyZones) -> int:
     """Adds the records received in [start, upto) to their rows; returns how many
     (participant, day) groups they touched.
 
@@ -118,11 +125,12 @@ async def fold(start: datetime, upto: datetime) -> int:
         received = {"received_at": {"$gte": start, "$lt": upto}}
         tail: dict[Key, dict[str, Any]] = {}
         async for record in kind.collection.find(received, FIELDS):
-            count_into(tail, kind, record)
+            count_into(tail, kind, record, zones)
         refused = await _add_to_rows(DAILY, tail.values(), start, upto)
         if refused:
             groups = {(row["user_id"], row["day"]) for row in refused}
-            await _write_newer(DAILY, await _recount_groups(kind, groups, upto, newer_only=True))
+            recounted = await _recount_groups(kind, groups, upto, zones, newer_only=True)
+            await _write_newer(DAILY, recounted)
         recounted_days: set[str] = set()
         for level in (PARTICIPANT, DAY):
             sums: dict[Key, dict[str, Any]] = {}
@@ -139,6 +147,8 @@ async def fold(start: datetime, upto: datetime) -> int:
                 day_counts[name] = day_counts.get(name, 0) + row["records"]
         touched += len({(key.user_id, key.day) for key in tail})
     change: dict[str, Any] = {"$max": {"folded_before": upto}}
+    change["$set"] = {f"zones.{study}": name for study, name in zones.names.items() if study}
+    change["$set"]["zones.default"] = zones.name(None)
     if day_counts:
         change["$inc"] = day_counts
     await RollupState.get_pymongo_collection().update_one(
@@ -161,12 +171,7 @@ async def _add_to_rows(
                 **({"level": level} if level != DAILY else {}),
                 "folded_to": {"$lte": start},
             },
-            {
-                "$inc": {"records": part["records"], "intensity_sum": part["intensity_sum"]},
-                "$min": {"first": part["first"]},
-                "$max": {"last": part["last"]},
-                "$set": {"folded_to": upto},
-            },
+            _increment(part, upto),
             upsert=True,
         )
         for part in sums
@@ -180,6 +185,22 @@ async def _add_to_rows(
             # The row exists but is past `start`: the upsert's insert hit its unique key.
             refused += [sums[offset + index] for index in _duplicates_only(failure)]
     return refused
+
+
+def _increment(part: dict[str, Any], upto: datetime) -> dict[str, Any]:
+    """The update that adds `part` to its row, hours and local days included."""
+    added: dict[str, Any] = {"records": part["records"], "intensity_sum": part["intensity_sum"]}
+    hours: dict[str, Any] = {"hours": {"or": part["hours"]}}
+    for local_day, counts in part.get("days", {}).items():  # a participant's sums
+        added[f"days.{local_day}.records"] = counts["records"]
+        hours[f"days.{local_day}.hours"] = {"or": counts["hours"]}
+    return {
+        "$inc": added,
+        "$bit": hours,
+        "$min": {"first": part["first"]},
+        "$max": {"last": part["last"]},
+        "$set": {"folded_to": upto},
+    }
 
 
 def _duplicates_only(failure: BulkWriteError) -> list[int]:
@@ -218,7 +239,11 @@ async def _recount_totals(
         add_to(totals, at_level(level, row_key(row)), row)
     writes: list[Any] = upserts(totals.values(), upto, level)
     for member in members:
-        kept = {(key.study, key.emotion) for key in totals if getattr(key, field) == member}
+        kept = {
+            (key.study, key.local_day, key.emotion)
+            for key in totals
+            if getattr(key, field) == member
+        }
         # The key's other field is "" at this level; naming it keeps the index in use.
         other = {"day": ""} if level == PARTICIPANT else {"user_id": ""}
         group = {"kind": kind.key, "level": level, field: member, **other}
@@ -238,9 +263,10 @@ async def _recount_totals(
         await RollupState.get_pymongo_collection().update_one({"_id": STATE_ID}, change)
 
 
-async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
-    """Recounts every row from the records received before `upto`; returns how many
-    records were counted. Rows of groups that no longer have records are removed."""
+async def recount_all(upto: datetime, zones: StudyZones, keep_lease: Any = None) -> int:
+    """Recounts every row from the records received before `upto`, in `zones`; returns
+    how many records were counted. Rows of groups that no longer have records are
+    removed."""
     rollups = DailyRollup.get_pymongo_collection()
     counted = 0
     days: dict[str, dict[str, int]] = {}
@@ -248,7 +274,7 @@ async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
         for kind in KINDS:
             rows: dict[Key, dict[str, Any]] = {}
             async for record in kind.collection.find(received_before(upto), FIELDS):
-                count_into(rows, kind, record)
+                count_into(rows, kind, record, zones)
                 counted += 1
                 if keep_lease is not None and counted % 50_000 == 0:
                     await keep_lease()
@@ -268,10 +294,33 @@ async def recount_all(upto: datetime, keep_lease: Any = None) -> int:
         await RollupTotal.get_pymongo_collection().delete_many({"folded_to": {"$ne": upto}})
         await RollupState.get_pymongo_collection().update_one(
             {"_id": STATE_ID},
-            {"$set": {"folded_before": upto, "days": days, "version": VERSION}},
+            {
+                "$set": {
+                    "folded_before": upto,
+                    "days": days,
+                    "version": VERSION,
+                    "zones": _stated(zones),
+                    "fallback_zone": zones.fallback,
+                }
+            },
             upsert=True,
         )
     return counted
+
+
+def _stated(zones: StudyZones) -> dict[str, str]:
+    """Zones as the state keeps them: `default` by name (a field name cannot be "")."""
+    return {study or DEFAULT_STUDY: name for study, name in zones.names.items()} | {
+        DEFAULT_STUDY: zones.name(None)
+    }
+
+
+def moved_studies(state: dict[str, Any], zones: StudyZones) -> list[str]:
+    """The studies whose rows were counted in another zone than theirs now (a study
+    given a zone, or EMOGO_DISPLAY_TIMEZONE changed); new studies have no rows yet."""
+    stated = state.get("zones") or {}
+    now = _stated(zones)
+    return sorted(study for study, name in stated.items() if now.get(study, name) != name)
 
 
 async def delete_rollups_of(user_id: str) -> None:
@@ -318,8 +367,9 @@ async def ensure_rollups() -> None:
 class RollupFolder:
     """Runs the folds in whichever worker holds the lease; the others stand by."""
 
-    def __init__(self, settle_seconds: float) -> None:
+    def __init__(self, settle_seconds: float, fallback_zone: str) -> None:
         self.settle = timedelta(seconds=settle_seconds)
+        self.fallback_zone = fallback_zone
         self.holder = secrets.token_hex(8)
         self._task: asyncio.Task[None] | None = None
 
@@ -347,12 +397,20 @@ class RollupFolder:
         if not await self.hold_lease():
             return
         upto = stored_now() - self.settle
-        mark = await folded_before()
-        if mark is None:
-            counted = await recount_all(upto, keep_lease=self.hold_lease)
+        state = await read_state() or {}
+        zones = await StudyZones.load(self.fallback_zone)
+        moved = moved_studies(state, zones)
+        mark = state.get("folded_before")
+        if mark is None or moved:
+            if moved:  # readers count from the records until the rows are recounted
+                logger.info("studies moved to another time zone", extra={"studies": moved})
+                await RollupState.get_pymongo_collection().update_one(
+                    {"_id": STATE_ID}, {"$set": {"folded_before": None}}
+                )
+            counted = await recount_all(upto, zones, keep_lease=self.hold_lease)
             logger.info("rollups recounted", extra={"records": counted})
         elif upto > mark:
-            await fold(mark, upto)
+            await fold(mark, upto, zones)
 
     async def _run(self) -> None:
         while True:

@@ -92,37 +92,54 @@ class RollupCounts(BaseModel):
     study: str = ""  # "" for the study `default`, whose records carry no study
     user_id: str
     day: str  # YYYY-MM-DD, UTC
+    local_day: str = ""  # YYYY-MM-DD in the study's time zone
     emotion: str  # "" for GPS fixes
     records: int
     intensity_sum: float
     first: datetime
     last: datetime
+    # Bit h: some record fell in hour h of the local day (counted from its midnight).
+    hours: int = 0
+    # A participant's sums only: per local day, {"records": n, "hours": bits}.
+    days: dict[str, dict[str, int]] = {}
     folded_to: datetime
 
 
-# The rows' keys before they had a study (rollups version 1).
+# The rows' keys before they had a study (rollups version 1) and a local day (2).
 RETIRED_ROLLUP_INDEXES = (
     "rollup_key",
     "rollup_key_folded_to",
     "total_key",
     "total_key_folded_to",
+    "rollup_study_key",
+    "rollup_study_key_folded_to",
+    "total_study_key",
+    "total_study_key_folded_to",
 )
-ROLLUP_KEY = [("kind", 1), ("user_id", 1), ("day", 1), ("study", 1), ("emotion", 1)]
+ROLLUP_KEY = [
+    ("kind", 1),
+    ("user_id", 1),
+    ("day", 1),
+    ("local_day", 1),
+    ("study", 1),
+    ("emotion", 1),
+]
 
 
 class DailyRollup(RollupCounts, Document):
-    """Per kind, study, participant, UTC day (and emotion), so totals, timelines and
-    participant tables read a few rows per participant and day instead of every record."""
+    """Per kind, study, participant, UTC and local day (and emotion), so totals,
+    timelines and participant tables read a few rows per participant and day instead of
+    every record."""
 
     retired_indexes: ClassVar[tuple[str, ...]] = RETIRED_ROLLUP_INDEXES
 
     class Settings:
         name = "telemetry_daily"
         indexes = [
-            IndexModel(ROLLUP_KEY, name="rollup_study_key", unique=True),
+            IndexModel(ROLLUP_KEY, name="rollup_local_key", unique=True),
             # A fold's write names the key and a bound on `folded_to` (services.ingest.
             # rollups); with the key alone indexed the embedded database scans every row.
-            IndexModel([*ROLLUP_KEY, ("folded_to", 1)], name="rollup_study_key_folded_to"),
+            IndexModel([*ROLLUP_KEY, ("folded_to", 1)], name="rollup_local_key_folded_to"),
             IndexModel([("kind", 1), ("day", 1)], name="kind_day"),
         ]
 
@@ -139,9 +156,9 @@ class RollupTotal(RollupCounts, Document):
     class Settings:
         name = "telemetry_totals"
         indexes = [
-            IndexModel([("level", 1), *ROLLUP_KEY], name="total_study_key", unique=True),
+            IndexModel([("level", 1), *ROLLUP_KEY], name="total_local_key", unique=True),
             IndexModel(
-                [("level", 1), *ROLLUP_KEY, ("folded_to", 1)], name="total_study_key_folded_to"
+                [("level", 1), *ROLLUP_KEY, ("folded_to", 1)], name="total_local_key_folded_to"
             ),
             IndexModel([("level", 1), ("user_id", 1)], name="level_participant"),
             IndexModel([("level", 1), ("day", 1)], name="level_day"),
@@ -164,8 +181,12 @@ class RollupState(Document):
     the lease to fold what came since."""
 
     folded_before: datetime | None = None
-    # Records per kind and day ("sentiments" -> "2025-03-01" -> n).
+    # Records per kind and UTC day ("sentiments" -> "2025-03-01" -> n).
     days: dict[str, dict[str, int]] = {}
+    # The time zone each study's rows were counted in ("" for `default`), and the one
+    # of studies without their own (EMOGO_DISPLAY_TIMEZONE).
+    zones: dict[str, str] = {}
+    fallback_zone: str | None = None
     holder: str | None = None
     lease_until: datetime | None = None
 

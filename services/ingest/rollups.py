@@ -1,7 +1,14 @@
-"""Daily rollups: per kind, study, participant, UTC day and emotion, the number of
-records, their intensity sum and first and last time, so that totals, timelines and
-participant tables read a few rows instead of every record. This module holds the
-rows' shape and how readers use them; `folding` keeps them current.
+"""Daily rollups: per kind, study, participant, UTC day, local day and emotion, the
+number of records, their intensity sum, first and last time and the hours of the local
+day they fell in, so that totals, timelines, participant tables and the compliance
+heatmap read a few rows instead of every record. This module holds the rows' shape and
+how readers use them; `folding` keeps them current.
+
+A row has both days: list pages plan their time bands by UTC day (services.common.
+windows), and people count in the local days of the study's time zone (services.common.
+localdays). A UTC day meets at most two local days, so this at most doubles the rows.
+The zones the rows were counted in are kept in the state document; when a study moves
+to another zone, everything is recounted (folding).
 
 The records are the only truth, and every count is kept in MongoDB, so any number
 of workers and replicas agree without sharing memory:
@@ -22,6 +29,8 @@ from typing import Any, NamedTuple
 
 from pymongo import UpdateOne
 
+from services.common.localdays import local_day_and_hour
+from services.common.studies import StudyZones, row_study
 from services.ingest.kinds import KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal
 
@@ -39,23 +48,25 @@ FIELDS = {
     "intensity": 1,
     "received_at": 1,
 }
-# What the rows hold. Version 2 added the study; rows of another version are recounted
-# at start (ensure_rollups).
-VERSION = 2
+# What the rows hold. Version 2 added the study, 3 the local day and its hours; rows of
+# another version are recounted at start (ensure_rollups).
+VERSION = 3
 
 
 class Key(NamedTuple):
     kind: str
     study: str  # "" for the study `default`, whose records carry none
     user_id: str
-    day: str
+    day: str  # UTC
+    local_day: str  # in the study's time zone
     emotion: str
 
 
 KEY_FIELDS = Key._fields
 # Rows per study, participant and day (telemetry_daily); and sums of those
 # (telemetry_totals) per study and participant over all days, and per study and day
-# over all participants.
+# over all participants. A participant's sums keep, per local day, the records and
+# their hours (`days`): the compliance heatmap reads one row per participant and kind.
 DAILY, PARTICIPANT, DAY = "daily", "participant", "day"
 
 
@@ -63,13 +74,10 @@ def _day(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%d")
 
 
-def _study(record: dict[str, Any]) -> str:
-    return record.get("study_id") or ""
-
-
-def _key(kind: TelemetryKind, record: dict[str, Any]) -> Key:
+def _key(kind: TelemetryKind, record: dict[str, Any], local_day: str) -> Key:
     emotion = record.get("emotion", "") if kind is SENTIMENTS else ""
-    return Key(kind.key, _study(record), record["user_id"], _day(record["timestamp"]), emotion)
+    study = row_study(record.get("study_id"))
+    return Key(kind.key, study, record["user_id"], _day(record["timestamp"]), local_day, emotion)
 
 
 def row_key(row: dict[str, Any]) -> Key:
@@ -78,16 +86,17 @@ def row_key(row: dict[str, Any]) -> Key:
 
 def at_level(level: str, key: Key) -> Key:
     """A daily row's key at `level`: the participant's totals (all days) or the day's
-    totals (all participants) in its study; the field a level sums over is ""."""
+    totals (all participants) in its study; the fields a level sums over are ""."""
     if level == PARTICIPANT:
-        return key._replace(day="")
+        return key._replace(day="", local_day="")
     if level == DAY:
         return key._replace(user_id="")
     return key
 
 
 def add_to(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> None:
-    """Adds a record or a row (`records`, `intensity_sum`, `first`, `last`) to `key`."""
+    """Adds a record or a row (`records`, `intensity_sum`, `first`, `last`, `hours`) to
+    `key`; a participant's sums also keep the part's local day in `days`."""
     row = rows.get(key)
     if row is None:
         row = rows[key] = {
@@ -96,23 +105,44 @@ def add_to(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> N
             "intensity_sum": 0.0,
             "first": part["first"],
             "last": part["last"],
+            "hours": 0,
         }
     row["records"] += part["records"]
     row["intensity_sum"] += part["intensity_sum"]
     row["first"] = min(row["first"], part["first"])
     row["last"] = max(row["last"], part["last"])
+    if key.local_day:
+        row["hours"] |= part.get("hours", 0)
+    elif part.get("local_day"):
+        day = row.setdefault("days", {}).setdefault(part["local_day"], {"records": 0, "hours": 0})
+        day["records"] += part["records"]
+        day["hours"] |= part.get("hours", 0)
+    else:  # a participant's sums added to another's
+        for local_day, counts in part.get("days", {}).items():
+            day = row.setdefault("days", {}).setdefault(local_day, {"records": 0, "hours": 0})
+            day["records"] += counts["records"]
+            day["hours"] |= counts["hours"]
 
 
 def count_into(
     rows: dict[Key, dict[str, Any]],
     kind: TelemetryKind,
     record: dict[str, Any],
+    zones: StudyZones,
     level: str = DAILY,
 ) -> None:
     at = record["timestamp"]
+    local_day, hour = local_day_and_hour(at, zones.zone(record.get("study_id")))
     intensity = record.get("intensity", 0.0) if kind is SENTIMENTS else 0.0
-    part = {"records": 1, "intensity_sum": intensity, "first": at, "last": at}
-    add_to(rows, at_level(level, _key(kind, record)), part)
+    part = {
+        "records": 1,
+        "intensity_sum": intensity,
+        "first": at,
+        "last": at,
+        "local_day": local_day,
+        "hours": 1 << hour,
+    }
+    add_to(rows, at_level(level, _key(kind, record, local_day)), part)
 
 
 def received_before(instant: datetime) -> dict[str, Any]:
@@ -147,8 +177,18 @@ def collection_of(level: str) -> Any:
 
 
 async def read_state() -> dict[str, Any] | None:
-    """The state document: the fold's mark, the day totals, the lease."""
+    """The state document: the fold's mark, the day totals, the zones, the lease."""
     return await RollupState.get_pymongo_collection().find_one({"_id": STATE_ID})
+
+
+async def zones_counted_in(state: dict[str, Any]) -> StudyZones:
+    """The zones the rows were counted in; a study created since the last fold (no
+    rows yet) in its own."""
+    zones = await StudyZones.load(state.get("fallback_zone") or "UTC")
+    zones.names.update(
+        {row_study(study): name for study, name in (state.get("zones") or {}).items()}
+    )
+    return zones
 
 
 async def folded_before() -> datetime | None:
@@ -183,10 +223,11 @@ async def rollup_rows(
     window: dict[str, Any],
     level: str = DAILY,
     kinds: tuple[TelemetryKind, ...] = KINDS,
+    with_days: bool = False,
 ) -> list[dict[str, Any]] | None:
     """The rows at `level` of `kinds` inside `window`, up to the last acknowledged
-    write; None when the window needs the records (mid-day bounds, other filters, no
-    rollups yet)."""
+    write (a participant's rows with their local `days` when `with_days`); None when
+    the window needs the records (mid-day bounds, other filters, no rollups yet)."""
     if set(window) - {"user_id", "timestamp", "study_id"}:
         return None
     days = _day_bounds(window)
@@ -198,9 +239,11 @@ async def rollup_rows(
         if studies is None:
             return None
         query["study"] = studies
-    mark = await folded_before()
-    if mark is None:
+    state = await read_state()
+    mark = state.get("folded_before") if state else None
+    if state is None or mark is None:
         return None
+    zones = await zones_counted_in(state)
     if len(kinds) == 1:
         query["kind"] = kinds[0].key
     if "user_id" in window:
@@ -208,7 +251,8 @@ async def rollup_rows(
     if days:
         query["day"] = days
     rows: dict[Key, dict[str, Any]] = {}
-    async for row in collection_of(level).find(query, {"_id": 0, "level": 0}):
+    hidden = {"_id": 0, "level": 0, **({} if with_days else {"days": 0})}
+    async for row in collection_of(level).find(query, hidden):
         rows[row_key(row)] = row
     # A row newer than the mark is being folded right now: then each unfolded record
     # is checked against its row; otherwise the database sums the unfolded records.
@@ -217,11 +261,14 @@ async def rollup_rows(
         unfolded = {**window, "received_at": {"$gte": mark}}
         if folding:
             async for record in kind.collection.find(unfolded, FIELDS):
-                row = rows.get(at_level(level, _key(kind, record)))
+                mine: dict[Key, dict[str, Any]] = {}  # the record's own sums at `level`
+                count_into(mine, kind, record, zones, level)
+                (key,) = mine
+                row = rows.get(key)
                 if row is None or record["received_at"] >= row.get("folded_to", mark):
-                    count_into(rows, kind, record, level)
+                    add_to(rows, key, mine[key])
             continue
-        for group in await _daily_sums(kind, unfolded):
+        for group in await _minute_sums(kind, unfolded, zones):
             add_to(rows, at_level(level, group["key"]), group)
     return list(rows.values())
 
@@ -236,13 +283,16 @@ def _studies(scope: Any) -> Any:
     return None
 
 
-async def _daily_sums(kind: TelemetryKind, match: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records matching `match` summed per participant, day and emotion, by the
-    database (it returns a few sums, not the records)."""
+async def _minute_sums(
+    kind: TelemetryKind, match: dict[str, Any], zones: StudyZones
+) -> list[dict[str, Any]]:
+    """The records matching `match` summed per participant, minute and emotion, by the
+    database (it returns a few sums, not the records). A minute lies in one hour of
+    one local day in every time zone (their offsets are whole minutes)."""
     key = {
         "study": "$study_id",
         "user_id": "$user_id",
-        "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp"}},
+        "minute": {"$dateToString": {"format": "%Y-%m-%dT%H:%M", "date": "$timestamp"}},
     }
     if kind is SENTIMENTS:
         key["emotion"] = "$emotion"
@@ -261,11 +311,15 @@ async def _daily_sums(kind: TelemetryKind, match: dict[str, Any]) -> list[dict[s
     groups = await (await kind.collection.aggregate(pipeline)).to_list()
     for group in groups:
         group_key = group["_id"]
+        minute = datetime.strptime(group_key["minute"], "%Y-%m-%dT%H:%M")
+        local_day, hour = local_day_and_hour(minute, zones.zone(group_key.get("study")))
+        group["local_day"], group["hours"] = local_day, 1 << hour
         group["key"] = Key(
             kind.key,
-            group_key.get("study") or "",
+            row_study(group_key.get("study")),
             group_key["user_id"],
-            group_key["day"],
+            _day(minute),
+            local_day,
             group_key.get("emotion", ""),
         )
     return groups

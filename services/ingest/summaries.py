@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.studies import StudyZones
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.rollups import level_for, rollup_rows
 from services.ingest.schemas import (
@@ -120,38 +121,57 @@ async def totals(window: dict[str, Any]) -> TelemetryTotals:
     )
 
 
-async def timeline(window: dict[str, Any]) -> list[TimelinePoint]:
-    """Mean intensity and count per UTC day and emotion, oldest first: what a chart of
-    intensity over time needs, however many sentiments there are."""
+async def timeline(window: dict[str, Any], fallback_zone: str) -> list[TimelinePoint]:
+    """Mean intensity and count per local day (each study's) and emotion, oldest first:
+    what a chart of intensity over time needs, however many sentiments there are."""
     rows = await rollup_rows(window, level_for(window, per_day=True), (SENTIMENTS,))
     if rows is not None:
         return _timeline_from(rows)
-    rows = await _aggregate(
-        SENTIMENTS,
-        [
-            {"$match": window},
-            {
-                "$group": {
-                    "_id": {
-                        "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp"}},
-                        "emotion": "$emotion",
-                    },
-                    "count": {"$sum": 1},
-                    "mean": {"$avg": "$intensity"},
-                }
-            },
-            {"$sort": {"_id.day": 1, "_id.emotion": 1}},
-        ],
-    )
-    return [
-        TimelinePoint(
-            day=row["_id"]["day"],
-            emotion=row["_id"]["emotion"],
-            count=row["count"],
-            mean_intensity=round(row["mean"], 6),
+    zones = await StudyZones.load(fallback_zone)
+    sums: dict[tuple[str, str], list[float]] = {}
+    for zone, studies in _studies_by_zone(zones).items():
+        local_day = {
+            "$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp", "timezone": zone}
+        }
+        groups = await _aggregate(
+            SENTIMENTS,
+            [
+                {"$match": {"$and": [window, studies]}},
+                {
+                    "$group": {
+                        "_id": {"day": local_day, "emotion": "$emotion"},
+                        "count": {"$sum": 1},
+                        "total": {"$sum": "$intensity"},
+                    }
+                },
+            ],
         )
-        for row in rows
-    ]
+        for group in groups:
+            entry = sums.setdefault((group["_id"]["day"], group["_id"]["emotion"]), [0, 0.0])
+            entry[0] += group["count"]
+            entry[1] += group["total"]
+    return _points(sums)
+
+
+def _studies_by_zone(zones: StudyZones) -> dict[str, dict[str, Any]]:
+    """A filter on `study_id` per time zone in use: the studies counted in it (the
+    fallback zone's also takes any study not known here)."""
+    members: dict[str, list[str | None]] = {}
+    for study, name in zones.names.items():
+        members.setdefault(name, []).append(study or None)
+    members.setdefault(zones.fallback, [])
+    return {
+        name: (
+            {
+                "study_id": {
+                    "$nin": [s for other, ids in members.items() if other != name for s in ids]
+                }
+            }
+            if name == zones.fallback
+            else {"study_id": {"$in": ids}}
+        )
+        for name, ids in members.items()
+    }
 
 
 async def _aggregate(kind: TelemetryKind, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,9 +207,13 @@ def _timeline_from(rows: list[dict[str, Any]]) -> list[TimelinePoint]:
     points: dict[tuple[str, str], list[float]] = {}
     for row in rows:
         if row["kind"] == SENTIMENTS.key:
-            entry = points.setdefault((row["day"], row["emotion"]), [0, 0.0])
+            entry = points.setdefault((row["local_day"], row["emotion"]), [0, 0.0])
             entry[0] += row["records"]
             entry[1] += row["intensity_sum"]
+    return _points(points)
+
+
+def _points(points: dict[tuple[str, str], list[float]]) -> list[TimelinePoint]:
     return [
         TimelinePoint(day=day, emotion=emotion, count=int(n), mean_intensity=round(total / n, 6))
         for (day, emotion), (n, total) in sorted(points.items())

@@ -11,12 +11,15 @@ from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
+from services.common.studies import Study, StudyZones
 from services.ingest import folding, rollups
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 STUDIES = (None, "study-a", "study-b")
+# Days counted in three zones: a record's local day is not always its UTC day.
+ZONES = StudyZones({"study-a": "Asia/Taipei", "study-b": "America/New_York"}, "Europe/Berlin")
 
 
 def sentiment(
@@ -54,11 +57,14 @@ async def rows_of(collection: Any) -> list[tuple]:
             row["study"],
             row["user_id"],
             row["day"],
+            row["local_day"],
             row["emotion"],
             row["records"],
             round(row["intensity_sum"], 9),
             row["first"],
             row["last"],
+            row["hours"],
+            sorted((day, n["records"], n["hours"]) for day, n in row.get("days", {}).items()),
         )
         for row in found
     )
@@ -68,7 +74,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
     async def scenario() -> None:
         client: AsyncMongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True)
         database = client[db_name]
-        await init_beanie(database=database, document_models=DOCUMENTS)
+        await init_beanie(database=database, document_models=[*DOCUMENTS, Study])
         state = database["telemetry_daily_state"]
         clock = BASE + timedelta(days=30)
 
@@ -85,7 +91,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
         await SENTIMENTS.collection.insert_many(history)
         await GPS_FIXES.collection.insert_many([gps_fix("u0", d, tick()) for d in range(3)])
         mark = tick()
-        await folding.recount_all(mark)
+        await folding.recount_all(mark, ZONES)
 
         # Many small folds, each over the records received since the last; the same
         # participant ids also in two studies (another person each).
@@ -100,7 +106,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             await SENTIMENTS.collection.insert_many(batch)
             await GPS_FIXES.collection.insert_one(gps_fix("u3", round_number, tick()))
             mark = tick()
-            await folding.fold(start, mark)
+            await folding.fold(start, mark, ZONES)
             assert (await rollups.read_state())["folded_before"] == mark
 
         # A fold cut short: its rows moved on, the mark did not. Done again later with
@@ -110,7 +116,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             [sentiment("u1", 2, h, tick(), "sad") for h in range(5)]
         )
         first_try = tick()
-        await folding.fold(start, first_try)
+        await folding.fold(start, first_try, ZONES)
         await state.update_one({"_id": rollups.STATE_ID}, {"$set": {"folded_before": start}})
         await SENTIMENTS.collection.insert_many(
             [sentiment("u1", 2, h, tick(), "sad") for h in range(5, 9)]
@@ -120,7 +126,7 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             ]
         )
         mark = tick()
-        await folding.fold(start, mark)
+        await folding.fold(start, mark, ZONES)
 
         folded = {
             "daily": await rows_of(database["telemetry_daily"]),
@@ -128,14 +134,34 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             "days": (await rollups.read_state())["days"],
         }
         # The same records counted from scratch.
-        await folding.recount_all(mark)
+        await folding.recount_all(mark, ZONES)
         recounted = {
             "daily": await rows_of(database["telemetry_daily"]),
             "totals": await rows_of(database["telemetry_totals"]),
             "days": (await rollups.read_state())["days"],
         }
         assert folded == recounted
-        assert sum(row[6] for row in folded["daily"] if row[0] == "sentiments") == 40 + 42 + 11
+        assert sum(row[7] for row in folded["daily"] if row[0] == "sentiments") == 40 + 42 + 11
+        # Each record in the local day of its study's zone, and in its hour of that day.
+        expected: dict[tuple, list[int]] = {}
+        async for record in SENTIMENTS.collection.find({}):
+            local = record["timestamp"].astimezone(ZONES.zone(record.get("study_id")))
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            entry = expected.setdefault(
+                (record.get("study_id") or "", local.date().isoformat()), [0, 0]
+            )
+            entry[0] += 1
+            entry[1] |= 1 << int((local - midnight).total_seconds() // 3600)
+        counted: dict[tuple, list[int]] = {}
+        for row in folded["daily"]:
+            if row[0] == "sentiments":
+                entry = counted.setdefault((row[2], row[5]), [0, 0])
+                entry[0] += row[7]
+                entry[1] |= row[11]
+        assert counted == expected
+        assert any(
+            day != local_day for *_, day, local_day, _, _ in [r[:7] for r in folded["daily"]]
+        )
 
         # Each credential's scope reads its studies' rows: one study, `default` (records
         # without a study), or several; the same as counting the records.
