@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -122,6 +122,22 @@ class StudyZones:
 
     def zone(self, study: str | None) -> ZoneInfo:
         return zone_named(self.name(study))
+
+    def study_filters(self) -> dict[str, dict[str, Any]]:
+        """Per zone in use, the filter on records' `study_id` that selects the studies
+        counted in it (the fallback zone's also takes any study not known here), for a
+        database that groups by local day one zone at a time."""
+        members: dict[str, list[str | None]] = {self.fallback: []}
+        for study, name in self.names.items():
+            members.setdefault(name, []).append(study or None)
+        filters: dict[str, dict[str, Any]] = {}
+        for name, ids in members.items():
+            if name == self.fallback:
+                others = [s for other, its in members.items() if other != name for s in its]
+                filters[name] = {"study_id": {"$nin": others}}
+            else:
+                filters[name] = {"study_id": {"$in": ids}}
+        return filters
 
 
 async def open_study(study_id: str) -> dict:

@@ -44,4 +44,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         health_timeout=env.number("EMOGO_GATEWAY_HEALTH_TIMEOUT", 2.0, 0.1, 60.0),
         max_upstream_connections=env.integer("EMOGO_GATEWAY_MAX_CONNECTIONS", 200, 1, 10000),
     )
-

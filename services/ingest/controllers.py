@@ -38,12 +38,14 @@ from services.common.pagination import (
 )
 from services.common.validation import decode_json, read_body, require_json
 from services.ingest import services, summaries
+from services.ingest.activity import participant_activity
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
     BatchResult,
     Count,
     Created,
     DeletedTelemetry,
+    ParticipantActivity,
     ParticipantPage,
     ParticipantTelemetry,
     TelemetryTotals,
@@ -240,6 +242,16 @@ class TelemetryController(Controller):
     )
     async def timeline(self, request: Request, window: MongoFilter) -> list[TimelinePoint]:
         return await summaries.timeline(window, _settings(request).display_timezone)
+
+    @get(
+        "/activity",
+        operation_id="participantActivity",
+        guards=[requires(*READERS)],
+        summary="Per participant and local day of their study: sentiments, GPS fixes, hours "
+        "with a fix; and their last record of each kind",
+    )
+    async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantActivity]:
+        return await participant_activity(window, _settings(request).display_timezone)
 
     @get(
         "/participants",

@@ -141,7 +141,7 @@ class ParticipantPage(WireStruct):
 
 
 class TimelinePoint(WireStruct):
-    day: str  # YYYY-MM-DD (UTC)
+    day: str  # YYYY-MM-DD, a local day of the study's time zone
     emotion: str
     count: int
     mean_intensity: float
@@ -160,3 +160,20 @@ class DeletedTelemetry(WireStruct):
     user_id: str
     sentiments: int
     gps_fixes: int
+
+
+class DayActivity(WireStruct, omit_defaults=True):
+    """What arrived from one participant on one local day (omitted: none)."""
+
+    sentiments: int = 0
+    gps_fixes: int = 0
+    # Hours of the local day with at least one fix (up to 23 or 25 at DST changes).
+    gps_hours: int = 0
+
+
+class ParticipantActivity(WireStruct):
+    user_id: str
+    study_id: str
+    days: dict[str, DayActivity]  # by local day, "YYYY-MM-DD"
+    last_sentiment: datetime | None
+    last_gps_fix: datetime | None

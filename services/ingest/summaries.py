@@ -129,7 +129,7 @@ async def timeline(window: dict[str, Any], fallback_zone: str) -> list[TimelineP
         return _timeline_from(rows)
     zones = await StudyZones.load(fallback_zone)
     sums: dict[tuple[str, str], list[float]] = {}
-    for zone, studies in _studies_by_zone(zones).items():
+    for zone, studies in zones.study_filters().items():
         local_day = {
             "$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp", "timezone": zone}
         }
@@ -151,27 +151,6 @@ async def timeline(window: dict[str, Any], fallback_zone: str) -> list[TimelineP
             entry[0] += group["count"]
             entry[1] += group["total"]
     return _points(sums)
-
-
-def _studies_by_zone(zones: StudyZones) -> dict[str, dict[str, Any]]:
-    """A filter on `study_id` per time zone in use: the studies counted in it (the
-    fallback zone's also takes any study not known here)."""
-    members: dict[str, list[str | None]] = {}
-    for study, name in zones.names.items():
-        members.setdefault(name, []).append(study or None)
-    members.setdefault(zones.fallback, [])
-    return {
-        name: (
-            {
-                "study_id": {
-                    "$nin": [s for other, ids in members.items() if other != name for s in ids]
-                }
-            }
-            if name == zones.fallback
-            else {"study_id": {"$in": ids}}
-        )
-        for name, ids in members.items()
-    }
 
 
 async def _aggregate(kind: TelemetryKind, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ from services.common.pagination import (
     PageSize,
     next_page_headers,
 )
+from services.common.studies import StudyZones
 from services.common.validation import convert_record, decode_json, read_record, require_json
 from services.media import services, tus
 from services.media.delivery import CACHE_CONTROL, content_disposition, send_stored
@@ -51,6 +52,7 @@ from services.media.models import PreviewState, VlogState
 from services.media.schemas import (
     CleanupReport,
     DeletedVlogs,
+    ParticipantVlogDays,
     ParticipantVlogs,
     UploadFields,
     VlogCount,
@@ -243,6 +245,16 @@ class VlogController(Controller):
     async def count(self, window: MongoFilter) -> VlogCount:
         number, total = await services.count({**window, "state": VlogState.READY})
         return VlogCount(count=number, total_bytes=total)
+
+    @get(
+        "/activity",
+        operation_id="vlogActivity",
+        guards=[requires(*READERS)],
+        summary="Per participant and local day of their study: vlogs and their seconds",
+    )
+    async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantVlogDays]:
+        zones = await StudyZones.load(_settings(request).display_timezone)
+        return await services.activity({**window, "state": VlogState.READY}, zones)
 
     @get(
         "/participants",

@@ -100,6 +100,20 @@ class ParticipantVlogs(WireStruct):
     last_recorded: datetime
 
 
+class VlogDay(WireStruct):
+    vlogs: int
+    seconds: float
+
+
+class ParticipantVlogDays(WireStruct):
+    """A participant's vlogs per local day of their study (recorded time)."""
+
+    user_id: str
+    study_id: str
+    days: dict[str, VlogDay]  # by local day, "YYYY-MM-DD"
+    last_vlog: datetime
+
+
 class DeletedVlogs(WireStruct):
     user_id: str | None
     vlogs: int

@@ -19,10 +19,17 @@ from services.common.errors import (
 )
 from services.common.pagination import Order, fetch_page
 from services.common.schemas import utc_now
+from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.common.timestamps import recorded_at, stored_now
 from services.media import video
 from services.media.models import WITHOUT_THUMBNAIL, PreviewState, Vlog, VlogState, collection
-from services.media.schemas import DeletedVlogs, ParticipantVlogs, VlogOut
+from services.media.schemas import (
+    DeletedVlogs,
+    ParticipantVlogDays,
+    ParticipantVlogs,
+    VlogDay,
+    VlogOut,
+)
 from services.media.storage import VideoStorage
 
 if TYPE_CHECKING:  # previews use this module's names; the worker is only passed in
@@ -206,6 +213,37 @@ async def participants(query: dict[str, Any]) -> list[ParticipantVlogs]:
         )
         for row in rows
     ]
+
+
+async def activity(query: dict[str, Any], zones: StudyZones) -> list[ParticipantVlogDays]:
+    """Per participant (of each study) and local day of their study: vlogs and their
+    seconds; one grouping per time zone in use."""
+    people: dict[tuple[str, str], ParticipantVlogDays] = {}
+    for zone, studies in zones.study_filters().items():
+        local_day = {
+            "$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp", "timezone": zone}
+        }
+        grouping = {
+            "_id": {"study": "$study_id", "user_id": "$user_id", "day": local_day},
+            "n": {"$sum": 1},
+            "duration": {"$sum": "$duration"},
+            "last": {"$max": "$timestamp"},
+        }
+        pipeline = [{"$match": {"$and": [query, studies]}}, {"$group": grouping}]
+        async for row in await collection().aggregate(pipeline):
+            study = row["_id"].get("study") or DEFAULT_STUDY
+            person = people.setdefault(
+                (study, row["_id"]["user_id"]),
+                ParticipantVlogDays(
+                    user_id=row["_id"]["user_id"], study_id=study, days={}, last_vlog=row["last"]
+                ),
+            )
+            seconds = round(row["duration"] or 0.0, 3)
+            person.days[row["_id"]["day"]] = VlogDay(vlogs=row["n"], seconds=seconds)
+            person.last_vlog = max(person.last_vlog, row["last"])
+    for person in people.values():
+        person.days = dict(sorted(person.days.items()))
+    return [people[key] for key in sorted(people)]
 
 
 async def edit(vlog_id: ObjectId, changes: dict[str, str], scope: dict[str, Any]) -> dict[str, Any]:
