@@ -14,6 +14,7 @@ from services.common.app import build_app
 from services.common.openapi import GATEWAY_ERRORS
 from services.gateway.controllers import (
     PROXY_MOUNTS,
+    ComplianceController,
     ExportController,
     HealthController,
     PagesController,
@@ -38,7 +39,13 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         settings,
         title="EmoGo gateway",
         description="The public entry point: routes to the services, health, exports.",
-        route_handlers=[HealthController, PagesController, ExportController, *PROXY_MOUNTS],
+        route_handlers=[
+            HealthController,
+            PagesController,
+            ExportController,
+            ComplianceController,
+            *PROXY_MOUNTS,
+        ],
         documents=None,
         include_health=False,
         extra_lifespan=[upstream_client],

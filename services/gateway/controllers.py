@@ -23,6 +23,7 @@ from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
 from services.common.validation import ANY_QUERY
 from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
+from services.gateway.compliance import as_csv, read_report
 from services.gateway.export import (
     FORMATS,
     PARTICIPANTS_PER_PAGE,
@@ -38,7 +39,7 @@ from services.gateway.export import (
     merge_participants,
     section,
 )
-from services.gateway.schemas import GatewayHealth
+from services.gateway.schemas import ComplianceReport, GatewayHealth
 from services.gateway.services import ROUTES, ReverseProxy
 from services.gateway.settings import GatewaySettings
 
@@ -105,6 +106,12 @@ async def provide_export_filters(
     the services decide whether the credential covers the study."""
     time_span(since, until)
     return {"user_id": user_id, "since": since, "until": until, "study_id": study_id}
+
+
+async def provide_compliance_filters(
+    user_id: ParticipantFilter = None, study_id: StudyFilter = None
+) -> dict[str, Any]:
+    return {"user_id": user_id, "study_id": study_id}
 
 
 def page_time_zone(studies: list[dict[str, Any]], chosen: str | None, fallback: str) -> str:
@@ -340,3 +347,48 @@ class ExportController(Controller):
         media_type, render = FORMATS[format_name]
         pieces = await _started(render(kind, _api(request).records(kind, filters)))
         return _attachment(f"emogo-{kind}-{_stamp()}.{format_name}", media_type, pieces)
+
+
+class ComplianceController(Controller):
+    """Who is reporting, against what each study expects (services.gateway.compliance)."""
+
+    path = "/api/telemetry"
+    tags = ["compliance"]
+    guards = [requires(*READERS)]
+    dependencies = {"filters": Provide(provide_compliance_filters)}
+
+    async def _report(self, request: Request, filters: dict[str, Any]) -> ComplianceReport:
+        settings: GatewaySettings = request.app.state.settings
+        try:
+            return await read_report(_api(request), filters, utc_now(), settings.display_timezone)
+        except ServiceDown as down:
+            raise ServiceUnavailable(
+                f"The {down.service} service is not answering", extra={"service": down.service}
+            ) from None
+
+    @get(
+        "/compliance",
+        operation_id="compliance",
+        summary="Per participant: what arrived per local day, rates against the study's "
+        "expectations, and who stopped reporting (first)",
+    )
+    async def compliance(self, request: Request, filters: ExportFilters) -> ComplianceReport:
+        return await self._report(request, filters)
+
+    @get(
+        "/compliance.csv",
+        operation_id="complianceCsv",
+        summary="The compliance report, one row per participant",
+        media_type="text/csv",
+        opt={ALSO_SERVED_AS: {"text/csv": TEXT}},
+    )
+    async def compliance_csv(self, request: Request, filters: ExportFilters) -> Response[bytes]:
+        body = as_csv(await self._report(request, filters))
+        return Response(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="emogo-compliance-{_stamp()}.csv"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )

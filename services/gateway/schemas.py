@@ -24,3 +24,57 @@ class GatewayHealth(WireStruct):
     database: str
     timestamp: datetime
     services: dict[str, ServiceHealth]
+
+
+class DayCell(WireStruct, omit_defaults=True):
+    """What arrived from one participant on one local day (omitted: none)."""
+
+    sentiments: int = 0
+    gps_hours: int = 0
+    vlogs: int = 0
+
+
+class KindCompliance(WireStruct):
+    """What a participant delivered of one kind over their counted days, against what
+    their study expects (no expectation: `expected` and `rate` are null)."""
+
+    delivered: float
+    expected: float | None
+    rate: float | None  # delivered / expected, at most 1
+
+
+class ParticipantCompliance(WireStruct):
+    study_id: str
+    user_id: str
+    time_zone: str
+    first_day: str  # local days, "YYYY-MM-DD"
+    last_day: str
+    last_sentiment: datetime | None
+    last_gps_fix: datetime | None
+    last_vlog: datetime | None
+    # Whole local days without any record since the last one (today not counted).
+    silent_days: int
+    stopped: bool  # silent_days reached the study's silent_after_days
+    # Whole local days from the first record's to yesterday: what the rates cover.
+    days_counted: int
+    sentiments: KindCompliance
+    gps_hours: KindCompliance
+    vlogs: KindCompliance
+    rate: float | None  # the mean of the rates the study has expectations for
+    days: dict[str, DayCell]
+
+
+class StudyCompliance(WireStruct):
+    study_id: str
+    time_zone: str
+    today: str
+    expectations: dict[str, float | None]
+    silent_after_days: int
+    stopped: list[str]  # the participants who stopped reporting
+
+
+class ComplianceReport(WireStruct):
+    generated_at: datetime
+    studies: list[StudyCompliance]
+    # Those who stopped reporting first (longest silent first), then by study and id.
+    participants: list[ParticipantCompliance]
