@@ -73,7 +73,8 @@ def emotion_distribution(emotions: Mapping[str, Mapping[str, Any]]) -> Markup | 
         bars.append(
             f'<text x="0" y="{y + 16}" font-size="13">{escape(name)}</text>'
             f'<rect x="110" y="{y + 3}" width="{width:.1f}" height="18" '
-            f'fill="{emotion_colour(name)}"><title>{count}</title></rect>'
+            f'data-emotion="{escape(name)}" fill="{emotion_colour(name)}">'
+            f"<title>{count}</title></rect>"
             f'<text x="{116 + width:.1f}" y="{y + 16}" font-size="12">{count} '
             f"(mean {mean:.2f})</text>"
         )
@@ -110,7 +111,8 @@ def intensity_over_time(points: Iterable[Mapping[str, Any]]) -> Markup | None:
         coordinates = " ".join(f"{x(p['day']):.1f},{y(p['mean_intensity']):.1f}" for p in series)
         shade = emotion_colour(name)
         parts.append(
-            f'<polyline points="{coordinates}" fill="none" stroke="{shade}" stroke-width="2"/>'
+            f'<polyline points="{coordinates}" data-emotion="{escape(name)}" fill="none" '
+            f'stroke="{shade}" stroke-width="2"/>'
         )
         parts.extend(
             f'<circle cx="{x(p["day"]):.1f}" cy="{y(p["mean_intensity"]):.1f}" r="2.5" '

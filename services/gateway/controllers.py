@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, MediaType, Request, Response, asgi, get
 from litestar.di import NamedDependency, Provide
@@ -23,7 +25,9 @@ from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
 from services.common.validation import ANY_QUERY
 from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
+from services.gateway.cockpit import heatmap, heatmap_days, stopped
 from services.gateway.compliance import as_csv, read_report
+from services.gateway.compliance import report as compliance_report
 from services.gateway.export import (
     FORMATS,
     PARTICIPANTS_PER_PAGE,
@@ -123,6 +127,15 @@ def page_time_zone(studies: list[dict[str, Any]], chosen: str | None, fallback: 
     return zone or fallback
 
 
+ONE_MS = timedelta(milliseconds=1)
+
+
+def _local_date(instant: datetime | None, zone: str) -> date | None:
+    if instant is None:
+        return None
+    return instant.replace(tzinfo=instant.tzinfo or UTC).astimezone(ZoneInfo(zone)).date()
+
+
 ExportFilters = NamedDependency[dict[str, Any]]
 EXPORT_NAME = re.compile(r"^(sentiments|gps|vlogs)\.(csv|ndjson|json)$")
 VlogsCursor = Annotated[str | None, QueryParameter(max_length=200, description="Vlog page.")]
@@ -208,6 +221,12 @@ class ExportController(Controller):
             )
         )
         studies_task = asyncio.ensure_future(section(api.json("admin", "/api/studies")))
+        # The cockpit covers the chosen study and participant, whatever the time filters.
+        who = {k: filters[k] for k in ("study_id", "user_id") if filters[k]}
+        activity = asyncio.gather(
+            section(api.json("ingest", "/api/telemetry/activity", who)),
+            section(api.json("media", "/api/vlogs/activity", who)),
+        )
         others = asyncio.gather(
             section(api.json("ingest", "/api/telemetry/summary", filters)),
             section(api.json("media", "/api/vlogs/count", filters)),
@@ -260,6 +279,22 @@ class ExportController(Controller):
         studies = await studies_task
         visible = studies[0] or []
         zone = page_time_zone(visible, filters["study_id"], settings.display_timezone)
+        telemetry_days, vlog_days = await activity
+        shown_studies = [s for s in visible if filters["study_id"] in (None, s["study_id"])]
+        compliance = compliance_report(
+            shown_studies,
+            telemetry_days[0] or [],
+            vlog_days[0] or [],
+            utc_now(),
+            settings.display_timezone,
+        )
+        span = time_span(filters["since"], filters["until"]).get("timestamp", {})
+        days = heatmap_days(
+            compliance,
+            _local_date(span.get("$gte"), zone),
+            _local_date(span["$lt"] - ONE_MS, zone) if "$lt" in span else None,
+        )
+        rates = {p.user_id: p.rate for p in reversed(compliance.participants)}
         query = {k: v for k, v in filters.items() if v}
         problems = [
             problem
@@ -271,6 +306,8 @@ class ExportController(Controller):
                 vlog_people,
                 vlog_page,
                 studies,
+                telemetry_days,
+                vlog_days,
             )
             if problem
         ]
@@ -300,6 +337,14 @@ class ExportController(Controller):
                 "formats": ("csv", "json", "ndjson"),
                 "track_fixes": TRACK_FIXES,
                 "more_tracks": len([r for r in rows if r["gps_fixes"]]) > TRACKS_PER_PAGE,
+                "compliance": compliance,
+                "stopped": stopped(compliance),
+                "heatmap": heatmap(
+                    compliance, days, len({p.study_id for p in compliance.participants}) > 1
+                ),
+                "heatmap_days": days,
+                "rates": rates,
+                "cockpit_query": urlencode(who),
             },
         )
 

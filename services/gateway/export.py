@@ -444,11 +444,14 @@ def merge_participants(
     return rows
 
 
-def local_time(value: str | None, zone: str) -> str:
-    """An ISO 8601 instant as `YYYY-MM-DD HH:MM` in the page's time zone."""
+def local_time(value: str | datetime | None, zone: str) -> str:
+    """An instant (ISO 8601, or a datetime; naive is UTC) as `YYYY-MM-DD HH:MM` in the
+    page's time zone."""
     if not value:
         return ""
-    instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    instant = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
     return instant.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -16,8 +17,10 @@ import pytest
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
+from tests.support import REPO, TOKENS
 
 BERLIN = ZoneInfo("Europe/Berlin")
+ARTIFACTS = REPO / "test-artifacts"
 
 
 def at(day: date, hour: int, minute: int = 0) -> str:
@@ -238,3 +241,104 @@ def test_compliance_needs_a_reader(stack: Stack, device: httpx.Client, study: di
     assert device.get("/api/telemetry/compliance").status_code == 403
     bad = device.get("/api/telemetry/compliance", params={"study_id": "Not a study!"})
     assert bad.status_code in (403, 422)
+
+
+def test_the_cockpit_in_a_real_browser(stack: Stack, viewer: httpx.Client, study: dict) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: run scripts/ensure-chromium (make test does)"
+    study_id = study["study_id"]
+    api = {row["user_id"]: row for row in report(viewer, study_id)["participants"]}
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        context = browser.new_context(
+            http_credentials={"username": "viewer", "password": TOKENS["viewer"]}
+        )
+        page = context.new_page()
+
+        def cell(user_id: str, day: str) -> dict:
+            found = page.locator(f'.heatmap tr[data-user-id="{user_id}"] td[data-day="{day}"]')
+            return {
+                "sentiments": int(found.get_attribute("data-sentiments")),
+                "gps_hours": int(found.get_attribute("data-gps-hours")),
+                "vlogs": int(found.get_attribute("data-vlogs")),
+                "colour": found.evaluate("cell => getComputedStyle(cell).backgroundColor"),
+            }
+
+        def expected(user_id: str, day: str) -> dict:
+            counts = api[user_id]["days"].get(day, {})
+            return {k: counts.get(k, 0) for k in ("sentiments", "gps_hours", "vlogs")}
+
+        # The spring change of 2026, chosen with the page's own date filters.
+        page.goto(f"{stack.gateway}/export?study_id={study_id}&since=2026-03-28&until=2026-03-31")
+        shown_days = page.locator(".heatmap thead th[title]")
+        assert shown_days.evaluate_all("cells => cells.map(c => c.title)") == [
+            "2026-03-28", "2026-03-29", "2026-03-30", "2026-03-31"
+        ]  # fmt: skip
+        assert page.locator('.heatmap tr[data-user-id="DST"] td.before').count() == 1  # 03-28
+        for day in ("2026-03-29", "2026-03-30", "2026-03-31"):
+            found = cell("DST", day)
+            assert {k: found[k] for k in ("sentiments", "gps_hours", "vlogs")} == expected(
+                "DST", day
+            )
+        assert cell("DST", "2026-03-29")["gps_hours"] == 23
+
+        # The default view: up to today, who stopped first.
+        page.goto(f"{stack.gateway}/export?study_id={study_id}")
+        listed = page.locator(".stopped-list tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.userId)"
+        )
+        assert listed == ["DST", "P2"]
+        rows = page.locator(".heatmap tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.userId)"
+        )
+        assert rows == ["DST", "P2", "P1", "P3"]
+        autumn = cell("DST", "2026-10-25")
+        assert (autumn["sentiments"], autumn["gps_hours"]) == (1, 25)
+        for day in [d.isoformat() for d in study["days"]]:
+            found = cell("P1", day)
+            assert {k: found[k] for k in ("sentiments", "gps_hours", "vlogs")} == expected(
+                "P1", day
+            )
+        # The measure colours the cells: one sentiment of two expected is a lighter cell
+        # than 25 hours of GPS of 4 expected.
+        by_sentiments = autumn["colour"]
+        page.check('input[name="measure"][value="g"]')
+        assert cell("DST", "2026-10-25")["colour"] == "rgb(8, 48, 107)"
+        assert by_sentiments != "rgb(8, 48, 107)"
+        # Every number is also in the cell's text and tooltip.
+        first_day = study["days"][0].isoformat()
+        found = page.locator(f'.heatmap tr[data-user-id="P1"] td[data-day="{first_day}"]')
+        title = found.get_attribute("title")
+        assert title.startswith(f"P1, {first_day}: ")
+        assert found.inner_text() == "2 sentiments, 4 h with GPS, 0 vlogs"
+        assert "2 sentiments, 4 h with GPS" in title
+        rates = page.locator("#people ~ div table tbody tr").evaluate_all(
+            "rows => Object.fromEntries(rows.map(r => [r.querySelector('th').innerText, "
+            "r.querySelector('[data-rate]').innerText]))"
+        )
+        assert rates["P1"] == "100 %"
+        assert rates["P2"] == f"{100 * api['P2']['rate']:.0f} %"
+        # One colour per emotion on both charts.
+        colours = page.evaluate(
+            """() => {
+                const seen = {};
+                for (const e of document.querySelectorAll('[data-emotion]')) {
+                    const colour = e.tagName === 'polyline' ? e.getAttribute('stroke')
+                                                            : e.getAttribute('fill');
+                    (seen[e.dataset.emotion] ||= new Set()).add(colour);
+                }
+                return Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, [...v]]));
+            }"""
+        )
+        assert set(colours) >= {"happy", "sad", "calm"}
+        assert all(len(shades) == 1 for shades in colours.values())
+        assert len(page.locator('rect[data-emotion="happy"]').all()) == 1
+        assert len(page.locator('polyline[data-emotion="happy"]').all()) == 1
+        page.screenshot(path=str(ARTIFACTS / "cockpit.png"), full_page=True)
+        browser.close()
