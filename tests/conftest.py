@@ -106,6 +106,9 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         EMOGO_MEDIA_MAX_UPLOAD_BYTES=str(16 * 1024 * 1024),
         EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000",
         EMOGO_ENROLMENT_ATTEMPTS_PER_ADDRESS="10000",
+        # Studies with a webhook get their daily notice within a second, retried quickly.
+        EMOGO_NOTICE_CHECK_SECONDS="1",
+        EMOGO_NOTICE_RETRY_SECONDS="0.3",
     ) as running:
         yield running
 

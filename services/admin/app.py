@@ -18,6 +18,7 @@ from services.admin.controllers import (
 from services.admin.enrolment import EnrolmentController, enrolment_limits
 from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
+from services.admin.notices import NoticeController, NoticeSender
 from services.admin.settings import AdminSettings, load_settings
 from services.admin.studies import ParticipantController, StudyController
 from services.admin.tokens import ViewerTokenController
@@ -30,6 +31,17 @@ from services.common.studies import ensure_default_study
 async def default_study(_: Litestar) -> AsyncIterator[None]:
     await ensure_default_study()
     yield
+
+
+@asynccontextmanager
+async def silence_notices(app: Litestar) -> AsyncIterator[None]:
+    """Each study's daily notice of who stopped reporting (services.admin.notices)."""
+    sender = NoticeSender(app.state.settings)
+    sender.start()
+    try:
+        yield
+    finally:
+        await sender.stop()
 
 
 def create_app(settings: AdminSettings | None = None) -> Litestar:
@@ -54,10 +66,11 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             ParticipantController,
             EnrolmentController,
             ViewerTokenController,
+            NoticeController,
         ],
         documents=DOCUMENTS,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,
-        extra_lifespan=[default_study],
+        extra_lifespan=[default_study, silence_notices],
     )
     # Read and checked now, so a broken defaults folder stops the start-up.
     app.state.defaults = services.Defaults(settings.defaults_dir)

@@ -7,6 +7,7 @@ Passwords are stored only as Argon2 hashes and provider keys only encrypted
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pymongo
 from beanie import Document
@@ -115,6 +116,29 @@ class Participant(Document):
         ]
 
 
+class SilenceNotice(Document):
+    """A study's notice of one local day: who stopped reporting since the day before,
+    and its delivery to the study's webhook (services.admin.notices)."""
+
+    study_id: str
+    day: str  # the study's local day it was made on
+    stopped: list[str]  # everyone who had stopped reporting then
+    newly_stopped: list[str]  # those of them the notice is about
+    payload: dict[str, Any]
+    status: str  # "pending", "delivered", "failed", "nothing" (nobody newly stopped)
+    attempts: list[dict[str, Any]] = []  # each: at, outcome, next delay
+    next_attempt_at: datetime | None = None
+    claimed_until: datetime | None = None
+    created_at: datetime
+
+    class Settings:
+        name = "silence_notices"
+        indexes = [
+            IndexModel([("study_id", 1), ("day", 1)], name="study_day_unique", unique=True),
+            IndexModel([("status", 1), ("next_attempt_at", 1)], name="due"),
+        ]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserCredential,
     UserConfig,
@@ -122,4 +146,5 @@ DOCUMENTS: list[type[Document]] = [
     UserSession,
     RateWindow,
     Participant,
+    SilenceNotice,
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -474,3 +474,18 @@ class ViewerTokenIssued(ViewerTokenView, kw_only=True):
     """As listed, plus the token itself: shown this once, stored only as a hash."""
 
     token: str
+
+
+class NoticeAttempt(WireStruct):
+    at: datetime
+    outcome: str  # "delivered", "HTTP 500", "ConnectError", ...
+    retry_in_seconds: float | None = None
+
+
+class NoticeView(WireStruct):
+    day: str  # the study's local day
+    status: Literal["pending", "delivered", "failed", "nothing"]
+    newly_stopped: list[str]
+    stopped: list[str]
+    attempts: list[NoticeAttempt]
+    payload: dict[str, Any]  # what is POSTed to the webhook

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.common.settings import ConfigError, Environment, ServiceSettings, common_fields
+from services.common.settings import (
+    DEFAULT_PORTS,
+    ConfigError,
+    Environment,
+    ServiceSettings,
+    common_fields,
+)
 
 # The defaults shipped with the project: a user config and the template characters.
 SHIPPED_DEFAULTS = Path(__file__).resolve().parent / "defaults"
@@ -34,6 +40,13 @@ class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
     enrolment_code_seconds: float
     enrolment_attempts_per_address: int
     enrolment_attempts_per_study: int
+    # Daily notices of participants who stopped reporting (services.admin.notices): where
+    # the compliance report is read (the gateway), how often studies are checked, and
+    # the first retry's delay (doubling after each failure) and the attempts allowed.
+    gateway_url: str
+    notice_check_seconds: float
+    notice_retry_seconds: float
+    notice_attempts: int
 
     def __repr__(self) -> str:
         return f"AdminSettings(port={self.port}, db={self.db_name!r})"
@@ -71,4 +84,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdminSettings:
         enrolment_attempts_per_study=env.integer(
             "EMOGO_ENROLMENT_ATTEMPTS_PER_STUDY", 60, 1, 100_000
         ),
+        gateway_url=env.http_url(
+            "EMOGO_GATEWAY_URL",
+            f"http://127.0.0.1:{env.port('EMOGO_GATEWAY_PORT', DEFAULT_PORTS['gateway'])}",
+        ),
+        notice_check_seconds=env.number("EMOGO_NOTICE_CHECK_SECONDS", 300.0, 0.2, 86400.0),
+        notice_retry_seconds=env.number("EMOGO_NOTICE_RETRY_SECONDS", 60.0, 0.1, 86400.0),
+        notice_attempts=env.integer("EMOGO_NOTICE_ATTEMPTS", 8, 1, 50),
     )

@@ -1,0 +1,148 @@
+"""The daily notice of participants who stopped reporting, POSTed to a study's webhook:
+a real HTTP receiver that fails twice gets the same notice a third time, once a day,
+and the webhook's secret path is never shown."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from services.admin.notices import newly_stopped, retry_delay
+from tests.conftest import Stack
+from tests.support import wait_until
+
+
+class Receiver:
+    """A webhook receiver on a free port: answers 500 to the first `failures` POSTs."""
+
+    def __init__(self, failures: int) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(json.loads(body))
+                receiver.paths.append(self.path)
+                status = 500 if len(receiver.received) <= failures else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Any:
+    running = Receiver(failures=2)
+    yield running
+    running.close()
+
+
+def _enrolled_token(stack: Stack, study_id: str, user_id: str) -> dict[str, str]:
+    with stack.client("admin") as admin, stack.client() as phone:
+        [issued] = admin.post(
+            f"/api/studies/{study_id}/participants", json={"user_ids": [user_id]}
+        ).json()["participants"]
+        token = phone.post("/api/enrol", json={"study_id": study_id, "code": issued["code"]})
+        return {"Authorization": f"Bearer {token.json()['token']}"}
+
+
+def test_a_notice_is_retried_until_delivered_once_a_day(stack: Stack, receiver: Receiver) -> None:
+    study_id = f"notices-{uuid.uuid4().hex[:8]}"
+    with stack.client("admin") as admin:
+        created = admin.post(
+            "/api/studies",
+            json={"study_id": study_id, "name": "Notices", "time_zone": "UTC"},
+        )
+        assert created.status_code == 201
+    now = datetime.now(UTC)
+    for user_id, days_ago in (("quiet", 5), ("busy", 1)):
+        headers = _enrolled_token(stack, study_id, user_id)
+        when = (now - timedelta(days=days_ago)).isoformat()
+        with stack.client() as phone:
+            sent = phone.post(
+                "/api/sentiments",
+                json={"user_id": user_id, "emotion": "calm", "intensity": 0.5, "timestamp": when},
+                headers=headers,
+            )
+            assert sent.status_code == 201
+    secret_path = f"/hook/{uuid.uuid4().hex}"
+    with stack.client("admin") as admin:
+        changed = admin.patch(
+            f"/api/studies/{study_id}", json={"webhook_url": receiver.url + secret_path}
+        )
+        assert changed.status_code == 200
+        # Only where notices go is shown: the rest of the URL is the receiver's secret.
+        assert changed.json()["webhook"] == "http://127.0.0.1/…"
+        assert secret_path not in changed.text
+    with stack.client("viewer") as viewer:
+        assert secret_path not in viewer.get("/api/studies").text
+
+    wait_until(lambda: len(receiver.received) >= 3, 30, "the notice to be delivered")
+    first, second, third = receiver.received[:3]
+    assert first == second == third  # the same notice each time
+    assert receiver.paths[0] == secret_path
+    assert first["event"] == "participants_stopped_reporting"
+    assert (first["study_id"], first["time_zone"]) == (study_id, "UTC")
+    assert first["day"] == datetime.now(UTC).date().isoformat()
+    [quiet] = first["newly_stopped"]
+    assert quiet["user_id"] == "quiet"
+    assert quiet["silent_days"] == 4
+    assert quiet["last_sentiment"].startswith((now - timedelta(days=5)).date().isoformat())
+    assert first["still_stopped"] == []
+
+    with stack.client("admin") as admin:
+
+        def delivered() -> bool:
+            notices = admin.get(f"/api/studies/{study_id}/notices").json()
+            return notices[0]["status"] == "delivered"
+
+        wait_until(delivered, 10, "the notice to be marked delivered")
+        [notice] = admin.get(f"/api/studies/{study_id}/notices").json()
+        assert [a["outcome"] for a in notice["attempts"]] == ["HTTP 500", "HTTP 500", "delivered"]
+        # A doubling delay after each failure.
+        assert [a.get("retry_in_seconds") for a in notice["attempts"]] == [0.3, 0.6, None]
+        assert notice["newly_stopped"] == ["quiet"]
+        with stack.client("viewer") as viewer:
+            assert viewer.get(f"/api/studies/{study_id}/notices").status_code == 403
+    # Three more checks pass (one a second): nothing more is sent today.
+    time.sleep(3)
+    assert len(receiver.received) == 3
+
+
+def test_only_those_not_in_the_last_notice_are_new() -> None:
+    assert newly_stopped(["a", "b", "c"], ["b"]) == ["a", "c"]
+    assert newly_stopped(["a"], ["a", "z"]) == []
+    assert newly_stopped([], ["a"]) == []
+    assert [retry_delay(n, 30) for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
+
+
+def test_bad_webhook_urls_are_refused(admin: httpx.Client) -> None:
+    study_id = f"hooks-{uuid.uuid4().hex[:8]}"
+    assert admin.post("/api/studies", json={"study_id": study_id, "name": "H"}).status_code == 201
+    for bad in ("ftp://example.org/x", "not a url", "javascript:alert(1)"):
+        answer = admin.patch(f"/api/studies/{study_id}", json={"webhook_url": bad})
+        assert answer.status_code in (400, 422)
+        assert "webhook_url" in answer.text
+    cleared = admin.patch(f"/api/studies/{study_id}", json={"webhook_url": ""})
+    assert cleared.json()["webhook"] is None
