@@ -8,10 +8,13 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
+from xstatic.pkg import leaflet
 
 from services.common.app import build_app
 from services.common.openapi import GATEWAY_ERRORS
+from services.common.validation import ANY_QUERY
 from services.gateway.controllers import (
     PROXY_MOUNTS,
     ComplianceController,
@@ -44,6 +47,13 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             PagesController,
             ExportController,
             ComplianceController,
+            create_static_files_router(
+                path="/static/leaflet",
+                directories=[Path(leaflet.BASE_DIR)],
+                name="leaflet",
+                include_in_schema=False,
+                opt={ANY_QUERY: True},
+            ),
             *PROXY_MOUNTS,
         ],
         documents=None,

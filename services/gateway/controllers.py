@@ -18,7 +18,7 @@ from litestar.response import Stream, Template
 from litestar.types import Receive, Scope, Send
 
 from services.common.auth import READERS, requires
-from services.common.errors import NotFound, ServiceUnavailable
+from services.common.errors import NotFound, ServiceUnavailable, field_error
 from services.common.filters import InstantFilter, ParticipantFilter, StudyFilter, time_span
 from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
 from services.common.pagination import decode_cursor
@@ -43,6 +43,7 @@ from services.gateway.export import (
     merge_participants,
     section,
 )
+from services.gateway.maps import as_script_data, fallback_svg, read_track
 from services.gateway.schemas import ComplianceReport, GatewayHealth
 from services.gateway.services import ROUTES, ReverseProxy
 from services.gateway.settings import GatewaySettings
@@ -345,6 +346,46 @@ class ExportController(Controller):
                 "heatmap_days": days,
                 "rates": rates,
                 "cockpit_query": urlencode(who),
+            },
+        )
+
+    @get(
+        "/export/map",
+        operation_id="mapPage",
+        media_type=MediaType.HTML,
+        include_in_schema=False,
+        opt={ANY_QUERY: True},
+    )
+    async def map_page(self, request: Request, filters: ExportFilters) -> Template:
+        """One participant's GPS track on a map, a colour per local day."""
+        user_id = filters["user_id"]
+        if not user_id:
+            raise field_error("user_id", "name the participant whose track to show")
+        api = _api(request)
+        settings: GatewaySettings = request.app.state.settings
+        studies, problem = await section(api.json("admin", "/api/studies"))
+        zone = page_time_zone(studies or [], filters["study_id"], settings.display_timezone)
+        tiles = None
+        if settings.map_tiles:
+            tiles = {"url": settings.map_tiles, "attribution": settings.map_attribution}
+        fixes = api.records("gps", {k: v for k, v in filters.items() if v})
+        try:
+            track, drawn = await read_track(fixes, user_id, zone, tiles)
+        except ServiceDown as down:
+            raise ServiceUnavailable(
+                f"The {down.service} service is not answering", extra={"service": down.service}
+            ) from None
+        back = {k: v for k, v in filters.items() if v and k != "user_id"}
+        return Template(
+            template_name="map.html.j2",
+            context={
+                "track": track,
+                "track_data": as_script_data(track),
+                "fallback": fallback_svg(drawn),
+                "problems": [problem] if problem else [],
+                "zone": zone,
+                "local": lambda value: local_time(value, zone),
+                "back": urlencode(back),
             },
         )
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from services.common.settings import (
     DEFAULT_PORTS,
     SERVICE_NAMES,
+    ConfigError,
     Environment,
     ServiceSettings,
     common_fields,
 )
+
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = "© OpenStreetMap contributors"
 
 
 class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
@@ -25,6 +30,10 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     write_timeout: float
     health_timeout: float
     max_upstream_connections: int
+    # Map tiles for the export page's GPS maps ({z}/{x}/{y} URL; "" turns them off:
+    # the offline drawing is shown), and the credit their provider requires.
+    map_tiles: str
+    map_attribution: str
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -43,4 +52,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         write_timeout=env.number("EMOGO_GATEWAY_WRITE_TIMEOUT", 300.0, 0.1, 3600.0),
         health_timeout=env.number("EMOGO_GATEWAY_HEALTH_TIMEOUT", 2.0, 0.1, 60.0),
         max_upstream_connections=env.integer("EMOGO_GATEWAY_MAX_CONNECTIONS", 200, 1, 10000),
+        map_tiles=_tile_url(env.raw("EMOGO_MAP_TILES")),
+        map_attribution=env.text("EMOGO_MAP_ATTRIBUTION", OSM_ATTRIBUTION),
     )
+
+
+def _tile_url(value: str | None) -> str:
+    """EMOGO_MAP_TILES: OpenStreetMap's tiles when unset, none when "off"."""
+    if value is None:
+        return OSM_TILES
+    if value.lower() == "off":
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError("EMOGO_MAP_TILES", f"must be an http(s) URL or off, got {value!r}")
+    if not all(f"{{{name}}}" in value for name in "zxy"):
+        raise ConfigError("EMOGO_MAP_TILES", "must contain {z}, {x} and {y}")
+    return value
