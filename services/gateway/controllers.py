@@ -145,11 +145,13 @@ PeopleCursor = Annotated[str | None, QueryParameter(max_length=200, description=
 
 def _api(request: Request) -> ServiceApi:
     proxy: ReverseProxy = request.app.state.proxy
+    settings: GatewaySettings = request.app.state.settings
     return ServiceApi(
         session=proxy.session,
         upstreams=proxy.upstreams,
         authorization=request.headers.get("authorization"),
         request_id=request.scope.get("state", {}).get("request_id"),
+        fallback_zone=settings.display_timezone,
     )
 
 

@@ -26,6 +26,7 @@ from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 from yarl import URL
 
 from services.common.errors import AppError, BadGateway
+from services.common.studies import StudyZones, row_study
 from services.gateway.balancing import Replicas
 
 RECORDS_PER_PAGE = 1000
@@ -33,17 +34,17 @@ RECORDS_PER_PAGE = 1000
 ZIP_CHUNK_BYTES = 1024 * 1024
 KINDS = ("sentiments", "gps", "vlogs")
 SENTIMENT_COLUMNS = (
-    "_id", "user_id", "timestamp", "emotion", "intensity", "note", "context", "client_id",
-    "received_at",
+    "_id", "study_id", "user_id", "timestamp", "local_date", "emotion", "intensity", "note",
+    "context", "client_id", "received_at",
 )  # fmt: skip
 GPS_COLUMNS = (
-    "_id", "user_id", "timestamp", "latitude", "longitude", "altitude", "accuracy", "speed",
-    "heading", "location_name", "client_id", "received_at",
+    "_id", "study_id", "user_id", "timestamp", "local_date", "latitude", "longitude",
+    "altitude", "accuracy", "speed", "heading", "location_name", "client_id", "received_at",
 )  # fmt: skip
 VLOG_COLUMNS = (
-    "_id", "user_id", "timestamp", "title", "description", "duration", "width", "height", "fps",
-    "codec", "container", "file_size", "sha256", "original_name", "has_file", "video_url",
-    "download_url", "uploaded_at", "zip_path",
+    "_id", "study_id", "user_id", "timestamp", "local_date", "title", "description",
+    "duration", "width", "height", "fps", "codec", "container", "file_size", "sha256",
+    "original_name", "has_file", "video_url", "download_url", "uploaded_at", "zip_path",
 )  # fmt: skip
 COLUMNS = {"sentiments": SENTIMENT_COLUMNS, "gps": GPS_COLUMNS, "vlogs": VLOG_COLUMNS}
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
@@ -94,7 +95,10 @@ class ServiceApi:
     upstreams: dict[str, Replicas]
     authorization: str | None
     request_id: str | None = None
+    # The zone of studies without one (EMOGO_DISPLAY_TIMEZONE): records' local dates.
+    fallback_zone: str = "UTC"
     headers: dict[str, str] = field(init=False)
+    _zones: StudyZones | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.headers = {}
@@ -160,8 +164,25 @@ class ServiceApi:
             else:
                 response.close()
 
+    async def zones(self) -> StudyZones:
+        """Each study's time zone, as the admin API lists the studies (read once)."""
+        if self._zones is None:
+            studies = await self.json("admin", "/api/studies")
+            names = {row_study(s["study_id"]): s["days_time_zone"] for s in studies}
+            self._zones = StudyZones(names, self.fallback_zone)
+        return self._zones
+
     async def records(self, kind: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Every record of `kind` matching `filters`, oldest first."""
+        """Every record of `kind` matching `filters`, oldest first, each with its
+        `local_date`: the day it was recorded on in its study's time zone."""
+        zones = await self.zones()
+        async for record in self._records(kind, filters):
+            zone = zones.zone(record.get("study_id"))
+            instant = datetime.fromisoformat(record["timestamp"])
+            record["local_date"] = instant.astimezone(zone).date().isoformat()
+            yield record
+
+    async def _records(self, kind: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         if kind == "vlogs":
             cursor: str | None = None
             while True:
@@ -300,6 +321,8 @@ def video_path(vlog: dict[str, Any]) -> str:
 ZIP_README = """EmoGo export
 
 sentiments.csv, gps.csv, vlogs.csv: one row per record, UTF-8, times in UTC (ISO 8601).
+  study_id: the study the record belongs to; local_date: the day it was recorded on in
+  that study's time zone (daily figures on the export page use these days).
   sentiments: emotion label (lower-case), intensity 0..1, optional note and context.
   gps: latitude/longitude (WGS 84), altitude and accuracy in metres, speed m/s,
        heading degrees (empty when unknown), location_name.

@@ -12,6 +12,7 @@ from beanie import Document
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.errors import field_error
+from services.common.studies import DEFAULT_STUDY
 from services.ingest.models import GpsFix, Sentiment
 from services.ingest.schemas import GpsFixIn, GpsFixOut, SentimentIn, SentimentOut
 
@@ -50,6 +51,9 @@ class TelemetryKind:
 
     def to_wire(self, document: dict[str, Any]) -> Any:
         document["_id"] = str(document["_id"])
+        # Records of the study `default` carry none (they predate studies, or came with
+        # a global token).
+        document["study_id"] = document.get("study_id") or DEFAULT_STUDY
         return msgspec.convert(document, self.record_out)
 
 

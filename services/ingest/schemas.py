@@ -62,6 +62,7 @@ class GpsFixIn(WireStruct):
 
 class SentimentOut(WireStruct):
     id: str = msgspec.field(name="_id")
+    study_id: str
     user_id: str
     emotion: str
     intensity: float
@@ -74,6 +75,7 @@ class SentimentOut(WireStruct):
 
 class GpsFixOut(WireStruct):
     id: str = msgspec.field(name="_id")
+    study_id: str
     user_id: str
     latitude: float
     longitude: float

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
@@ -342,3 +343,18 @@ def test_the_cockpit_in_a_real_browser(stack: Stack, viewer: httpx.Client, study
         assert len(page.locator('polyline[data-emotion="happy"]').all()) == 1
         page.screenshot(path=str(ARTIFACTS / "cockpit.png"), full_page=True)
         browser.close()
+
+
+def test_exports_stay_utc_with_the_study_s_local_date(viewer: httpx.Client, study: dict) -> None:
+    params = {"study_id": study["study_id"], "user_id": "DST"}
+    answer = viewer.get("/api/export/sentiments.csv", params=params)
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert [(r["study_id"], r["timestamp"][:16], r["local_date"]) for r in rows] == [
+        (study["study_id"], "2026-03-28T23:30", "2026-03-29"),
+        (study["study_id"], "2026-03-28T23:30", "2026-03-29"),
+        (study["study_id"], "2026-10-24T22:30", "2026-10-25"),
+    ]
+    lines = viewer.get("/api/export/gps.ndjson", params=params).text.splitlines()
+    first = json.loads(lines[0])
+    assert first["timestamp"].startswith("2026-03-28T23:20")  # 00:20 in Berlin
+    assert first["local_date"] == "2026-03-29"
