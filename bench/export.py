@@ -10,6 +10,15 @@ gateway with telemetry (100k records by default, in batches of 1000) and vlogs
 
     .venv/bin/python bench/export.py [--records 100000] [--vlogs 1000] [--videos 10]
                                      [--video-mb 100]
+
+With `--semester`, the TA's cockpit on a semester of one class instead (the data set
+of bench/semester.py: 60 participants x 120 days, GPS every 10 minutes while awake,
+and 2,000 vlogs): the median time of `/export` (target under 300 ms) and of one
+participant's map page (under 500 ms), each next to the plain read it cannot be
+cheaper than, in the same run: the participants' table API for the page, the NDJSON
+stream of that participant's fixes for the map.
+
+    .venv/bin/python bench/export.py --semester [--participants 60] [--days 120]
 """
 
 from __future__ import annotations
@@ -20,12 +29,14 @@ import itertools
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from gridfs import AsyncGridFSBucket
 from media import MiB, build_video, gateway_upload
 from pymongo import AsyncMongoClient
+from semester import semester_stack, timed, verdict
 from support import bearer, throwaway_stack
 
 from tests.support import PeakMemory
@@ -134,6 +145,67 @@ async def run(config, gateway_pid: int, folder: Path, args: argparse.Namespace) 
           f"peak {memory.peak / MiB:.0f} MiB (aim: < 150)")  # fmt: skip
 
 
+def semester(participants: int, days: int, vlogs: int) -> None:
+    with semester_stack(participants, days) as (config, _):
+        gateway = config.url("gateway")
+        began = time.perf_counter()
+        with httpx.Client(base_url=gateway, headers=bearer(config, "device"), timeout=60) as phone:
+            first = datetime.now(UTC) - timedelta(days=days)
+            for n in range(vlogs):
+                when = first + timedelta(days=n * days / vlogs, hours=20)
+                answer = phone.post(
+                    "/api/vlogs",
+                    json={
+                        "user_id": f"P{n % participants + 1:03d}",
+                        "video_url": f"https://videos.example.org/{n}.mp4",
+                        "title": f"Diary {n}",
+                        "timestamp": when.isoformat(),
+                    },
+                )
+                assert answer.status_code == 201, answer.text
+        print(f"recorded {vlogs} vlogs in {time.perf_counter() - began:.0f} s", flush=True)
+        with httpx.Client(
+            base_url=gateway, headers=bearer(config, "viewer"), timeout=600
+        ) as viewer:
+            someone = viewer.get("/api/telemetry/participants", params={"limit": 1}).json()
+            user_id = someone["participants"][0]["user_id"]
+            fixes = viewer.get("/api/gps/count", params={"user_id": user_id}).json()["count"]
+            rows = [
+                ("/export (the cockpit)", "/export", {}, 0.300),
+                (
+                    "  reference: /api/telemetry/participants",
+                    "/api/telemetry/participants",
+                    {},
+                    None,
+                ),
+                ("/api/telemetry/compliance", "/api/telemetry/compliance", {}, None),
+                (f"map of {user_id} ({fixes} fixes)", "/export/map", {"user_id": user_id}, 0.500),
+                (
+                    "  reference: their fixes as NDJSON",
+                    "/api/gps/stream",
+                    {"user_id": user_id},
+                    None,
+                ),
+            ]
+            measured = {}
+            for label, path, params, target in rows:
+                seconds = timed(viewer, path, params, runs=7)
+                measured[path] = seconds
+                note = (
+                    f"  (target {target * 1000:.0f} ms: {verdict(seconds < target)})"
+                    if target
+                    else ""
+                )
+                print(f"{label:<48}{seconds * 1000:8.1f} ms{note}", flush=True)
+            page = measured["/export"] / measured["/api/telemetry/participants"]
+            track = measured["/export/map"] / measured["/api/gps/stream"]
+            print(
+                f"/export is {page:.1f}x the participants' table; "
+                f"the map {track:.1f}x the stream of its fixes",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,7 +214,13 @@ def main() -> None:
     parser.add_argument("--vlogs", type=int, default=1000, help="small vlogs")
     parser.add_argument("--videos", type=int, default=10, help="large videos for the ZIP")
     parser.add_argument("--video-mb", type=int, default=100, help="size of each large video")
+    parser.add_argument("--semester", action="store_true", help="the cockpit on a semester")
+    parser.add_argument("--participants", type=int, default=60, help="with --semester")
+    parser.add_argument("--days", type=int, default=120, help="with --semester")
     args = parser.parse_args()
+    if args.semester:
+        semester(args.participants, args.days, vlogs=2000)
+        return
     with tempfile.TemporaryDirectory(prefix="emogo-bench-export-") as folder:
         limit = str((args.video_mb + 64) * MiB)
         with throwaway_stack(EMOGO_MEDIA_MAX_UPLOAD_BYTES=limit) as (config, supervisor):

@@ -24,8 +24,11 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from beanie import init_beanie
@@ -154,13 +157,10 @@ def measure(gateway: str, headers: dict[str, str], participants: int, days: int)
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--participants", type=int, default=60)
-    parser.add_argument("--days", type=int, default=120)
-    args = parser.parse_args()
+@contextmanager
+def semester_stack(participants: int, days: int) -> Iterator[tuple[Any, str]]:
+    """A stack on a fresh embedded database holding the semester's telemetry, with its
+    rollups counted: yields the stack's config and the database URI."""
     with tempfile.TemporaryDirectory(prefix="emogo-semester-") as folder:
         port = free_port()
         database = subprocess.Popen(
@@ -172,7 +172,7 @@ def main() -> None:
         try:
             wait_until(mongo_ready(uri), 30, "SecantusDB")
             began = time.perf_counter()
-            moods, fixes = load(uri, args.participants, args.days)
+            moods, fixes = load(uri, participants, days)
             print(
                 f"stored {moods} sentiments and {fixes} GPS fixes in "
                 f"{time.perf_counter() - began:.0f} s",
@@ -191,12 +191,21 @@ def main() -> None:
                     f"indexes built and rollups counted in {time.perf_counter() - began:.0f} s",
                     flush=True,
                 )
-                measure(
-                    config.url("gateway"), bearer(config, "viewer"), args.participants, args.days
-                )
+                yield config, uri
         finally:
             database.terminate()
             database.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--participants", type=int, default=60)
+    parser.add_argument("--days", type=int, default=120)
+    args = parser.parse_args()
+    with semester_stack(args.participants, args.days) as (config, _):
+        measure(config.url("gateway"), bearer(config, "viewer"), args.participants, args.days)
 
 
 if __name__ == "__main__":

@@ -172,3 +172,42 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
         await client.close()
 
     asyncio.run(scenario())
+
+
+def test_a_study_moved_to_another_zone_is_recounted(mongodb_uri: str, db_name: str) -> None:
+    async def scenario() -> None:
+        client: AsyncMongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True)
+        database = client[db_name]
+        await init_beanie(database=database, document_models=[*DOCUMENTS, Study])
+        study_id = "moving-study"
+        await database["studies"].insert_one(
+            {"study_id": study_id, "name": "M", "time_zone": "UTC", "status": "active"}
+        )
+        # 23:30 UTC: that day in UTC, the next one in Taipei.
+        late = sentiment("mover", 0, 23, BASE, "calm", study_id)
+        late["timestamp"] += timedelta(minutes=30)
+        late["received_at"] = datetime.now(UTC) - timedelta(minutes=5)
+        await SENTIMENTS.collection.insert_one(late)
+        folder = folding.RollupFolder(settle_seconds=1, fallback_zone="UTC")
+
+        async def local_days() -> list[str]:
+            rows = await rollups.rollup_rows({"study_id": study_id}, rollups.DAILY)
+            assert rows is not None
+            return sorted(row["local_day"] for row in rows if row["user_id"] == "mover")
+
+        await folder.step()  # the first count
+        assert await local_days() == ["2026-03-01"]
+        state = await rollups.read_state()
+        assert folding.moved_studies(state, await StudyZones.load("UTC")) == []
+
+        await database["studies"].update_one(
+            {"study_id": study_id}, {"$set": {"time_zone": "Asia/Taipei"}}
+        )
+        zones = await StudyZones.load("UTC")
+        assert folding.moved_studies(await rollups.read_state(), zones) == [study_id]
+        await folder.step()  # sees the move: recounts
+        assert await local_days() == ["2026-03-02"]
+        assert (await rollups.read_state())["zones"][study_id] == "Asia/Taipei"
+        await client.close()
+
+    asyncio.run(scenario())
