@@ -166,3 +166,12 @@ def test_ingest_and_media_run_two_replicas_behind_the_gateway(compose: dict) -> 
     # Each media replica keeps its temporary files on a volume of its own.
     assert "media-2-tmp:/data/tmp" in services["media-2"]["volumes"]
     assert "media-2-tmp" in compose["volumes"]
+
+
+def test_every_service_counts_days_alike_and_admin_reaches_the_gateway(compose: dict) -> None:
+    """Local days of studies without a zone come from EMOGO_DISPLAY_TIMEZONE: a service
+    with another value would count other days; the daily notices read the gateway."""
+    apps = ("ingest", "ingest-2", "media", "media-2", "admin", "gateway")
+    zones = {compose["services"][name]["environment"]["EMOGO_DISPLAY_TIMEZONE"] for name in apps}
+    assert zones == {"${EMOGO_DISPLAY_TIMEZONE:-UTC}"}
+    assert compose["services"]["admin"]["environment"]["EMOGO_GATEWAY_URL"] == "http://gateway:8000"
