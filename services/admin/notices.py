@@ -15,8 +15,6 @@ logged nor shown, only its host.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +24,7 @@ import httpx
 from litestar import Controller, get
 from litestar.params import FromPath
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from services.admin.access import ADMIN_ONLY
 from services.admin.models import SilenceNotice
@@ -35,6 +33,7 @@ from services.admin.settings import AdminSettings
 from services.common.errors import NotFound
 from services.common.localdays import local_today, zone_named
 from services.common.openapi import error_responses
+from services.common.periodic import Periodic
 from services.common.studies import Study, StudyStatus
 from services.common.timestamps import stored_now
 
@@ -66,8 +65,10 @@ class NoticeSender:
 
     def __init__(self, settings: AdminSettings) -> None:
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS)
+        self._periodic = Periodic(
+            "silence notices", self.step, settings.notice_check_seconds, logger
+        )
 
     async def step(self) -> None:
         now = stored_now()
@@ -198,24 +199,11 @@ class NoticeSender:
             return type(problem).__name__
         return "delivered" if answer.is_success else f"HTTP {answer.status_code}"
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.step()
-            except PyMongoError as problem:  # the next check does the same work again
-                logger.warning("silence notices failed", extra={"error": type(problem).__name__})
-            except Exception:
-                logger.exception("silence notices failed")
-            await asyncio.sleep(self.settings.notice_check_seconds)
-
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.stop()
         await self._client.aclose()
 
 

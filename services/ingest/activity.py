@@ -11,7 +11,15 @@ from typing import Any
 from services.common.localdays import hour_count, local_day_and_hour
 from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS
-from services.ingest.rollups import DAILY, PARTICIPANT, Key, add_to, at_level, rollup_rows
+from services.ingest.rollups import (
+    DAILY,
+    PARTICIPANT,
+    Key,
+    add_to,
+    at_level,
+    rollup_rows,
+    row_key,
+)
 from services.ingest.schemas import DayActivity, ParticipantActivity
 
 FIELD_OF = {SENTIMENTS.key: "sentiments", GPS_FIXES.key: "gps_fixes"}
@@ -29,7 +37,7 @@ async def participant_activity(
         rows = await _hourly_sums(window, await StudyZones.load(fallback_zone))
     sums: dict[Key, dict[str, Any]] = {}
     for row in rows:
-        add_to(sums, at_level(PARTICIPANT, row_key_of(row)), row)
+        add_to(sums, at_level(PARTICIPANT, row_key(row)), row)
     people: dict[tuple[str, str], ParticipantActivity] = {}
     for key, row in sorted(sums.items()):
         person = people.setdefault(
@@ -56,10 +64,6 @@ async def participant_activity(
         for day in person.days.values():
             day.gps_hours = hour_count(day.gps_hours)
     return list(people.values())
-
-
-def row_key_of(row: dict[str, Any]) -> Key:
-    return Key(*(row.get(field, "") for field in Key._fields))
 
 
 async def _hourly_sums(window: dict[str, Any], zones: StudyZones) -> list[dict[str, Any]]:

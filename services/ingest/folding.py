@@ -27,6 +27,7 @@ import pymongo
 from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from services.common.periodic import Periodic
 from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.common.timestamps import stored_now
 from services.ingest.inserts import DUPLICATE_KEY
@@ -371,7 +372,7 @@ class RollupFolder:
         self.settle = timedelta(seconds=settle_seconds)
         self.fallback_zone = fallback_zone
         self.holder = secrets.token_hex(8)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("rollup fold", self.step, FOLD_SECONDS, logger)
 
     async def hold_lease(self) -> bool:
         now = stored_now()
@@ -412,24 +413,11 @@ class RollupFolder:
         elif upto > mark:
             await fold(mark, upto, zones)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.step()
-            except PyMongoError as problem:  # the next step does the same work again
-                logger.warning("rollup fold failed", extra={"error": type(problem).__name__})
-            except Exception:
-                logger.exception("rollup fold failed")
-            await asyncio.sleep(FOLD_SECONDS)
-
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.stop()
         # Let another worker take over at once.
         with contextlib.suppress(PyMongoError):
             await RollupState.get_pymongo_collection().update_one(

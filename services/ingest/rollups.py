@@ -81,7 +81,8 @@ def _key(kind: TelemetryKind, record: dict[str, Any], local_day: str) -> Key:
 
 
 def row_key(row: dict[str, Any]) -> Key:
-    return Key(*(row[field] for field in KEY_FIELDS))
+    """A row's key; a field it lacks (a sum computed from the records) is ""."""
+    return Key(*(row.get(field, "") for field in KEY_FIELDS))
 
 
 def at_level(level: str, key: Key) -> Key:

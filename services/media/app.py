@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from litestar import Litestar
 
 from services.common.app import build_app
 from services.common.database import INDEX_BUILD_TIMEOUT_SECONDS
+from services.common.periodic import Periodic
 from services.common.workers import WORKER_VARIABLE
 from services.media import services, tus
 from services.media.controllers import ResumableUploadController, VlogController
@@ -59,26 +59,20 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         await asyncio.to_thread(services.clear_temp_dir, settings.temp_dir)
 
         async def tidy_up() -> None:
-            while True:
-                try:
-                    removed = await services.remove_stale_uploads(storage, older)
-                    removed += await app.state.resumable.remove_expired()
-                    if removed:
-                        logger.info("removed abandoned uploads", extra={"count": removed})
-                    # Previews whose worker died mid-way, once their claim has lapsed.
-                    await previews.resume()
-                except Exception:
-                    logger.warning("clean-up of abandoned uploads failed", exc_info=True)
-                await asyncio.sleep(CLEANUP_EVERY_SECONDS)
+            removed = await services.remove_stale_uploads(storage, older)
+            removed += await app.state.resumable.remove_expired()
+            if removed:
+                logger.info("removed abandoned uploads", extra={"count": removed})
+            # Previews whose worker died mid-way, once their claim has lapsed.
+            await previews.resume()
 
         await previews.resume()
-        cleaner = asyncio.create_task(tidy_up())
+        cleaner = Periodic("clean-up of abandoned uploads", tidy_up, CLEANUP_EVERY_SECONDS, logger)
+        cleaner.start()
         try:
             yield
         finally:
-            cleaner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cleaner
+            await cleaner.stop()
             await previews.stop()
 
     return build_app(
