@@ -243,14 +243,17 @@ async def _generated_ids(study_id: str, count: int) -> list[str]:
 
 
 class ParticipantController(Controller):
-    """Participants of one study and their enrolment codes, for the admin only."""
+    """Participants of one study and their enrolment codes: the admin changes them;
+    readers covering the study list them (the compliance report's enrolled participants)."""
 
     path = "/api/studies/{study_id:str}/participants"
     tags = ["studies"]
-    guards = ADMIN_ONLY
+    # Guards are per handler (a controller's guards add to a handler's): every handler
+    # names its own.
 
     @post(
         "/",
+        guards=ADMIN_ONLY,
         operation_id="enrolParticipants",
         summary="Add participants (ids given, or generated) and issue their enrolment codes",
         operation_class=documented_body(ParticipantsIn),
@@ -300,11 +303,18 @@ class ParticipantController(Controller):
 
     @get(
         "/",
+        guards=READERS_ONLY,
         operation_id="listParticipants",
-        summary="Participants of a study, with the state of their codes (never the codes)",
+        summary="Participants of a study, with the state of their codes (never the codes); "
+        "a study viewer's own studies only (another is 404)",
         responses=STUDY_ERRORS,
     )
-    async def listing(self, study_id: FromPath[str]) -> list[ParticipantView]:
+    async def participants(
+        self, request: Request, study_id: FromPath[str]
+    ) -> list[ParticipantView]:
+        scope = (await caller(request)).study_ids
+        if scope is not None and study_id not in scope:
+            raise NotFound(f"No study {study_id!r}")
         await _stored(study_id)
         now = stored_now()
         cursor = Participant.get_pymongo_collection().find({"study_id": study_id}).sort("user_id")
@@ -312,6 +322,7 @@ class ParticipantController(Controller):
 
     @post(
         "/{user_id:str}/code",
+        guards=ADMIN_ONLY,
         operation_id="reissueEnrolmentCode",
         summary="A new enrolment code for a participant; their current token stops working",
         responses=error_responses(401, 403, 404),
@@ -333,6 +344,7 @@ class ParticipantController(Controller):
 
     @post(
         "/{user_id:str}/withdraw",
+        guards=ADMIN_ONLY,
         operation_id="withdrawParticipant",
         summary="Withdraw a participant: their token and any pending code stop working at once",
         description="Also in a closed study. Withdrawing again changes nothing; what they "

@@ -52,7 +52,7 @@ def heatmap_days(
     first = since or min(date.fromisoformat(p.first_day) for p in compliance.participants)
     last = until or max(
         [date.fromisoformat(s.today) for s in compliance.studies]
-        + [date.fromisoformat(p.last_day) for p in compliance.participants]
+        + [date.fromisoformat(p.last_day) for p in compliance.participants if p.last_day]
     )
     first = max(first, last - timedelta(days=MAX_DAYS - 1))
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
@@ -89,6 +89,8 @@ def heatmap(compliance: ComplianceReport, days: list[str], several_studies: bool
         name = escape(person.user_id)
         shown = f"{name} ({escape(person.study_id)})" if several_studies else name
         flag = ' class="stopped"' if person.stopped else ""
+        if person.status == "withdrawn":
+            flag, shown = ' class="withdrawn"', f"{shown} (withdrawn)"
         cells = [f'<tr{flag} data-user-id="{name}"><th scope="row">{shown}</th>']
         for day in days:
             cells.append(_cell(person, day, full))

@@ -16,11 +16,12 @@ import csv
 import io
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
 from services.common.localdays import local_today, zone_named
-from services.common.studies import DEFAULT_SILENT_DAYS
+from services.common.studies import DEFAULT_SILENT_DAYS, DEFAULT_STUDY
 from services.gateway.export import ServiceApi, spreadsheet_safe
 from services.gateway.schemas import (
     ComplianceReport,
@@ -37,7 +38,8 @@ KINDS = (
     ("vlogs", "vlogs_per_week", 1 / 7),
 )
 CSV_COLUMNS = (
-    "study_id", "user_id", "time_zone", "first_day", "last_day", "last_sentiment",
+    "study_id", "user_id", "status", "time_zone", "enrolled_on", "first_day", "last_day",
+    "last_sentiment",
     "last_gps_fix", "last_vlog", "silent_days", "stopped", "days_counted",
     "sentiments", "sentiments_expected", "sentiments_rate",
     "gps_hours", "gps_hours_expected", "gps_hours_rate",
@@ -53,20 +55,29 @@ def report(
     studies: list[dict[str, Any]],
     telemetry: list[dict[str, Any]],
     vlogs: list[dict[str, Any]],
+    enrolled: dict[str, list[dict[str, Any]]],
     now: datetime,
     fallback_zone: str,
 ) -> ComplianceReport:
-    """`studies` as the admin API lists them; `telemetry` and `vlogs` as ingest's and
-    media's activity APIs give them."""
+    """`studies` as the admin API lists them, `enrolled` each study's participants as it
+    lists them; `telemetry` and `vlogs` as ingest's and media's activity APIs give
+    them. An enrolled participant who never sent anything is in the report too: silent
+    since they enrolled."""
     settings = {study["study_id"]: study for study in studies}
     people: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def person(row: dict[str, Any]) -> dict[str, Any]:
-        key = (row["study_id"], row["user_id"])
-        return people.setdefault(key, {"days": {}, "last": {}})
+    def person(study_id: str, user_id: str) -> dict[str, Any]:
+        return people.setdefault(
+            (study_id, user_id), {"days": {}, "last": {}, "status": "active", "since": None}
+        )
 
+    for study_id, participants in enrolled.items():
+        for participant in participants:
+            found = person(study_id, participant["user_id"])
+            found["status"] = participant["status"]
+            found["since"] = _instant(participant.get("enrolled_at") or participant["created_at"])
     for row in telemetry:
-        found = person(row)
+        found = person(row["study_id"], row["user_id"])
         for day, counts in row["days"].items():
             cell = found["days"].setdefault(day, DayCell())
             cell.sentiments += counts.get("sentiments", 0)
@@ -74,7 +85,7 @@ def report(
         found["last"]["sentiment"] = _instant(row.get("last_sentiment"))
         found["last"]["gps_fix"] = _instant(row.get("last_gps_fix"))
     for row in vlogs:
-        found = person(row)
+        found = person(row["study_id"], row["user_id"])
         for day, counts in row["days"].items():
             found["days"].setdefault(day, DayCell()).vlogs += counts["vlogs"]
         found["last"]["vlog"] = _instant(row.get("last_vlog"))
@@ -82,7 +93,6 @@ def report(
     rows = [
         _participant(study_id, user_id, found, settings.get(study_id, {}), now, fallback_zone)
         for (study_id, user_id), found in people.items()
-        if found["days"]
     ]
     rows.sort(
         key=lambda r: (not r.stopped, -r.silent_days if r.stopped else 0, r.study_id, r.user_id)
@@ -113,10 +123,17 @@ def _participant(
     fallback_zone: str,
 ) -> ParticipantCompliance:
     zone = study.get("days_time_zone") or fallback_zone
-    today = date.fromisoformat(local_today(now, zone_named(zone)))
+    local = zone_named(zone)
+    today = date.fromisoformat(local_today(now, local))
     days = dict(sorted(found["days"].items()))
-    first_day, last_day = next(iter(days)), next(reversed(days))
-    silent = max(0, (today - date.fromisoformat(last_day)).days - 1)
+    enrolled_on = local_today(found["since"], local) if found["since"] else None
+    starts = [day for day in (enrolled_on, next(iter(days), None)) if day]
+    first_day = min(starts)
+    last_day = next(reversed(days)) if days else None
+    if last_day is None:  # nothing yet: silent since the day they enrolled
+        silent = max(0, (today - date.fromisoformat(first_day)).days)
+    else:
+        silent = max(0, (today - date.fromisoformat(last_day)).days - 1)
     counted_days = max(0, (today - date.fromisoformat(first_day)).days)
     before_today = [cell for day, cell in days.items() if day < today.isoformat()]
     expectations = study.get("expectations") or {}
@@ -128,17 +145,21 @@ def _participant(
         rate = None if not expected else round(min(1.0, delivered / expected), 4)
         kinds[field] = KindCompliance(delivered=delivered, expected=expected, rate=rate)
     rates = [k.rate for k in kinds.values() if k.rate is not None]
+    active = found["status"] == "active"
     return ParticipantCompliance(
         study_id=study_id,
         user_id=user_id,
+        status=found["status"],
         time_zone=zone,
+        enrolled_on=enrolled_on,
         first_day=first_day,
         last_day=last_day,
         last_sentiment=found["last"].get("sentiment"),
         last_gps_fix=found["last"].get("gps_fix"),
         last_vlog=found["last"].get("vlog"),
         silent_days=silent,
-        stopped=silent >= study.get("silent_after_days", DEFAULT_SILENT_DAYS),
+        # A withdrawn participant is not expected to report.
+        stopped=active and silent >= study.get("silent_after_days", DEFAULT_SILENT_DAYS),
         days_counted=counted_days,
         rate=round(sum(rates) / len(rates), 4) if rates else None,
         days=days,
@@ -153,7 +174,7 @@ def as_csv(compliance: ComplianceReport) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for row in compliance.participants:
         plain = msgspec.to_builtins(row)
-        values = [plain[name] for name in CSV_COLUMNS[:11]]
+        values = [plain[name] for name in CSV_COLUMNS[:13]]
         for field, _, _ in KINDS:
             kind = plain[field]
             values += [kind["delivered"], kind["expected"], kind["rate"]]
@@ -175,4 +196,13 @@ async def read_report(
     )
     if wanted.get("study_id"):
         studies = [study for study in studies if study["study_id"] == wanted["study_id"]]
-    return report(studies, telemetry, vlogs, now, fallback_zone)
+    # `default` enrols nobody: its data comes with the global tokens.
+    enrolling = [study["study_id"] for study in studies if study["study_id"] != DEFAULT_STUDY]
+    lists = await asyncio.gather(
+        *(api.json("admin", f"/api/studies/{quote(s)}/participants") for s in enrolling)
+    )
+    enrolled = {
+        study_id: [p for p in participants if p["user_id"] == wanted.get("user_id", p["user_id"])]
+        for study_id, participants in zip(enrolling, lists, strict=True)
+    }
+    return report(studies, telemetry, vlogs, enrolled, now, fallback_zone)

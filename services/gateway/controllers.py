@@ -27,7 +27,6 @@ from services.common.validation import ANY_QUERY
 from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
 from services.gateway.cockpit import heatmap, heatmap_days, stopped
 from services.gateway.compliance import as_csv, read_report
-from services.gateway.compliance import report as compliance_report
 from services.gateway.export import (
     FORMATS,
     PARTICIPANTS_PER_PAGE,
@@ -226,9 +225,8 @@ class ExportController(Controller):
         studies_task = asyncio.ensure_future(section(api.json("admin", "/api/studies")))
         # The cockpit covers the chosen study and participant, whatever the time filters.
         who = {k: filters[k] for k in ("study_id", "user_id") if filters[k]}
-        activity = asyncio.gather(
-            section(api.json("ingest", "/api/telemetry/activity", who)),
-            section(api.json("media", "/api/vlogs/activity", who)),
+        cockpit = asyncio.ensure_future(
+            section(read_report(api, who, utc_now(), settings.display_timezone))
         )
         others = asyncio.gather(
             section(api.json("ingest", "/api/telemetry/summary", filters)),
@@ -282,14 +280,9 @@ class ExportController(Controller):
         studies = await studies_task
         visible = studies[0] or []
         zone = page_time_zone(visible, filters["study_id"], settings.display_timezone)
-        telemetry_days, vlog_days = await activity
-        shown_studies = [s for s in visible if filters["study_id"] in (None, s["study_id"])]
-        compliance = compliance_report(
-            shown_studies,
-            telemetry_days[0] or [],
-            vlog_days[0] or [],
-            utc_now(),
-            settings.display_timezone,
+        compliance_section = await cockpit
+        compliance = compliance_section[0] or ComplianceReport(
+            generated_at=utc_now(), studies=[], participants=[]
         )
         span = time_span(filters["since"], filters["until"]).get("timestamp", {})
         days = heatmap_days(
@@ -309,8 +302,7 @@ class ExportController(Controller):
                 vlog_people,
                 vlog_page,
                 studies,
-                telemetry_days,
-                vlog_days,
+                compliance_section,
             )
             if problem
         ]

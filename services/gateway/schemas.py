@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from services.common.schemas import WireStruct
 
@@ -46,13 +47,20 @@ class KindCompliance(WireStruct):
 class ParticipantCompliance(WireStruct):
     study_id: str
     user_id: str
+    # "withdrawn" participants are never counted as stopped.
+    status: Literal["active", "withdrawn"]
     time_zone: str
-    first_day: str  # local days, "YYYY-MM-DD"
-    last_day: str
+    # Local days, "YYYY-MM-DD": when they enrolled (null: sent data without enrolling,
+    # as with the global tokens), their first day (enrolment or first record, the
+    # earlier) and the day of their last record (null: none yet).
+    enrolled_on: str | None
+    first_day: str
+    last_day: str | None
     last_sentiment: datetime | None
     last_gps_fix: datetime | None
     last_vlog: datetime | None
-    # Whole local days without any record since the last one (today not counted).
+    # Whole local days without any record since the last one (none yet: since they
+    # enrolled); today is not counted.
     silent_days: int
     stopped: bool  # silent_days reached the study's silent_after_days
     # Whole local days from the first record's to yesterday: what the rates cover.

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
-from tests.support import REPO, TOKENS
+from tests.support import REPO, TOKENS, bearer
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ARTIFACTS = REPO / "test-artifacts"
@@ -358,3 +358,31 @@ def test_exports_stay_utc_with_the_study_s_local_date(viewer: httpx.Client, stud
     first = json.loads(lines[0])
     assert first["timestamp"].startswith("2026-03-28T23:20")  # 00:20 in Berlin
     assert first["local_date"] == "2026-03-29"
+
+
+def test_a_study_viewer_lists_its_own_study_s_participants(stack: Stack, study: dict) -> None:
+    """The compliance report names enrolled participants who never sent anything, so a
+    TA's token reads its studies' participant lists (never their codes)."""
+    with stack.client("admin") as admin:
+        minted = admin.post(
+            "/api/viewer-tokens", json={"name": "TA cockpit", "study_ids": [study["study_id"]]}
+        )
+        assert minted.status_code == 201, minted.text
+        other = admin.post(
+            "/api/studies", json={"study_id": f"other-{uuid.uuid4().hex[:8]}", "name": "O"}
+        )
+    ta = {"Authorization": f"Bearer {minted.json()['token']}"}
+    with stack.client() as client:
+        listed = client.get(f"/api/studies/{study['study_id']}/participants", headers=ta)
+        assert listed.status_code == 200
+        assert {p["user_id"] for p in listed.json()} == {"P1", "P2", "P3", "DST"}
+        assert "code_digest" not in listed.text
+        elsewhere = client.get(f"/api/studies/{other.json()['study_id']}/participants", headers=ta)
+        assert elsewhere.status_code == 404
+        device = client.get(
+            f"/api/studies/{study['study_id']}/participants", headers=bearer("device")
+        )
+        assert device.status_code == 403
+        # The TA's own compliance report covers the study.
+        own = client.get("/api/telemetry/compliance", headers=ta).json()
+        assert {row["user_id"] for row in own["participants"]} == {"P1", "P2", "P3", "DST"}
