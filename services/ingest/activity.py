@@ -1,6 +1,6 @@
 """What arrived from each participant on each local day of their study: the compliance
-heatmap's cells and the last record of each kind, from each participant's rollup sums
-(one row per participant and kind, with its local days), or from the records while
+heatmap's cells and the last record of each kind, from each participant's calendar (one
+rollup row per participant and kind, with its local days), or from the records while
 the rollups are being recounted."""
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from services.common.localdays import hour_count, local_day_and_hour
 from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS
 from services.ingest.rollups import (
+    CALENDAR,
     DAILY,
-    PARTICIPANT,
     Key,
-    add_to,
-    at_level,
+    add_at,
     rollup_rows,
     row_key,
 )
@@ -31,13 +30,13 @@ async def participant_activity(
 ) -> list[ParticipantActivity]:
     """Per participant (of each study) and local day: sentiments, GPS fixes and hours
     with a fix; sorted by study and participant."""
-    level = DAILY if "timestamp" in window else PARTICIPANT
-    rows = await rollup_rows(window, level, with_days=True)
+    level = DAILY if "timestamp" in window else CALENDAR
+    rows = await rollup_rows(window, level)
     if rows is None:
         rows = await _hourly_sums(window, await StudyZones.load(fallback_zone))
     sums: dict[Key, dict[str, Any]] = {}
     for row in rows:
-        add_to(sums, at_level(PARTICIPANT, row_key(row)), row)
+        add_at(CALENDAR, sums, row_key(row), row)
     people: dict[tuple[str, str], ParticipantActivity] = {}
     for key, row in sorted(sums.items()):
         person = people.setdefault(

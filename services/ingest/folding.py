@@ -34,6 +34,7 @@ from services.ingest.inserts import DUPLICATE_KEY
 from services.ingest.kinds import KINDS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal
 from services.ingest.rollups import (
+    CALENDAR,
     DAILY,
     DAY,
     FIELDS,
@@ -43,8 +44,7 @@ from services.ingest.rollups import (
     VERSION,
     WRITE_BATCH,
     Key,
-    add_to,
-    at_level,
+    add_at,
     collection_of,
     count_into,
     folded_before,
@@ -133,11 +133,11 @@ async def fold(start: datetime, upto: datetime, zones: StudyZones) -> int:
             recounted = await _recount_groups(kind, groups, upto, zones, newer_only=True)
             await _write_newer(DAILY, recounted)
         recounted_days: set[str] = set()
-        for level in (PARTICIPANT, DAY):
+        for level in (PARTICIPANT, CALENDAR, DAY):
             sums: dict[Key, dict[str, Any]] = {}
             for key, row in tail.items():
-                add_to(sums, at_level(level, key), row)
-            field = "user_id" if level == PARTICIPANT else "day"
+                add_at(level, sums, key, row)
+            field = "day" if level == DAY else "user_id"
             members = {row[field] for row in await _add_to_rows(level, sums.values(), start, upto)}
             await _recount_totals(kind, level, members, upto)
             if level == DAY:
@@ -231,13 +231,13 @@ async def _recount_totals(
     page skip the days without records."""
     if not members:
         return
-    field = "user_id" if level == PARTICIPANT else "day"
+    field = "day" if level == DAY else "user_id"
     totals: dict[Key, dict[str, Any]] = {}
     daily = DailyRollup.get_pymongo_collection().find(
         {"kind": kind.key, field: {"$in": sorted(members)}}, {"_id": 0}
     )
     async for row in daily:
-        add_to(totals, at_level(level, row_key(row)), row)
+        add_at(level, totals, row_key(row), row)
     writes: list[Any] = upserts(totals.values(), upto, level)
     for member in members:
         kept = {
@@ -246,7 +246,7 @@ async def _recount_totals(
             if getattr(key, field) == member
         }
         # The key's other field is "" at this level; naming it keeps the index in use.
-        other = {"day": ""} if level == PARTICIPANT else {"user_id": ""}
+        other = {"user_id": ""} if level == DAY else {"day": ""}
         group = {"kind": kind.key, "level": level, field: member, **other}
         writes += await _emptied(RollupTotal.get_pymongo_collection(), group, kept)
     for offset in range(0, len(writes), WRITE_BATCH):
@@ -279,10 +279,14 @@ async def recount_all(upto: datetime, zones: StudyZones, keep_lease: Any = None)
                 counted += 1
                 if keep_lease is not None and counted % 50_000 == 0:
                     await keep_lease()
-            per_level: dict[str, dict[Key, dict[str, Any]]] = {PARTICIPANT: {}, DAY: {}}
+            per_level: dict[str, dict[Key, dict[str, Any]]] = {
+                PARTICIPANT: {},
+                CALENDAR: {},
+                DAY: {},
+            }
             for key, row in rows.items():
                 for level, sums in per_level.items():
-                    add_to(sums, at_level(level, key), row)
+                    add_at(level, sums, key, row)
             for level, level_rows in ((DAILY, rows), *per_level.items()):
                 writes = upserts(level_rows.values(), upto, level)
                 for offset in range(0, len(writes), WRITE_BATCH):
@@ -334,7 +338,7 @@ async def delete_rollups_of(user_id: str) -> None:
     }
     await daily.delete_many({"user_id": user_id})
     await RollupTotal.get_pymongo_collection().delete_many(
-        {"level": PARTICIPANT, "user_id": user_id}
+        {"level": {"$in": [PARTICIPANT, CALENDAR]}, "user_id": user_id}
     )
     upto = await folded_before()
     if upto is not None:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pymongo import UpdateOne
+from pymongo import ReplaceOne
 
 from services.common.localdays import local_day_and_hour
 from services.common.studies import StudyZones, row_study
@@ -48,9 +48,9 @@ FIELDS = {
     "intensity": 1,
     "received_at": 1,
 }
-# What the rows hold. Version 2 added the study, 3 the local day and its hours; rows of
-# another version are recounted at start (ensure_rollups).
-VERSION = 3
+# What the rows hold. Version 2 added the study, 3 the local day and its hours, 4 the
+# calendars; rows of another version are recounted at start (ensure_rollups).
+VERSION = 4
 
 
 class Key(NamedTuple):
@@ -64,10 +64,11 @@ class Key(NamedTuple):
 
 KEY_FIELDS = Key._fields
 # Rows per study, participant and day (telemetry_daily); and sums of those
-# (telemetry_totals) per study and participant over all days, and per study and day
-# over all participants. A participant's sums keep, per local day, the records and
-# their hours (`days`): the compliance heatmap reads one row per participant and kind.
-DAILY, PARTICIPANT, DAY = "daily", "participant", "day"
+# (telemetry_totals): per study and participant over all days (per emotion), per study
+# and day over all participants, and each participant's *calendar* (one row per kind,
+# with the records and hours of each local day in `days`: what the compliance heatmap
+# reads, kept apart so that totals and participant tables read small rows).
+DAILY, PARTICIPANT, DAY, CALENDAR = "daily", "participant", "day", "calendar"
 
 
 def _day(instant: datetime) -> str:
@@ -90,14 +91,23 @@ def at_level(level: str, key: Key) -> Key:
     totals (all participants) in its study; the fields a level sums over are ""."""
     if level == PARTICIPANT:
         return key._replace(day="", local_day="")
+    if level == CALENDAR:
+        return key._replace(day="", local_day="", emotion="")
     if level == DAY:
         return key._replace(user_id="")
     return key
 
 
-def add_to(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> None:
+def add_at(level: str, rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> None:
+    """Adds a record or a row to the row of `key` at `level`."""
+    add_to(rows, at_level(level, key), part, calendar=level == CALENDAR)
+
+
+def add_to(
+    rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any], calendar: bool = False
+) -> None:
     """Adds a record or a row (`records`, `intensity_sum`, `first`, `last`, `hours`) to
-    `key`; a participant's sums also keep the part's local day in `days`."""
+    `key`; a `calendar` row also keeps the part's local day, or days, in `days`."""
     row = rows.get(key)
     if row is None:
         row = rows[key] = {
@@ -114,11 +124,13 @@ def add_to(rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> N
     row["last"] = max(row["last"], part["last"])
     if key.local_day:
         row["hours"] |= part.get("hours", 0)
+    elif not calendar:
+        return
     elif part.get("local_day"):
         day = row.setdefault("days", {}).setdefault(part["local_day"], {"records": 0, "hours": 0})
         day["records"] += part["records"]
         day["hours"] |= part.get("hours", 0)
-    else:  # a participant's sums added to another's
+    else:  # a calendar added to another
         for local_day, counts in part.get("days", {}).items():
             day = row.setdefault("days", {}).setdefault(local_day, {"records": 0, "hours": 0})
             day["records"] += counts["records"]
@@ -143,7 +155,7 @@ def count_into(
         "local_day": local_day,
         "hours": 1 << hour,
     }
-    add_to(rows, at_level(level, _key(kind, record, local_day)), part)
+    add_at(level, rows, _key(kind, record, local_day), part)
 
 
 def received_before(instant: datetime) -> dict[str, Any]:
@@ -156,7 +168,9 @@ def upserts(
     folded_to: datetime,
     level: str = DAILY,
     newer_only: bool = False,
-) -> list[UpdateOne]:
+) -> list[ReplaceOne]:
+    """Writes that make each row exactly `row`: replaced whole, so that no field of an
+    older version of the rows outlives a recount."""
     fields = KEY_FIELDS + (("level",) if level != DAILY else ())
     # A row already folded past `folded_to` then refuses the write by its unique key.
     newer = {"folded_to": {"$lt": folded_to}} if newer_only else {}
@@ -164,9 +178,9 @@ def upserts(
     for row in rows:
         row = {**row, "level": level} if level != DAILY else row
         writes.append(
-            UpdateOne(
+            ReplaceOne(
                 {**{k: row[k] for k in fields}, **newer},
-                {"$set": {**row, "folded_to": folded_to}},
+                {**row, "folded_to": folded_to},
                 upsert=True,
             )
         )
@@ -224,11 +238,10 @@ async def rollup_rows(
     window: dict[str, Any],
     level: str = DAILY,
     kinds: tuple[TelemetryKind, ...] = KINDS,
-    with_days: bool = False,
 ) -> list[dict[str, Any]] | None:
     """The rows at `level` of `kinds` inside `window`, up to the last acknowledged
-    write (a participant's rows with their local `days` when `with_days`); None when
-    the window needs the records (mid-day bounds, other filters, no rollups yet)."""
+    write; None when the window needs the records (mid-day bounds, other filters, no
+    rollups yet)."""
     if set(window) - {"user_id", "timestamp", "study_id"}:
         return None
     days = _day_bounds(window)
@@ -252,8 +265,7 @@ async def rollup_rows(
     if days:
         query["day"] = days
     rows: dict[Key, dict[str, Any]] = {}
-    hidden = {"_id": 0, "level": 0, **({} if with_days else {"days": 0})}
-    async for row in collection_of(level).find(query, hidden):
+    async for row in collection_of(level).find(query, {"_id": 0, "level": 0}):
         rows[row_key(row)] = row
     # A row newer than the mark is being folded right now: then each unfolded record
     # is checked against its row; otherwise the database sums the unfolded records.
@@ -267,10 +279,10 @@ async def rollup_rows(
                 (key,) = mine
                 row = rows.get(key)
                 if row is None or record["received_at"] >= row.get("folded_to", mark):
-                    add_to(rows, key, mine[key])
+                    add_to(rows, key, mine[key], calendar=level == CALENDAR)
             continue
         for group in await _minute_sums(kind, unfolded, zones):
-            add_to(rows, at_level(level, group["key"]), group)
+            add_at(level, rows, group["key"], group)
     return list(rows.values())
 
 
