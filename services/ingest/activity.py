@@ -50,11 +50,11 @@ async def participant_activity(
             ),
         )
         field = FIELD_OF[key.kind]
-        for local_day, counts in row.get("days", {}).items():
+        for local_day, records in row.get("days", {}).items():
             day = person.days.setdefault(local_day, DayActivity())
-            setattr(day, field, getattr(day, field) + counts["records"])
+            setattr(day, field, getattr(day, field) + records)
             if key.kind == GPS_FIXES.key:
-                day.gps_hours |= counts["hours"]  # a bit mask until the end
+                day.gps_hours |= row["day_hours"][local_day]  # a bit mask until the end
         last = LAST_OF[key.kind]
         if getattr(person, last) is None or row["last"] > getattr(person, last):
             setattr(person, last, row["last"])

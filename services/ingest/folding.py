@@ -192,9 +192,9 @@ def _increment(part: dict[str, Any], upto: datetime) -> dict[str, Any]:
     """The update that adds `part` to its row, hours and local days included."""
     added: dict[str, Any] = {"records": part["records"], "intensity_sum": part["intensity_sum"]}
     hours: dict[str, Any] = {"hours": {"or": part["hours"]}}
-    for local_day, counts in part.get("days", {}).items():  # a participant's sums
-        added[f"days.{local_day}.records"] = counts["records"]
-        hours[f"days.{local_day}.hours"] = {"or": counts["hours"]}
+    for local_day, records in part.get("days", {}).items():  # a calendar
+        added[f"days.{local_day}"] = records
+        hours[f"day_hours.{local_day}"] = {"or": part["day_hours"][local_day]}
     return {
         "$inc": added,
         "$bit": hours,

@@ -100,8 +100,9 @@ class RollupCounts(BaseModel):
     last: datetime
     # Bit h: some record fell in hour h of the local day (counted from its midnight).
     hours: int = 0
-    # A participant's sums only: per local day, {"records": n, "hours": bits}.
-    days: dict[str, dict[str, int]] = {}
+    # A participant's calendar only: per local day, the records and their hours (bits).
+    days: dict[str, int] = {}
+    day_hours: dict[str, int] = {}
     folded_to: datetime
 
 

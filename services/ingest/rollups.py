@@ -126,15 +126,15 @@ def add_to(
         row["hours"] |= part.get("hours", 0)
     elif not calendar:
         return
-    elif part.get("local_day"):
-        day = row.setdefault("days", {}).setdefault(part["local_day"], {"records": 0, "hours": 0})
-        day["records"] += part["records"]
-        day["hours"] |= part.get("hours", 0)
+    days, hours = row.setdefault("days", {}), row.setdefault("day_hours", {})
+    if part.get("local_day"):
+        added = {part["local_day"]: part["records"]}
+        added_hours = {part["local_day"]: part.get("hours", 0)}
     else:  # a calendar added to another
-        for local_day, counts in part.get("days", {}).items():
-            day = row.setdefault("days", {}).setdefault(local_day, {"records": 0, "hours": 0})
-            day["records"] += counts["records"]
-            day["hours"] |= counts["hours"]
+        added, added_hours = part.get("days", {}), part.get("day_hours", {})
+    for local_day, records in added.items():
+        days[local_day] = days.get(local_day, 0) + records
+        hours[local_day] = hours.get(local_day, 0) | added_hours.get(local_day, 0)
 
 
 def count_into(

@@ -64,7 +64,8 @@ async def rows_of(collection: Any) -> list[tuple]:
             row["first"],
             row["last"],
             row["hours"],
-            sorted((day, n["records"], n["hours"]) for day, n in row.get("days", {}).items()),
+            sorted(row.get("days", {}).items()),
+            sorted(row.get("day_hours", {}).items()),
         )
         for row in found
     )
