@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -88,7 +89,7 @@ def report(
         found = person(row["study_id"], row["user_id"])
         for day, counts in row["days"].items():
             found["days"].setdefault(day, DayCell()).vlogs += counts["vlogs"]
-        found["last"]["vlog"] = _instant(row.get("last_vlog"))
+        found["last"]["vlog"] = _instant(row.get("last_recorded"))
 
     rows = [
         _participant(study_id, user_id, found, settings.get(study_id, {}), now, fallback_zone)
@@ -184,15 +185,20 @@ def as_csv(compliance: ComplianceReport) -> bytes:
 
 
 async def read_report(
-    api: ServiceApi, filters: dict[str, Any], now: datetime, fallback_zone: str
+    api: ServiceApi,
+    filters: dict[str, Any],
+    now: datetime,
+    fallback_zone: str,
+    vlogs: Awaitable[Any] | None = None,
 ) -> ComplianceReport:
     """The report for `filters` (study and participant), read with the caller's own
-    credential from admin (studies), ingest and media (activity) at once."""
+    credential from admin (studies), ingest and media (activity) at once; `vlogs`: the
+    same media activity already being read for the same filters."""
     wanted = {k: v for k, v in filters.items() if k in ("study_id", "user_id") and v}
     studies, telemetry, vlogs = await asyncio.gather(
         api.json("admin", "/api/studies"),
         api.json("ingest", "/api/telemetry/activity", wanted),
-        api.json("media", "/api/vlogs/activity", wanted),
+        vlogs or api.json("media", "/api/vlogs/activity", wanted),
     )
     if wanted.get("study_id"):
         studies = [study for study in studies if study["study_id"] == wanted["study_id"]]

@@ -24,14 +24,12 @@ from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
 from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
 from services.common.validation import ANY_QUERY
-from services.gateway.charts import emotion_distribution, gps_track, intensity_over_time
+from services.gateway.charts import emotion_distribution, intensity_over_time
 from services.gateway.cockpit import heatmap, heatmap_days, stopped
 from services.gateway.compliance import as_csv, read_report
 from services.gateway.export import (
     FORMATS,
     PARTICIPANTS_PER_PAGE,
-    TRACK_FIXES,
-    TRACKS_PER_PAGE,
     VLOGS_PER_PAGE,
     ServiceApi,
     ServiceDown,
@@ -41,6 +39,7 @@ from services.gateway.export import (
     local_time,
     merge_participants,
     section,
+    vlog_totals,
 )
 from services.gateway.maps import as_script_data, fallback_svg, read_track
 from services.gateway.schemas import ComplianceReport, GatewayHealth
@@ -213,75 +212,35 @@ class ExportController(Controller):
     ) -> Template:
         api = _api(request)
         settings: GatewaySettings = request.app.state.settings
-        people_task = asyncio.ensure_future(
-            section(
-                api.json(
-                    "ingest",
-                    "/api/telemetry/participants",
-                    {**filters, "limit": PARTICIPANTS_PER_PAGE, "cursor": people_cursor},
-                )
-            )
-        )
-        studies_task = asyncio.ensure_future(section(api.json("admin", "/api/studies")))
-        # The cockpit covers the chosen study and participant, whatever the time filters.
+        # The cockpit covers the chosen study and participant, whatever the time filters;
+        # without time filters, one read of the vlogs serves the cockpit and the table.
         who = {k: filters[k] for k in ("study_id", "user_id") if filters[k]}
-        cockpit = asyncio.ensure_future(
-            section(read_report(api, who, utc_now(), settings.display_timezone))
-        )
-        others = asyncio.gather(
+        vlog_activity = asyncio.ensure_future(api.json("media", "/api/vlogs/activity", filters))
+        same_vlogs = vlog_activity if not (filters["since"] or filters["until"]) else None
+        page_of_people = {**filters, "limit": PARTICIPANTS_PER_PAGE, "cursor": people_cursor}
+        page_of_vlogs = {**filters, "limit": VLOGS_PER_PAGE, "cursor": vlogs_cursor}
+        parts = await asyncio.gather(
+            section(api.json("ingest", "/api/telemetry/participants", page_of_people)),
+            section(api.json("admin", "/api/studies")),
             section(api.json("ingest", "/api/telemetry/summary", filters)),
-            section(api.json("media", "/api/vlogs/count", filters)),
             section(api.json("ingest", "/api/telemetry/timeline", filters)),
-            section(api.json("media", "/api/vlogs/participants", filters)),
-            section(
-                api.get(
-                    "media",
-                    "/api/vlogs",
-                    {**filters, "limit": VLOGS_PER_PAGE, "cursor": vlogs_cursor},
-                )
-            ),
+            section(vlog_activity),
+            section(api.get("media", "/api/vlogs", page_of_vlogs)),
+            section(read_report(api, who, utc_now(), settings.display_timezone, vlogs=same_vlogs)),
         )
-        people = await people_task
+        people, studies, summary, timeline, vlogs, vlog_page, cockpit = parts
         telemetry_page = people[0] or {"participants": [], "next_cursor": None}
         shown = telemetry_page["participants"]
-        # Tracks of the first few participants only, each a query of its own, asked
-        # for while the rest of the page is still being read.
-        with_fixes = [row for row in shown if row["gps_fixes"]][:TRACKS_PER_PAGE]
-        tracks = asyncio.gather(
-            *(
-                section(
-                    api.json(
-                        "ingest",
-                        "/api/gps",
-                        {
-                            **filters,
-                            "user_id": row["user_id"],
-                            "order": "asc",
-                            "limit": TRACK_FIXES,
-                        },
-                    )
-                )
-                for row in with_fixes
-            )
-        )
-        summary, vlog_count, timeline, vlog_people, vlog_page = await others
+        vlog_count, vlog_people = vlog_totals(vlogs[0] or [])
         rows = merge_participants(
             shown,
-            vlog_people[0] or [],
+            vlog_people,
             after=decode_cursor(people_cursor, tuple[str])[0] if people_cursor else None,
             through=shown[-1]["user_id"] if shown and telemetry_page["next_cursor"] else None,
         )
-        track_fixes = await tracks
-        track_pictures = [
-            (row["user_id"], row["gps_fixes"], gps_track(fixes or []))
-            for row, (fixes, _) in zip(with_fixes, track_fixes, strict=True)
-        ]
-        vlogs_response = vlog_page[0]
-        studies = await studies_task
         visible = studies[0] or []
         zone = page_time_zone(visible, filters["study_id"], settings.display_timezone)
-        compliance_section = await cockpit
-        compliance = compliance_section[0] or ComplianceReport(
+        compliance = cockpit[0] or ComplianceReport(
             generated_at=utc_now(), studies=[], participants=[]
         )
         span = time_span(filters["since"], filters["until"]).get("timestamp", {})
@@ -290,37 +249,21 @@ class ExportController(Controller):
             _local_date(span.get("$gte"), zone),
             _local_date(span["$lt"] - ONE_MS, zone) if "$lt" in span else None,
         )
-        rates = {p.user_id: p.rate for p in reversed(compliance.participants)}
-        query = {k: v for k, v in filters.items() if v}
-        problems = [
-            problem
-            for _, problem in (
-                summary,
-                vlog_count,
-                timeline,
-                people,
-                vlog_people,
-                vlog_page,
-                studies,
-                compliance_section,
-            )
-            if problem
-        ]
+        vlogs_response = vlog_page[0]
         return Template(
             template_name="export.html.j2",
             context={
                 "filters": filters,
-                "query": urlencode(query),
-                "problems": list(dict.fromkeys(problems)),
+                "query": urlencode({k: v for k, v in filters.items() if v}),
+                "problems": list(dict.fromkeys(problem for _, problem in parts if problem)),
                 "summary": summary[0],
-                "vlog_count": vlog_count[0],
+                "vlog_count": vlog_count if vlogs[0] is not None else None,
                 "emotion_chart": emotion_distribution(summary[0]["emotions"])
                 if summary[0]
                 else None,
                 "timeline_chart": intensity_over_time(timeline[0] or []),
                 "rows": rows,
                 "people_next": people[0]["next_cursor"] if people[0] else None,
-                "tracks": track_pictures,
                 "vlogs": vlogs_response.json() if vlogs_response else [],
                 "vlogs_next": vlogs_response.headers.get("x-next-cursor")
                 if vlogs_response
@@ -330,15 +273,13 @@ class ExportController(Controller):
                 "local": lambda value: local_time(value, zone),
                 "size": human_bytes,
                 "formats": ("csv", "json", "ndjson"),
-                "track_fixes": TRACK_FIXES,
-                "more_tracks": len([r for r in rows if r["gps_fixes"]]) > TRACKS_PER_PAGE,
                 "compliance": compliance,
                 "stopped": stopped(compliance),
                 "heatmap": heatmap(
                     compliance, days, len({p.study_id for p in compliance.participants}) > 1
                 ),
                 "heatmap_days": days,
-                "rates": rates,
+                "rates": {p.user_id: p.rate for p in reversed(compliance.participants)},
                 "cockpit_query": urlencode(who),
             },
         )

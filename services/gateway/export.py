@@ -429,8 +429,6 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 PARTICIPANTS_PER_PAGE = 25
 VLOGS_PER_PAGE = 12
-TRACK_FIXES = 200
-TRACKS_PER_PAGE = 8
 
 
 def merge_participants(
@@ -465,6 +463,30 @@ def merge_participants(
             }
         )
     return rows
+
+
+def vlog_totals(activity: list[dict[str, Any]]) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """From media's activity rows (per participant of each study): the vlogs' count and
+    bytes, and per participant id their vlogs, first and last recording."""
+    people: dict[str, dict[str, Any]] = {}
+    for row in activity:
+        person = people.setdefault(
+            row["user_id"],
+            {
+                "user_id": row["user_id"],
+                "vlogs": 0,
+                "first_recorded": row["first_recorded"],
+                "last_recorded": row["last_recorded"],
+            },
+        )
+        person["vlogs"] += row["vlogs"]
+        person["first_recorded"] = min(person["first_recorded"], row["first_recorded"])
+        person["last_recorded"] = max(person["last_recorded"], row["last_recorded"])
+    count = {
+        "count": sum(row["vlogs"] for row in activity),
+        "total_bytes": sum(row["total_bytes"] for row in activity),
+    }
+    return count, [people[user_id] for user_id in sorted(people)]
 
 
 def local_time(value: str | datetime | None, zone: str) -> str:

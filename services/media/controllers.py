@@ -250,7 +250,8 @@ class VlogController(Controller):
         "/activity",
         operation_id="vlogActivity",
         guards=[requires(*READERS)],
-        summary="Per participant and local day of their study: vlogs and their seconds",
+        summary="Per participant: vlogs, bytes, seconds, first and last; and per local day of "
+        "their study the vlogs and their seconds",
     )
     async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantVlogDays]:
         zones = await StudyZones.load(_settings(request).display_timezone)

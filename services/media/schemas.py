@@ -106,12 +106,17 @@ class VlogDay(WireStruct):
 
 
 class ParticipantVlogDays(WireStruct):
-    """A participant's vlogs per local day of their study (recorded time)."""
+    """A participant's vlogs (of one study): totals, and per local day of the study
+    (recorded time)."""
 
     user_id: str
     study_id: str
+    vlogs: int
+    total_bytes: int
+    total_duration: float
+    first_recorded: datetime
+    last_recorded: datetime
     days: dict[str, VlogDay]  # by local day, "YYYY-MM-DD"
-    last_vlog: datetime
 
 
 class DeletedVlogs(WireStruct):

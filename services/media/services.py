@@ -216,8 +216,8 @@ async def participants(query: dict[str, Any]) -> list[ParticipantVlogs]:
 
 
 async def activity(query: dict[str, Any], zones: StudyZones) -> list[ParticipantVlogDays]:
-    """Per participant (of each study) and local day of their study: vlogs and their
-    seconds; one grouping per time zone in use."""
+    """Per participant (of each study): totals, and per local day of their study the
+    vlogs and their seconds; one grouping per time zone in use."""
     people: dict[tuple[str, str], ParticipantVlogDays] = {}
     for zone, studies in zones.study_filters().items():
         local_day = {
@@ -226,22 +226,36 @@ async def activity(query: dict[str, Any], zones: StudyZones) -> list[Participant
         grouping = {
             "_id": {"study": "$study_id", "user_id": "$user_id", "day": local_day},
             "n": {"$sum": 1},
+            "bytes": {"$sum": "$size"},
             "duration": {"$sum": "$duration"},
+            "first": {"$min": "$timestamp"},
             "last": {"$max": "$timestamp"},
         }
         pipeline = [{"$match": {"$and": [query, studies]}}, {"$group": grouping}]
         async for row in await collection().aggregate(pipeline):
             study = row["_id"].get("study") or DEFAULT_STUDY
+            seconds = row["duration"] or 0.0
             person = people.setdefault(
                 (study, row["_id"]["user_id"]),
                 ParticipantVlogDays(
-                    user_id=row["_id"]["user_id"], study_id=study, days={}, last_vlog=row["last"]
+                    user_id=row["_id"]["user_id"],
+                    study_id=study,
+                    vlogs=0,
+                    total_bytes=0,
+                    total_duration=0.0,
+                    first_recorded=row["first"],
+                    last_recorded=row["last"],
+                    days={},
                 ),
             )
-            seconds = round(row["duration"] or 0.0, 3)
-            person.days[row["_id"]["day"]] = VlogDay(vlogs=row["n"], seconds=seconds)
-            person.last_vlog = max(person.last_vlog, row["last"])
+            person.vlogs += row["n"]
+            person.total_bytes += row["bytes"] or 0
+            person.total_duration += seconds
+            person.first_recorded = min(person.first_recorded, row["first"])
+            person.last_recorded = max(person.last_recorded, row["last"])
+            person.days[row["_id"]["day"]] = VlogDay(vlogs=row["n"], seconds=round(seconds, 3))
     for person in people.values():
+        person.total_duration = round(person.total_duration, 3)
         person.days = dict(sorted(person.days.items()))
     return [people[key] for key in sorted(people)]
 
