@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 import msgspec
 from bson import ObjectId
 from litestar.params import QueryParameter
-from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.errors import field_error
 
@@ -117,22 +116,6 @@ def next_page_headers(path: str, query: dict[str, Any], cursor: str | None) -> d
     params = {k: v for k, v in query.items() if v is not None and k != "cursor"}
     params["cursor"] = cursor
     return {"Link": f'<{path}?{urlencode(params)}>; rel="next"', "X-Next-Cursor": cursor}
-
-
-async def fetch_page(
-    collection: AsyncCollection,
-    query: dict[str, Any],
-    order: Order,
-    limit: int,
-    cursor: str | None,
-    projection: dict[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of documents sorted by (timestamp, _id), and the next page's cursor
-    when there is one (one document more than the page is read to know)."""
-    if cursor is not None:
-        query = {"$and": [query, TimeCursor.decode(cursor, order).keyset("timestamp")]}
-    found = collection.find(query, projection).sort(time_sort("timestamp", order))
-    return with_next_cursor(await found.limit(limit + 1).to_list(), order, limit)
 
 
 def with_next_cursor(

@@ -31,6 +31,7 @@ from services.common.timestamps import EARLIEST_PLAUSIBLE
 
 FIRST_BAND = timedelta(minutes=1)
 GROWTH = 4
+MAX_BAND = timedelta(days=100 * 366)
 # A planned band aims at this many times the records still wanted.
 PLAN_MARGIN = 1.25
 MAX_PLANNED_DAYS = 400
@@ -143,6 +144,7 @@ class BandedReader:
             if low >= high:
                 break
             width = width or self._planned_width(edge, want - len(found), descending)
+            width = min(width, high - low)  # never past the span (nor the calendar's end)
             if descending:
                 start = max(low, high - width)
                 found += await self._find({"$gte": start, "$lt": high}, order, want - len(found))
@@ -151,7 +153,7 @@ class BandedReader:
                 end = min(high, low + width)
                 found += await self._find({"$gte": low, "$lt": end}, order, want - len(found))
                 low = end
-            width *= GROWTH  # fewer than planned (other filters): look wider
+            width = min(width * GROWTH, MAX_BAND)  # fewer than planned: look wider
         return found
 
     def _planned_width(self, edge: datetime, wanted: int, descending: bool) -> timedelta:

@@ -83,6 +83,18 @@ class Vlog(Document):
                 partialFilterExpression={"sha256": {"$type": "string"}},
             ),
             IndexModel([("state", pymongo.ASCENDING), ("uploaded_at", 1)], name="state_age"),
+            # Lists read ready vlogs one time band at a time (services.common.windows);
+            # an index must name every field of such a query, or the embedded database
+            # reads the whole collection for each band.
+            IndexModel([("state", 1), ("timestamp", 1), ("_id", 1)], name="state_time"),
+            IndexModel(
+                [("state", 1), ("study_id", 1), ("timestamp", 1), ("_id", 1)],
+                name="state_study_time",
+            ),
+            IndexModel(
+                [("state", 1), ("user_id", 1), ("timestamp", 1), ("_id", 1)],
+                name="state_participant_time",
+            ),
         ]
 
 

@@ -17,10 +17,11 @@ from services.common.errors import (
     NotFound,
     field_error,
 )
-from services.common.pagination import Order, fetch_page
+from services.common.pagination import Order, TimeCursor, with_next_cursor
 from services.common.schemas import utc_now
 from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.common.timestamps import recorded_at, stored_now
+from services.common.windows import BandedReader
 from services.media import video
 from services.media.models import WITHOUT_THUMBNAIL, PreviewState, Vlog, VlogState, collection
 from services.media.schemas import (
@@ -36,6 +37,8 @@ if TYPE_CHECKING:  # previews use this module's names; the worker is only passed
     pass
 
 logger = logging.getLogger("emogo.media")
+# Later than any recording time a vlog may carry: the end of a list's time bands.
+LATEST = datetime(9999, 1, 1)
 
 # --- names --------------------------------------------------------------------------
 
@@ -165,8 +168,15 @@ def clear_temp_dir(temp_dir: Path) -> None:
 async def list_page(
     query: dict[str, Any], order: Order, limit: int, cursor: str | None
 ) -> tuple[list[VlogOut], str | None]:
-    vlogs, next_cursor = await fetch_page(
-        collection(), query, order, limit, cursor, WITHOUT_THUMBNAIL
+    """A page of vlogs read in time bands (services.common.windows): its cost follows
+    the page, not every vlog ever recorded."""
+    position = TimeCursor.decode(cursor, order) if cursor is not None else None
+    now = stored_now()
+    reader = BandedReader(
+        collection(), query, LATEST, None, WITHOUT_THUMBNAIL, now=now + timedelta(minutes=1)
+    )
+    vlogs, next_cursor = with_next_cursor(
+        await reader.page(order, limit + 1, position), order, limit
     )
     return [to_wire(v) for v in vlogs], next_cursor
 

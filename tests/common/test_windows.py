@@ -17,6 +17,7 @@ from services.common.windows import BandedReader, DaysWithData
 
 START = datetime(2025, 3, 1)
 CEILING = datetime(2026, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1)
 
 
 def records() -> list[dict]:
@@ -74,8 +75,15 @@ def test_pages_and_walks_match_one_sorted_query(
             # With the days the rollups know, with extra days listed, and with none.
             known = days_of(documents)
             extra = DaysWithData(counts={**known.counts, "2025-03-20": 5})
-            for days in (known, extra, None):
-                reader = BandedReader(collection, query, CEILING, days)
+            # The last: no day counts and no bound but the calendar's end, as vlog
+            # lists read (bands must not grow past the dates Python can hold).
+            for days, ceiling in (
+                (known, CEILING),
+                (extra, CEILING),
+                (None, CEILING),
+                (None, LATEST),
+            ):
+                reader = BandedReader(collection, query, ceiling, days)
                 for limit in (3, 50, 1000):
                     walked, cursor = [], None
                     while True:
