@@ -25,12 +25,9 @@ from services.gateway.schemas import ComplianceReport, DayCell, ParticipantCompl
 # The newest days shown; older ones are in the compliance report.
 MAX_DAYS = 180
 LEVELS = 4
-# Per measure: its letter in CSS classes, its cell field, and how a cell says it.
-MEASURES = (
-    ("s", "sentiments", "{} sentiments"),
-    ("g", "gps_hours", "{} h with GPS"),
-    ("v", "vlogs", "{} vlogs"),
-)
+# Per measure: its letter in CSS classes and its cell field (_cell writes them out).
+MEASURES = (("s", "sentiments"), ("g", "gps_hours"), ("v", "vlogs"))
+EMPTY = DayCell()
 
 
 def _level(value: float, full: float) -> int:
@@ -66,7 +63,7 @@ def _fullness(compliance: ComplianceReport) -> dict[tuple[str, str], float]:
             (getattr(c, field) for p in compliance.participants for c in p.days.values()),
             default=0,
         )
-        for _, field, _ in MEASURES
+        for _, field in MEASURES
     }
     full: dict[tuple[str, str], float] = {}
     for study in compliance.studies:
@@ -92,8 +89,8 @@ def heatmap(compliance: ComplianceReport, days: list[str], several_studies: bool
         if person.status == "withdrawn":
             flag, shown = ' class="withdrawn"', f"{shown} (withdrawn)"
         cells = [f'<tr{flag} data-user-id="{name}"><th scope="row">{shown}</th>']
-        for day in days:
-            cells.append(_cell(person, day, full))
+        fills = tuple(full.get((person.study_id, field), 0) for _, field in MEASURES)
+        cells.extend(_cell(person, name, day, fills) for day in days)
         cells.append("</tr>")
         body.append("".join(cells))
     table = f"<thead>{''.join(head)}</thead><tbody>{''.join(body)}</tbody>"
@@ -109,20 +106,21 @@ def _label(day: str, first: str) -> str:
     return f"{when.day}" if when.weekday() == 0 else ""
 
 
-def _cell(person: ParticipantCompliance, day: str, full: dict[tuple[str, str], float]) -> str:
+def _cell(
+    person: ParticipantCompliance, name: str, day: str, full: tuple[float, float, float]
+) -> str:
+    """One participant-day; `name` is the participant's id, escaped, and `full` what
+    fills a cell of each measure in their study. Written out directly: the heatmap has
+    thousands of cells."""
     if day < person.first_day:
         return '<td class="before"></td>'
-    cell = person.days.get(day, DayCell())
-    classes, words, data = [], [], []
-    for letter, field, wording in MEASURES:
-        value = getattr(cell, field)
-        classes.append(f"{letter}{_level(value, full.get((person.study_id, field), 0))}")
-        words.append(wording.format(value))
-        data.append(f'data-{field.replace("_", "-")}="{value}"')
-    said = ", ".join(words)
+    cell = person.days.get(day) or EMPTY
+    s, g, v = cell.sentiments, cell.gps_hours, cell.vlogs
+    said = f"{s} sentiments, {g} h with GPS, {v} vlogs"
     return (
-        f'<td class="{" ".join(classes)}" data-day="{day}" {" ".join(data)} '
-        f'title="{escape(person.user_id)}, {day}: {said}"><span class="sr">{said}</span></td>'
+        f'<td class="s{_level(s, full[0])} g{_level(g, full[1])} v{_level(v, full[2])}" '
+        f'data-day="{day}" data-sentiments="{s}" data-gps-hours="{g}" data-vlogs="{v}" '
+        f'title="{name}, {day}: {said}"><span class="sr">{said}</span></td>'
     )
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import msgspec
 from multidict import CIMultiDictProxy
 from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 from yarl import URL
@@ -80,7 +81,7 @@ class Answer:
     content: bytes
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return msgspec.json.decode(self.content)
 
     @property
     def text(self) -> str:
