@@ -41,6 +41,7 @@ from services.ingest.rollups import (
     KEY_FIELDS,
     PARTICIPANT,
     STATE_ID,
+    TIMELINE,
     VERSION,
     WRITE_BATCH,
     Key,
@@ -56,6 +57,17 @@ from services.ingest.rollups import (
 )
 
 logger = logging.getLogger("emogo.ingest")
+
+# The sums a fold keeps current beside the daily rows, what each is per (a participant,
+# a day, a study), and the key fields that are "" at that level.
+TOTALS = (PARTICIPANT, CALENDAR, TIMELINE, DAY)
+MEMBER_FIELD = {PARTICIPANT: "user_id", CALENDAR: "user_id", TIMELINE: "study", DAY: "day"}
+BLANK_FIELDS = {
+    PARTICIPANT: ("day",),
+    CALENDAR: ("day",),
+    TIMELINE: ("user_id", "day"),
+    DAY: ("user_id",),
+}
 
 FOLD_SECONDS = 1.0
 LEASE_SECONDS = 15.0
@@ -133,11 +145,11 @@ async def fold(start: datetime, upto: datetime, zones: StudyZones) -> int:
             recounted = await _recount_groups(kind, groups, upto, zones, newer_only=True)
             await _write_newer(DAILY, recounted)
         recounted_days: set[str] = set()
-        for level in (PARTICIPANT, CALENDAR, DAY):
+        for level in TOTALS:
             sums: dict[Key, dict[str, Any]] = {}
             for key, row in tail.items():
                 add_at(level, sums, key, row)
-            field = "day" if level == DAY else "user_id"
+            field = MEMBER_FIELD[level]
             members = {row[field] for row in await _add_to_rows(level, sums.values(), start, upto)}
             await _recount_totals(kind, level, members, upto)
             if level == DAY:
@@ -192,9 +204,12 @@ def _increment(part: dict[str, Any], upto: datetime) -> dict[str, Any]:
     """The update that adds `part` to its row, hours and local days included."""
     added: dict[str, Any] = {"records": part["records"], "intensity_sum": part["intensity_sum"]}
     hours: dict[str, Any] = {"hours": {"or": part["hours"]}}
-    for local_day, records in part.get("days", {}).items():  # a calendar
+    for local_day, records in part.get("days", {}).items():  # a calendar or a timeline
         added[f"days.{local_day}"] = records
-        hours[f"day_hours.{local_day}"] = {"or": part["day_hours"][local_day]}
+        if "day_hours" in part:
+            hours[f"day_hours.{local_day}"] = {"or": part["day_hours"][local_day]}
+        if "day_intensity" in part:
+            added[f"day_intensity.{local_day}"] = part["day_intensity"][local_day]
     return {
         "$inc": added,
         "$bit": hours,
@@ -226,12 +241,12 @@ async def _write_newer(level: str, writes: list[Any]) -> None:
 async def _recount_totals(
     kind: TelemetryKind, level: str, members: set[str], upto: datetime
 ) -> None:
-    """Recounts the totals of these participants (or days) from their daily rows; the
-    day totals also go to the state document (`days.<kind>.<day>`), which lets a list
-    page skip the days without records."""
+    """Recounts the totals of these participants (or days, or studies) from their daily
+    rows; the day totals also go to the state document (`days.<kind>.<day>`), which lets
+    a list page skip the days without records."""
     if not members:
         return
-    field = "day" if level == DAY else "user_id"
+    field = MEMBER_FIELD[level]
     totals: dict[Key, dict[str, Any]] = {}
     daily = DailyRollup.get_pymongo_collection().find(
         {"kind": kind.key, field: {"$in": sorted(members)}}, {"_id": 0}
@@ -245,8 +260,8 @@ async def _recount_totals(
             for key in totals
             if getattr(key, field) == member
         }
-        # The key's other field is "" at this level; naming it keeps the index in use.
-        other = {"user_id": ""} if level == DAY else {"day": ""}
+        # The key's other fields are "" at this level; naming them keeps the index in use.
+        other = {name: "" for name in BLANK_FIELDS[level]}
         group = {"kind": kind.key, "level": level, field: member, **other}
         writes += await _emptied(RollupTotal.get_pymongo_collection(), group, kept)
     for offset in range(0, len(writes), WRITE_BATCH):
@@ -279,11 +294,7 @@ async def recount_all(upto: datetime, zones: StudyZones, keep_lease: Any = None)
                 counted += 1
                 if keep_lease is not None and counted % 50_000 == 0:
                     await keep_lease()
-            per_level: dict[str, dict[Key, dict[str, Any]]] = {
-                PARTICIPANT: {},
-                CALENDAR: {},
-                DAY: {},
-            }
+            per_level: dict[str, dict[Key, dict[str, Any]]] = {level: {} for level in TOTALS}
             for key, row in rows.items():
                 for level, sums in per_level.items():
                     add_at(level, sums, key, row)
@@ -332,8 +343,10 @@ async def delete_rollups_of(user_id: str) -> None:
     """After a participant's records are deleted: their rows go, and the totals of
     their days are recounted without them."""
     daily = DailyRollup.get_pymongo_collection()
-    days = {
-        kind.key: {row["day"] async for row in daily.find({"kind": kind.key, "user_id": user_id})}
+    theirs: dict[str, list[dict[str, Any]]] = {
+        kind.key: await daily.find(
+            {"kind": kind.key, "user_id": user_id}, {"day": 1, "study": 1}
+        ).to_list()
         for kind in KINDS
     }
     await daily.delete_many({"user_id": user_id})
@@ -343,7 +356,9 @@ async def delete_rollups_of(user_id: str) -> None:
     upto = await folded_before()
     if upto is not None:
         for kind in KINDS:
-            await _recount_totals(kind, DAY, days[kind.key], upto)
+            rows = theirs[kind.key]
+            await _recount_totals(kind, DAY, {row["day"] for row in rows}, upto)
+            await _recount_totals(kind, TIMELINE, {row["study"] for row in rows}, upto)
 
 
 async def ensure_rollups() -> None:

@@ -100,9 +100,11 @@ class RollupCounts(BaseModel):
     last: datetime
     # Bit h: some record fell in hour h of the local day (counted from its midnight).
     hours: int = 0
-    # A participant's calendar only: per local day, the records and their hours (bits).
+    # Calendars and timelines only (services.ingest.rollups): per local day, the records,
+    # and their hours (bits, a calendar) or intensity sum (a timeline).
     days: dict[str, int] = {}
     day_hours: dict[str, int] = {}
+    day_intensity: dict[str, float] = {}
     folded_to: datetime
 
 

@@ -49,7 +49,8 @@ FIELDS = {
     "received_at": 1,
 }
 # What the rows hold. Version 2 added the study, 3 the local day and its hours, 4 the
-# calendars; rows of another version are recounted at start (ensure_rollups).
+# calendars and timelines; rows of another version are recounted at start
+# (ensure_rollups).
 VERSION = 4
 
 
@@ -65,10 +66,16 @@ class Key(NamedTuple):
 KEY_FIELDS = Key._fields
 # Rows per study, participant and day (telemetry_daily); and sums of those
 # (telemetry_totals): per study and participant over all days (per emotion), per study
-# and day over all participants, and each participant's *calendar* (one row per kind,
-# with the records and hours of each local day in `days`: what the compliance heatmap
-# reads, kept apart so that totals and participant tables read small rows).
-DAILY, PARTICIPANT, DAY, CALENDAR = "daily", "participant", "day", "calendar"
+# and day over all participants; each participant's *calendar* (one row per kind, with
+# the records and hours of each local day: what the compliance heatmap reads) and each
+# study's *timeline* (one row per kind and emotion, with the records and intensity sum
+# of each local day: the chart of intensity over time). The per-day maps are kept on
+# rows of their own so that totals and participant tables read small rows.
+DAILY, PARTICIPANT, DAY = "daily", "participant", "day"
+CALENDAR, TIMELINE = "calendar", "timeline"
+# What a calendar and a timeline keep per local day besides the records: the field of
+# a row they sum, and the map it goes to (`days` has the records).
+DAY_MAPS = {CALENDAR: ("hours", "day_hours"), TIMELINE: ("intensity_sum", "day_intensity")}
 
 
 def _day(instant: datetime) -> str:
@@ -93,6 +100,8 @@ def at_level(level: str, key: Key) -> Key:
         return key._replace(day="", local_day="")
     if level == CALENDAR:
         return key._replace(day="", local_day="", emotion="")
+    if level == TIMELINE:
+        return key._replace(user_id="", day="", local_day="")
     if level == DAY:
         return key._replace(user_id="")
     return key
@@ -100,14 +109,18 @@ def at_level(level: str, key: Key) -> Key:
 
 def add_at(level: str, rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any]) -> None:
     """Adds a record or a row to the row of `key` at `level`."""
-    add_to(rows, at_level(level, key), part, calendar=level == CALENDAR)
+    add_to(rows, at_level(level, key), part, DAY_MAPS.get(level))
 
 
 def add_to(
-    rows: dict[Key, dict[str, Any]], key: Key, part: dict[str, Any], calendar: bool = False
+    rows: dict[Key, dict[str, Any]],
+    key: Key,
+    part: dict[str, Any],
+    day_map: tuple[str, str] | None = None,
 ) -> None:
     """Adds a record or a row (`records`, `intensity_sum`, `first`, `last`, `hours`) to
-    `key`; a `calendar` row also keeps the part's local day, or days, in `days`."""
+    `key`; a calendar or timeline row (`day_map`: DAY_MAPS) also keeps the part's local
+    day, or days, in its maps."""
     row = rows.get(key)
     if row is None:
         row = rows[key] = {
@@ -124,17 +137,24 @@ def add_to(
     row["last"] = max(row["last"], part["last"])
     if key.local_day:
         row["hours"] |= part.get("hours", 0)
-    elif not calendar:
+    if day_map is None:
         return
-    days, hours = row.setdefault("days", {}), row.setdefault("day_hours", {})
+    field, name = day_map
+    days, values = row.setdefault("days", {}), row.setdefault(name, {})
     if part.get("local_day"):
         added = {part["local_day"]: part["records"]}
-        added_hours = {part["local_day"]: part.get("hours", 0)}
-    else:  # a calendar added to another
-        added, added_hours = part.get("days", {}), part.get("day_hours", {})
+        added_values = {part["local_day"]: part.get(field, 0)}
+    else:  # a calendar or timeline added to another
+        added, added_values = part.get("days", {}), part.get(name, {})
     for local_day, records in added.items():
         days[local_day] = days.get(local_day, 0) + records
-        hours[local_day] = hours.get(local_day, 0) | added_hours.get(local_day, 0)
+        value = added_values.get(local_day, 0)
+        # Hours are a bit mask (or), intensities a sum.
+        values[local_day] = (
+            values.get(local_day, 0) | value
+            if field == "hours"
+            else (values.get(local_day, 0.0) + value)
+        )
 
 
 def count_into(
@@ -230,7 +250,9 @@ def level_for(window: dict[str, Any], per_day: bool) -> str:
     """The coarsest rows that answer `window`: per day of everyone for a timeline of
     everyone; per participant over all time when the window has no time bounds."""
     if per_day:
-        return DAILY if "user_id" in window else DAY
+        if "user_id" in window:
+            return DAILY
+        return DAY if "timestamp" in window else TIMELINE
     return DAILY if "timestamp" in window else PARTICIPANT
 
 
@@ -279,7 +301,7 @@ async def rollup_rows(
                 (key,) = mine
                 row = rows.get(key)
                 if row is None or record["received_at"] >= row.get("folded_to", mark):
-                    add_to(rows, key, mine[key], calendar=level == CALENDAR)
+                    add_to(rows, key, mine[key], DAY_MAPS.get(level))
             continue
         for group in await _minute_sums(kind, unfolded, zones):
             add_at(level, rows, group["key"], group)

@@ -183,12 +183,21 @@ def _totals_from(rows: list[dict[str, Any]]) -> TelemetryTotals:
 
 
 def _timeline_from(rows: list[dict[str, Any]]) -> list[TimelinePoint]:
+    """Points from rows of single local days, or from timelines (their days in maps)."""
     points: dict[tuple[str, str], list[float]] = {}
     for row in rows:
-        if row["kind"] == SENTIMENTS.key:
-            entry = points.setdefault((row["local_day"], row["emotion"]), [0, 0.0])
-            entry[0] += row["records"]
-            entry[1] += row["intensity_sum"]
+        if row["kind"] != SENTIMENTS.key:
+            continue
+        if row.get("local_day"):
+            days = {row["local_day"]: (row["records"], row["intensity_sum"])}
+        else:
+            days = {
+                day: (records, row["day_intensity"][day]) for day, records in row["days"].items()
+            }
+        for day, (records, intensity) in days.items():
+            entry = points.setdefault((day, row["emotion"]), [0, 0.0])
+            entry[0] += records
+            entry[1] += intensity
     return _points(points)
 
 

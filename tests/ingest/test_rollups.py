@@ -7,12 +7,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from services.common.studies import Study, StudyZones
-from services.ingest import folding, rollups
+from services.ingest import folding, rollups, summaries
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 
@@ -66,6 +67,7 @@ async def rows_of(collection: Any) -> list[tuple]:
             row["hours"],
             sorted(row.get("days", {}).items()),
             sorted(row.get("day_hours", {}).items()),
+            sorted((day, round(total, 9)) for day, total in row.get("day_intensity", {}).items()),
         )
         for row in found
     )
@@ -166,6 +168,25 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
                 entry[1] |= row[11]
         assert counted == expected
         assert any(row[4] != row[5] for row in folded["daily"])  # UTC day, local day
+
+        # Each study's timeline (its local days in one row per emotion) gives what its
+        # records give, after all those folds.
+        for scope in ("study-a", None):
+            rows = await rollups.rollup_rows({"study_id": scope}, rollups.TIMELINE, (SENTIMENTS,))
+            assert rows is not None
+            by_day: dict[tuple, list[float]] = {}
+            async for record in SENTIMENTS.collection.find({"study_id": scope}):
+                local = record["timestamp"].astimezone(ZONES.zone(scope))
+                entry = by_day.setdefault((local.date().isoformat(), record["emotion"]), [0, 0.0])
+                entry[0] += 1
+                entry[1] += record["intensity"]
+            points = summaries._timeline_from(rows)
+            assert [(p.day, p.emotion, p.count) for p in points] == [
+                (day, emotion, n) for (day, emotion), (n, _) in sorted(by_day.items())
+            ]
+            for point in points:
+                n, total = by_day[(point.day, point.emotion)]
+                assert point.mean_intensity == pytest.approx(total / n, abs=1e-6)
 
         # Each credential's scope reads its studies' rows: one study, `default` (records
         # without a study), or several; the same as counting the records.
