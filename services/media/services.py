@@ -17,6 +17,7 @@ from services.common.errors import (
     NotFound,
     field_error,
 )
+from services.common.localdays import local_day_and_hour
 from services.common.pagination import Order, TimeCursor, with_next_cursor
 from services.common.schemas import utc_now
 from services.common.studies import DEFAULT_STUDY, StudyZones
@@ -227,46 +228,41 @@ async def participants(query: dict[str, Any]) -> list[ParticipantVlogs]:
 
 async def activity(query: dict[str, Any], zones: StudyZones) -> list[ParticipantVlogDays]:
     """Per participant (of each study): totals, and per local day of their study the
-    vlogs and their seconds; one grouping per time zone in use."""
+    vlogs and their seconds. Grouped here from a projection of the matching vlogs: the
+    embedded database reads them in two thirds of the time it takes to group them."""
     people: dict[tuple[str, str], ParticipantVlogDays] = {}
-    for zone, studies in zones.study_filters().items():
-        local_day = {
-            "$dateToString": {"format": "%Y-%m-%d", "date": "$timestamp", "timezone": zone}
-        }
-        grouping = {
-            "_id": {"study": "$study_id", "user_id": "$user_id", "day": local_day},
-            "n": {"$sum": 1},
-            "bytes": {"$sum": "$size"},
-            "duration": {"$sum": "$duration"},
-            "first": {"$min": "$timestamp"},
-            "last": {"$max": "$timestamp"},
-        }
-        pipeline = [{"$match": {"$and": [query, studies]}}, {"$group": grouping}]
-        async for row in await collection().aggregate(pipeline):
-            study = row["_id"].get("study") or DEFAULT_STUDY
-            seconds = row["duration"] or 0.0
-            person = people.setdefault(
-                (study, row["_id"]["user_id"]),
-                ParticipantVlogDays(
-                    user_id=row["_id"]["user_id"],
-                    study_id=study,
-                    vlogs=0,
-                    total_bytes=0,
-                    total_duration=0.0,
-                    first_recorded=row["first"],
-                    last_recorded=row["last"],
-                    days={},
-                ),
-            )
-            person.vlogs += row["n"]
-            person.total_bytes += row["bytes"] or 0
-            person.total_duration += seconds
-            person.first_recorded = min(person.first_recorded, row["first"])
-            person.last_recorded = max(person.last_recorded, row["last"])
-            person.days[row["_id"]["day"]] = VlogDay(vlogs=row["n"], seconds=round(seconds, 3))
+    fields = {"_id": 0, "study_id": 1, "user_id": 1, "timestamp": 1, "size": 1, "duration": 1}
+    async for vlog in collection().find(query, fields):
+        study = vlog.get("study_id") or DEFAULT_STUDY
+        at = vlog["timestamp"]
+        person = people.setdefault(
+            (study, vlog["user_id"]),
+            ParticipantVlogDays(
+                user_id=vlog["user_id"],
+                study_id=study,
+                vlogs=0,
+                total_bytes=0,
+                total_duration=0.0,
+                first_recorded=at,
+                last_recorded=at,
+                days={},
+            ),
+        )
+        seconds = vlog.get("duration") or 0.0
+        person.vlogs += 1
+        person.total_bytes += vlog.get("size") or 0
+        person.total_duration += seconds
+        person.first_recorded = min(person.first_recorded, at)
+        person.last_recorded = max(person.last_recorded, at)
+        local_day, _ = local_day_and_hour(at, zones.zone(study))
+        day = person.days.setdefault(local_day, VlogDay(vlogs=0, seconds=0.0))
+        day.vlogs += 1
+        day.seconds += seconds
     for person in people.values():
         person.total_duration = round(person.total_duration, 3)
         person.days = dict(sorted(person.days.items()))
+        for day in person.days.values():
+            day.seconds = round(day.seconds, 3)
     return [people[key] for key in sorted(people)]
 
 
