@@ -20,6 +20,7 @@ from litestar.types import Receive, Scope, Send
 from services.common.auth import READERS, requires
 from services.common.errors import NotFound, ServiceUnavailable, field_error
 from services.common.filters import InstantFilter, ParticipantFilter, StudyFilter, time_span
+from services.common.localdays import local_midnight
 from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
 from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
@@ -127,6 +128,22 @@ def page_time_zone(studies: list[dict[str, Any]], chosen: str | None, fallback: 
 
 
 ONE_MS = timedelta(milliseconds=1)
+# A map shows a participant's newest two weeks unless asked for more: a semester of
+# fixes every ten minutes is 17,000 points, most of a second to read on the embedded
+# database.
+MAP_DAYS = 14
+MAP_SPANS = (("two weeks", 14), ("two months", 60), ("every day", 0))
+MapDays = Annotated[
+    int,
+    QueryParameter(ge=0, le=3660, description="The newest days with fixes shown; 0: all."),
+]
+
+
+def _days_before(last: str, days: int, zone: str) -> str:
+    """The start of the local day `days - 1` days before the one of `last`, as UTC."""
+    local = ZoneInfo(zone)
+    day = datetime.fromisoformat(last).astimezone(local).date() - timedelta(days=days - 1)
+    return local_midnight(day, local).isoformat() + "Z"
 
 
 def _local_date(instant: datetime | None, zone: str) -> date | None:
@@ -291,8 +308,11 @@ class ExportController(Controller):
         include_in_schema=False,
         opt={ANY_QUERY: True},
     )
-    async def map_page(self, request: Request, filters: ExportFilters) -> Template:
-        """One participant's GPS track on a map, a colour per local day."""
+    async def map_page(
+        self, request: Request, filters: ExportFilters, days: MapDays = MAP_DAYS
+    ) -> Template:
+        """One participant's GPS track on a map, a colour per local day: their newest
+        `days` days with fixes (all of them with 0, or the From/Until filters' days)."""
         user_id = filters["user_id"]
         if not user_id:
             raise field_error("user_id", "name the participant whose track to show")
@@ -303,14 +323,19 @@ class ExportController(Controller):
         tiles = None
         if settings.map_tiles:
             tiles = {"url": settings.map_tiles, "attribution": settings.map_attribution}
-        fixes = api.records("gps", {k: v for k, v in filters.items() if v})
+        wanted = {k: v for k, v in filters.items() if v}
         try:
-            track, drawn = await read_track(fixes, user_id, zone, tiles)
+            if days and not (filters["since"] or filters["until"]):
+                newest = await api.json("ingest", "/api/gps", {**wanted, "limit": 1})
+                if newest:
+                    wanted["since"] = _days_before(newest[0]["timestamp"], days, zone)
+            track, drawn = await read_track(api.plain_records("gps", wanted), user_id, zone, tiles)
         except ServiceDown as down:
             raise ServiceUnavailable(
                 f"The {down.service} service is not answering", extra={"service": down.service}
             ) from None
         back = {k: v for k, v in filters.items() if v and k != "user_id"}
+        here = {k: v for k, v in filters.items() if v and k not in ("since", "until")}
         return Template(
             template_name="map.html.j2",
             context={
@@ -321,6 +346,10 @@ class ExportController(Controller):
                 "zone": zone,
                 "local": lambda value: local_time(value, zone),
                 "back": urlencode(back),
+                "spans": [
+                    (label, urlencode({**here, "days": n}), n == days and not filters["since"])
+                    for label, n in MAP_SPANS
+                ],
             },
         )
 

@@ -177,13 +177,16 @@ class ServiceApi:
         """Every record of `kind` matching `filters`, oldest first, each with its
         `local_date`: the day it was recorded on in its study's time zone."""
         zones = await self.zones()
-        async for record in self._records(kind, filters):
+        async for record in self.plain_records(kind, filters):
             zone = zones.zone(record.get("study_id"))
             instant = datetime.fromisoformat(record["timestamp"])
             record["local_date"] = instant.astimezone(zone).date().isoformat()
             yield record
 
-    async def _records(self, kind: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def plain_records(
+        self, kind: str, filters: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every record of `kind` matching `filters`, oldest first, as the service gives it."""
         if kind == "vlogs":
             cursor: str | None = None
             while True:
@@ -200,9 +203,9 @@ class ServiceApi:
             *complete, pending = pending.split(b"\n")
             for line in complete:
                 if line:
-                    yield json.loads(line)
+                    yield msgspec.json.decode(line)
         if pending.strip():
-            yield json.loads(pending)
+            yield msgspec.json.decode(pending)
 
 
 def _clean(params: dict[str, Any] | None) -> dict[str, Any]:

@@ -170,3 +170,36 @@ def test_the_map_page_needs_a_participant_and_a_reader(stack: Stack, viewer: htt
     assert leaflet.status_code == 200
     assert "javascript" in leaflet.headers["content-type"]
     assert viewer.get("/static/leaflet/../../../../etc/passwd").status_code == 404
+
+
+def test_the_map_shows_the_newest_two_weeks_unless_asked(
+    stack: Stack, viewer: httpx.Client
+) -> None:
+    user_id = f"long-{uuid.uuid4().hex[:8]}"
+    first = datetime(2026, 2, 1, 12, tzinfo=UTC)
+    fixes = [
+        {
+            "user_id": user_id,
+            "latitude": 25.0,
+            "longitude": 121.5 + day / 100,
+            "timestamp": (first + timedelta(days=day)).isoformat(),
+        }
+        for day in range(20)
+    ]
+    with httpx.Client(base_url=stack.gateway, headers=bearer("device"), timeout=30) as phone:
+        assert phone.post("/api/gps/batch", json=fixes).json()["stored"] == 20
+
+    def shown(**params: object) -> tuple[str, str]:
+        page = viewer.get("/export/map", params={"user_id": user_id, **params})
+        assert page.status_code == 200
+        days = page.text.split('data-days="')[1].split('"')[0]
+        first_row = page.text.split('<tr data-day="')[1].split('"')[0]
+        return days, first_row
+
+    assert shown() == ("14", "2026-02-07")  # the newest 14 days with fixes
+    assert shown(days=0) == ("20", "2026-02-01")
+    assert shown(days=60) == ("20", "2026-02-01")
+    assert shown(since="2026-02-03", until="2026-02-05") == ("2", "2026-02-03")
+    refused = viewer.get("/export/map", params={"user_id": user_id, "days": -1})
+    assert refused.status_code == 422
+    assert "days" in refused.text
