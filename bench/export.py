@@ -180,7 +180,12 @@ def semester(participants: int, days: int, vlogs: int) -> None:
                 ),
                 ("/api/telemetry/compliance", "/api/telemetry/compliance", {}, None),
                 (f"map of {user_id}, newest two weeks", "/export/map", {"user_id": user_id}, 0.500),
-                (f"  every day ({fixes} fixes)", "/export/map?days=0", {"user_id": user_id}, None),
+                (
+                    f"  every day ({fixes} fixes)",
+                    "/export/map",
+                    {"user_id": user_id, "days": 0},
+                    None,
+                ),
                 (
                     "  reference: all their fixes as NDJSON",
                     "/api/gps/stream",
@@ -191,15 +196,15 @@ def semester(participants: int, days: int, vlogs: int) -> None:
             measured = {}
             for label, path, params, target in rows:
                 seconds = timed(viewer, path, params, runs=7)
-                measured[path] = seconds
+                measured[(path, params.get("days"))] = seconds
                 note = (
                     f"  (target {target * 1000:.0f} ms: {verdict(seconds < target)})"
                     if target
                     else ""
                 )
                 print(f"{label:<48}{seconds * 1000:8.1f} ms{note}", flush=True)
-            page = measured["/export"] / measured["/api/telemetry/participants"]
-            track = measured["/export/map?days=0"] / measured["/api/gps/stream"]
+            page = measured[("/export", None)] / measured[("/api/telemetry/participants", None)]
+            track = measured[("/export/map", 0)] / measured[("/api/gps/stream", None)]
             print(
                 f"/export is {page:.1f}x the participants' table; "
                 f"the map of every day {track:.2f}x the stream of those fixes",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -150,3 +152,19 @@ class PeakMemory:
     @property
     def growth(self) -> int:
         return self.peak - self.baseline
+
+
+def viewer_in_chromium(driver: Any, **context_options: Any) -> tuple[Any, Any]:
+    """Debian's chromium (scripts/ensure-chromium), driven by Playwright's `driver`,
+    with a page signed in as the viewer: the browser and the page."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: run scripts/ensure-chromium (make test does)"
+    browser = driver.chromium.launch(
+        executable_path=chromium,
+        headless=True,
+        args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+    )
+    context = browser.new_context(
+        http_credentials={"username": "viewer", "password": TOKENS["viewer"]}, **context_options
+    )
+    return browser, context.new_page()

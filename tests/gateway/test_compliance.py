@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -18,7 +17,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
-from tests.support import REPO, TOKENS, bearer
+from tests.support import REPO, bearer, viewer_in_chromium
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ARTIFACTS = REPO / "test-artifacts"
@@ -246,21 +245,11 @@ def test_compliance_needs_a_reader(stack: Stack, device: httpx.Client, study: di
 
 def test_the_cockpit_in_a_real_browser(stack: Stack, viewer: httpx.Client, study: dict) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: run scripts/ensure-chromium (make test does)"
     study_id = study["study_id"]
     api = {row["user_id"]: row for row in report(viewer, study_id)["participants"]}
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-        )
-        context = browser.new_context(
-            http_credentials={"username": "viewer", "password": TOKENS["viewer"]}
-        )
-        page = context.new_page()
+        browser, page = viewer_in_chromium(driver)
 
         def cell(user_id: str, day: str) -> dict:
             found = page.locator(f'.heatmap tr[data-user-id="{user_id}"] td[data-day="{day}"]')

@@ -7,7 +7,6 @@ import csv
 import hashlib
 import io
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from tests.conftest import Stack
 from tests.ingest.conftest import new_participant
 from tests.media.conftest import h264_video
-from tests.support import REPO, TOKENS
+from tests.support import REPO, viewer_in_chromium
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -161,8 +160,6 @@ def test_the_zip_holds_everything(stack: Stack, study: dict) -> None:
 
 def test_in_a_real_browser(stack: Stack, study: dict) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: run scripts/ensure-chromium (make test does)"
     who = study["user_id"]
     with stack.client("viewer") as viewer:
         counts = {
@@ -171,17 +168,11 @@ def test_in_a_real_browser(stack: Stack, study: dict) -> None:
         }
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-        )
-        context = browser.new_context(
-            http_credentials={"username": "viewer", "password": TOKENS["viewer"]},
+        browser, page = viewer_in_chromium(
+            driver,
             accept_downloads=True,
             viewport={"width": 390, "height": 844},  # a phone-width screen
         )
-        page = context.new_page()
         page.goto(f"{stack.gateway}/export?user_id={who}")
         for kind in ("sentiments", "gps", "vlogs"):
             assert page.text_content(f'[data-total="{kind}"]') == str(counts[kind])

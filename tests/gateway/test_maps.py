@@ -5,7 +5,6 @@ markers and a day slider; and the offline drawing when tiles are turned off."""
 from __future__ import annotations
 
 import io
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Stack, stack_of_its_own
-from tests.support import TOKENS, bearer, free_port
+from tests.support import bearer, free_port, viewer_in_chromium
 
 TILE_PORT = free_port()
 
@@ -87,27 +86,13 @@ def send_track(stack: Stack) -> str:
     return user_id
 
 
-def browser_page(driver: Any) -> Any:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: run scripts/ensure-chromium (make test does)"
-    browser = driver.chromium.launch(
-        executable_path=chromium,
-        headless=True,
-        args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-    )
-    context = browser.new_context(
-        http_credentials={"username": "viewer", "password": TOKENS["viewer"]}
-    )
-    return browser, context.new_page()
-
-
 def test_the_track_on_tiles_from_a_local_server(
     tiled_stack: Stack, tile_server: TileServer
 ) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     user_id = send_track(tiled_stack)
     with playwright.sync_playwright() as driver:
-        browser, page = browser_page(driver)
+        browser, page = viewer_in_chromium(driver)
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{tiled_stack.gateway}/export/map?user_id={user_id}")
@@ -140,7 +125,7 @@ def test_the_offline_drawing_when_tiles_are_off(stack: Stack, viewer: httpx.Clie
     user_id = send_track(stack)
     fixes = viewer.get("/api/gps/count", params={"user_id": user_id}).json()["count"]
     with playwright.sync_playwright() as driver:
-        browser, page = browser_page(driver)
+        browser, page = viewer_in_chromium(driver)
         # From the export page: the participant's Map link.
         page.goto(f"{stack.gateway}/export?user_id={user_id}")
         page.click("a.map-link")
