@@ -23,7 +23,7 @@ import msgspec
 
 from services.common.localdays import local_today, zone_named
 from services.common.studies import DEFAULT_SILENT_DAYS, DEFAULT_STUDY
-from services.gateway.export import ServiceApi, spreadsheet_safe
+from services.gateway.export import spreadsheet_safe
 from services.gateway.schemas import (
     ComplianceReport,
     DayCell,
@@ -31,6 +31,7 @@ from services.gateway.schemas import (
     ParticipantCompliance,
     StudyCompliance,
 )
+from services.gateway.upstream import ServiceApi
 
 # Each kind: the day cell's field, and the expectation per day it is held against.
 KINDS = (

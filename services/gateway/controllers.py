@@ -32,8 +32,6 @@ from services.gateway.export import (
     FORMATS,
     PARTICIPANTS_PER_PAGE,
     VLOGS_PER_PAGE,
-    ServiceApi,
-    ServiceDown,
     export_all,
     export_zip,
     human_bytes,
@@ -46,6 +44,7 @@ from services.gateway.maps import as_script_data, fallback_svg, read_track
 from services.gateway.schemas import ComplianceReport, GatewayHealth
 from services.gateway.services import ROUTES, ReverseProxy
 from services.gateway.settings import GatewaySettings
+from services.gateway.upstream import ServiceApi, ServiceDown
 
 DOCS = (
     ("gateway", "Gateway: health, exports"),
