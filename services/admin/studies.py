@@ -92,6 +92,13 @@ async def _stored(study_id: str) -> dict:
     return document
 
 
+async def _readable(request: Request, study_id: str) -> None:
+    """A study viewer reads only its own studies: another is 404, as if absent."""
+    scope = (await caller(request)).study_ids
+    if scope is not None and study_id not in scope:
+        raise NotFound(f"No study {study_id!r}")
+
+
 async def _find(study_id: str, fallback_zone: str) -> StudyView:
     return _view(await _stored(study_id), fallback_zone)
 
@@ -165,9 +172,7 @@ class StudyController(Controller):
         responses=STUDY_ERRORS,
     )
     async def one(self, request: Request, study_id: FromPath[str]) -> StudyView:
-        scope = (await caller(request)).study_ids
-        if scope is not None and study_id not in scope:
-            raise NotFound(f"No study {study_id!r}")
+        await _readable(request, study_id)
         return await _find(study_id, settings_of(request).display_timezone)
 
     @patch(
@@ -312,9 +317,7 @@ class ParticipantController(Controller):
     async def participants(
         self, request: Request, study_id: FromPath[str]
     ) -> list[ParticipantView]:
-        scope = (await caller(request)).study_ids
-        if scope is not None and study_id not in scope:
-            raise NotFound(f"No study {study_id!r}")
+        await _readable(request, study_id)
         await _stored(study_id)
         now = stored_now()
         cursor = Participant.get_pymongo_collection().find({"study_id": study_id}).sort("user_id")
