@@ -123,7 +123,9 @@ async def _emptied(
     return deletes
 
 
-async def fold(start: datetime, upto: datetime, zones: StudyZones) -> int:
+async def fold(
+    start: datetime, upto: datetime, zones: StudyZones, counted_in: dict[str, str] | None = None
+) -> int:
     """Adds the records received in [start, upto) to their rows; returns how many
     (participant, day) groups they touched.
 
@@ -160,8 +162,11 @@ async def fold(start: datetime, upto: datetime, zones: StudyZones) -> int:
                 day_counts[name] = day_counts.get(name, 0) + row["records"]
         touched += len({(key.user_id, key.day) for key in tail})
     change: dict[str, Any] = {"$max": {"folded_before": upto}}
-    change["$set"] = {f"zones.{study}": name for study, name in zones.names.items() if study}
-    change["$set"]["zones.default"] = zones.name(None)
+    # Studies made since the zones were last noted (`counted_in`: the state's).
+    noted = counted_in or {}
+    added = {study: name for study, name in _stated(zones).items() if noted.get(study) != name}
+    if added:
+        change["$set"] = {f"zones.{study}": name for study, name in added.items()}
     if day_counts:
         change["$inc"] = day_counts
     await RollupState.get_pymongo_collection().update_one(
@@ -430,7 +435,7 @@ class RollupFolder:
             counted = await recount_all(upto, zones, keep_lease=self.hold_lease)
             logger.info("rollups recounted", extra={"records": counted})
         elif upto > mark:
-            await fold(mark, upto, zones)
+            await fold(mark, upto, zones, state.get("zones"))
 
     def start(self) -> None:
         self._periodic.start()
