@@ -102,11 +102,6 @@ class TimeCursor(msgspec.Struct, array_like=True, frozen=True):
         }
 
 
-def time_sort(time_field: str, order: Order) -> list[tuple[str, int]]:
-    direction = 1 if order is Order.ASC else -1
-    return [(time_field, direction), ("_id", direction)]
-
-
 def next_page_headers(path: str, query: dict[str, Any], cursor: str | None) -> dict[str, str]:
     """`Link: <...>; rel="next"` and `X-Next-Cursor` when there is a next page.
 

@@ -18,9 +18,10 @@ from services.common.database import INDEX_BUILD_TIMEOUT_SECONDS
 from services.common.periodic import Periodic
 from services.common.workers import WORKER_VARIABLE
 from services.media import services, tus
-from services.media.controllers import ResumableUploadController, VlogController
+from services.media.controllers import VlogController
 from services.media.models import DOCUMENTS
 from services.media.previews import PreviewWorker
+from services.media.resumable import ResumableUploadController
 from services.media.settings import MediaSettings, load_settings
 from services.media.storage import GridFSStorage
 from services.media.tus import Resumable

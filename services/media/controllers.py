@@ -9,7 +9,6 @@ from litestar import (
     Response,
     delete,
     get,
-    head,
     patch,
     post,
 )
@@ -19,7 +18,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from services.common.auth import (
     OWN_READERS,
     READERS,
-    WRITERS,
     Role,
     may_write,
     own_scope,
@@ -28,7 +26,7 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.errors import EXCEPTION_HANDLERS, NotFound
+from services.common.errors import NotFound
 from services.common.filters import TIME_AND_PARTICIPANT, MongoFilter, ParticipantPath
 from services.common.openapi import (
     documented_body,
@@ -46,9 +44,10 @@ from services.common.pagination import (
 )
 from services.common.studies import StudyZones
 from services.common.validation import convert_record, decode_json, read_record, require_json
-from services.media import services, tus
+from services.media import services
 from services.media.delivery import CACHE_CONTROL, content_disposition, send_stored
 from services.media.models import PreviewState, VlogState
+from services.media.resumable import resumable_of
 from services.media.schemas import (
     CleanupReport,
     DeletedVlogs,
@@ -63,7 +62,6 @@ from services.media.schemas import (
 )
 from services.media.settings import UPLOAD_BODY_CEILING, MediaSettings
 from services.media.storage import VideoStorage
-from services.media.tus import Resumable
 from services.media.uploads import Uploads
 
 
@@ -380,133 +378,5 @@ class VlogController(Controller):
     async def cleanup(self, request: Request) -> CleanupReport:
         older = timedelta(seconds=_settings(request).stale_upload_seconds)
         removed = await services.remove_stale_uploads(_storage(request), older)
-        removed += await _resumable(request).remove_expired()
+        removed += await resumable_of(request).remove_expired()
         return CleanupReport(removed_uploads=removed)
-
-
-def _resumable(request: Request) -> Resumable:
-    return request.app.state.resumable
-
-
-def _finished(stored: tuple[dict[str, Any], bool] | None) -> dict[str, str]:
-    """What the request that completes an upload also says: which vlog it became, and
-    whether the same video was stored already."""
-    if stored is None:
-        return {}
-    vlog, duplicate = stored
-    return {"X-Vlog-Id": str(vlog["_id"]), "X-Vlog-Duplicate": "true" if duplicate else "false"}
-
-
-def _tus_headers(**extra: str) -> dict[str, str]:
-    return {"Tus-Resumable": tus.VERSION, "Cache-Control": "no-store", **extra}
-
-
-def _speaking_tus(handler: Any) -> Any:
-    """The shared error answer, with the `Tus-Resumable` header every tus response
-    carries (refusals included)."""
-
-    def answer(request: Request, exc: Exception) -> Response[Any]:
-        response = handler(request, exc)
-        response.headers["Tus-Resumable"] = tus.VERSION
-        return response
-
-    return answer
-
-
-class ResumableUploadController(Controller):
-    """tus 1.0.0 (services.media.tus): create, look up, continue and end an upload. Its
-    OPTIONS answers carry the protocol's headers (`create_app`)."""
-
-    path = tus.PATH
-    tags = ["vlogs"]
-    exception_handlers = {kind: _speaking_tus(h) for kind, h in EXCEPTION_HANDLERS.items()}
-
-    @post(
-        "/",
-        operation_id="createResumableUpload",
-        guards=[may_write()],
-        summary="Create a resumable upload (tus creation): Upload-Length, Upload-Metadata, "
-        "and optionally its first bytes",
-        request_max_body_size=UPLOAD_BODY_CEILING,
-        responses=error_responses(409, 412, 413, 415, 460),
-        status_code=201,
-    )
-    async def create(self, request: Request) -> Response[None]:
-        tus.require_version(request.headers)
-        length = tus.header_number(request.headers, "Upload-Length")
-        metadata = tus.parse_metadata(request.headers.get("upload-metadata"))
-        # creation-with-upload: the first bytes may come with the request.
-        with_bytes = bool(request.headers.get("content-type"))
-        if with_bytes:
-            tus.check_patch_type(request.headers.get("content-type"))
-        checksum = tus.parse_checksum(request.headers.get("upload-checksum"))
-        resumable = _resumable(request)
-        writer = principal_of(request)
-        upload = await resumable.create(writer, length, metadata)
-        headers = _tus_headers(Location=f"{self.path}/{upload.id}")
-        if with_bytes:
-            _, stored = await resumable.append(upload, 0, request.stream(), writer, checksum)
-            headers["Upload-Offset"] = str(upload.offset)
-            headers.update(_finished(stored))
-        headers["Upload-Expires"] = tus.expires_header(upload.expires_at)
-        return Response(None, status_code=201, headers=headers)
-
-    @head(
-        "/{upload_id:str}",
-        operation_id="resumableUploadOffset",
-        guards=[requires(*WRITERS)],
-        summary="How much of the upload is stored (Upload-Offset)",
-        responses=error_responses(404, 410, 412),
-    )
-    async def offset(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
-        tus.require_version(request.headers)
-        upload = await _resumable(request).find(upload_id, principal_of(request))
-        headers = _tus_headers(
-            **{
-                "Upload-Offset": str(upload.offset),
-                "Upload-Length": str(upload.length),
-                "Upload-Expires": tus.expires_header(upload.expires_at),
-            }
-        )
-        return Response(None, status_code=200, headers=headers)
-
-    @patch(
-        "/{upload_id:str}",
-        operation_id="continueResumableUpload",
-        guards=[may_write()],
-        summary="Append bytes at Upload-Offset (application/offset+octet-stream)",
-        request_max_body_size=UPLOAD_BODY_CEILING,
-        responses=error_responses(404, 409, 410, 412, 413, 415, 460),
-        status_code=204,
-    )
-    async def append(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
-        tus.require_version(request.headers)
-        tus.check_patch_type(request.headers.get("content-type"))
-        resumable = _resumable(request)
-        writer = principal_of(request)
-        upload = await resumable.find(upload_id, writer)
-        offset = tus.header_number(request.headers, "Upload-Offset")
-        checksum = tus.parse_checksum(request.headers.get("upload-checksum"))
-        now_at, stored = await resumable.append(upload, offset, request.stream(), writer, checksum)
-        headers = _tus_headers(
-            **{
-                "Upload-Offset": str(now_at),
-                "Upload-Expires": tus.expires_header(upload.expires_at),
-            }
-        )
-        headers.update(_finished(stored))
-        return Response(None, status_code=204, headers=headers)
-
-    @delete(
-        "/{upload_id:str}",
-        operation_id="terminateResumableUpload",
-        guards=[may_write()],
-        summary="End an upload and remove its bytes (tus termination)",
-        responses=error_responses(404, 410, 412),
-        status_code=204,
-    )
-    async def terminate(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
-        tus.require_version(request.headers)
-        resumable = _resumable(request)
-        await resumable.terminate(await resumable.find(upload_id, principal_of(request)))
-        return Response(None, status_code=204, headers=_tus_headers())
