@@ -286,9 +286,11 @@ async def _recount_totals(
 
 async def recount_all(upto: datetime, zones: StudyZones, keep_lease: Any = None) -> int:
     """Recounts every row from the records received before `upto`, in `zones`; returns
-    how many records were counted. Rows of groups that no longer have records are
-    removed."""
-    rollups = DailyRollup.get_pymongo_collection()
+    how many records were counted. Only rows that differ from their count are written,
+    and rows of groups that no longer have records are removed: a recount after a
+    restart rewrites nothing that is already right, so it puts no burst of writes on
+    the database (a burst of thousands of rewritten rows stalled other writers of the
+    embedded database for seconds)."""
     counted = 0
     days: dict[str, dict[str, int]] = {}
     with pymongo.timeout(RECOUNT_TIMEOUT_SECONDS):
@@ -304,15 +306,19 @@ async def recount_all(upto: datetime, zones: StudyZones, keep_lease: Any = None)
                 for level, sums in per_level.items():
                     add_at(level, sums, key, row)
             for level, level_rows in ((DAILY, rows), *per_level.items()):
-                writes = upserts(level_rows.values(), upto, level)
+                writes = await _changes(kind, level, level_rows, upto)
                 for offset in range(0, len(writes), WRITE_BATCH):
                     chunk = writes[offset : offset + WRITE_BATCH]
                     await collection_of(level).bulk_write(chunk, ordered=False)
             per_day = days.setdefault(kind.key, {})
             for row in per_level[DAY].values():
                 per_day[row["day"]] = per_day.get(row["day"], 0) + row["records"]
-        await rollups.delete_many({"folded_to": {"$ne": upto}})
-        await RollupTotal.get_pymongo_collection().delete_many({"folded_to": {"$ne": upto}})
+        # Rows of kinds or levels this version does not keep.
+        kinds = [kind.key for kind in KINDS]
+        await DailyRollup.get_pymongo_collection().delete_many({"kind": {"$nin": kinds}})
+        await RollupTotal.get_pymongo_collection().delete_many(
+            {"$or": [{"kind": {"$nin": kinds}}, {"level": {"$nin": list(TOTALS)}}]}
+        )
         await RollupState.get_pymongo_collection().update_one(
             {"_id": STATE_ID},
             {
@@ -327,6 +333,32 @@ async def recount_all(upto: datetime, zones: StudyZones, keep_lease: Any = None)
             upsert=True,
         )
     return counted
+
+
+# Fields of a stored row that are not its count.
+BOOKKEEPING = ("_id", "folded_to", "level")
+
+
+async def _changes(
+    kind: TelemetryKind, level: str, counted: dict[Key, dict[str, Any]], upto: datetime
+) -> list[Any]:
+    """The writes that make the stored rows of `kind` at `level` equal `counted`: a
+    replacement for each row that differs or is missing, a delete for each stored row
+    without a count (or a second row of the same key). A row left as it is keeps its
+    older `folded_to`, which is still true of it: it counts the same records."""
+    query = {"kind": kind.key, **({"level": level} if level != DAILY else {})}
+    unchanged: set[Key] = set()
+    deletes: list[Any] = []
+    async for stored in collection_of(level).find(query):
+        key = row_key(stored)
+        count = {name: value for name, value in stored.items() if name not in BOOKKEEPING}
+        if key not in unchanged and counted.get(key) == count:
+            unchanged.add(key)
+        elif key not in counted or key in unchanged or not set(KEY_FIELDS) <= set(stored):
+            # A row of an older version lacks key fields: its replacement is a new row.
+            deletes.append(DeleteOne({"_id": stored["_id"]}))
+    changed = (row for key, row in counted.items() if key not in unchanged)
+    return deletes + upserts(changed, upto, level)
 
 
 def _stated(zones: StudyZones) -> dict[str, str]:

@@ -149,6 +149,34 @@ def test_folds_add_every_record_once(mongodb_uri: str, db_name: str) -> None:
             "days": (await rollups.read_state())["days"],
         }
         assert folded == recounted
+
+        # Recounted again later: the rows that are right are not written again (each
+        # keeps its `folded_to`), a wrong one is corrected, a row without records and
+        # a row of an older version (no study, no local day) are removed.
+        daily, totals = database["telemetry_daily"], database["telemetry_totals"]
+        written = {
+            row["_id"]: row["folded_to"]
+            for collection in (daily, totals)
+            async for row in collection.find({}, {"folded_to": 1})
+        }
+        wrong = await daily.find_one({"kind": "sentiments"})
+        await daily.update_one({"_id": wrong["_id"]}, {"$inc": {"records": 5}})
+        await daily.insert_many(
+            [
+                {**{k: v for k, v in wrong.items() if k != "_id"}, "user_id": "nobody"},
+                {"kind": "sentiments", "user_id": "u1", "day": "2026-03-02", "emotion": "sad"},
+            ]
+        )
+        await folding.recount_all(tick(), ZONES)
+        assert await rows_of(daily) == recounted["daily"]
+        assert await rows_of(totals) == recounted["totals"]
+        rewritten = {
+            row["_id"]
+            for collection in (daily, totals)
+            async for row in collection.find({}, {"folded_to": 1})
+            if written.get(row["_id"]) != row["folded_to"]
+        }
+        assert rewritten == {wrong["_id"]}
         assert sum(row[7] for row in folded["daily"] if row[0] == "sentiments") == 40 + 42 + 11
         # Each record in the local day of its study's zone, and in its hour of that day.
         expected: dict[tuple, list[int]] = {}
