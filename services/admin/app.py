@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 
 from services.admin import services
+from services.admin.audit import AuditController
 from services.admin.bootstrap import Target, bootstrap
 from services.admin.controllers import (
     CharacterController,
@@ -67,6 +68,7 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             EnrolmentController,
             ViewerTokenController,
             NoticeController,
+            AuditController,
         ],
         documents=DOCUMENTS,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,

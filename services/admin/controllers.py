@@ -57,6 +57,7 @@ from services.admin.schemas import (
 )
 from services.common.errors import AppError
 from services.common.openapi import ALSO_EMPTY, documented_body, error_responses
+from services.common.tokens import AccessToken
 from services.common.validation import read_record
 
 
@@ -83,11 +84,18 @@ class CredentialController(Controller):
     )
     async def whoami(self, request: Request) -> WhoAmI:
         principal = await caller(request)
+        name = None
+        if principal.token_id:
+            issued = await AccessToken.get_pymongo_collection().find_one(
+                {"token_id": principal.token_id}, {"name": 1}
+            )
+            name = issued.get("name") if issued else None
         return WhoAmI(
             role=principal.role,
             user_id=principal.user_id,
             study_ids=list(principal.study_ids) if principal.study_ids is not None else None,
             token_id=principal.token_id,
+            name=name,
         )
 
     @get(

@@ -139,7 +139,39 @@ class SilenceNotice(Document):
         ]
 
 
+class AuditRecord(Document):
+    """One entry of the audit trail (services.common.audit): appended, never changed."""
+
+    seq: int
+    time: datetime
+    credential_id: str
+    credential_name: str
+    role: str
+    action: str
+    status: int
+    bytes: int
+    request_id: str
+    records: int | None = None
+    study_id: str | None = None
+    participants: list[str] = []
+    filters: dict[str, str] = {}
+    client: str | None = None
+    prev_hash: str
+    hash: str
+
+    class Settings:
+        name = "audit_trail"
+        indexes = [
+            IndexModel([("seq", 1)], name="seq_unique", unique=True),
+            IndexModel([("time", 1)], name="time"),
+            IndexModel([("credential_id", 1), ("seq", 1)], name="credential_seq"),
+            IndexModel([("participants", 1), ("seq", 1)], name="participant_seq"),
+            IndexModel([("request_id", 1)], name="request_id"),
+        ]
+
+
 DOCUMENTS: list[type[Document]] = [
+    AuditRecord,
     UserCredential,
     UserConfig,
     CharacterConfig,

@@ -326,6 +326,8 @@ class WhoAmI(WireStruct):
     # For a token the admin service issued: its studies and its id.
     study_ids: list[str] | None = None
     token_id: str | None = None
+    # The name it was issued under ("TA Alice"; a participant's token: their id).
+    name: str | None = None
 
 
 # --- studies (research courses and cohorts, apart from the companion app's users) ---

@@ -160,11 +160,14 @@ def build_app(
     prepare_database: Callable[[], Awaitable[str]] | None = None,
     dependency_errors: tuple[int, ...] = (),
     options_headers: Mapping[str, Mapping[str, str]] | None = None,
+    inner_middleware: Callable[[ASGIApp, State], ASGIApp] | None = None,
 ) -> Litestar:
     """The app every service's `create_app()` returns.
 
     `documents=None` means the service has no database (the gateway); then
-    `dependency_errors` are what its operations answer when what they need fails."""
+    `dependency_errors` are what its operations answer when what they need fails.
+    `inner_middleware` wraps the app inside the request context (the request id is
+    known) and outside the router (it sees every answer, 404s included)."""
     configure_logging(
         settings.service,
         settings.log_dir,
@@ -201,7 +204,8 @@ def build_app(
     )
     # Wrap the whole ASGI handler, not each route, so that requests which match no
     # route (404, 405) also get a request id and an access line.
-    app.asgi_handler = RequestContextMiddleware(
-        CompleteAllowHeader(app.asgi_handler, allowed_methods, options_headers)
-    )
+    handler = CompleteAllowHeader(app.asgi_handler, allowed_methods, options_headers)
+    if inner_middleware is not None:
+        handler = inner_middleware(handler, app.state)
+    app.asgi_handler = RequestContextMiddleware(handler)
     return app

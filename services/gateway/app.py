@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from xstatic.pkg import leaflet
 from services.common.app import build_app
 from services.common.openapi import GATEWAY_ERRORS
 from services.common.validation import ANY_QUERY
+from services.gateway.auditing import AuditMiddleware, AuditRecorder, admin_sender
 from services.gateway.controllers import (
     PROXY_MOUNTS,
     ComplianceController,
@@ -26,6 +28,7 @@ from services.gateway.services import IssuedTokensViaAdmin, ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
 
 TEMPLATES = Path(__file__).parent / "templates"
+logger = logging.getLogger("emogo.gateway")
 
 
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
@@ -34,9 +37,22 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     @asynccontextmanager
     async def upstream_client(app: Litestar) -> AsyncIterator[None]:
         async with ReverseProxy.make_session(settings) as session:
-            app.state.proxy = ReverseProxy(settings, session)
-            app.state.issued_tokens = IssuedTokensViaAdmin(app.state.proxy)
-            yield
+            app.state.proxy = proxy = ReverseProxy(settings, session)
+            app.state.issued_tokens = IssuedTokensViaAdmin(proxy)
+            if not settings.audit:
+                logger.warning("EMOGO_AUDIT is off: reads of participant data are not recorded")
+                yield
+                return
+            sender = admin_sender(
+                session, proxy.upstreams["admin"].send, settings.credentials.admin
+            )
+            app.state.audit = recorder = AuditRecorder(sender)
+            recorder.start()
+            try:
+                yield
+            finally:
+                # Every entry recorded is sent before the connections close.
+                await recorder.stop()
 
     return build_app(
         settings,
@@ -61,4 +77,5 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         extra_lifespan=[upstream_client],
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         dependency_errors=GATEWAY_ERRORS,
+        inner_middleware=AuditMiddleware,
     )

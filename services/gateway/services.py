@@ -49,6 +49,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "admin": (
         "/api/v1",
         "/api/studies",
+        "/api/audit",
         "/api/enrol",
         "/api/viewer-tokens",
         "/tail_log",
@@ -454,4 +455,5 @@ class IssuedTokensViaAdmin:
             "study_ids": who.get("study_ids") or [],
             "user_id": who.get("user_id"),
             "token_id": who["token_id"],
+            "name": who.get("name"),
         }

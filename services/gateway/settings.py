@@ -34,6 +34,9 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     # the offline drawing is shown), and the credit their provider requires.
     map_tiles: str
     map_attribution: str
+    # Record reads of participant data and changes in the audit trail
+    # (services.gateway.auditing). Off only to measure what recording costs.
+    audit: bool
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -54,6 +57,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         max_upstream_connections=env.integer("EMOGO_GATEWAY_MAX_CONNECTIONS", 200, 1, 10000),
         map_tiles=_tile_url(env.raw("EMOGO_MAP_TILES")),
         map_attribution=env.text("EMOGO_MAP_ATTRIBUTION", OSM_ATTRIBUTION),
+        audit=env.flag("EMOGO_AUDIT", True),
     )
 
 

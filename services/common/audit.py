@@ -1,0 +1,126 @@
+"""The audit trail's entries: who read which participant data or changed something,
+and the hash chain that makes a removed or edited entry detectable.
+
+The gateway writes the entries (every personal-data route passes through it) and
+the admin service keeps them (the gateway has no database). Each stored entry
+carries `seq` (1, 2, 3, ...), the hash of the entry before it (`prev_hash`) and its
+own `hash`: SHA-256 of the previous hash and of the entry's fields in a canonical
+form. Editing an entry changes its hash; removing one leaves a gap in `seq` and
+a `prev_hash` that names no entry; either is found by `verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from services.common.schemas import WireStruct
+
+# The hash before the first entry.
+GENESIS = "0" * 64
+
+
+class AuditEntry(WireStruct):
+    """One read of participant data, or one change, as the gateway saw it."""
+
+    time: datetime
+    # The credential: an issued token's id and name, or the environment's token of a
+    # role ("env:viewer"). Never the secret itself.
+    credential_id: str
+    credential_name: str
+    role: str
+    action: str  # "GET /api/sentiments"
+    status: int
+    bytes: int
+    request_id: str
+    records: int | None = None
+    study_id: str | None = None
+    participants: list[str] = []
+    # The query's parameters as sent (what was asked for), secrets never among them.
+    filters: dict[str, str] = {}
+    client: str | None = None
+
+
+class StoredAuditEntry(AuditEntry, kw_only=True):
+    seq: int
+    prev_hash: str
+    hash: str
+
+
+FIELDS = tuple(AuditEntry.__struct_fields__)
+
+
+def instant(value: datetime) -> str:
+    """A time as the chain hashes it: UTC to the millisecond, as MongoDB keeps it."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """The hash of an entry whose `fields` (AuditEntry's) follow `prev_hash`."""
+    canonical = {name: fields.get(name) for name in FIELDS}
+    canonical["time"] = instant(canonical["time"])
+    canonical["participants"] = list(canonical["participants"] or [])
+    canonical["filters"] = dict(canonical["filters"] or {})
+    body = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body.encode()).hexdigest()
+
+
+def chained(entries: list[AuditEntry], last_seq: int, last_hash: str) -> list[dict[str, Any]]:
+    """`entries` as stored documents following the entry `last_seq` (0: none), whose
+    hash is `last_hash`."""
+    documents = []
+    for entry in entries:
+        fields = msgspec.structs.asdict(entry)
+        fields["time"] = datetime.fromisoformat(instant(entry.time))
+        last_seq += 1
+        document = {**fields, "seq": last_seq, "prev_hash": last_hash}
+        last_hash = document["hash"] = entry_hash(last_hash, fields)
+        documents.append(document)
+    return documents
+
+
+class ChainCheck(WireStruct):
+    """What `verify` found: how many entries it checked, and the first broken one."""
+
+    ok: bool
+    entries: int
+    first_broken_seq: int | None = None
+    reason: str | None = None
+
+
+async def verify(documents: AsyncIterable[dict[str, Any]]) -> ChainCheck:
+    """Checks stored entries in `seq` order: consecutive numbers, each `prev_hash` the
+    hash of the entry before, each `hash` that of its own fields."""
+    expected_seq, prev_hash, count = 1, GENESIS, 0
+    async for document in documents:
+        seq = document.get("seq")
+        if seq != expected_seq:
+            return ChainCheck(
+                ok=False,
+                entries=count,
+                first_broken_seq=expected_seq,
+                reason=f"entry {expected_seq} is missing (the next stored entry is {seq})",
+            )
+        if document.get("prev_hash") != prev_hash:
+            return ChainCheck(
+                ok=False,
+                entries=count,
+                first_broken_seq=seq,
+                reason=f"entry {seq} does not follow the hash of entry {seq - 1}",
+            )
+        if entry_hash(prev_hash, document) != document.get("hash"):
+            return ChainCheck(
+                ok=False,
+                entries=count,
+                first_broken_seq=seq,
+                reason=f"entry {seq} was changed after it was recorded",
+            )
+        prev_hash, expected_seq, count = document["hash"], expected_seq + 1, count + 1
+    return ChainCheck(ok=True, entries=count)

@@ -1,0 +1,323 @@
+"""Recording who read participant data and who changed what, at the one door every
+such request passes: the gateway.
+
+`AuditMiddleware` notes each read of a personal-data route (lists, single records,
+counts, streams, summaries, the export page and map, every export and ZIP, video
+downloads and plays) and each change made with an admin or viewer credential, once
+its answer has been sent: the credential (its id and name, never the secret), the
+action, study, participants and filters, records and bytes served, status, request
+id and client address. Phones' own writes are not recorded one by one.
+
+`AuditRecorder` keeps the entries in memory and sends them to the admin service,
+which chains and stores them (services.admin.audit), in batches every
+FLUSH_SECONDS: the read being recorded waits for no database. An entry that could
+not be sent is kept and sent again; the app's shutdown sends everything left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+import msgspec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.audit import AuditEntry
+from services.common.auth import Role, principal_from_header
+from services.common.periodic import Periodic
+from services.common.schemas import Principal
+from services.common.tokens import TokenKind, issued_token_in
+
+logger = logging.getLogger("emogo.audit")
+
+# Routes whose reads are reads of participant data.
+PERSONAL_DATA = (
+    "/api/sentiments",
+    "/api/gps",
+    "/api/telemetry",
+    "/api/vlogs",
+    "/api/export",
+    "/export",
+    "/api/studies",
+)
+READS = frozenset({"GET", "HEAD"})
+NOT_CHANGES = READS | {"OPTIONS"}
+CHANGERS = frozenset({Role.ADMIN, Role.VIEWER})
+FLUSH_SECONDS = 0.25
+MOST_PER_BATCH = 500
+# A JSON answer up to this size is read to count its records.
+COUNTED_JSON_BYTES = 2 * 1024 * 1024
+MOST_FILTER_CHARS = 500
+SHUTDOWN_SECONDS = 10.0
+
+
+def is_personal_data(path: str) -> bool:
+    return any(
+        path == prefix or path.startswith((prefix + "/", prefix + ".")) for prefix in PERSONAL_DATA
+    )
+
+
+def _credential(principal: Principal, name: str | None) -> tuple[str, str]:
+    """The credential's id and a person's name for it; the environment's tokens are
+    named by their role."""
+    if principal.token_id:
+        return principal.token_id, name or principal.token_id
+    return f"env:{principal.role}", f"the environment's {principal.role} token"
+
+
+def _participants(path: str, filters: dict[str, str], principal: Principal) -> list[str]:
+    """Whose data a request is about: the `user_id` it names, a participant in its
+    path, or a participant credential's own."""
+    found = []
+    if filters.get("user_id"):
+        found.append(filters["user_id"])
+    parts = path.strip("/").split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part == "participants" and parts[index + 1] not in found:
+            found.append(parts[index + 1])
+    if principal.role == Role.PARTICIPANT and principal.user_id and not found:
+        found.append(principal.user_id)
+    return found
+
+
+def _study(path: str, filters: dict[str, str], principal: Principal) -> str | None:
+    if filters.get("study_id"):
+        return filters["study_id"]
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["api", "studies"] and len(parts) > 2:
+        return parts[2]
+    if principal.study_ids and len(principal.study_ids) == 1:
+        return principal.study_ids[0]
+    return None
+
+
+def _filters(query_string: bytes) -> dict[str, str]:
+    filters: dict[str, str] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        joined = f"{filters[name]},{value}" if name in filters else value
+        filters[name[:100]] = joined[:MOST_FILTER_CHARS]
+    return filters
+
+
+class ResponseTally:
+    """What an answer carried: its status, bytes, and records where they can be
+    counted (lines of NDJSON or CSV, items of a JSON list)."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.bytes = 0
+        self.kind = ""
+        self.lines = 0
+        self.json: list[bytes] | None = None
+
+    def start(self, message: Message) -> None:
+        self.status = message["status"]
+        for name, value in message.get("headers", []):
+            if name.lower() == b"content-type":
+                self.kind = value.decode("latin-1").split(";")[0].strip().lower()
+        if self.kind == "application/json":
+            self.json = []
+
+    def body(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        if self.kind in ("application/x-ndjson", "text/csv"):
+            self.lines += chunk.count(b"\n")
+        elif self.json is not None:
+            if self.bytes > COUNTED_JSON_BYTES:
+                self.json = None
+            else:
+                self.json.append(chunk)
+
+    def records(self) -> int | None:
+        if self.status is None or self.status >= 400:
+            return None
+        if self.kind == "application/x-ndjson":
+            return self.lines
+        if self.kind == "text/csv":
+            return max(self.lines - 1, 0)  # its header line
+        if self.json:
+            try:
+                value = msgspec.json.decode(b"".join(self.json))
+            except msgspec.DecodeError:
+                return None
+            if isinstance(value, list):
+                return len(value)
+            if isinstance(value, dict) and isinstance(value.get("participants"), list):
+                return len(value["participants"])
+        return None
+
+
+class AuditRecorder:
+    """Entries waiting to be sent to the admin service, sent in batches."""
+
+    def __init__(self, send_batch: Callable[[list[AuditEntry]], Any]) -> None:
+        self._send_batch = send_batch
+        self.waiting: list[AuditEntry] = []
+        self._periodic = Periodic("audit flush", self.flush, FLUSH_SECONDS, logger)
+        self._failing = False
+
+    def record(self, entry: AuditEntry) -> None:
+        self.waiting.append(entry)
+
+    async def flush(self) -> None:
+        while self.waiting:
+            batch = self.waiting[:MOST_PER_BATCH]
+            try:
+                await self._send_batch(batch)
+            except Exception as problem:  # kept, and sent again at the next flush
+                if not self._failing:
+                    logger.warning(
+                        "audit entries could not be stored yet; they are kept and sent again",
+                        extra={"waiting": len(self.waiting), "error": type(problem).__name__},
+                    )
+                self._failing = True
+                return
+            if self._failing:
+                logger.info("audit entries are being stored again")
+            self._failing = False
+            del self.waiting[: len(batch)]
+
+    def start(self) -> None:
+        self._periodic.start()
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_SECONDS
+        while self.waiting and asyncio.get_running_loop().time() < deadline:
+            await self.flush()
+            if self.waiting:
+                await asyncio.sleep(0.2)
+        if self.waiting:
+            logger.error(
+                "audit entries not stored at shutdown", extra={"waiting": len(self.waiting)}
+            )
+
+
+def admin_sender(
+    session: aiohttp.ClientSession, send: Callable[..., Any], admin_token: str
+) -> Callable[[list[AuditEntry]], Any]:
+    """Sends a batch to the admin service's `/api/audit/entries` (through `send`, the
+    admin replicas' balancer)."""
+    headers = {"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
+
+    async def send_batch(batch: list[AuditEntry]) -> None:
+        body = msgspec.json.encode(batch)
+
+        async def attempt(base: str) -> int:
+            async with session.post(
+                f"{base}/api/audit/entries", data=body, headers=headers
+            ) as answer:
+                await answer.read()
+                return answer.status
+
+        status = await send("POST", attempt)
+        if status != 200 and status != 201:
+            raise RuntimeError(f"the admin service answered {status}")
+
+    return send_batch
+
+
+class AuditMiddleware:
+    """Records each audited request once its answer is sent (see the module)."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        recorder: AuditRecorder | None = self.state.get("audit")
+        if scope["type"] != "http" or recorder is None:
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        read = method in READS and is_personal_data(path)
+        if not read and method in NOT_CHANGES:
+            await self.app(scope, receive, send)
+            return
+        principal, name = await self._who(scope, read)
+        if principal is None or (not read and principal.role not in CHANGERS):
+            await self.app(scope, receive, send)
+            return
+        tally = ResponseTally()
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                tally.start(message)
+            elif message["type"] == "http.response.body":
+                tally.body(message.get("body", b""))
+            await send(message)
+
+        # Noted now: a mount rewrites the scope's path on the way in.
+        action = f"{method} {path}"
+        query_string = scope.get("query_string", b"")
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            recorder.record(self._entry(scope, action, query_string, principal, name, tally))
+
+    async def _who(self, scope: Scope, read: bool) -> tuple[Principal | None, str | None]:
+        """The request's credential, or None (no credential, or not one we issued: the
+        route answers 401 and nothing was read). For a change, only the credentials
+        whose changes are recorded: a phone's write costs no token lookup."""
+        header = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                header = value.decode("latin-1")
+                break
+        if not header:
+            return None, None
+        principal = principal_from_header(header, self.state.settings.credentials)
+        if principal is not None:
+            return principal, None
+        token = issued_token_in(header) if read else issued_token_in(header, TokenKind.VIEWER)
+        if token is None:
+            return None, None
+        try:
+            document = await self.state.issued_tokens.find(token)
+        except Exception:  # the admin service is down: the route itself will say so
+            return None, None
+        if document is None:
+            return None, None
+        role = Role.PARTICIPANT if document["kind"] == "participant" else Role.VIEWER
+        principal = Principal(
+            role=role,
+            user_id=document.get("user_id"),
+            study_ids=tuple(document.get("study_ids") or ()),
+            token_id=document["token_id"],
+        )
+        return principal, document.get("name")
+
+    @staticmethod
+    def _entry(
+        scope: Scope,
+        action: str,
+        query_string: bytes,
+        principal: Principal,
+        name: str | None,
+        tally: ResponseTally,
+    ) -> AuditEntry:
+        path = action.split(" ", 1)[1]
+        filters = _filters(query_string)
+        credential_id, credential_name = _credential(principal, name)
+        client = scope.get("client")
+        return AuditEntry(
+            time=datetime.now(UTC),
+            credential_id=credential_id,
+            credential_name=credential_name,
+            role=str(principal.role),
+            action=action,
+            # No answer at all: the client went away first (nginx's 499).
+            status=tally.status or 499,
+            bytes=tally.bytes,
+            records=tally.records(),
+            request_id=scope.get("state", {}).get("request_id", ""),
+            study_id=_study(path, filters, principal),
+            participants=_participants(path, filters, principal),
+            filters=filters,
+            client=client[0] if client else None,
+        )

@@ -1,0 +1,298 @@
+"""The audit trail: every read of participant data and every change made with an admin
+or viewer credential leaves exactly one entry, with who, what, how much and from
+where; the entries form a hash chain whose verification names the first entry that
+was changed or removed; entries still waiting to be stored when the gateway stops
+are stored before it exits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from pymongo import MongoClient
+
+from tests.conftest import Stack
+from tests.media.conftest import opencv_video, upload
+from tests.support import wait_until
+
+PARTICIPANT = f"P-audit-{uuid.uuid4().hex[:8]}"
+
+
+def entries_of(stack: Stack, request_id: str, expected: int = 1) -> list[dict]:
+    """The entries of one request, once the gateway has sent them (a batch every
+    quarter second)."""
+    found: list[dict] = []
+
+    def arrived() -> bool:
+        nonlocal found
+        with stack.client("admin") as admin:
+            answer = admin.get("/api/audit", params={"request_id": request_id})
+            assert answer.status_code == 200, answer.text
+            found = answer.json()
+        return len(found) >= expected
+
+    wait_until(arrived, 15, f"the audit entry of {request_id}")
+    time.sleep(0.6)  # two more flushes: a second entry would have arrived by now
+    with stack.client("admin") as admin:
+        return admin.get("/api/audit", params={"request_id": request_id}).json()
+
+
+@pytest.fixture(scope="module")
+def data(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    records = [
+        {"user_id": PARTICIPANT, "emotion": "calm", "intensity": 0.5, "timestamp": 1763000000 + i}
+        for i in range(7)
+    ]
+    with stack.client("device") as device:
+        stored = device.post("/api/sentiments/batch", json=records).json()
+        assert stored["stored"] == 7
+        device.post(
+            "/api/gps/batch",
+            json=[{"user_id": PARTICIPANT, "latitude": 25.0, "longitude": 121.5}],
+        )
+        video = opencv_video(tmp_path_factory.mktemp("audit") / "clip.mp4", "mp4v", 7)
+        vlog = upload(device, PARTICIPANT, video)
+        assert vlog.status_code == 201, vlog.text
+    with stack.client("admin") as admin:
+        minted = admin.post(
+            "/api/viewer-tokens", json={"name": "TA Audit", "study_ids": ["default"]}
+        )
+        assert minted.status_code == 201, minted.text
+    return {
+        "sentiment_id": stored["results"][0]["id"],
+        "vlog_id": vlog.json()["vlog"]["_id"],
+        "ta": {"Authorization": f"Bearer {minted.json()['token']}"},
+        "ta_token_id": minted.json()["token_id"],
+    }
+
+
+# (path, query, records the answer holds: None when it is not a list of records)
+READS = [
+    ("/api/sentiments", {"user_id": PARTICIPANT}, 7),
+    ("/api/sentiments/{sentiment_id}", {}, None),
+    ("/api/sentiments/count", {"user_id": PARTICIPANT}, None),
+    ("/api/sentiments/stream", {"user_id": PARTICIPANT}, 7),
+    ("/api/gps", {"user_id": PARTICIPANT}, 1),
+    ("/api/telemetry/summary", {"user_id": PARTICIPANT}, None),
+    ("/api/telemetry/participants", {"user_id": PARTICIPANT}, 1),
+    (f"/api/telemetry/participants/{PARTICIPANT}", {}, None),
+    ("/api/telemetry/compliance", {"user_id": PARTICIPANT}, 1),
+    ("/api/vlogs", {"user_id": PARTICIPANT}, 1),
+    ("/api/vlogs/{vlog_id}", {}, None),
+    ("/api/vlogs/{vlog_id}/download", {}, None),
+    ("/export", {"user_id": PARTICIPANT}, None),
+    ("/export/map", {"user_id": PARTICIPANT}, None),
+    ("/api/export/sentiments.csv", {"user_id": PARTICIPANT}, 7),
+    ("/api/export/sentiments.ndjson", {"user_id": PARTICIPANT}, 7),
+    ("/api/export/everything.zip", {"user_id": PARTICIPANT}, None),
+    ("/api/export/all", {"user_id": PARTICIPANT}, None),
+]
+
+
+@pytest.mark.parametrize(("route", "query", "records"), READS, ids=[r[0] for r in READS])
+def test_each_read_of_participant_data_leaves_one_entry(
+    stack: Stack, data: dict, route: str, query: dict, records: int | None
+) -> None:
+    path = route.format(**data)
+    request_id = f"audit-{uuid.uuid4().hex}"
+    with stack.client() as client:
+        answer = client.get(path, params=query, headers={**data["ta"], "X-Request-ID": request_id})
+    assert answer.status_code == 200, answer.text
+    (entry,) = entries_of(stack, request_id)
+    assert entry["credential_id"] == data["ta_token_id"]
+    assert entry["credential_name"] == "TA Audit"
+    assert data["ta"]["Authorization"].split()[1] not in str(entry)  # never the secret
+    assert entry["role"] == "viewer"
+    assert entry["action"] == f"GET {path}"
+    assert entry["status"] == 200
+    assert entry["bytes"] == answer.num_bytes_downloaded
+    assert entry["records"] == records
+    assert entry["filters"] == query
+    assert entry["client"] == "127.0.0.1"
+    if query.get("user_id") or PARTICIPANT in path:
+        assert entry["participants"] == [PARTICIPANT]
+    assert entry["study_id"] == "default"
+
+
+def test_changes_by_admin_are_recorded_and_phones_writes_are_not(stack: Stack) -> None:
+    created_id, written_id = f"audit-{uuid.uuid4().hex}", f"audit-{uuid.uuid4().hex}"
+    study_id = f"audited-{uuid.uuid4().hex[:8]}"
+    with stack.client("admin") as admin:
+        created = admin.post(
+            "/api/studies",
+            json={"study_id": study_id, "name": "Audited"},
+            headers={"X-Request-ID": created_id},
+        )
+        assert created.status_code == 201, created.text
+    with stack.client("device") as device:
+        written = device.post(
+            "/api/sentiments",
+            json={"user_id": PARTICIPANT, "emotion": "sad", "intensity": 0.2},
+            headers={"X-Request-ID": written_id},
+        )
+        assert written.status_code == 201, written.text
+    (entry,) = entries_of(stack, created_id)
+    assert (entry["credential_id"], entry["role"]) == ("env:admin", "admin")
+    assert entry["action"] == "POST /api/studies"
+    assert entry["status"] == 201
+    with stack.client("admin") as admin:
+        assert admin.get("/api/audit", params={"request_id": written_id}).json() == []
+
+
+def test_the_trail_pages_and_downloads(stack: Stack, data: dict) -> None:
+    with stack.client() as client:
+        for _ in range(3):
+            client.get("/api/gps", params={"user_id": PARTICIPANT}, headers=data["ta"])
+    with stack.client("admin") as admin:
+        wait_until(
+            lambda: (
+                len(admin.get("/api/audit", params={"credential_id": data["ta_token_id"]}).json())
+                >= 3
+            ),
+            15,
+            "three entries",
+        )
+        every = admin.get(
+            "/api/audit", params={"credential_id": data["ta_token_id"], "limit": 1000}
+        ).json()
+        walked, cursor = [], None
+        while True:
+            params = {"credential_id": data["ta_token_id"], "limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            page = admin.get("/api/audit", params=params)
+            walked += page.json()
+            cursor = page.headers.get("X-Next-Cursor")
+            if not cursor:
+                break
+        assert [e["seq"] for e in walked] == [e["seq"] for e in every]
+        assert all(e["credential_id"] == data["ta_token_id"] for e in every)
+        ndjson = admin.get(
+            "/api/audit/download.ndjson", params={"credential_id": data["ta_token_id"]}
+        )
+        assert len(ndjson.text.splitlines()) >= len(every)
+        as_csv = admin.get("/api/audit/download.csv", params={"user_id": PARTICIPANT})
+        assert as_csv.text.splitlines()[0].startswith("seq,time,credential_id")
+        assert admin.get("/api/audit", params={"cursor": "nonsense"}).status_code == 422
+    with stack.client("viewer") as viewer:
+        assert viewer.get("/api/audit").status_code == 403
+
+
+def verify_command(stack: Stack) -> subprocess.CompletedProcess[str]:
+    env = {
+        "MONGODB_URI": stack.config.mongodb_uri,
+        "DB_NAME": stack.db_name,
+        "EMOGO_ADMIN_TOKEN": stack.config.credentials.admin,
+        "EMOGO_VIEWER_TOKEN": stack.config.credentials.viewer,
+        "EMOGO_DEVICE_TOKEN": stack.config.credentials.device,
+        "EMOGO_SECRET_KEY": stack.config.secret_key,
+        "EMOGO_DATA_DIR": str(stack.config.data_dir),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.admin.audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_a_changed_or_removed_entry_breaks_the_chain_there(stack: Stack, data: dict) -> None:
+    with stack.client() as client:
+        for _ in range(3):
+            client.get("/api/sentiments/count", params={"user_id": PARTICIPANT}, headers=data["ta"])
+    with stack.client("admin") as admin:
+        wait_until(lambda: admin.get("/api/audit/verify").json()["entries"] >= 3, 15, "entries")
+        assert admin.get("/api/audit/verify").json()["ok"] is True
+    assert verify_command(stack).returncode == 0
+    with MongoClient(stack.config.mongodb_uri) as mongo:
+        trail = mongo[stack.db_name]["audit_trail"]
+        victim = trail.find_one({"credential_id": data["ta_token_id"]}, sort=[("seq", 1)])
+        seq = victim["seq"]
+        try:
+            trail.update_one({"_id": victim["_id"]}, {"$set": {"records": 999}})
+            with stack.client("admin") as admin:
+                check = admin.get("/api/audit/verify").json()
+            assert (check["ok"], check["first_broken_seq"]) == (False, seq)
+            assert "changed" in check["reason"]
+            broken = verify_command(stack)
+            assert broken.returncode == 1
+            assert f"broken at entry {seq}" in broken.stdout
+
+            trail.delete_one({"_id": victim["_id"]})
+            with stack.client("admin") as admin:
+                check = admin.get("/api/audit/verify").json()
+            assert (check["ok"], check["first_broken_seq"]) == (False, seq)
+            assert "missing" in check["reason"]
+        finally:
+            trail.replace_one({"_id": victim["_id"]}, victim, upsert=True)
+        with stack.client("admin") as admin:
+            assert admin.get("/api/audit/verify").json()["ok"] is True
+
+
+def test_entries_waiting_at_shutdown_are_stored(stack: Stack, data: dict) -> None:
+    request_id = f"audit-{uuid.uuid4().hex}"
+    with stack.client() as client:
+        answer = client.get(
+            "/api/gps",
+            params={"user_id": PARTICIPANT},
+            headers={**data["ta"], "X-Request-ID": request_id},
+        )
+        assert answer.status_code == 200
+    # At once, before the next batch would go: stopping sends what is waiting.
+    gateway = stack.supervisor.processes["gateway"]
+    gateway.terminate()
+    gateway.wait(15)
+    stack.supervisor.start("gateway")
+    stack.supervisor.wait_ready("gateway")
+    with MongoClient(stack.config.mongodb_uri) as mongo:
+        stored = list(mongo[stack.db_name]["audit_trail"].find({"request_id": request_id}))
+    assert len(stored) == 1
+
+
+def test_concurrent_batches_make_one_chain(stack: Stack) -> None:
+    """Batches sent at once to the admin service (as several gateway workers do) are
+    chained one after another: no entry lost, no fork."""
+    import asyncio
+
+    entry = {
+        "time": "2026-11-30T10:00:00Z",
+        "credential_id": "env:viewer",
+        "credential_name": "the environment's viewer token",
+        "role": "viewer",
+        "action": "GET /api/gps",
+        "status": 200,
+        "bytes": 10,
+        "request_id": "",
+    }
+    marker = f"concurrent-{uuid.uuid4().hex}"
+    headers = {"Authorization": f"Bearer {stack.config.credentials.admin}"}
+
+    async def send_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=stack.config.url("admin"), headers=headers) as c:
+            answers = await asyncio.gather(
+                *(
+                    c.post(
+                        "/api/audit/entries",
+                        json=[{**entry, "request_id": f"{marker}-{n}-{i}"} for i in range(5)],
+                    )
+                    for n in range(8)
+                )
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(send_all()) == [201] * 8
+    with MongoClient(stack.config.mongodb_uri) as mongo:
+        stored = mongo[stack.db_name]["audit_trail"].count_documents(
+            {"request_id": {"$regex": f"^{marker}"}}
+        )
+    assert stored == 40
+    with stack.client("admin") as admin:
+        assert admin.get("/api/audit/verify").json()["ok"] is True
