@@ -24,6 +24,7 @@ from services.common.filters import (
     TIME_AND_PARTICIPANT,
     MongoFilter,
     ParticipantPath,
+    StudyFilter,
 )
 from services.common.openapi import NDJSON_MEDIA_TYPE, documented_body, error_responses
 from services.common.pagination import (
@@ -290,8 +291,11 @@ class TelemetryController(Controller):
         "/participants/{user_id:str}",
         operation_id="deleteParticipantTelemetry",
         guards=[requires(Role.ADMIN)],
-        summary="Delete every sentiment and GPS fix of one participant",
+        summary="Delete every sentiment and GPS fix of one participant (of one study, "
+        "with `study_id`), their rollups with them",
         status_code=200,
     )
-    async def delete_participant(self, user_id: ParticipantPath) -> DeletedTelemetry:
-        return await services.delete_participant(user_id)
+    async def delete_participant(
+        self, user_id: ParticipantPath, study_id: StudyFilter = None
+    ) -> DeletedTelemetry:
+        return await services.delete_participant(user_id, study_id)

@@ -28,7 +28,7 @@ from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from services.common.periodic import Periodic
-from services.common.studies import DEFAULT_STUDY, StudyZones
+from services.common.studies import DEFAULT_STUDY, StudyZones, row_study
 from services.common.timestamps import stored_now
 from services.ingest.inserts import DUPLICATE_KEY
 from services.ingest.kinds import KINDS, TelemetryKind
@@ -376,26 +376,27 @@ def moved_studies(state: dict[str, Any], zones: StudyZones) -> list[str]:
     return sorted(study for study, name in stated.items() if now.get(study, name) != name)
 
 
-async def delete_rollups_of(user_id: str) -> None:
-    """After a participant's records are deleted: their rows go, and the totals of
-    their days are recounted without them."""
+async def delete_rollups_of(user_id: str, study_id: str | None = None) -> None:
+    """After a participant's records are deleted (of every study, or of `study_id`):
+    their rows go, and the totals of their days and studies are recounted without
+    them."""
+    theirs: dict[str, Any] = {"user_id": user_id}
+    if study_id is not None:
+        theirs["study"] = row_study(study_id)
     daily = DailyRollup.get_pymongo_collection()
-    theirs: dict[str, list[dict[str, Any]]] = {
-        kind.key: await daily.find(
-            {"kind": kind.key, "user_id": user_id}, {"day": 1, "study": 1}
-        ).to_list()
+    rows: dict[str, list[dict[str, Any]]] = {
+        kind.key: await daily.find({"kind": kind.key, **theirs}, {"day": 1, "study": 1}).to_list()
         for kind in KINDS
     }
-    await daily.delete_many({"user_id": user_id})
+    await daily.delete_many(theirs)
     await RollupTotal.get_pymongo_collection().delete_many(
-        {"level": {"$in": [PARTICIPANT, CALENDAR]}, "user_id": user_id}
+        {"level": {"$in": [PARTICIPANT, CALENDAR]}, **theirs}
     )
     upto = await folded_before()
     if upto is not None:
         for kind in KINDS:
-            rows = theirs[kind.key]
-            await _recount_totals(kind, DAY, {row["day"] for row in rows}, upto)
-            await _recount_totals(kind, TIMELINE, {row["study"] for row in rows}, upto)
+            await _recount_totals(kind, DAY, {row["day"] for row in rows[kind.key]}, upto)
+            await _recount_totals(kind, TIMELINE, {row["study"] for row in rows[kind.key]}, upto)
 
 
 async def ensure_rollups() -> None:

@@ -31,6 +31,7 @@ from services.common.errors import (
 )
 from services.common.pagination import Order, TimeCursor, with_next_cursor
 from services.common.schemas import Principal
+from services.common.studies import DEFAULT_STUDY
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
@@ -330,12 +331,17 @@ async def stream_ndjson(
         yield bytes(buffer)
 
 
-async def delete_participant(user_id: str) -> DeletedTelemetry:
-    await delete_rollups_of(user_id)
-    sentiments = await SENTIMENTS.collection.delete_many({"user_id": user_id})
-    gps_fixes = await GPS_FIXES.collection.delete_many({"user_id": user_id})
+async def delete_participant(user_id: str, study_id: str | None = None) -> DeletedTelemetry:
+    """Deletes a participant's records, of every study or of `study_id` only (the same
+    id in another study is another person), and their rollups."""
+    theirs: dict[str, Any] = {"user_id": user_id}
+    if study_id is not None:
+        theirs["study_id"] = None if study_id == DEFAULT_STUDY else study_id
+    await delete_rollups_of(user_id, study_id)
+    sentiments = await SENTIMENTS.collection.delete_many(theirs)
+    gps_fixes = await GPS_FIXES.collection.delete_many(theirs)
     # Again: a fold that read the records before they went may have written a row.
-    await delete_rollups_of(user_id)
+    await delete_rollups_of(user_id, study_id)
     await forget_participant(user_id, [SENTIMENTS, GPS_FIXES])
     return DeletedTelemetry(
         user_id=user_id, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count

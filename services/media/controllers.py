@@ -27,7 +27,12 @@ from services.common.auth import (
     written_as,
 )
 from services.common.errors import NotFound
-from services.common.filters import TIME_AND_PARTICIPANT, MongoFilter, ParticipantPath
+from services.common.filters import (
+    TIME_AND_PARTICIPANT,
+    MongoFilter,
+    ParticipantPath,
+    StudyFilter,
+)
 from services.common.openapi import (
     documented_body,
     documented_bytes,
@@ -362,11 +367,14 @@ class VlogController(Controller):
         "/participants/{user_id:str}",
         operation_id="deleteParticipantVlogs",
         guards=[requires(Role.ADMIN)],
-        summary="Delete every vlog of one participant, bytes included",
+        summary="Delete every vlog of one participant (of one study, with `study_id`), "
+        "bytes, previews and thumbnails included",
         status_code=200,
     )
-    async def delete_participant(self, request: Request, user_id: ParticipantPath) -> DeletedVlogs:
-        return await services.delete_participant(_storage(request), user_id)
+    async def delete_participant(
+        self, request: Request, user_id: ParticipantPath, study_id: StudyFilter = None
+    ) -> DeletedVlogs:
+        return await services.delete_participant(_storage(request), user_id, study_id)
 
     @post(
         "/maintenance/cleanup",

@@ -24,7 +24,14 @@ from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.common.timestamps import recorded_at, stored_now
 from services.common.windows import BandedReader
 from services.media import video
-from services.media.models import WITHOUT_THUMBNAIL, PreviewState, Vlog, VlogState, collection
+from services.media.models import (
+    WITHOUT_THUMBNAIL,
+    PreviewState,
+    TusUpload,
+    Vlog,
+    VlogState,
+    collection,
+)
 from services.media.schemas import (
     DeletedVlogs,
     ParticipantVlogDays,
@@ -277,10 +284,12 @@ async def _remove(storage: VideoStorage, vlogs: list[dict[str, Any]]) -> int:
     """Deletes vlogs and every byte they own; returns the bytes freed."""
     freed = 0
     for vlog in vlogs:
-        await collection().delete_one({"_id": vlog["_id"]})
+        # Bytes first: a deletion cut short leaves the document, which names them, so
+        # doing it again removes what is left (the other way round would orphan them).
         for key in ("storage_id", "preview_storage_id"):
             if vlog.get(key) is not None:
                 await storage.delete(vlog[key])
+        await collection().delete_one({"_id": vlog["_id"]})
         freed += (vlog.get("size") or 0) + (vlog.get("preview_size") or 0)
     return freed
 
@@ -291,9 +300,29 @@ async def delete_one(storage: VideoStorage, vlog_id: ObjectId) -> DeletedVlogs:
     return DeletedVlogs(user_id=vlog["user_id"], vlogs=1, bytes=freed)
 
 
-async def delete_participant(storage: VideoStorage, user_id: str) -> DeletedVlogs:
-    vlogs = await collection().find({"user_id": user_id}, WITHOUT_THUMBNAIL).to_list()
+async def delete_participant(
+    storage: VideoStorage, user_id: str, study_id: str | None = None
+) -> DeletedVlogs:
+    """Deletes a participant's vlogs, of every study or of `study_id` only."""
+    theirs: dict[str, Any] = {"user_id": user_id}
+    if study_id is not None:
+        theirs["study_id"] = None if study_id == DEFAULT_STUDY else study_id
+    vlogs = await collection().find(theirs, WITHOUT_THUMBNAIL).to_list()
     freed = await _remove(storage, vlogs)
+    # Their resumable uploads not yet finished, and the bytes received so far.
+    unfinished: dict[str, Any] = {
+        "vlog_id": None,
+        "$or": [{"writer_user_id": user_id}, {"metadata.user_id": user_id}],
+    }
+    if study_id is not None:
+        unfinished["$and"] = [
+            {"$or": [{"writer_studies": study_id}, {"metadata.study_id": study_id}]}
+        ]
+    uploads = TusUpload.get_pymongo_collection()
+    async for upload in uploads.find(unfinished, {"storage_id": 1, "offset": 1}):
+        await storage.delete(upload["storage_id"])
+        await uploads.delete_one({"_id": upload["_id"]})
+        freed += upload.get("offset") or 0
     return DeletedVlogs(user_id=user_id, vlogs=len(vlogs), bytes=freed)
 
 
