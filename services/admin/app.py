@@ -16,6 +16,7 @@ from services.admin.controllers import (
     OrchestratorController,
     UserConfigController,
 )
+from services.admin.deletions import ReceiptController
 from services.admin.enrolment import EnrolmentController, enrolment_limits
 from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
@@ -69,6 +70,7 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             ViewerTokenController,
             NoticeController,
             AuditController,
+            ReceiptController,
         ],
         documents=DOCUMENTS,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,

@@ -170,8 +170,33 @@ class AuditRecord(Document):
         ]
 
 
+class DeletionJob(Document):
+    """The deletion of a participant's data across the services (services.admin.
+    deletions): what each step found before deleting it, which steps are done, and
+    the signed receipt once all are. A deletion cut short is continued from here."""
+
+    receipt_id: str
+    study_id: str
+    user_id: str
+    requested_by: dict[str, str]
+    requested_at: datetime
+    state: str  # "deleting" or "done"
+    planned: dict[str, Any] = {}
+    done_steps: list[str] = []
+    completed_at: datetime | None = None
+    receipt: dict[str, Any] | None = None
+
+    class Settings:
+        name = "deletion_receipts"
+        indexes = [
+            IndexModel([("receipt_id", 1)], name="receipt_id_unique", unique=True),
+            IndexModel([("study_id", 1), ("user_id", 1), ("state", 1)], name="participant"),
+        ]
+
+
 DOCUMENTS: list[type[Document]] = [
     AuditRecord,
+    DeletionJob,
     UserCredential,
     UserConfig,
     CharacterConfig,

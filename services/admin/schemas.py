@@ -441,6 +441,54 @@ class ParticipantView(WireStruct):
     code_expires_at: datetime | None = None
     enrolled_at: datetime | None = None
     withdrawn_at: datetime | None = None
+    # When the withdrawal also deleted their data: the signed receipt of what went.
+    deletion_receipt: DeletionReceipt | None = None
+
+
+class Withdrawal(WireStruct, forbid_unknown_fields=True):
+    # Also delete everything they sent, in every service (a signed receipt says what).
+    delete_data: bool = False
+
+
+class DeletedVlogFile(WireStruct):
+    id: str
+    sha256: str | None
+    bytes: int | None
+
+
+class DeletedData(WireStruct):
+    sentiments: int
+    gps_fixes: int
+    vlogs: int
+    vlog_files: list[DeletedVlogFile]
+    # What else went with the records.
+    also: list[str]
+
+
+class Requester(WireStruct):
+    credential_id: str
+    role: str
+
+
+class DeletionReceipt(WireStruct):
+    """What a deletion removed, when and for whom, signed with the server's secret
+    (HMAC-SHA256 over the receipt's other fields in canonical JSON)."""
+
+    receipt_id: str
+    study_id: str
+    user_id: str
+    requested_by: Requester
+    # UTC, to the millisecond, as signed.
+    requested_at: str
+    completed_at: str
+    deleted: DeletedData
+    signature_algorithm: str
+    signature: str
+
+
+class ReceiptCheck(WireStruct, omit_defaults=True):
+    valid: bool
+    reason: str | None = None
 
 
 class Enrolment(WireStruct, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
+from services.admin.deletions import delete_participant_data
 from services.admin.enrolment import issue_code
 from services.admin.models import Participant
 from services.admin.schemas import (
@@ -29,6 +30,7 @@ from services.admin.schemas import (
     StudyIn,
     StudyUpdate,
     StudyView,
+    Withdrawal,
 )
 from services.admin.tokens import revoke_token
 from services.common.errors import Conflict, NotFound, field_error
@@ -350,12 +352,18 @@ class ParticipantController(Controller):
         guards=ADMIN_ONLY,
         operation_id="withdrawParticipant",
         summary="Withdraw a participant: their token and any pending code stop working at once",
-        description="Also in a closed study. Withdrawing again changes nothing; what they "
-        "sent stays until it is deleted.",
-        responses=error_responses(401, 403, 404),
+        description="Also in a closed study. Withdrawing again changes nothing. What they "
+        'sent stays until it is deleted; with `{"delete_data": true}` it is deleted in every '
+        "service in the same call, and the answer carries the signed deletion receipt "
+        "(a deletion cut short completes when the call is made again).",
+        operation_class=documented_body(Withdrawal),
+        responses=error_responses(401, 403, 404, 503),
         status_code=200,
     )
-    async def withdraw(self, study_id: FromPath[str], user_id: FromPath[str]) -> ParticipantView:
+    async def withdraw(
+        self, request: Request, study_id: FromPath[str], user_id: FromPath[str]
+    ) -> ParticipantView:
+        asked = await read_record(request, Withdrawal) if await request.body() else Withdrawal()
         await _stored(study_id)
         collection = Participant.get_pymongo_collection()
         found = await collection.find_one({"study_id": study_id, "user_id": user_id})
@@ -373,4 +381,11 @@ class ParticipantController(Controller):
             },
             return_document=ReturnDocument.AFTER,
         )
-        return _participant_view(updated or found, now)
+        view = _participant_view(updated or found, now)
+        if not asked.delete_data:
+            return view
+        withdrawn_at = (updated or found).get("withdrawn_at") or now
+        receipt = await delete_participant_data(
+            settings_of(request), study_id, user_id, await caller(request), withdrawn_at
+        )
+        return msgspec.structs.replace(view, deletion_receipt=receipt)

@@ -50,6 +50,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
         "/api/v1",
         "/api/studies",
         "/api/audit",
+        "/api/deletion-receipts",
         "/api/enrol",
         "/api/viewer-tokens",
         "/tail_log",

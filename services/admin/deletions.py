@@ -1,0 +1,250 @@
+"""Withdrawal with deletion: everything a participant of a study sent is deleted in
+every service, and a signed receipt says what went, when and for whom.
+
+The admin service asks the services through the gateway (with the admin token), one
+step per service. Before a step deletes anything, what it is about to delete is
+written down (counts; each vlog's id, sha256 and size), so the receipt is exact even
+when the deletion is cut short and done again: calling the withdrawal again goes on
+from the first step not done. Only when every step is done and nothing of the
+participant is left in the study is the receipt signed and kept.
+
+The signature is HMAC-SHA256 of the receipt's other fields in canonical JSON, with a
+key derived from EMOGO_SECRET_KEY: anyone holding a receipt can have the server
+confirm it (`POST /api/deletion-receipts/verify`), and a changed count, id or date
+no longer verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath
+
+from services.admin.access import ADMIN_ONLY, settings_of
+from services.admin.models import DeletionJob
+from services.admin.schemas import DeletionReceipt, ReceiptCheck
+from services.admin.settings import AdminSettings
+from services.common.errors import NotFound, ServiceUnavailable
+from services.common.openapi import error_responses
+from services.common.schemas import Principal
+from services.common.timestamps import stored_now
+from services.common.tokens import CACHE_SECONDS
+
+STEPS = ("telemetry", "vlogs")
+ALSO_DELETED = [
+    "daily rollups, calendars and totals of the participant (the study's totals recounted)",
+    "vlog previews and thumbnails",
+    "unfinished resumable uploads",
+]
+SIGNATURE_ALGORITHM = "HMAC-SHA256"
+REQUEST_SECONDS = 120.0
+VLOGS_PER_PAGE = 1000
+
+
+def _signing_key(secret: str) -> bytes:
+    """A key of its own for receipts, so the encryption key is never used to sign."""
+    return hmac.new(secret.encode(), b"emogo deletion receipts", hashlib.sha256).digest()
+
+
+def _canonical(receipt: dict[str, Any]) -> bytes:
+    fields = {k: v for k, v in receipt.items() if k not in ("signature", "signature_algorithm")}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def sign(receipt: dict[str, Any], secret: str) -> str:
+    return hmac.new(_signing_key(secret), _canonical(receipt), hashlib.sha256).hexdigest()
+
+
+def check(receipt: dict[str, Any], secrets_in_use: tuple[str, ...]) -> ReceiptCheck:
+    """Whether `receipt` is one this server signed, with any of its keys (rotation)."""
+    if receipt.get("signature_algorithm") != SIGNATURE_ALGORITHM:
+        return ReceiptCheck(valid=False, reason="not signed with HMAC-SHA256")
+    given = str(receipt.get("signature", ""))
+    for secret in secrets_in_use:
+        if hmac.compare_digest(sign(receipt, secret), given):
+            return ReceiptCheck(valid=True)
+    return ReceiptCheck(valid=False, reason="the signature does not match its contents")
+
+
+class ServiceSteps:
+    """Each step's reading and deleting, through the gateway."""
+
+    def __init__(self, client: httpx.AsyncClient, study_id: str, user_id: str) -> None:
+        self.client = client
+        self.study_id = study_id
+        self.user_id = user_id
+        self.scope = {"user_id": user_id, "study_id": study_id}
+
+    async def _call(self, method: str, path: str, **params: Any) -> httpx.Response:
+        try:
+            answer = await self.client.request(method, path, params=params or None)
+        except httpx.HTTPError as problem:
+            raise self._unavailable(type(problem).__name__) from None
+        if answer.status_code >= 300:
+            raise self._unavailable(f"{method} {path} answered {answer.status_code}")
+        return answer
+
+    @staticmethod
+    def _unavailable(why: str) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            "The deletion could not be completed now; what was done is kept, and "
+            "withdrawing the participant again with delete_data completes it",
+            extra={"reason": why},
+        )
+
+    async def found(self, step: str) -> dict[str, Any]:
+        """What the step is about to delete."""
+        if step == "telemetry":
+            counts = {}
+            for kind, name in (("sentiments", "sentiments"), ("gps", "gps_fixes")):
+                answer = await self._call("GET", f"/api/{kind}/count", **self.scope)
+                counts[name] = answer.json()["count"]
+            return counts
+        files, cursor = [], None
+        while True:
+            params = {**self.scope, "limit": VLOGS_PER_PAGE}
+            if cursor:
+                params["cursor"] = cursor
+            answer = await self._call("GET", "/api/vlogs", **params)
+            files += [
+                {"id": vlog["_id"], "sha256": vlog.get("sha256"), "bytes": vlog.get("file_size")}
+                for vlog in answer.json()
+            ]
+            cursor = answer.headers.get("X-Next-Cursor")
+            if not cursor:
+                return {"vlog_files": files}
+
+    async def delete(self, step: str) -> None:
+        service = "telemetry" if step == "telemetry" else "vlogs"
+        await self._call(
+            "DELETE", f"/api/{service}/participants/{self.user_id}", study_id=self.study_id
+        )
+
+    async def left(self) -> int:
+        """Records and vlogs of the participant still stored in the study."""
+        counts = await self.found("telemetry")
+        return sum(counts.values()) + len((await self.found("vlogs"))["vlog_files"])
+
+
+async def delete_participant_data(
+    settings: AdminSettings,
+    study_id: str,
+    user_id: str,
+    principal: Principal,
+    withdrawn_at: datetime,
+) -> DeletionReceipt:
+    """Deletes everything `user_id` sent in `study_id`, going on with a deletion that
+    was cut short; returns its signed receipt."""
+    # Every service trusts what it read about a token for CACHE_SECONDS: once that has
+    # passed since the withdrawal, nothing new of theirs can arrive behind the deletion.
+    settled = withdrawn_at + timedelta(seconds=CACHE_SECONDS) - stored_now()
+    if settled.total_seconds() > 0:
+        await asyncio.sleep(settled.total_seconds())
+    jobs = DeletionJob.get_pymongo_collection()
+    job = await jobs.find_one({"study_id": study_id, "user_id": user_id, "state": "deleting"})
+    if job is None:
+        job = {
+            "receipt_id": "rcpt_" + secrets.token_hex(10),
+            "study_id": study_id,
+            "user_id": user_id,
+            "requested_by": {
+                "credential_id": principal.token_id or f"env:{principal.role}",
+                "role": str(principal.role),
+            },
+            "requested_at": stored_now(),
+            "state": "deleting",
+            "planned": {},
+            "done_steps": [],
+        }
+        job["_id"] = (await jobs.insert_one(job)).inserted_id
+    headers = {"Authorization": f"Bearer {settings.credentials.admin}"}
+    async with httpx.AsyncClient(
+        base_url=settings.gateway_url.rstrip("/"), headers=headers, timeout=REQUEST_SECONDS
+    ) as client:
+        steps = ServiceSteps(client, study_id, user_id)
+        for step in STEPS:
+            if step in job["done_steps"]:
+                continue
+            if step not in job["planned"]:
+                # Written down before anything of this step is deleted.
+                job["planned"][step] = await steps.found(step)
+                await jobs.update_one(
+                    {"_id": job["_id"]}, {"$set": {f"planned.{step}": job["planned"][step]}}
+                )
+            await steps.delete(step)
+            await jobs.update_one({"_id": job["_id"]}, {"$addToSet": {"done_steps": step}})
+            job["done_steps"].append(step)
+        if await steps.left():
+            raise ServiceUnavailable(
+                "Records of the participant arrived while they were deleted; withdraw "
+                "again with delete_data to delete them too"
+            )
+    telemetry, vlogs = job["planned"]["telemetry"], job["planned"]["vlogs"]
+    receipt: dict[str, Any] = {
+        "receipt_id": job["receipt_id"],
+        "study_id": study_id,
+        "user_id": user_id,
+        "requested_by": job["requested_by"],
+        "requested_at": _instant(job["requested_at"]),
+        "completed_at": _instant(stored_now()),
+        "deleted": {
+            "sentiments": telemetry["sentiments"],
+            "gps_fixes": telemetry["gps_fixes"],
+            "vlogs": len(vlogs["vlog_files"]),
+            "vlog_files": vlogs["vlog_files"],
+            "also": ALSO_DELETED,
+        },
+        "signature_algorithm": SIGNATURE_ALGORITHM,
+    }
+    receipt["signature"] = sign(receipt, settings.secret_keys[0])
+    await jobs.update_one(
+        {"_id": job["_id"]},
+        {"$set": {"state": "done", "completed_at": stored_now(), "receipt": receipt}},
+    )
+    return msgspec.convert(receipt, DeletionReceipt)
+
+
+def _instant(value: datetime) -> str:
+    """A time as receipts carry it (and as their signature covers it)."""
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ReceiptController(Controller):
+    """Deletion receipts: kept, listed, and checked against the server's key."""
+
+    path = "/api/deletion-receipts"
+    tags = ["studies"]
+    guards = ADMIN_ONLY
+
+    @get(
+        "/{receipt_id:str}",
+        operation_id="getDeletionReceipt",
+        summary="A deletion receipt, as it was given when the deletion completed",
+        responses=error_responses(401, 403, 404),
+    )
+    async def one(self, receipt_id: FromPath[str]) -> DeletionReceipt:
+        job = await DeletionJob.get_pymongo_collection().find_one(
+            {"receipt_id": receipt_id, "state": "done"}
+        )
+        if job is None:
+            raise NotFound(f"No deletion receipt {receipt_id!r}")
+        return msgspec.convert(job["receipt"], DeletionReceipt)
+
+    @post(
+        "/verify",
+        operation_id="verifyDeletionReceipt",
+        summary="Whether a receipt is one this server signed, unchanged",
+        responses=error_responses(401, 403),
+        status_code=200,
+    )
+    async def verify(self, data: dict[str, Any], request: Request) -> ReceiptCheck:
+        return check(data, settings_of(request).secret_keys)
