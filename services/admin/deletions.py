@@ -76,13 +76,14 @@ def check(receipt: dict[str, Any], secrets_in_use: tuple[str, ...]) -> ReceiptCh
 
 
 class ServiceSteps:
-    """Each step's reading and deleting, through the gateway."""
+    """Each step's reading and deleting, through the gateway: of one participant of a
+    study, or (`user_id` None) of the whole study."""
 
-    def __init__(self, client: httpx.AsyncClient, study_id: str, user_id: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, study_id: str, user_id: str | None) -> None:
         self.client = client
         self.study_id = study_id
         self.user_id = user_id
-        self.scope = {"user_id": user_id, "study_id": study_id}
+        self.scope = {"study_id": study_id, **({"user_id": user_id} if user_id else {})}
 
     async def _call(self, method: str, path: str, **params: Any) -> httpx.Response:
         try:
@@ -125,9 +126,12 @@ class ServiceSteps:
 
     async def delete(self, step: str) -> None:
         service = "telemetry" if step == "telemetry" else "vlogs"
-        await self._call(
-            "DELETE", f"/api/{service}/participants/{self.user_id}", study_id=self.study_id
-        )
+        if self.user_id is None:
+            await self._call("DELETE", f"/api/{service}/studies/{self.study_id}")
+        else:
+            await self._call(
+                "DELETE", f"/api/{service}/participants/{self.user_id}", study_id=self.study_id
+            )
 
     async def left(self) -> int:
         """Records and vlogs of the participant still stored in the study."""
@@ -135,18 +139,19 @@ class ServiceSteps:
         return sum(counts.values()) + len((await self.found("vlogs"))["vlog_files"])
 
 
-async def delete_participant_data(
+async def delete_data(
     settings: AdminSettings,
     study_id: str,
-    user_id: str,
+    user_id: str | None,
     principal: Principal,
-    withdrawn_at: datetime,
+    stopped_at: datetime,
 ) -> DeletionReceipt:
-    """Deletes everything `user_id` sent in `study_id`, going on with a deletion that
-    was cut short; returns its signed receipt."""
-    # Every service trusts what it read about a token for CACHE_SECONDS: once that has
-    # passed since the withdrawal, nothing new of theirs can arrive behind the deletion.
-    settled = withdrawn_at + timedelta(seconds=CACHE_SECONDS) - stored_now()
+    """Deletes everything `user_id` sent in `study_id` (everything of the study when
+    `user_id` is None), going on with a deletion that was cut short; returns its
+    signed receipt. `stopped_at`: when their token was revoked (or the study closed)."""
+    # Every service trusts what it read about a token or a study for CACHE_SECONDS:
+    # once that has passed, nothing new can arrive behind the deletion.
+    settled = stopped_at + timedelta(seconds=CACHE_SECONDS) - stored_now()
     if settled.total_seconds() > 0:
         await asyncio.sleep(settled.total_seconds())
     jobs = DeletionJob.get_pymongo_collection()

@@ -177,7 +177,7 @@ class DeletionJob(Document):
 
     receipt_id: str
     study_id: str
-    user_id: str
+    user_id: str | None  # None: the whole study
     requested_by: dict[str, str]
     requested_at: datetime
     state: str  # "deleting" or "done"

@@ -476,7 +476,7 @@ class DeletionReceipt(WireStruct):
 
     receipt_id: str
     study_id: str
-    user_id: str
+    user_id: str | None  # None: the whole study's data
     requested_by: Requester
     # UTC, to the millisecond, as signed.
     requested_at: str

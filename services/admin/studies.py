@@ -18,10 +18,11 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
-from services.admin.deletions import delete_participant_data
+from services.admin.deletions import delete_data
 from services.admin.enrolment import issue_code
 from services.admin.models import Participant
 from services.admin.schemas import (
+    DeletionReceipt,
     Expectations,
     IssuedCode,
     IssuedCodes,
@@ -217,6 +218,26 @@ class StudyController(Controller):
         )
         return await _find(study_id, settings_of(request).display_timezone)
 
+    @post(
+        "/{study_id:str}/delete-data",
+        guards=ADMIN_ONLY,
+        operation_id="deleteStudyData",
+        summary="Delete everything a closed study holds, in every service, with a signed receipt",
+        description="The study and its participants' entries stay, as the record of what "
+        "existed; their data goes: sentiments, GPS fixes, vlogs with their bytes, "
+        "rollups. A deletion cut short completes when the call is made again.",
+        # 409: the study is still open (close it first, so nothing new arrives).
+        responses=error_responses(401, 403, 404, 409, 503),
+        status_code=200,
+    )
+    async def delete_study_data(self, request: Request, study_id: FromPath[str]) -> DeletionReceipt:
+        study = await _stored(study_id)
+        if study["status"] != StudyStatus.CLOSED.value:
+            raise Conflict(f"Close study {study_id!r} before deleting its data")
+        return await delete_data(
+            settings_of(request), study_id, None, await caller(request), study["closed_at"]
+        )
+
 
 def _code_state(document: dict, now: datetime) -> str:
     if document.get("code_used_at") is not None:
@@ -385,7 +406,7 @@ class ParticipantController(Controller):
         if not asked.delete_data:
             return view
         withdrawn_at = (updated or found).get("withdrawn_at") or now
-        receipt = await delete_participant_data(
+        receipt = await delete_data(
             settings_of(request), study_id, user_id, await caller(request), withdrawn_at
         )
         return msgspec.structs.replace(view, deletion_receipt=receipt)

@@ -22,6 +22,7 @@ ParticipantPath = Annotated[
         pattern=PARTICIPANT_PATTERN, description=f"The participant's id: {PARTICIPANT_RULE}"
     ),
 ]
+StudyPath = Annotated[str, PathParameter(pattern=STUDY_PATTERN, description="The study's id")]
 ParticipantFilter = Annotated[
     str | None,
     QueryParameter(

@@ -25,6 +25,7 @@ from services.common.filters import (
     MongoFilter,
     ParticipantPath,
     StudyFilter,
+    StudyPath,
 )
 from services.common.openapi import NDJSON_MEDIA_TYPE, documented_body, error_responses
 from services.common.pagination import (
@@ -299,3 +300,13 @@ class TelemetryController(Controller):
         self, user_id: ParticipantPath, study_id: StudyFilter = None
     ) -> DeletedTelemetry:
         return await services.delete_participant(user_id, study_id)
+
+    @delete(
+        "/studies/{study_id:str}",
+        operation_id="deleteStudyTelemetry",
+        guards=[requires(Role.ADMIN)],
+        summary="Delete every sentiment and GPS fix of one study, its rollups with them",
+        status_code=200,
+    )
+    async def delete_study(self, study_id: StudyPath) -> DeletedTelemetry:
+        return await services.delete_study(study_id)

@@ -399,6 +399,25 @@ async def delete_rollups_of(user_id: str, study_id: str | None = None) -> None:
             await _recount_totals(kind, TIMELINE, {row["study"] for row in rows[kind.key]}, upto)
 
 
+async def delete_rollups_of_study(study_id: str) -> set[str]:
+    """After a study's records are deleted: its rows and totals go, and the day totals
+    of its days are recounted without it. Returns the participants it had rows of."""
+    study = row_study(study_id)
+    daily = DailyRollup.get_pymongo_collection()
+    days: dict[str, set[str]] = {kind.key: set() for kind in KINDS}
+    participants: set[str] = set()
+    async for row in daily.find({"study": study}, {"kind": 1, "day": 1, "user_id": 1}):
+        days.setdefault(row["kind"], set()).add(row["day"])
+        participants.add(row["user_id"])
+    await daily.delete_many({"study": study})
+    await RollupTotal.get_pymongo_collection().delete_many({"study": study})
+    upto = await folded_before()
+    if upto is not None:
+        for kind in KINDS:
+            await _recount_totals(kind, DAY, days[kind.key], upto)
+    return participants
+
+
 async def ensure_rollups() -> None:
     """At start-up: when the rows and the tail do not add up to the records (rows
     lost, rows of an older version, or data from before rollups existed), readers go

@@ -159,7 +159,7 @@ class TelemetryTotals(WireStruct):
 
 
 class DeletedTelemetry(WireStruct):
-    user_id: str
+    user_id: str | None  # None: a whole study's
     sentiments: int
     gps_fixes: int
 

@@ -36,7 +36,7 @@ from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
 from services.ingest.days import REGISTER, days_with_data, forget_participant
-from services.ingest.folding import delete_rollups_of
+from services.ingest.folding import delete_rollups_of, delete_rollups_of_study
 from services.ingest.inserts import DUPLICATE_KEY, GroupInserter
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
@@ -345,4 +345,18 @@ async def delete_participant(user_id: str, study_id: str | None = None) -> Delet
     await forget_participant(user_id, [SENTIMENTS, GPS_FIXES])
     return DeletedTelemetry(
         user_id=user_id, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
+    )
+
+
+async def delete_study(study_id: str) -> DeletedTelemetry:
+    """Deletes every record of a study (not `default`, which cannot be closed) and its
+    rollups."""
+    participants = await delete_rollups_of_study(study_id)
+    sentiments = await SENTIMENTS.collection.delete_many({"study_id": study_id})
+    gps_fixes = await GPS_FIXES.collection.delete_many({"study_id": study_id})
+    participants |= await delete_rollups_of_study(study_id)
+    for user_id in participants:
+        await forget_participant(user_id, [SENTIMENTS, GPS_FIXES])
+    return DeletedTelemetry(
+        user_id=None, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
     )

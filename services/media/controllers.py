@@ -32,6 +32,7 @@ from services.common.filters import (
     MongoFilter,
     ParticipantPath,
     StudyFilter,
+    StudyPath,
 )
 from services.common.openapi import (
     documented_body,
@@ -375,6 +376,16 @@ class VlogController(Controller):
         self, request: Request, user_id: ParticipantPath, study_id: StudyFilter = None
     ) -> DeletedVlogs:
         return await services.delete_participant(_storage(request), user_id, study_id)
+
+    @delete(
+        "/studies/{study_id:str}",
+        operation_id="deleteStudyVlogs",
+        guards=[requires(Role.ADMIN)],
+        summary="Delete every vlog of one study, bytes, previews and thumbnails included",
+        status_code=200,
+    )
+    async def delete_study(self, request: Request, study_id: StudyPath) -> DeletedVlogs:
+        return await services.delete_study(_storage(request), study_id)
 
     @post(
         "/maintenance/cleanup",

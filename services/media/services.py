@@ -303,27 +303,43 @@ async def delete_one(storage: VideoStorage, vlog_id: ObjectId) -> DeletedVlogs:
 async def delete_participant(
     storage: VideoStorage, user_id: str, study_id: str | None = None
 ) -> DeletedVlogs:
-    """Deletes a participant's vlogs, of every study or of `study_id` only."""
+    """Deletes a participant's vlogs and unfinished uploads, of every study or of
+    `study_id` only."""
     theirs: dict[str, Any] = {"user_id": user_id}
-    if study_id is not None:
-        theirs["study_id"] = None if study_id == DEFAULT_STUDY else study_id
-    vlogs = await collection().find(theirs, WITHOUT_THUMBNAIL).to_list()
-    freed = await _remove(storage, vlogs)
-    # Their resumable uploads not yet finished, and the bytes received so far.
     unfinished: dict[str, Any] = {
-        "vlog_id": None,
-        "$or": [{"writer_user_id": user_id}, {"metadata.user_id": user_id}],
+        "$or": [{"writer_user_id": user_id}, {"metadata.user_id": user_id}]
     }
     if study_id is not None:
-        unfinished["$and"] = [
-            {"$or": [{"writer_studies": study_id}, {"metadata.study_id": study_id}]}
-        ]
+        theirs["study_id"] = None if study_id == DEFAULT_STUDY else study_id
+        unfinished = {"$and": [unfinished, _uploads_of_study(study_id)]}
+    freed, count = await _remove_all(storage, theirs, unfinished)
+    return DeletedVlogs(user_id=user_id, vlogs=count, bytes=freed)
+
+
+async def delete_study(storage: VideoStorage, study_id: str) -> DeletedVlogs:
+    """Deletes every vlog and unfinished upload of a study."""
+    freed, count = await _remove_all(storage, {"study_id": study_id}, _uploads_of_study(study_id))
+    return DeletedVlogs(user_id=None, vlogs=count, bytes=freed)
+
+
+def _uploads_of_study(study_id: str) -> dict[str, Any]:
+    return {"$or": [{"writer_studies": study_id}, {"metadata.study_id": study_id}]}
+
+
+async def _remove_all(
+    storage: VideoStorage, vlogs_query: dict[str, Any], uploads_query: dict[str, Any]
+) -> tuple[int, int]:
+    """Removes the vlogs and the unfinished resumable uploads matching the queries,
+    with every byte they own; returns the bytes freed and the vlogs removed."""
+    vlogs = await collection().find(vlogs_query, WITHOUT_THUMBNAIL).to_list()
+    freed = await _remove(storage, vlogs)
     uploads = TusUpload.get_pymongo_collection()
+    unfinished = {**uploads_query, "vlog_id": None}
     async for upload in uploads.find(unfinished, {"storage_id": 1, "offset": 1}):
         await storage.delete(upload["storage_id"])
         await uploads.delete_one({"_id": upload["_id"]})
         freed += upload.get("offset") or 0
-    return DeletedVlogs(user_id=user_id, vlogs=len(vlogs), bytes=freed)
+    return freed, len(vlogs)
 
 
 async def remove_stale_uploads(storage: VideoStorage, older_than: timedelta) -> int:

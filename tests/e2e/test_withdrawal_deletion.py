@@ -198,3 +198,28 @@ def test_a_deletion_cut_short_completes_when_called_again(stack: Stack, video: b
     assert (deleted["sentiments"], deleted["gps_fixes"], deleted["vlogs"]) == (3, 2, 1)
     assert deleted["vlog_files"][0]["sha256"] == digest
     assert traces(stack, study, "P7", bytes_of_p7) == []
+
+
+def test_a_closed_study_s_data_is_deleted_in_one_call(stack: Stack, video: bytes) -> None:
+    study, kept_study = new_study(stack), new_study(stack)
+    tokens = enrolled(stack, study, ["P1", "P2"])
+    for user_id in ("P1", "P2"):
+        contribute(stack, tokens[user_id], user_id, video)
+    contribute(stack, enrolled(stack, kept_study, ["P1"])["P1"], "P1", video)
+    bytes_of_study = storage_ids_of(stack, study, "P1") + storage_ids_of(stack, study, "P2")
+    with stack.client("admin") as admin:
+        still_open = admin.post(f"/api/studies/{study}/delete-data")
+        assert still_open.status_code == 409, still_open.text
+        assert admin.post(f"/api/studies/{study}/close").status_code == 200
+        answer = admin.post(f"/api/studies/{study}/delete-data", timeout=120)
+        assert answer.status_code == 200, answer.text
+        receipt = answer.json()
+        assert (receipt["study_id"], receipt["user_id"]) == (study, None)
+        deleted = receipt["deleted"]
+        assert (deleted["sentiments"], deleted["gps_fixes"], deleted["vlogs"]) == (6, 4, 2)
+        assert admin.post("/api/deletion-receipts/verify", json=receipt).json()["valid"] is True
+        kept = {"study_id": kept_study, "user_id": "P1"}
+        assert admin.get("/api/sentiments/count", params=kept).json()["count"] == 3
+        assert len(admin.get("/api/vlogs", params=kept).json()) == 1
+    for user_id in ("P1", "P2"):
+        assert traces(stack, study, user_id, bytes_of_study) == []
