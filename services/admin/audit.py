@@ -38,7 +38,7 @@ from services.common.audit import (
 )
 from services.common.errors import ServiceUnavailable, field_error
 from services.common.filters import time_span
-from services.common.openapi import error_responses
+from services.common.openapi import NDJSON_MEDIA_TYPE, error_responses
 from services.common.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
@@ -219,6 +219,7 @@ class AuditController(Controller):
         "/download.ndjson",
         operation_id="downloadAuditTrailNdjson",
         summary="The filtered audit trail as NDJSON, every entry",
+        media_type=NDJSON_MEDIA_TYPE,
         responses=error_responses(401, 403),
     )
     async def download_ndjson(
@@ -239,6 +240,7 @@ class AuditController(Controller):
         "/download.csv",
         operation_id="downloadAuditTrailCsv",
         summary="The filtered audit trail as CSV, every entry",
+        media_type="text/csv",
         responses=error_responses(401, 403),
     )
     async def download_csv(
@@ -272,7 +274,8 @@ def _download(query: dict[str, Any], as_csv: bool) -> Stream:
     name = "audit.csv" if as_csv else "audit.ndjson"
     return Stream(
         lines(),
-        media_type="text/csv; charset=utf-8" if as_csv else "application/x-ndjson",
+        # Litestar adds `; charset=utf-8` to a text type.
+        media_type="text/csv" if as_csv else NDJSON_MEDIA_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 

@@ -131,12 +131,14 @@ def test_roles_and_admin_only_endpoints(stack: Stack, anonymous: httpx.Client) -
             "user_id": None,
             "study_ids": None,
             "token_id": None,
+            "name": None,
         }
     assert anonymous.get("/api/v1/whoami", headers=headers).json() == {
         "role": "user",
         "user_id": user_id,
         "study_ids": None,
         "token_id": None,
+        "name": None,
     }
 
 
