@@ -112,6 +112,13 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # No internet here: maps show their offline drawing (tests/gateway/test_maps.py
         # starts a tile server of its own).
         EMOGO_MAP_TILES="off",
+        # The embedded database (WiredTiger underneath) sometimes holds every write for
+        # about 10 s on this suite's shared database: writers wait in WiredTiger's
+        # page-in loop for a page locked by its eviction. Past the default 5 s deadline
+        # a write answers 503 with Retry-After, which phones honour; the tests here
+        # post once, so their deadline outlasts the stall. The 503 itself is tested
+        # with a database of its own (tests/e2e/test_database_faults.py).
+        EMOGO_DB_TIMEOUT="20",
     ) as running:
         yield running
 

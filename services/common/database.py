@@ -19,7 +19,6 @@ from services.common.settings import ServiceSettings
 logger = logging.getLogger("emogo.database")
 PING_TIMEOUT_SECONDS = 2.0
 SERVER_SELECTION_TIMEOUT_MS = 3000
-IDLE_CONNECTION_MS = 10_000
 
 
 def make_client(settings: ServiceSettings) -> AsyncMongoClient:
@@ -38,11 +37,6 @@ def make_client(settings: ServiceSettings) -> AsyncMongoClient:
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
         timeoutMS=round(settings.db_timeout * 1000),
-        # A connection idle this long is closed. The embedded database can keep the
-        # read snapshot of a connection's last request until its next one, and an old
-        # snapshot keeps every update since in its cache; closing idle connections
-        # bounds how old a snapshot gets.
-        maxIdleTimeMS=IDLE_CONNECTION_MS,
         **durable_write_concern(settings.mongodb_uri),
     )
 
