@@ -38,6 +38,7 @@ bench: $(INSTALLED)
 	$(PY) bench/ingest.py
 	$(PY) bench/media.py
 	$(PY) bench/export.py
+	$(PY) bench/audit.py
 	$(PY) bench/connection_limits.py
 	$(PY) bench/scoped_auth.py
 

@@ -1,10 +1,12 @@
 """The audit trail's store: entries the gateway sends are appended to one hash chain
 (services.common.audit), and the admin reads, downloads and verifies them.
 
-Appending is safe with any number of admin workers: each batch is chained after the
-newest stored entry and inserted in order; `seq` is unique, so a worker that lost a
-race to another one's batch is refused at its first entry, reads the new end of the
-chain and chains the rest again. No route changes or deletes an entry.
+Each batch is stored as one block (one insert, whatever its size: a recorded read
+costs the database a fraction of a write). Appending is safe with any number of
+admin workers: a batch is chained after the newest stored entry, and a block's id is
+the `seq` of its first entry, so a worker that lost a race to another one's batch is
+refused, reads the new end of the chain and chains its batch again. No route changes
+or deletes an entry.
 
     python -m services.admin.audit verify    # checks the whole chain (MONGODB_URI)
 """
@@ -21,15 +23,17 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.params import Body, QueryParameter
+from litestar.di import Provide
+from litestar.params import QueryParameter
 from litestar.response import Stream
-from pymongo.errors import BulkWriteError
+from pymongo.errors import DuplicateKeyError
 
 from services.admin.access import ADMIN_ONLY
-from services.admin.models import AuditRecord
+from services.admin.models import AuditBlock
 from services.common.audit import (
     FIELDS,
     GENESIS,
+    AuditBatch,
     AuditEntry,
     ChainCheck,
     StoredAuditEntry,
@@ -49,7 +53,6 @@ from services.common.pagination import (
 )
 from services.common.schemas import WireStruct
 
-DUPLICATE_KEY = 11000
 # Entries one call may send; the gateway sends fewer.
 MOST_PER_CALL = 1000
 # Races lost to other workers before a batch gives up (each loss means another batch
@@ -58,29 +61,41 @@ APPEND_ATTEMPTS = 50
 COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
 
 
-async def append(entries: list[AuditEntry]) -> None:
-    """Chains `entries` after the newest stored entry and stores them, in order."""
-    collection = AuditRecord.get_pymongo_collection()
-    pending = entries
+async def append(batch_id: str, entries: list[AuditEntry]) -> None:
+    """Chains `entries` after the newest stored entry and stores them as one block;
+    a batch already stored (sent again after an answer was lost) is not stored twice."""
+    collection = AuditBlock.get_pymongo_collection()
     for _ in range(APPEND_ATTEMPTS):
-        if not pending:
+        if await collection.find_one({"batch_id": batch_id}, {"_id": 1}) is not None:
             return
-        last = await collection.find_one({}, {"seq": 1, "hash": 1}, sort=[("seq", -1)])
-        last_seq, last_hash = (last["seq"], last["hash"]) if last else (0, GENESIS)
+        last = await collection.find_one(
+            {}, {"last_seq": 1, "entries": {"$slice": -1}}, sort=[("_id", -1)]
+        )
+        last_seq, last_hash = (
+            (last["last_seq"], last["entries"][-1]["hash"]) if last else (0, GENESIS)
+        )
+        documents = chained(entries, last_seq, last_hash)
+        block = {
+            "_id": last_seq + 1,
+            "batch_id": batch_id,
+            "last_seq": documents[-1]["seq"],
+            "entries": documents,
+            "credential_ids": sorted({entry.credential_id for entry in entries}),
+            "participants": sorted({p for entry in entries for p in entry.participants}),
+        }
         try:
-            await collection.insert_many(chained(pending, last_seq, last_hash), ordered=True)
+            await collection.insert_one(block)
             return
-        except BulkWriteError as failure:
-            errors = failure.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
-            pending = pending[failure.details.get("nInserted", 0) :]
+        except DuplicateKeyError:  # another batch came first (or this one): look again
+            continue
     raise ServiceUnavailable("The audit trail is busy; send the entries again")
 
 
-async def in_order() -> AsyncIterator[dict[str, Any]]:
-    async for document in AuditRecord.get_pymongo_collection().find({}).sort("seq", 1):
-        yield document
+async def in_order(query: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Stored entries in `seq` order (of the blocks matching `query`)."""
+    async for block in AuditBlock.get_pymongo_collection().find(query or {}).sort("_id", 1):
+        for entry in block["entries"]:
+            yield entry
 
 
 class Stored(WireStruct):
@@ -90,31 +105,73 @@ class Stored(WireStruct):
 AuditFilter = Annotated[str | None, QueryParameter(max_length=200)]
 
 
-def _query(
-    since: str | None,
-    until: str | None,
-    credential_id: str | None,
-    role: str | None,
-    action: str | None,
-    study_id: str | None,
-    user_id: str | None,
-    request_id: str | None,
-) -> dict[str, Any]:
-    query: dict[str, Any] = {}
-    span = time_span(since, until)
-    if span:
-        query["time"] = span["timestamp"]
-    for field, value in (
-        ("credential_id", credential_id),
-        ("role", role),
-        ("action", action),
-        ("study_id", study_id),
-        ("participants", user_id),
-        ("request_id", request_id),
-    ):
-        if value is not None:
-            query[field] = value
-    return query
+class EntryFilter:
+    """Which entries a listing or download wants, by the entry's fields; the blocks
+    that may hold them are found by the fields blocks index."""
+
+    def __init__(self, params: dict[str, str | None]) -> None:
+        self.params = {name: value for name, value in params.items() if value is not None}
+        span = time_span(params.get("since"), params.get("until")).get("timestamp", {})
+        self.since, self.until = span.get("$gte"), span.get("$lt")
+        self.equal = {
+            field: self.params[name]
+            for name, field in (
+                ("credential_id", "credential_id"),
+                ("role", "role"),
+                ("action", "action"),
+                ("study_id", "study_id"),
+                ("request_id", "request_id"),
+            )
+            if name in self.params
+        }
+        self.user_id = self.params.get("user_id")
+
+    def blocks(self, after: int) -> dict[str, Any]:
+        query: dict[str, Any] = {"last_seq": {"$gt": after}}
+        if "credential_id" in self.equal:
+            query["credential_ids"] = self.equal["credential_id"]
+        if self.user_id is not None:
+            query["participants"] = self.user_id
+        return query
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        if any(entry.get(field) != value for field, value in self.equal.items()):
+            return False
+        if self.user_id is not None and self.user_id not in entry.get("participants", []):
+            return False
+        if self.since is not None and entry["time"] < self.since:
+            return False
+        return self.until is None or entry["time"] < self.until
+
+    async def entries(self, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """The wanted entries after `seq` `after`, in order."""
+        async for entry in in_order(self.blocks(after)):
+            if entry["seq"] > after and self.matches(entry):
+                yield entry
+
+
+async def provide_entry_filter(
+    since: AuditFilter = None,
+    until: AuditFilter = None,
+    credential_id: AuditFilter = None,
+    role: AuditFilter = None,
+    action: AuditFilter = None,
+    study_id: AuditFilter = None,
+    user_id: AuditFilter = None,
+    request_id: AuditFilter = None,
+) -> EntryFilter:
+    return EntryFilter(
+        {
+            "since": since,
+            "until": until,
+            "credential_id": credential_id,
+            "role": role,
+            "action": action,
+            "study_id": study_id,
+            "user_id": user_id,
+            "request_id": request_id,
+        }
+    )
 
 
 def _entry(document: dict[str, Any]) -> StoredAuditEntry:
@@ -145,6 +202,7 @@ class AuditController(Controller):
     path = "/api/audit"
     tags = ["audit"]
     guards = ADMIN_ONLY
+    dependencies = {"wanted": Provide(provide_entry_filter)}
 
     @post(
         "/entries",
@@ -153,11 +211,13 @@ class AuditController(Controller):
         responses=error_responses(401, 403, 503),
         include_in_schema=False,
     )
-    async def append_entries(
-        self, data: Annotated[list[AuditEntry], Body(max_length=MOST_PER_CALL)]
-    ) -> Stored:
-        await append(data)
-        return Stored(stored=len(data))
+    async def append_entries(self, data: AuditBatch) -> Stored:
+        if not data.entries:
+            return Stored(stored=0)
+        if len(data.entries) > MOST_PER_CALL:
+            raise field_error("entries", f"at most {MOST_PER_CALL} entries per call")
+        await append(data.batch_id, data.entries)
+        return Stored(stored=len(data.entries))
 
     @get(
         "/",
@@ -167,43 +227,27 @@ class AuditController(Controller):
     )
     async def listing(
         self,
-        since: AuditFilter = None,
-        until: AuditFilter = None,
-        credential_id: AuditFilter = None,
-        role: AuditFilter = None,
-        action: AuditFilter = None,
-        study_id: AuditFilter = None,
-        user_id: AuditFilter = None,
-        request_id: AuditFilter = None,
+        wanted: EntryFilter,
         limit: PageSize = DEFAULT_PAGE_SIZE,
         cursor: CursorParameter = None,
     ) -> Response[list[StoredAuditEntry]]:
-        query = _query(since, until, credential_id, role, action, study_id, user_id, request_id)
+        after = 0
         if cursor is not None:
             (after,) = decode_cursor(cursor, tuple[int])
             if after < 0:
                 raise field_error("cursor", "is not a cursor this API handed out")
-            query["seq"] = {"$gt": after}
-        found = AuditRecord.get_pymongo_collection().find(query).sort("seq", 1).limit(limit + 1)
-        documents = await found.to_list()
+        page: list[dict[str, Any]] = []
+        async for entry in wanted.entries(after):
+            page.append(entry)
+            if len(page) > limit:
+                break
         next_cursor = None
-        if len(documents) > limit:
-            documents = documents[:limit]
-            next_cursor = encode_cursor((documents[-1]["seq"],))
-        params = {
-            "since": since,
-            "until": until,
-            "credential_id": credential_id,
-            "role": role,
-            "action": action,
-            "study_id": study_id,
-            "user_id": user_id,
-            "request_id": request_id,
-            "limit": limit,
-        }
+        if len(page) > limit:
+            page = page[:limit]
+            next_cursor = encode_cursor((page[-1]["seq"],))
         return Response(
-            [_entry(document) for document in documents],
-            headers=next_page_headers("/api/audit", params, next_cursor),
+            [_entry(entry) for entry in page],
+            headers=next_page_headers("/api/audit", {**wanted.params, "limit": limit}, next_cursor),
         )
 
     @get(
@@ -222,19 +266,8 @@ class AuditController(Controller):
         media_type=NDJSON_MEDIA_TYPE,
         responses=error_responses(401, 403),
     )
-    async def download_ndjson(
-        self,
-        since: AuditFilter = None,
-        until: AuditFilter = None,
-        credential_id: AuditFilter = None,
-        role: AuditFilter = None,
-        action: AuditFilter = None,
-        study_id: AuditFilter = None,
-        user_id: AuditFilter = None,
-        request_id: AuditFilter = None,
-    ) -> Stream:
-        query = _query(since, until, credential_id, role, action, study_id, user_id, request_id)
-        return _download(query, as_csv=False)
+    async def download_ndjson(self, wanted: EntryFilter) -> Stream:
+        return _download(wanted, as_csv=False)
 
     @get(
         "/download.csv",
@@ -243,29 +276,17 @@ class AuditController(Controller):
         media_type="text/csv",
         responses=error_responses(401, 403),
     )
-    async def download_csv(
-        self,
-        since: AuditFilter = None,
-        until: AuditFilter = None,
-        credential_id: AuditFilter = None,
-        role: AuditFilter = None,
-        action: AuditFilter = None,
-        study_id: AuditFilter = None,
-        user_id: AuditFilter = None,
-        request_id: AuditFilter = None,
-    ) -> Stream:
-        query = _query(since, until, credential_id, role, action, study_id, user_id, request_id)
-        return _download(query, as_csv=True)
+    async def download_csv(self, wanted: EntryFilter) -> Stream:
+        return _download(wanted, as_csv=True)
 
 
-def _download(query: dict[str, Any], as_csv: bool) -> Stream:
-    """Every entry matching `query`, in order, streamed."""
+def _download(wanted: EntryFilter, as_csv: bool) -> Stream:
+    """Every wanted entry, in order, streamed."""
 
     async def lines() -> AsyncIterator[bytes]:
         if as_csv:
             yield _csv_line(list(COLUMNS))
-        found = AuditRecord.get_pymongo_collection().find(query).sort("seq", 1)
-        async for document in found:
+        async for document in wanted.entries():
             if as_csv:
                 yield _csv_line(_csv_row(document))
             else:
@@ -294,11 +315,12 @@ async def _verify_command() -> int:
     settings = load_settings()
     client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
     try:
-        collection = client[settings.db_name][AuditRecord.Settings.name]
+        collection = client[settings.db_name][AuditBlock.Settings.name]
 
         async def documents() -> AsyncIterator[dict[str, Any]]:
-            async for document in collection.find({}).sort("seq", 1):
-                yield document
+            async for block in collection.find({}).sort("_id", 1):
+                for entry in block["entries"]:
+                    yield entry
 
         result = await verify(documents())
     finally:

@@ -139,34 +139,26 @@ class SilenceNotice(Document):
         ]
 
 
-class AuditRecord(Document):
-    """One entry of the audit trail (services.common.audit): appended, never changed."""
+class AuditBlock(Document):
+    """Entries of the audit trail (services.common.audit) stored together, as one
+    batch from the gateway arrived: one insert per batch, not per entry. Appended,
+    never changed. `id` is the `seq` of its first entry, so two workers that chain
+    a batch after the same entry collide on it."""
 
-    seq: int
-    time: datetime
-    credential_id: str
-    credential_name: str
-    role: str
-    action: str
-    status: int
-    bytes: int
-    request_id: str
-    records: int | None = None
-    study_id: str | None = None
-    participants: list[str] = []
-    filters: dict[str, str] = {}
-    client: str | None = None
-    prev_hash: str
-    hash: str
+    id: int  # type: ignore[assignment]
+    batch_id: str  # the gateway's id of the batch (a batch sent again is stored once)
+    last_seq: int
+    entries: list[dict[str, Any]]
+    # What the listing filters on most, to find the blocks holding matching entries.
+    credential_ids: list[str]
+    participants: list[str]
 
     class Settings:
         name = "audit_trail"
         indexes = [
-            IndexModel([("seq", 1)], name="seq_unique", unique=True),
-            IndexModel([("time", 1)], name="time"),
-            IndexModel([("credential_id", 1), ("seq", 1)], name="credential_seq"),
-            IndexModel([("participants", 1), ("seq", 1)], name="participant_seq"),
-            IndexModel([("request_id", 1)], name="request_id"),
+            IndexModel([("batch_id", 1)], name="batch_unique", unique=True),
+            IndexModel([("credential_ids", 1), ("_id", 1)], name="credential_block"),
+            IndexModel([("participants", 1), ("_id", 1)], name="participant_block"),
         ]
 
 
@@ -195,7 +187,7 @@ class DeletionJob(Document):
 
 
 DOCUMENTS: list[type[Document]] = [
-    AuditRecord,
+    AuditBlock,
     DeletionJob,
     UserCredential,
     UserConfig,

@@ -46,6 +46,13 @@ class AuditEntry(WireStruct):
     client: str | None = None
 
 
+class AuditBatch(WireStruct):
+    """Entries as the gateway sends them; a batch sent again keeps its id."""
+
+    batch_id: str
+    entries: list[AuditEntry]
+
+
 class StoredAuditEntry(AuditEntry, kw_only=True):
     seq: int
     prev_hash: str

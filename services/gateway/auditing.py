@@ -10,7 +10,8 @@ id and client address. Phones' own writes are not recorded one by one.
 
 `AuditRecorder` keeps the entries in memory and sends them to the admin service,
 which chains and stores them (services.admin.audit), in batches every
-FLUSH_SECONDS: the read being recorded waits for no database. An entry that could
+FLUSH_SECONDS: the read being recorded waits for no database, and the database
+takes one insert a second. An entry that could
 not be sent is kept and sent again; the app's shutdown sends everything left.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +29,7 @@ import aiohttp
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.audit import AuditEntry
+from services.common.audit import AuditBatch, AuditEntry
 from services.common.auth import Role, principal_from_header
 from services.common.periodic import Periodic
 from services.common.schemas import Principal
@@ -48,7 +50,7 @@ PERSONAL_DATA = (
 READS = frozenset({"GET", "HEAD"})
 NOT_CHANGES = READS | {"OPTIONS"}
 CHANGERS = frozenset({Role.ADMIN, Role.VIEWER})
-FLUSH_SECONDS = 0.25
+FLUSH_SECONDS = 1.0
 MOST_PER_BATCH = 500
 # A JSON answer up to this size is read to count its records.
 COUNTED_JSON_BYTES = 2 * 1024 * 1024
@@ -153,60 +155,72 @@ class ResponseTally:
 
 
 class AuditRecorder:
-    """Entries waiting to be sent to the admin service, sent in batches."""
+    """Entries waiting to be sent to the admin service, sent in batches. A batch that
+    failed is sent again as it was, under the same id, so the admin service stores it
+    once even when the first attempt did arrive."""
 
-    def __init__(self, send_batch: Callable[[list[AuditEntry]], Any]) -> None:
+    def __init__(self, send_batch: Callable[[str, list[AuditEntry]], Any]) -> None:
         self._send_batch = send_batch
         self.waiting: list[AuditEntry] = []
+        self._unsent: tuple[str, list[AuditEntry]] | None = None
+        self._sending = asyncio.Lock()
         self._periodic = Periodic("audit flush", self.flush, FLUSH_SECONDS, logger)
         self._failing = False
 
     def record(self, entry: AuditEntry) -> None:
         self.waiting.append(entry)
 
+    def left(self) -> int:
+        return len(self.waiting) + (len(self._unsent[1]) if self._unsent else 0)
+
     async def flush(self) -> None:
-        while self.waiting:
-            batch = self.waiting[:MOST_PER_BATCH]
-            try:
-                await self._send_batch(batch)
-            except Exception as problem:  # kept, and sent again at the next flush
-                if not self._failing:
-                    logger.warning(
-                        "audit entries could not be stored yet; they are kept and sent again",
-                        extra={"waiting": len(self.waiting), "error": type(problem).__name__},
-                    )
-                self._failing = True
-                return
-            if self._failing:
-                logger.info("audit entries are being stored again")
-            self._failing = False
-            del self.waiting[: len(batch)]
+        async with self._sending:
+            while self._unsent or self.waiting:
+                if self._unsent is None:
+                    batch = self.waiting[:MOST_PER_BATCH]
+                    del self.waiting[: len(batch)]
+                    self._unsent = (uuid.uuid4().hex, batch)
+                batch_id, batch = self._unsent
+                try:
+                    await self._send_batch(batch_id, batch)
+                except Exception as problem:  # kept, and sent again at the next flush
+                    if not self._failing:
+                        logger.warning(
+                            "audit entries could not be stored yet; they are kept and sent again",
+                            extra={"waiting": self.left(), "error": type(problem).__name__},
+                        )
+                    self._failing = True
+                    return
+                if self._failing:
+                    logger.info("audit entries are being stored again")
+                self._failing = False
+                self._unsent = None
 
     def start(self) -> None:
         self._periodic.start()
 
     async def stop(self) -> None:
-        await self._periodic.stop()
+        # A batch being sent is let finish, not cut off (and then sent twice).
+        async with self._sending:
+            await self._periodic.stop()
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_SECONDS
-        while self.waiting and asyncio.get_running_loop().time() < deadline:
+        while self.left() and asyncio.get_running_loop().time() < deadline:
             await self.flush()
-            if self.waiting:
+            if self.left():
                 await asyncio.sleep(0.2)
-        if self.waiting:
-            logger.error(
-                "audit entries not stored at shutdown", extra={"waiting": len(self.waiting)}
-            )
+        if self.left():
+            logger.error("audit entries not stored at shutdown", extra={"waiting": self.left()})
 
 
 def admin_sender(
     session: aiohttp.ClientSession, send: Callable[..., Any], admin_token: str
-) -> Callable[[list[AuditEntry]], Any]:
+) -> Callable[[str, list[AuditEntry]], Any]:
     """Sends a batch to the admin service's `/api/audit/entries` (through `send`, the
     admin replicas' balancer)."""
     headers = {"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
 
-    async def send_batch(batch: list[AuditEntry]) -> None:
-        body = msgspec.json.encode(batch)
+    async def send_batch(batch_id: str, batch: list[AuditEntry]) -> None:
+        body = msgspec.json.encode(AuditBatch(batch_id=batch_id, entries=batch))
 
         async def attempt(base: str) -> int:
             async with session.post(
@@ -216,7 +230,7 @@ def admin_sender(
                 return answer.status
 
         status = await send("POST", attempt)
-        if status != 200 and status != 201:
+        if status not in (200, 201):
             raise RuntimeError(f"the admin service answered {status}")
 
     return send_batch
