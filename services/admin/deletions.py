@@ -17,9 +17,6 @@ no longer verifies.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +28,13 @@ from litestar.params import FromPath
 
 from services.admin.access import ADMIN_ONLY, settings_of
 from services.admin.models import DeletionJob
-from services.admin.schemas import DeletionReceipt, ReceiptCheck
+from services.admin.receipts import (
+    SIGNATURE_ALGORITHM,
+    DeletionReceipt,
+    ReceiptCheck,
+    check,
+    sign,
+)
 from services.admin.settings import AdminSettings
 from services.common.errors import NotFound, ServiceUnavailable
 from services.common.openapi import error_responses
@@ -45,34 +48,8 @@ ALSO_DELETED = [
     "vlog previews and thumbnails",
     "unfinished resumable uploads",
 ]
-SIGNATURE_ALGORITHM = "HMAC-SHA256"
 REQUEST_SECONDS = 120.0
 VLOGS_PER_PAGE = 1000
-
-
-def _signing_key(secret: str) -> bytes:
-    """A key of its own for receipts, so the encryption key is never used to sign."""
-    return hmac.new(secret.encode(), b"emogo deletion receipts", hashlib.sha256).digest()
-
-
-def _canonical(receipt: dict[str, Any]) -> bytes:
-    fields = {k: v for k, v in receipt.items() if k not in ("signature", "signature_algorithm")}
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def sign(receipt: dict[str, Any], secret: str) -> str:
-    return hmac.new(_signing_key(secret), _canonical(receipt), hashlib.sha256).hexdigest()
-
-
-def check(receipt: dict[str, Any], secrets_in_use: tuple[str, ...]) -> ReceiptCheck:
-    """Whether `receipt` is one this server signed, with any of its keys (rotation)."""
-    if receipt.get("signature_algorithm") != SIGNATURE_ALGORITHM:
-        return ReceiptCheck(valid=False, reason="not signed with HMAC-SHA256")
-    given = str(receipt.get("signature", ""))
-    for secret in secrets_in_use:
-        if hmac.compare_digest(sign(receipt, secret), given):
-            return ReceiptCheck(valid=True)
-    return ReceiptCheck(valid=False, reason="the signature does not match its contents")
 
 
 class ServiceSteps:

@@ -26,7 +26,7 @@ from pymongo.errors import PyMongoError
 
 from services.admin.access import client_address, settings_of
 from services.admin.models import Participant
-from services.admin.schemas import Enrolled, Enrolment, IssuedCode
+from services.admin.study_schemas import Enrolled, Enrolment, IssuedCode
 from services.admin.tokens import issue_token, revoke_token
 from services.common.errors import FieldError
 from services.common.limits import SharedRateLimit

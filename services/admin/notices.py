@@ -28,8 +28,8 @@ from pymongo.errors import DuplicateKeyError
 
 from services.admin.access import ADMIN_ONLY
 from services.admin.models import SilenceNotice
-from services.admin.schemas import NoticeView
 from services.admin.settings import AdminSettings
+from services.admin.study_schemas import NoticeView
 from services.common.errors import NotFound
 from services.common.localdays import local_today, zone_named
 from services.common.openapi import error_responses

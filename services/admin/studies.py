@@ -21,8 +21,8 @@ from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
 from services.admin.deletions import delete_data
 from services.admin.enrolment import issue_code
 from services.admin.models import Participant
-from services.admin.schemas import (
-    DeletionReceipt,
+from services.admin.receipts import DeletionReceipt
+from services.admin.study_schemas import (
     Expectations,
     IssuedCode,
     IssuedCodes,

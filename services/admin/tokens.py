@@ -9,7 +9,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath
 
 from services.admin.access import ADMIN_ONLY
-from services.admin.schemas import ViewerTokenIn, ViewerTokenIssued, ViewerTokenView
+from services.admin.study_schemas import ViewerTokenIn, ViewerTokenIssued, ViewerTokenView
 from services.common.errors import NotFound, field_error
 from services.common.openapi import documented_body, error_responses
 from services.common.studies import Study

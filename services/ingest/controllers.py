@@ -39,7 +39,7 @@ from services.common.pagination import (
     next_page_headers,
 )
 from services.common.validation import decode_json, read_body, require_json
-from services.ingest import services, summaries
+from services.ingest import deletions, services, summaries
 from services.ingest.activity import participant_activity
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
@@ -299,7 +299,7 @@ class TelemetryController(Controller):
     async def delete_participant(
         self, user_id: ParticipantPath, study_id: StudyFilter = None
     ) -> DeletedTelemetry:
-        return await services.delete_participant(user_id, study_id)
+        return await deletions.delete_participant(user_id, study_id)
 
     @delete(
         "/studies/{study_id:str}",
@@ -309,4 +309,4 @@ class TelemetryController(Controller):
         status_code=200,
     )
     async def delete_study(self, study_id: StudyPath) -> DeletedTelemetry:
-        return await services.delete_study(study_id)
+        return await deletions.delete_study(study_id)

@@ -28,7 +28,7 @@ from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from services.common.periodic import Periodic
-from services.common.studies import DEFAULT_STUDY, StudyZones, row_study
+from services.common.studies import DEFAULT_STUDY, StudyZones
 from services.common.timestamps import stored_now
 from services.ingest.inserts import DUPLICATE_KEY
 from services.ingest.kinds import KINDS, TelemetryKind
@@ -48,7 +48,6 @@ from services.ingest.rollups import (
     add_at,
     collection_of,
     count_into,
-    folded_before,
     read_state,
     received_before,
     rollup_rows,
@@ -153,7 +152,7 @@ async def fold(
                 add_at(level, sums, key, row)
             field = MEMBER_FIELD[level]
             members = {row[field] for row in await _add_to_rows(level, sums.values(), start, upto)}
-            await _recount_totals(kind, level, members, upto)
+            await recount_totals(kind, level, members, upto)
             if level == DAY:
                 recounted_days = members
         for key, row in tail.items():
@@ -243,7 +242,7 @@ async def _write_newer(level: str, writes: list[Any]) -> None:
             _duplicates_only(failure)
 
 
-async def _recount_totals(
+async def recount_totals(
     kind: TelemetryKind, level: str, members: set[str], upto: datetime
 ) -> None:
     """Recounts the totals of these participants (or days, or studies) from their daily
@@ -374,48 +373,6 @@ def moved_studies(state: dict[str, Any], zones: StudyZones) -> list[str]:
     stated = state.get("zones") or {}
     now = _stated(zones)
     return sorted(study for study, name in stated.items() if now.get(study, name) != name)
-
-
-async def delete_rollups_of(user_id: str, study_id: str | None = None) -> None:
-    """After a participant's records are deleted (of every study, or of `study_id`):
-    their rows go, and the totals of their days and studies are recounted without
-    them."""
-    theirs: dict[str, Any] = {"user_id": user_id}
-    if study_id is not None:
-        theirs["study"] = row_study(study_id)
-    daily = DailyRollup.get_pymongo_collection()
-    rows: dict[str, list[dict[str, Any]]] = {
-        kind.key: await daily.find({"kind": kind.key, **theirs}, {"day": 1, "study": 1}).to_list()
-        for kind in KINDS
-    }
-    await daily.delete_many(theirs)
-    await RollupTotal.get_pymongo_collection().delete_many(
-        {"level": {"$in": [PARTICIPANT, CALENDAR]}, **theirs}
-    )
-    upto = await folded_before()
-    if upto is not None:
-        for kind in KINDS:
-            await _recount_totals(kind, DAY, {row["day"] for row in rows[kind.key]}, upto)
-            await _recount_totals(kind, TIMELINE, {row["study"] for row in rows[kind.key]}, upto)
-
-
-async def delete_rollups_of_study(study_id: str) -> set[str]:
-    """After a study's records are deleted: its rows and totals go, and the day totals
-    of its days are recounted without it. Returns the participants it had rows of."""
-    study = row_study(study_id)
-    daily = DailyRollup.get_pymongo_collection()
-    days: dict[str, set[str]] = {kind.key: set() for kind in KINDS}
-    participants: set[str] = set()
-    async for row in daily.find({"study": study}, {"kind": 1, "day": 1, "user_id": 1}):
-        days.setdefault(row["kind"], set()).add(row["day"])
-        participants.add(row["user_id"])
-    await daily.delete_many({"study": study})
-    await RollupTotal.get_pymongo_collection().delete_many({"study": study})
-    upto = await folded_before()
-    if upto is not None:
-        for kind in KINDS:
-            await _recount_totals(kind, DAY, days[kind.key], upto)
-    return participants
 
 
 async def ensure_rollups() -> None:

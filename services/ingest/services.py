@@ -31,17 +31,14 @@ from services.common.errors import (
 )
 from services.common.pagination import Order, TimeCursor, with_next_cursor
 from services.common.schemas import Principal
-from services.common.studies import DEFAULT_STUDY
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
 from services.common.windows import BandedReader
-from services.ingest.days import REGISTER, days_with_data, forget_participant
-from services.ingest.folding import delete_rollups_of, delete_rollups_of_study
+from services.ingest.days import REGISTER, days_with_data
 from services.ingest.inserts import DUPLICATE_KEY, GroupInserter
-from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
+from services.ingest.kinds import TelemetryKind
 from services.ingest.schemas import (
     BatchResult,
-    DeletedTelemetry,
     FieldProblem,
     GpsFixIn,
     RecordOutcome,
@@ -329,34 +326,3 @@ async def stream_ndjson(
             buffer.clear()
     if buffer:
         yield bytes(buffer)
-
-
-async def delete_participant(user_id: str, study_id: str | None = None) -> DeletedTelemetry:
-    """Deletes a participant's records, of every study or of `study_id` only (the same
-    id in another study is another person), and their rollups."""
-    theirs: dict[str, Any] = {"user_id": user_id}
-    if study_id is not None:
-        theirs["study_id"] = None if study_id == DEFAULT_STUDY else study_id
-    await delete_rollups_of(user_id, study_id)
-    sentiments = await SENTIMENTS.collection.delete_many(theirs)
-    gps_fixes = await GPS_FIXES.collection.delete_many(theirs)
-    # Again: a fold that read the records before they went may have written a row.
-    await delete_rollups_of(user_id, study_id)
-    await forget_participant(user_id, [SENTIMENTS, GPS_FIXES])
-    return DeletedTelemetry(
-        user_id=user_id, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
-    )
-
-
-async def delete_study(study_id: str) -> DeletedTelemetry:
-    """Deletes every record of a study (not `default`, which cannot be closed) and its
-    rollups."""
-    participants = await delete_rollups_of_study(study_id)
-    sentiments = await SENTIMENTS.collection.delete_many({"study_id": study_id})
-    gps_fixes = await GPS_FIXES.collection.delete_many({"study_id": study_id})
-    participants |= await delete_rollups_of_study(study_id)
-    for user_id in participants:
-        await forget_participant(user_id, [SENTIMENTS, GPS_FIXES])
-    return DeletedTelemetry(
-        user_id=None, sentiments=sentiments.deleted_count, gps_fixes=gps_fixes.deleted_count
-    )

@@ -1,0 +1,182 @@
+"""Wire types of research studies: studies, their participants and enrolment, viewer
+tokens, daily notices, withdrawal (apart from the companion app's contract in
+services.admin.schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from services.admin.receipts import DeletionReceipt
+from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct
+from services.common.studies import StudyId
+
+StudyName = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+" + END_OF_TEXT)
+]
+TimeZoneName = Annotated[
+    str,
+    Meta(min_length=1, max_length=64, description="An IANA time zone.", examples=["Asia/Taipei"]),
+]
+
+
+class Expectations(WireStruct, forbid_unknown_fields=True):
+    """What a study asks of each participant; a figure left out is not expected."""
+
+    sentiments_per_day: Annotated[float, Meta(ge=0, le=1000)] | None = None
+    gps_hours_per_day: Annotated[float, Meta(ge=0, le=24)] | None = None
+    vlogs_per_week: Annotated[float, Meta(ge=0, le=1000)] | None = None
+
+
+SilentAfterDays = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=365,
+        description="Whole local days without any record after which a participant has "
+        "stopped reporting.",
+    ),
+]
+WebhookUrl = Annotated[
+    str,
+    Meta(
+        max_length=2000,
+        pattern=r"^(https?://[^\s]+)?" + END_OF_TEXT,
+        description="Where the daily notice of newly silent participants is POSTed "
+        '(http or https); "" removes it.',
+    ),
+]
+
+
+class StudyIn(WireStruct, forbid_unknown_fields=True):
+    study_id: StudyId
+    name: StudyName
+    # Left out: the deployment's EMOGO_DISPLAY_TIMEZONE.
+    time_zone: TimeZoneName | None = None
+    expectations: Expectations = msgspec.field(default_factory=Expectations)
+    silent_after_days: SilentAfterDays = 2
+    webhook_url: WebhookUrl = ""
+
+
+class StudyUpdate(WireStruct, forbid_unknown_fields=True):
+    name: StudyName | None = None
+    time_zone: TimeZoneName | None = None
+    expectations: Expectations | None = None
+    silent_after_days: SilentAfterDays | None = None
+    webhook_url: WebhookUrl | None = None
+
+
+class StudyView(WireStruct):
+    study_id: str
+    name: str
+    time_zone: str | None
+    # The zone its days are counted in: its own, else EMOGO_DISPLAY_TIMEZONE.
+    days_time_zone: str
+    status: Literal["active", "closed"]
+    expectations: Expectations
+    silent_after_days: int
+    # Only where notices go (scheme and host): the rest of a webhook URL is often a secret.
+    webhook: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+
+
+MAX_ENROLLED_AT_ONCE = 500
+
+
+class ParticipantsIn(WireStruct, forbid_unknown_fields=True):
+    """Either the ids to enrol, or how many pseudonymous ids (P001, P002, ...) to make."""
+
+    user_ids: Annotated[list[ParticipantId], Meta(min_length=1, max_length=500)] | None = None
+    count: Annotated[int, Meta(ge=1, le=MAX_ENROLLED_AT_ONCE)] | None = None
+
+
+class IssuedCode(WireStruct):
+    """A participant's enrolment code, shown once: to print, read out or show as QR."""
+
+    user_id: str
+    code: str
+    code_expires_at: datetime
+    # emogo://enrol?study=...&code=..., what the QR code holds.
+    enrol_uri: str
+    qr_svg: str
+    # The same as a data:image/png;base64 URI.
+    qr_png: str
+
+
+class IssuedCodes(WireStruct):
+    study_id: str
+    participants: list[IssuedCode]
+
+
+class ParticipantView(WireStruct):
+    user_id: str
+    status: Literal["active", "withdrawn"]
+    created_at: datetime
+    # none, pending (not used yet), used (exchanged for a token) or expired.
+    code: Literal["none", "pending", "used", "expired"]
+    has_token: bool
+    code_expires_at: datetime | None = None
+    enrolled_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    # When the withdrawal also deleted their data: the signed receipt of what went.
+    deletion_receipt: DeletionReceipt | None = None
+
+
+class Withdrawal(WireStruct, forbid_unknown_fields=True):
+    # Also delete everything they sent, in every service (a signed receipt says what).
+    delete_data: bool = False
+
+
+class Enrolment(WireStruct, forbid_unknown_fields=True):
+    study_id: StudyId
+    code: Annotated[str, Meta(min_length=1, max_length=40)]
+
+
+class Enrolled(WireStruct):
+    """The participant's own credential: send it as `Authorization: Bearer <token>`."""
+
+    token: str
+    study_id: str
+    user_id: str
+    token_id: str
+    token_type: str = "Bearer"  # noqa: S105 (the scheme's name, not a secret)
+
+
+class ViewerTokenIn(WireStruct, forbid_unknown_fields=True):
+    name: StudyName
+    study_ids: Annotated[list[StudyId], Meta(min_length=1, max_length=100)]
+
+
+class ViewerTokenView(WireStruct):
+    token_id: str
+    name: str
+    study_ids: list[str]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ViewerTokenIssued(ViewerTokenView, kw_only=True):
+    """As listed, plus the token itself: shown this once, stored only as a hash."""
+
+    token: str
+
+
+class NoticeAttempt(WireStruct):
+    at: datetime
+    outcome: str  # "delivered", "HTTP 500", "ConnectError", ...
+    retry_in_seconds: float | None = None
+
+
+class NoticeView(WireStruct):
+    day: str  # the study's local day
+    status: Literal["pending", "delivered", "failed", "nothing"]
+    newly_stopped: list[str]
+    stopped: list[str]
+    attempts: list[NoticeAttempt]
+    payload: dict[str, Any]  # what is POSTed to the webhook
