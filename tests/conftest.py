@@ -92,6 +92,12 @@ def run_stack(mongodb_uri: str, data_dir: Path, db_name: str, **extra_env: str) 
         supervisor.stop_all()
 
 
+# The session stack's database deadline (see `stack`). Rollups fold records older than
+# twice the deadline, so a test that waits for a fold waits at least that long.
+SESSION_DB_TIMEOUT_SECONDS = 20
+FOLD_WAIT_SECONDS = 2 * SESSION_DB_TIMEOUT_SECONDS + 30
+
+
 @pytest.fixture(scope="session")
 def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack for the session. Tests that share it keep apart by participant id;
@@ -118,7 +124,7 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # a write answers 503 with Retry-After, which phones honour; the tests here
         # post once, so their deadline outlasts the stall. The 503 itself is tested
         # with a database of its own (tests/e2e/test_database_faults.py).
-        EMOGO_DB_TIMEOUT="20",
+        EMOGO_DB_TIMEOUT=str(SESSION_DB_TIMEOUT_SECONDS),
     ) as running:
         yield running
 

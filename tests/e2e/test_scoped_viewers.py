@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from tests.conftest import Stack
+from tests.conftest import FOLD_WAIT_SECONDS, Stack
 from tests.media.conftest import h264_video
 from tests.support import wait_until
 
@@ -144,7 +144,7 @@ def test_a_study_viewers_summaries_come_from_its_studies_rollups(
         rows = mongo[stack.db_name]["telemetry_daily"]
         wait_until(
             lambda: rows.count_documents({"study": world.studies["A"]}) >= 2,
-            30,
+            FOLD_WAIT_SECONDS,
             "the fold to reach study A's records",
         )
         # A row only the rollups know: it shows that the rows answer, and only in A.

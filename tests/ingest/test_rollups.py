@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from services.common.studies import Study, StudyZones
-from services.ingest import folding, rollups, summaries
+from services.ingest import deletions, folding, rollups, summaries
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 
@@ -263,6 +263,61 @@ def test_a_study_moved_to_another_zone_is_recounted(mongodb_uri: str, db_name: s
         await folder.step()  # sees the move: recounts
         assert await local_days() == ["2026-03-02"]
         assert (await rollups.read_state())["zones"][study_id] == "Asia/Taipei"
+        await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_deleting_a_participant_or_a_study_leaves_rollups_as_a_recount_would(
+    mongodb_uri: str, db_name: str
+) -> None:
+    """Deleting one participant of one study (the same id in another study is another
+    person), then a whole study: their rows go, and every total left is what counting
+    the remaining records from scratch gives."""
+
+    async def scenario() -> None:
+        client: AsyncMongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True)
+        database = client[db_name]
+        await init_beanie(database=database, document_models=[*DOCUMENTS, Study])
+        received = BASE + timedelta(days=20)
+        records = [
+            sentiment(user, day, 9 + day, received, emotion, study)
+            for study in STUDIES
+            for user in ("u1", "u2")
+            for day, emotion in ((0, "calm"), (1, "happy"), (2, "calm"))
+        ]
+        await SENTIMENTS.collection.insert_many(records)
+        await GPS_FIXES.collection.insert_many([gps_fix("u1", d, received) for d in range(2)])
+        await folding.recount_all(BASE + timedelta(days=21), ZONES)
+        daily, totals = database["telemetry_daily"], database["telemetry_totals"]
+        assert await daily.count_documents({"user_id": "u1", "study": "study-a"}) > 0
+
+        deleted = await deletions.delete_participant("u1", "study-a")
+        assert (deleted.sentiments, deleted.gps_fixes) == (3, 0)
+        assert await daily.count_documents({"user_id": "u1", "study": "study-a"}) == 0
+        assert await totals.count_documents({"user_id": "u1", "study": "study-a"}) == 0
+        assert await daily.count_documents({"user_id": "u1", "study": "study-b"}) > 0
+
+        async def as_recounted() -> None:
+            left = {
+                "daily": await rows_of(daily),
+                "totals": await rows_of(totals),
+                "days": (await rollups.read_state())["days"],
+            }
+            await folding.recount_all(BASE + timedelta(days=21), ZONES)
+            assert left == {
+                "daily": await rows_of(daily),
+                "totals": await rows_of(totals),
+                "days": (await rollups.read_state())["days"],
+            }
+
+        await as_recounted()
+        deleted = await deletions.delete_study("study-b")
+        assert (deleted.sentiments, deleted.gps_fixes) == (6, 0)
+        assert await daily.count_documents({"study": "study-b"}) == 0
+        assert await totals.count_documents({"study": "study-b"}) == 0
+        assert await SENTIMENTS.collection.count_documents({"study_id": "study-b"}) == 0
+        await as_recounted()
         await client.close()
 
     asyncio.run(scenario())
