@@ -127,7 +127,12 @@ class EntryFilter:
         self.user_id = self.params.get("user_id")
 
     def blocks(self, after: int) -> dict[str, Any]:
-        query: dict[str, Any] = {"last_seq": {"$gt": after}}
+        # A block holds at most MOST_PER_CALL entries: the range on `_id` (the first
+        # entry's seq) lets the database skip to the right blocks by their index.
+        query: dict[str, Any] = {
+            "_id": {"$gt": after - MOST_PER_CALL},
+            "last_seq": {"$gt": after},
+        }
         if "credential_id" in self.equal:
             query["credential_ids"] = self.equal["credential_id"]
         if self.user_id is not None:
