@@ -6,6 +6,7 @@ are stored before it exits."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -356,3 +357,35 @@ def test_concurrent_batches_make_one_chain(stack: Stack) -> None:
     assert len(stored) == 40
     with stack.client("admin") as admin:
         assert admin.get("/api/audit/verify").json()["ok"] is True
+
+
+def test_a_read_while_the_admin_service_is_down_is_still_recorded(stack: Stack) -> None:
+    """The services check issued tokens themselves, so a read can be served while the
+    admin service (which names tokens, and keeps the trail) is down: its entry waits
+    in the gateway and names the token by its digest."""
+    with stack.client("admin") as admin:
+        minted = admin.post(
+            "/api/viewer-tokens", json={"name": "TA Down", "study_ids": ["default"]}
+        )
+        assert minted.status_code == 201, minted.text
+    token = minted.json()["token"]
+    request_id = f"audit-{uuid.uuid4().hex}"
+    admin_process = stack.supervisor.processes["admin"]
+    admin_process.terminate()
+    admin_process.wait(15)
+    try:
+        with stack.client() as client:
+            answer = client.get(
+                "/api/gps",
+                params={"user_id": PARTICIPANT},
+                headers={"Authorization": f"Bearer {token}", "X-Request-ID": request_id},
+            )
+        served = answer.status_code
+    finally:
+        stack.supervisor.start("admin")
+        stack.supervisor.wait_ready("admin")
+    assert served == 200
+    (entry,) = entries_of(stack, request_id)
+    assert entry["credential_id"] == "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    assert entry["role"] == "unresolved"
+    assert token not in str(entry)
