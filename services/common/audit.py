@@ -93,7 +93,7 @@ def chained(entries: list[AuditEntry], last_seq: int, last_hash: str) -> list[di
     return documents
 
 
-class ChainCheck(WireStruct):
+class ChainCheck(WireStruct, omit_defaults=True):
     """What `verify` found: how many entries it checked, and the first broken one."""
 
     ok: bool
