@@ -331,7 +331,8 @@ async def _verify_command() -> int:
     finally:
         await client.close()
     if result.ok:
-        print(f"audit trail intact: {result.entries} entries")
+        noun = "entry" if result.entries == 1 else "entries"
+        print(f"audit trail intact: {result.entries} {noun}")
         return 0
     print(f"audit trail broken at entry {result.first_broken_seq}: {result.reason}")
     return 1
