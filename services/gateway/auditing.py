@@ -143,15 +143,22 @@ class ResponseTally:
         if self.kind == "text/csv":
             return max(self.lines - 1, 0)  # its header line
         if self.json:
+            body = b"".join(self.json).lstrip()
             try:
-                value = msgspec.json.decode(b"".join(self.json))
+                # Raw items: counted without building them.
+                if body.startswith(b"["):
+                    return len(msgspec.json.decode(body, type=list[msgspec.Raw]))
+                listed = msgspec.json.decode(body, type=_Listed)
             except msgspec.DecodeError:
                 return None
-            if isinstance(value, list):
-                return len(value)
-            if isinstance(value, dict) and isinstance(value.get("participants"), list):
-                return len(value["participants"])
+            return len(listed.participants) if listed.participants is not None else None
         return None
+
+
+class _Listed(msgspec.Struct):
+    """The list inside an object answer (a participant table); other fields skipped."""
+
+    participants: list[msgspec.Raw] | None = None
 
 
 class AuditRecorder:
