@@ -112,6 +112,7 @@ async def issued_principal(header: str | None, issued: TokenFinder) -> Principal
         user_id=document.get("user_id"),
         study_ids=tuple(document["study_ids"]),
         token_id=document["token_id"],
+        token_name=document.get("name"),
     )
 
 

@@ -67,6 +67,8 @@ class Principal(WireStruct, frozen=True):
     user_id: str | None = None
     study_ids: tuple[str, ...] | None = None
     token_id: str | None = None
+    # An issued token's name ("TA Alice"), where the lookup gives it (the gateway's).
+    token_name: str | None = None
 
 
 def utc_now() -> datetime:

@@ -30,7 +30,7 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.audit import AuditBatch, AuditEntry
-from services.common.auth import Role, principal_from_header
+from services.common.auth import Role, issued_principal, principal_from_header
 from services.common.periodic import Periodic
 from services.common.schemas import Principal
 from services.common.tokens import TokenKind, issued_token_in, token_digest
@@ -50,6 +50,10 @@ PERSONAL_DATA = (
 READS = frozenset({"GET", "HEAD"})
 NOT_CHANGES = READS | {"OPTIONS"}
 CHANGERS = frozenset({Role.ADMIN, Role.VIEWER})
+# How an issued token is named when the admin service could not be asked whose it is.
+UNRESOLVED_NAME = "an issued token the admin service could not resolve then"
+# The issued tokens whose changes are recorded (participants' writes are phones').
+CHANGERS_TOKENS = (TokenKind.VIEWER,)
 FLUSH_SECONDS = 1.0
 MOST_PER_BATCH = 500
 # A JSON answer up to this size is read to count its records.
@@ -64,11 +68,11 @@ def is_personal_data(path: str) -> bool:
     )
 
 
-def _credential(principal: Principal, name: str | None) -> tuple[str, str]:
+def _credential(principal: Principal) -> tuple[str, str]:
     """The credential's id and a person's name for it; the environment's tokens are
     named by their role."""
     if principal.token_id:
-        return principal.token_id, name or principal.token_id
+        return principal.token_id, principal.token_name or principal.token_id
     return f"env:{principal.role}", f"the environment's {principal.role} token"
 
 
@@ -260,7 +264,7 @@ class AuditMiddleware:
         if not read and method in NOT_CHANGES:
             await self.app(scope, receive, send)
             return
-        principal, name = await self._who(scope, read)
+        principal = await self._who(scope, read)
         if principal is None or (not read and principal.role not in CHANGERS):
             await self.app(scope, receive, send)
             return
@@ -279,9 +283,9 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            recorder.record(self._entry(scope, action, query_string, principal, name, tally))
+            recorder.record(self._entry(scope, action, query_string, principal, tally))
 
-    async def _who(self, scope: Scope, read: bool) -> tuple[Principal | None, str | None]:
+    async def _who(self, scope: Scope, read: bool) -> Principal | None:
         """The request's credential, or None (no credential, or not one we issued: the
         route answers 401 and nothing was read). For a change, only the credentials
         whose changes are recorded: a phone's write costs no token lookup."""
@@ -291,31 +295,22 @@ class AuditMiddleware:
                 header = value.decode("latin-1")
                 break
         if not header:
-            return None, None
+            return None
         principal = principal_from_header(header, self.state.settings.credentials)
-        if principal is not None:
-            return principal, None
-        token = issued_token_in(header) if read else issued_token_in(header, TokenKind.VIEWER)
-        if token is None:
-            return None, None
+        if principal is not None or not issued_token_in(header, *(() if read else CHANGERS_TOKENS)):
+            return principal
         try:
-            document = await self.state.issued_tokens.find(token)
+            return await issued_principal(header, self.state.issued_tokens)
         except Exception:
             # The admin service cannot say whose it is, but the services may still
             # serve the read (they check tokens in the database): recorded under the
             # token's digest, which names it without revealing it.
-            unresolved = Principal(role="unresolved", token_id=f"sha256:{token_digest(token)[:16]}")
-            return unresolved, "an issued token the admin service could not resolve then"
-        if document is None:
-            return None, None
-        role = Role.PARTICIPANT if document["kind"] == "participant" else Role.VIEWER
-        principal = Principal(
-            role=role,
-            user_id=document.get("user_id"),
-            study_ids=tuple(document.get("study_ids") or ()),
-            token_id=document["token_id"],
-        )
-        return principal, document.get("name")
+            token = issued_token_in(header) or ""
+            return Principal(
+                role="unresolved",
+                token_id=f"sha256:{token_digest(token)[:16]}",
+                token_name=UNRESOLVED_NAME,
+            )
 
     @staticmethod
     def _entry(
@@ -323,12 +318,11 @@ class AuditMiddleware:
         action: str,
         query_string: bytes,
         principal: Principal,
-        name: str | None,
         tally: ResponseTally,
     ) -> AuditEntry:
         path = action.split(" ", 1)[1]
         filters = _filters(query_string)
-        credential_id, credential_name = _credential(principal, name)
+        credential_id, credential_name = _credential(principal)
         client = scope.get("client")
         return AuditEntry(
             time=datetime.now(UTC),
