@@ -180,11 +180,7 @@ async def provide_entry_filter(
 
 
 def _entry(document: dict[str, Any]) -> StoredAuditEntry:
-    return msgspec.convert(
-        {k: v for k, v in document.items() if k != "_id"},
-        StoredAuditEntry,
-        from_attributes=False,
-    )
+    return msgspec.convert(document, StoredAuditEntry)
 
 
 def _csv_row(document: dict[str, Any]) -> list[Any]:

@@ -23,7 +23,7 @@ from litestar.handlers.base import BaseRouteHandler
 from services.common.errors import Forbidden, Unauthorized
 from services.common.schemas import Principal
 from services.common.settings import Credentials
-from services.common.studies import DEFAULT_STUDY
+from services.common.studies import DEFAULT_STUDY, record_study
 from services.common.tokens import IssuedTokens, TokenFinder, TokenKind, issued_token_in
 
 REALM = "EmoGo"
@@ -191,7 +191,7 @@ def own_scope(principal: Principal, study_id: str | None = None) -> dict[str, An
                 f"This credential does not cover study {study_id!r}",
                 extra={"field": "study_id"},
             )
-        one = {"study_id": None if study_id == DEFAULT_STUDY else study_id}
+        one = {"study_id": record_study(study_id)}
         if principal.role == Role.PARTICIPANT:
             one["user_id"] = principal.user_id
         return one
@@ -210,5 +210,4 @@ def study_of(principal: Principal) -> str | None:
     the global tokens and for participants of `default`, whose records carry no study."""
     if principal.role != Role.PARTICIPANT or not principal.study_ids:
         return None
-    study = principal.study_ids[0]
-    return None if study == DEFAULT_STUDY else study
+    return record_study(principal.study_ids[0])

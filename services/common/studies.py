@@ -98,8 +98,14 @@ async def ensure_default_study() -> None:
 
 
 def row_study(study_id: str | None) -> str:
-    """How records and rollups name a study: "" for `default`, whose records carry none."""
+    """How rollups name a study: "" for `default`, whose records carry none."""
     return "" if study_id in (None, DEFAULT_STUDY) else study_id
+
+
+def record_study(study_id: str | None) -> str | None:
+    """How records name a study in their `study_id`: not at all for `default` (a query
+    for None matches a record without the field)."""
+    return None if study_id == DEFAULT_STUDY else study_id
 
 
 class StudyZones:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.common.studies import DEFAULT_STUDY, row_study
+from services.common.studies import record_study, row_study
 from services.ingest.days import forget_participant
 from services.ingest.folding import recount_totals
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS
@@ -20,7 +20,7 @@ async def delete_participant(user_id: str, study_id: str | None = None) -> Delet
     id in another study is another person), and their rollups."""
     theirs: dict[str, Any] = {"user_id": user_id}
     if study_id is not None:
-        theirs["study_id"] = None if study_id == DEFAULT_STUDY else study_id
+        theirs["study_id"] = record_study(study_id)
     await delete_rollups_of(user_id, study_id)
     sentiments = await SENTIMENTS.collection.delete_many(theirs)
     gps_fixes = await GPS_FIXES.collection.delete_many(theirs)

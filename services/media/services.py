@@ -20,7 +20,7 @@ from services.common.errors import (
 from services.common.localdays import local_day_and_hour
 from services.common.pagination import Order, TimeCursor, with_next_cursor
 from services.common.schemas import utc_now
-from services.common.studies import DEFAULT_STUDY, StudyZones
+from services.common.studies import DEFAULT_STUDY, StudyZones, record_study
 from services.common.timestamps import recorded_at, stored_now
 from services.common.windows import BandedReader
 from services.media import video
@@ -310,7 +310,7 @@ async def delete_participant(
         "$or": [{"writer_user_id": user_id}, {"metadata.user_id": user_id}]
     }
     if study_id is not None:
-        theirs["study_id"] = None if study_id == DEFAULT_STUDY else study_id
+        theirs["study_id"] = record_study(study_id)
         unfinished = {"$and": [unfinished, _uploads_of_study(study_id)]}
     freed, count = await _remove_all(storage, theirs, unfinished)
     return DeletedVlogs(user_id=user_id, vlogs=count, bytes=freed)
