@@ -36,6 +36,7 @@ from services.admin.receipts import (
     sign,
 )
 from services.admin.settings import AdminSettings
+from services.common.auth import credential_id
 from services.common.errors import NotFound, ServiceUnavailable
 from services.common.openapi import error_responses
 from services.common.schemas import Principal
@@ -139,7 +140,7 @@ async def delete_data(
             "study_id": study_id,
             "user_id": user_id,
             "requested_by": {
-                "credential_id": principal.token_id or f"env:{principal.role}",
+                "credential_id": credential_id(principal),
                 "role": str(principal.role),
             },
             "requested_at": stored_now(),

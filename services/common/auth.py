@@ -205,6 +205,13 @@ def own_scope(principal: Principal, study_id: str | None = None) -> dict[str, An
     return {"study_id": {"$in": studies}}
 
 
+def credential_id(principal: Principal) -> str:
+    """What names a credential in records (the audit trail, deletion receipts): an
+    issued token's id, or `env:<role>` for the environment's token of a role. Never
+    the secret."""
+    return principal.token_id or f"env:{principal.role}"
+
+
 def study_of(principal: Principal) -> str | None:
     """The study a principal's writes are stamped with: a participant's own; none for
     the global tokens and for participants of `default`, whose records carry no study."""

@@ -30,7 +30,12 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.audit import AuditBatch, AuditEntry
-from services.common.auth import Role, issued_principal, principal_from_header
+from services.common.auth import (
+    Role,
+    credential_id,
+    issued_principal,
+    principal_from_header,
+)
 from services.common.periodic import Periodic
 from services.common.schemas import Principal
 from services.common.tokens import TokenKind, issued_token_in, token_digest
@@ -71,9 +76,10 @@ def is_personal_data(path: str) -> bool:
 def _credential(principal: Principal) -> tuple[str, str]:
     """The credential's id and a person's name for it; the environment's tokens are
     named by their role."""
+    named = credential_id(principal)
     if principal.token_id:
-        return principal.token_id, principal.token_name or principal.token_id
-    return f"env:{principal.role}", f"the environment's {principal.role} token"
+        return named, principal.token_name or named
+    return named, f"the environment's {principal.role} token"
 
 
 def _participants(path: str, filters: dict[str, str], principal: Principal) -> list[str]:
@@ -322,11 +328,11 @@ class AuditMiddleware:
     ) -> AuditEntry:
         path = action.split(" ", 1)[1]
         filters = _filters(query_string)
-        credential_id, credential_name = _credential(principal)
+        named, credential_name = _credential(principal)
         client = scope.get("client")
         return AuditEntry(
             time=datetime.now(UTC),
-            credential_id=credential_id,
+            credential_id=named,
             credential_name=credential_name,
             role=str(principal.role),
             action=action,
