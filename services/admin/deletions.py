@@ -39,6 +39,7 @@ from services.admin.settings import AdminSettings
 from services.common.auth import credential_id
 from services.common.errors import NotFound, ServiceUnavailable
 from services.common.openapi import error_responses
+from services.common.privacy import PseudonymEntry
 from services.common.schemas import Principal
 from services.common.timestamps import stored_now
 from services.common.tokens import CACHE_SECONDS
@@ -48,6 +49,7 @@ ALSO_DELETED = [
     "daily rollups, calendars and totals of the participant (the study's totals recounted)",
     "vlog previews and thumbnails",
     "unfinished resumable uploads",
+    "the record of the pseudonyms viewers were shown",
 ]
 REQUEST_SECONDS = 120.0
 VLOGS_PER_PAGE = 1000
@@ -171,6 +173,9 @@ async def delete_data(
                 "Records of the participant arrived while they were deleted; withdraw "
                 "again with delete_data to delete them too"
             )
+    # What viewers called them goes too: nothing is left to look it up for.
+    whose = {"study_id": study_id, **({"user_id": user_id} if user_id is not None else {})}
+    await PseudonymEntry.get_pymongo_collection().delete_many(whose)
     telemetry, vlogs = job["planned"]["telemetry"], job["planned"]["vlogs"]
     receipt: dict[str, Any] = {
         "receipt_id": job["receipt_id"],

@@ -34,6 +34,7 @@ from services.common.errors import NotFound
 from services.common.localdays import local_today, zone_named
 from services.common.openapi import error_responses
 from services.common.periodic import Periodic
+from services.common.privacy import note_pseudonyms, pseudonym
 from services.common.studies import Study, StudyStatus
 from services.common.timestamps import stored_now
 
@@ -58,6 +59,18 @@ def retry_delay(failures: int, first: float) -> float:
 
 def _host(url: str) -> str:
     return urlsplit(url).hostname or "?"
+
+
+async def _shown_ids(study: dict[str, Any], ids: list[str]) -> dict[str, str]:
+    """How a study's notice names participants: by pseudonym in a pseudonymous study
+    (written down, so the teaching team can look them up on the export page)."""
+    key = study.get("pseudonym_key")
+    if not study.get("pseudonyms") or not key:
+        return {user_id: user_id for user_id in ids}
+    shown = {user_id: pseudonym(key, user_id) for user_id in ids}
+    if shown:
+        await note_pseudonyms([(study["study_id"], shown[u], u) for u in ids])
+    return shown
 
 
 class NoticeSender:
@@ -95,6 +108,8 @@ class NoticeSender:
         )
         ids = [row["user_id"] for row in stopped]
         new = newly_stopped(ids, previous["stopped"] if previous else [])
+        # A pseudonymous study's webhook (a teaching team's channel) is told pseudonyms.
+        shown = await _shown_ids(study, ids)
         payload = {
             "event": EVENT,
             "study_id": study["study_id"],
@@ -104,19 +119,16 @@ class NoticeSender:
             "silent_after_days": study.get("silent_after_days"),
             "newly_stopped": [
                 {
-                    key: row[key]
-                    for key in (
-                        "user_id",
-                        "silent_days",
-                        "last_sentiment",
-                        "last_gps_fix",
-                        "last_vlog",
-                    )
+                    "user_id": shown[row["user_id"]],
+                    **{
+                        key: row[key]
+                        for key in ("silent_days", "last_sentiment", "last_gps_fix", "last_vlog")
+                    },
                 }
                 for row in stopped
                 if row["user_id"] in new
             ],
-            "still_stopped": [user_id for user_id in ids if user_id not in new],
+            "still_stopped": [shown[user_id] for user_id in ids if user_id not in new],
         }
         try:
             await notices.insert_one(

@@ -34,8 +34,16 @@ from services.admin.study_schemas import (
     Withdrawal,
 )
 from services.admin.tokens import revoke_token
+from services.common.auth import Role
 from services.common.errors import Conflict, NotFound, field_error
 from services.common.openapi import documented_body, error_responses
+from services.common.privacy import (
+    SMALLEST_GRID_M,
+    Disguise,
+    StudyProtection,
+    new_pseudonym_key,
+    pseudonym,
+)
 from services.common.studies import (
     DEFAULT_SILENT_DAYS,
     DEFAULT_STUDY,
@@ -43,6 +51,7 @@ from services.common.studies import (
     StudyStatus,
     is_time_zone,
     open_study,
+    record_study,
 )
 from services.common.timestamps import stored_now
 from services.common.validation import read_record
@@ -65,6 +74,8 @@ def _view(document: dict, fallback_zone: str) -> StudyView:
         expectations=msgspec.convert(document.get("expectations") or {}, Expectations),
         silent_after_days=document.get("silent_after_days", DEFAULT_SILENT_DAYS),
         webhook=f"{parts.scheme}://{parts.hostname}/…" if webhook else None,
+        pseudonyms=bool(document.get("pseudonyms")),
+        gps_grid_m=document.get("gps_grid_m") or None,
         created_at=document["created_at"],
         updated_at=document["updated_at"],
         closed_at=document.get("closed_at"),
@@ -80,6 +91,20 @@ def _compliance_fields(wanted: StudyIn | StudyUpdate) -> dict[str, Any]:
         fields["silent_after_days"] = wanted.silent_after_days
     if wanted.webhook_url is not None:
         fields["webhook_url"] = wanted.webhook_url or None
+    return fields
+
+
+def _privacy_fields(wanted: StudyIn | StudyUpdate) -> dict[str, Any]:
+    """The protections a create or update gives, as stored."""
+    fields: dict[str, Any] = {}
+    if wanted.pseudonyms is not None:
+        fields["pseudonyms"] = wanted.pseudonyms
+    if wanted.gps_grid_m is not None:
+        if 0 < wanted.gps_grid_m < SMALLEST_GRID_M:
+            raise field_error(
+                "gps_grid_m", f"must be 0 (exact fixes) or at least {SMALLEST_GRID_M} metres"
+            )
+        fields["gps_grid_m"] = wanted.gps_grid_m or None
     return fields
 
 
@@ -141,6 +166,9 @@ class StudyController(Controller):
             "time_zone": study.time_zone,
             "status": StudyStatus.ACTIVE.value,
             **_compliance_fields(study),
+            **_privacy_fields(study),
+            # Made with the study, so its pseudonyms stay the same whenever they are on.
+            "pseudonym_key": new_pseudonym_key(),
             "created_at": now,
             "updated_at": now,
             "closed_at": None,
@@ -195,6 +223,13 @@ class StudyController(Controller):
             if value is not None
         }
         changes.update(_compliance_fields(update))
+        changes.update(_privacy_fields(update))
+        if changes.get("pseudonyms"):
+            # A study made before pseudonyms existed (or `default`) gets its key once.
+            await Study.get_pymongo_collection().update_one(
+                {"study_id": study_id, "pseudonym_key": None},
+                {"$set": {"pseudonym_key": new_pseudonym_key()}},
+            )
         return await _change(study_id, changes, settings_of(request).display_timezone)
 
     @post(
@@ -341,10 +376,24 @@ class ParticipantController(Controller):
         self, request: Request, study_id: FromPath[str]
     ) -> list[ParticipantView]:
         await _readable(request, study_id)
-        await _stored(study_id)
+        study = await _stored(study_id)
         now = stored_now()
         cursor = Participant.get_pymongo_collection().find({"study_id": study_id}).sort("user_id")
-        return [_participant_view(document, now) async for document in cursor]
+        views = [_participant_view(document, now) async for document in cursor]
+        key = study.get("pseudonym_key")
+        if not study.get("pseudonyms") or not key:
+            return views
+        if (await caller(request)).role == Role.ADMIN:  # both names
+            return [msgspec.structs.replace(v, pseudonym=pseudonym(key, v.user_id)) for v in views]
+        # Read from the study itself, not the protections kept for a few seconds.
+        protection = StudyProtection(study_id=study_id, pseudonym_key=key, gps_grid_m=None)
+        named = record_study(study_id)
+        disguise = Disguise(request.app.state.protections, {named: protection}, {named})
+        shown = [
+            msgspec.structs.replace(v, user_id=disguise.user(study_id, v.user_id)) for v in views
+        ]
+        await disguise.flush()
+        return sorted(shown, key=lambda view: view.user_id)
 
     @post(
         "/{user_id:str}/code",

@@ -11,6 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from services.admin.receipts import DeletionReceipt
+from services.common.privacy import LARGEST_GRID_M, SMALLEST_GRID_M
 from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct
 from services.common.studies import StudyId
 
@@ -50,6 +51,22 @@ WebhookUrl = Annotated[
     ),
 ]
 
+GpsGridMetres = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=LARGEST_GRID_M,
+        description=f"Viewers see GPS fixes rounded to a grid of this many metres "
+        f"({SMALLEST_GRID_M}-{LARGEST_GRID_M}; 0: exact fixes).",
+        examples=[1000],
+    ),
+]
+PSEUDONYMS_DESCRIPTION = (
+    "Viewers see each participant as a stable pseudonym of this study (anon-...), in "
+    "every page, API and export; the admin still sees real ids."
+)
+Pseudonyms = Annotated[bool, Meta(description=PSEUDONYMS_DESCRIPTION)]
+
 
 class StudyIn(WireStruct, forbid_unknown_fields=True):
     study_id: StudyId
@@ -59,6 +76,8 @@ class StudyIn(WireStruct, forbid_unknown_fields=True):
     expectations: Expectations = msgspec.field(default_factory=Expectations)
     silent_after_days: SilentAfterDays = 2
     webhook_url: WebhookUrl = ""
+    pseudonyms: Pseudonyms = False
+    gps_grid_m: GpsGridMetres = 0
 
 
 class StudyUpdate(WireStruct, forbid_unknown_fields=True):
@@ -67,6 +86,8 @@ class StudyUpdate(WireStruct, forbid_unknown_fields=True):
     expectations: Expectations | None = None
     silent_after_days: SilentAfterDays | None = None
     webhook_url: WebhookUrl | None = None
+    pseudonyms: Pseudonyms | None = None
+    gps_grid_m: GpsGridMetres | None = None
 
 
 class StudyView(WireStruct):
@@ -80,6 +101,9 @@ class StudyView(WireStruct):
     silent_after_days: int
     # Only where notices go (scheme and host): the rest of a webhook URL is often a secret.
     webhook: str | None
+    # What its viewers are not shown: real participant ids, fixes finer than the grid.
+    pseudonyms: bool
+    gps_grid_m: int | None
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None = None
@@ -114,6 +138,7 @@ class IssuedCodes(WireStruct):
 
 
 class ParticipantView(WireStruct):
+    # To a viewer of a pseudonymous study: the pseudonym.
     user_id: str
     status: Literal["active", "withdrawn"]
     created_at: datetime
@@ -125,6 +150,8 @@ class ParticipantView(WireStruct):
     withdrawn_at: datetime | None = None
     # When the withdrawal also deleted their data: the signed receipt of what went.
     deletion_receipt: DeletionReceipt | None = None
+    # To the admin, in a pseudonymous study: what its viewers call this participant.
+    pseudonym: str | None = None
 
 
 class Withdrawal(WireStruct, forbid_unknown_fields=True):

@@ -20,6 +20,7 @@ from services.common.errors import EXCEPTION_HANDLERS
 from services.common.health import HealthController
 from services.common.logs import RequestContextMiddleware, configure_logging
 from services.common.openapi import document_errors
+from services.common.privacy import Protections, PseudonymEntry
 from services.common.settings import ServiceSettings
 from services.common.studies import Study
 from services.common.tokens import AccessToken, IssuedTokens
@@ -179,10 +180,12 @@ def build_app(
     state = State({"settings": settings})
     if documents is not None:
         # Every service with the database checks the tokens the admin service issued
-        # (and the studies they belong to); the admin service also writes them.
-        documents = list(dict.fromkeys([*documents, AccessToken, Study]))
+        # (and the studies they belong to); the admin service also writes them. Each
+        # also applies the studies' protections to what viewers are sent.
+        documents = list(dict.fromkeys([*documents, AccessToken, Study, PseudonymEntry]))
         lifespan.append(mongo_lifespan(settings, documents, prepare_database))
         state["issued_tokens"] = IssuedTokens()
+        state["protections"] = Protections()
     handlers = [*([HealthController] if include_health else []), *route_handlers]
     allowed_methods: dict[str, set[str]] = {}
     app = Litestar(

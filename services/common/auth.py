@@ -76,6 +76,15 @@ def principal_from_header(authorization: str | None, credentials: Credentials) -
     return None
 
 
+def is_viewer(authorization: str | None, credentials: Credentials) -> bool:
+    """Whether a header carries a viewer's credential (the environment's viewer token or
+    an issued one, by its shape: the services check that it is live)."""
+    principal = principal_from_header(authorization, credentials)
+    if principal is not None:
+        return principal.role == Role.VIEWER
+    return issued_token_in(authorization, TokenKind.VIEWER) is not None
+
+
 async def authenticate(connection: ASGIConnection) -> Principal:
     """The request's principal; 401 with a Basic challenge when there is none."""
     cached = connection.scope.get(PRINCIPAL_SCOPE_KEY)

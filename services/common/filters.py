@@ -12,6 +12,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from services.common.auth import own_scope, principal_of, whose
 from services.common.errors import field_error
+from services.common.privacy import disguise_of
 from services.common.schemas import PARTICIPANT_PATTERN, PARTICIPANT_RULE
 from services.common.studies import STUDY_PATTERN
 from services.common.timestamps import parse_instant
@@ -63,9 +64,21 @@ async def provide_window(
     """The time window, participant and study; a participant token only ever sees its
     own records, a study viewer its studies'."""
     principal = principal_of(request)
-    user_id = whose(principal, user_id)
-    window = {**span, "user_id": user_id} if user_id is not None else span
-    return {**window, **own_scope(principal, study_id)}
+    return await participant_window(request, span, whose(principal, user_id), study_id)
+
+
+async def participant_window(
+    request: Request, span: dict[str, Any], user_id: str | None, study_id: str | None = None
+) -> dict[str, Any]:
+    """`span` narrowed to what the credential reaches (of `study_id`) and to `user_id`,
+    which a viewer of a pseudonymous study names by the pseudonym they were shown."""
+    scope = own_scope(principal_of(request), study_id)
+    if user_id is None:
+        return {**span, **scope}
+    disguise = await disguise_of(request)
+    if disguise is not None:
+        return {**span, **scope, **await disguise.participant_filter(user_id, scope)}
+    return {**span, "user_id": user_id, **scope}
 
 
 def time_span(since: str | None, until: str | None) -> dict[str, Any]:

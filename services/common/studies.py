@@ -65,6 +65,11 @@ class Study(Document):
     silent_after_days: int = DEFAULT_SILENT_DAYS
     webhook_url: str | None = None
     status: StudyStatus = StudyStatus.ACTIVE
+    # What viewers are not shown (services.common.privacy): real participant ids
+    # (pseudonyms, made with the study's own key) and fixes finer than a grid.
+    pseudonyms: bool = False
+    pseudonym_key: str | None = None
+    gps_grid_m: int | None = None
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None = None

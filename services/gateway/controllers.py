@@ -17,7 +17,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream, Template
 from litestar.types import Receive, Scope, Send
 
-from services.common.auth import READERS, requires
+from services.common.auth import READERS, is_viewer, requires
 from services.common.errors import NotFound, ServiceUnavailable, field_error
 from services.common.filters import InstantFilter, ParticipantFilter, StudyFilter, time_span
 from services.common.localdays import local_midnight
@@ -160,12 +160,14 @@ PeopleCursor = Annotated[str | None, QueryParameter(max_length=200, description=
 def _api(request: Request) -> ServiceApi:
     proxy: ReverseProxy = request.app.state.proxy
     settings: GatewaySettings = request.app.state.settings
+    authorization = request.headers.get("authorization")
     return ServiceApi(
         session=proxy.session,
         upstreams=proxy.upstreams,
-        authorization=request.headers.get("authorization"),
+        authorization=authorization,
         request_id=request.scope.get("state", {}).get("request_id"),
         fallback_zone=settings.display_timezone,
+        viewer=is_viewer(authorization, settings.credentials),
     )
 
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 
+from services.common.privacy import described
 from services.gateway.upstream import RECORDS_PER_PAGE, ServiceApi, ServiceDown
 
 # Pieces of the ZIP handed over at once: fewer, larger hand-overs from its worker thread.
@@ -108,6 +109,20 @@ FORMATS: dict[str, tuple[str, Callable[..., AsyncIterator[bytes]]]] = {
 }
 
 
+async def protections(api: ServiceApi, filters: dict[str, Any]) -> dict[str, list[str]]:
+    """What each study of an export hid from the caller: {study: phrases}, empty for
+    the admin (who sees everything) and where no study protects anything."""
+    if not api.viewer:
+        return {}
+    studies = await api.json("admin", "/api/studies")
+    return {
+        study["study_id"]: phrases
+        for study in studies
+        if filters.get("study_id") in (None, study["study_id"])
+        and (phrases := described(study.get("pseudonyms", False), study.get("gps_grid_m")))
+    }
+
+
 async def export_all(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[bytes]:
     """The seed's `GET /api/export/all` body, streamed."""
     counts = {
@@ -115,7 +130,11 @@ async def export_all(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
         "total_sentiments": (await api.json("ingest", "/api/sentiments/count", filters))["count"],
         "total_gps_coordinates": (await api.json("ingest", "/api/gps/count", filters))["count"],
     }
-    head = {"export_date": datetime.now(UTC).isoformat(), **counts}
+    head = {
+        "export_date": datetime.now(UTC).isoformat(),
+        **counts,
+        "protections": await protections(api, filters),
+    }
     yield json.dumps(head)[:-1].encode() + b', "data": {'
     for position, (name, kind) in enumerate(
         (("vlogs", "vlogs"), ("sentiments", "sentiments"), ("gps_coordinates", "gps"))
@@ -154,7 +173,9 @@ sentiments.csv, gps.csv, vlogs.csv: one row per record, UTF-8, times in UTC (ISO
   Cells that would start a spreadsheet formula are prefixed with an apostrophe.
 *.ndjson: the same records as JSON, one per line.
 videos/<participant>/: every stored video, byte for byte as uploaded.
-manifest.json: counts, the filters used, the export time, the sha256 of every file.
+manifest.json: counts, the filters used, the export time, the sha256 of every file,
+  and per study what this export does not show ("protections"): participant ids
+  replaced by the study's pseudonyms (anon-...), GPS fixes rounded to a grid.
 """
 
 
@@ -224,6 +245,8 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
         manifest = {
             "export_date": now.isoformat(),
             "filters": filters,
+            # Per study, what this export does not show (pseudonyms, coarsened GPS).
+            "protections": await protections(api, filters),
             "counts": counts,
             "files": {
                 **{

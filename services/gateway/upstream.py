@@ -69,6 +69,8 @@ class ServiceApi:
     request_id: str | None = None
     # The zone of studies without one (EMOGO_DISPLAY_TIMEZONE): records' local dates.
     fallback_zone: str = "UTC"
+    # Whether the credential is a viewer's, whom studies' protections apply to.
+    viewer: bool = False
     headers: dict[str, str] = field(init=False)
     _zones: StudyZones | None = field(init=False, default=None)
 

@@ -3,6 +3,7 @@
 from datetime import timedelta
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
@@ -19,13 +20,14 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.errors import NotFound
+from services.common.errors import NotFound, field_error
 from services.common.filters import (
     TIME_AND_PARTICIPANT,
     MongoFilter,
     ParticipantPath,
     StudyFilter,
     StudyPath,
+    participant_window,
 )
 from services.common.openapi import NDJSON_MEDIA_TYPE, documented_body, error_responses
 from services.common.pagination import (
@@ -38,6 +40,7 @@ from services.common.pagination import (
     encode_cursor,
     next_page_headers,
 )
+from services.common.privacy import disguise_of, disguised_rows
 from services.common.validation import decode_json, read_body, require_json
 from services.ingest import deletions, services, summaries
 from services.ingest.activity import participant_activity
@@ -66,6 +69,7 @@ async def provide_sentiment_filter(
 
 
 async def provide_gps_filter(
+    request: Request,
     window: MongoFilter,
     bbox: Annotated[
         str | None,
@@ -76,7 +80,18 @@ async def provide_gps_filter(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    return {**window, **services.bounding_box(bbox)} if bbox is not None else window
+    if bbox is None:
+        return window
+    disguise = await disguise_of(request)
+    if disguise is not None and disguise.gridded_studies():
+        # Boxes narrowed step by step would find a fix's place inside its grid cell.
+        raise field_error(
+            "bbox",
+            "is not available here: study "
+            + ", ".join(disguise.gridded_studies())
+            + " shows viewers GPS rounded to a grid, and a box would reveal finer places",
+        )
+    return {**window, **services.bounding_box(bbox)}
 
 
 def _settings(request: Request) -> IngestSettings:
@@ -175,7 +190,13 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             cursor: CursorParameter = None,
         ) -> Response[list[kind.record_out]]:
             records, next_cursor = await services.list_page(
-                kind, selection, order, limit, cursor, _max_ahead(request)
+                kind,
+                selection,
+                order,
+                limit,
+                cursor,
+                _max_ahead(request),
+                await disguise_of(request),
             )
             query = dict(request.query_params)
             return Response(records, headers=next_page_headers(route, query, next_cursor))
@@ -197,7 +218,9 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             media_type=NDJSON_MEDIA_TYPE,
         )
         async def stream(self, request: Request, selection: MongoFilter) -> Stream:
-            records = services.stream_ndjson(kind, selection, _max_ahead(request))
+            records = services.stream_ndjson(
+                kind, selection, _max_ahead(request), await disguise_of(request)
+            )
             return Stream(records, media_type=NDJSON_MEDIA_TYPE)
 
         @get(
@@ -208,7 +231,9 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         )
         async def get_one(self, request: Request, record_id: FromPath[str]) -> kind.record_out:
             # Another participant's record is as if it did not exist.
-            return await services.get_one(kind, record_id, own_scope(principal_of(request)))
+            return await services.get_one(
+                kind, record_id, own_scope(principal_of(request)), await disguise_of(request)
+            )
 
     RecordsController.__name__ = RecordsController.__qualname__ = f"{one}Controller"
     return RecordsController
@@ -253,7 +278,8 @@ class TelemetryController(Controller):
         "with a fix; and their last record of each kind",
     )
     async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantActivity]:
-        return await participant_activity(window, _settings(request).display_timezone)
+        rows = await participant_activity(window, _settings(request).display_timezone)
+        return await disguised_rows(request, rows)
 
     @get(
         "/participants",
@@ -263,12 +289,15 @@ class TelemetryController(Controller):
     )
     async def participants(
         self,
+        request: Request,
         window: MongoFilter,
         limit: PageSize = DEFAULT_PAGE_SIZE,
         cursor: CursorParameter = None,
     ) -> ParticipantPage:
         after = decode_cursor(cursor, tuple[str])[0] if cursor else None
-        rows, last = await summaries.participant_summaries(window, after, limit)
+        rows, last = await summaries.participant_summaries(
+            window, after, limit, await disguise_of(request)
+        )
         return ParticipantPage(
             participants=rows, next_cursor=encode_cursor((last,)) if last else None
         )
@@ -282,11 +311,12 @@ class TelemetryController(Controller):
     async def participant(
         self, request: Request, span: MongoFilter, user_id: ParticipantPath
     ) -> ParticipantTelemetry:
-        window = {**span, "user_id": user_id, **own_scope(principal_of(request))}
+        window = await participant_window(request, span, user_id)
         rows, _ = await summaries.participant_summaries(window, None, 1)
         if not rows:
             raise NotFound(f"No telemetry for participant {user_id!r}")
-        return rows[0]
+        # As the caller named them (a viewer of a pseudonymous study: the pseudonym).
+        return msgspec.structs.replace(rows[0], user_id=user_id)
 
     @delete(
         "/participants/{user_id:str}",

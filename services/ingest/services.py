@@ -30,6 +30,7 @@ from services.common.errors import (
     field_error,
 )
 from services.common.pagination import Order, TimeCursor, with_next_cursor
+from services.common.privacy import Disguise
 from services.common.schemas import Principal
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, decode_json, is_json_media_type
@@ -266,14 +267,26 @@ async def _stored_ids(
     return {(d["user_id"], d["client_id"]): str(d["_id"]) async for d in found}
 
 
-async def get_one(kind: TelemetryKind, record_id: str, scope: dict[str, Any]) -> Any:
+def shown(kind: TelemetryKind, document: dict[str, Any], disguise: Disguise | None) -> Any:
+    """A stored record as the caller is sent it (a viewer of a protected study: disguised)."""
+    return kind.to_wire(disguise.record(document) if disguise else document)
+
+
+async def get_one(
+    kind: TelemetryKind, record_id: str, scope: dict[str, Any], disguise: Disguise | None
+) -> Any:
     """A record by id, if it also matches `scope` (a participant's own only)."""
     if not ObjectId.is_valid(record_id):
         raise field_error("id", "must be a 24-character hexadecimal record id")
     document = await kind.collection.find_one({"_id": ObjectId(record_id), **scope})
     if document is None:
         raise NotFound(f"No {kind.noun} with id {record_id}")
-    return kind.to_wire(document)
+    if disguise is None:
+        return kind.to_wire(document)
+    await disguise.learn_from([document])
+    record = shown(kind, document, disguise)
+    await disguise.flush()
+    return record
 
 
 async def _reader(kind: TelemetryKind, query: dict[str, Any], max_ahead: timedelta) -> BandedReader:
@@ -293,6 +306,7 @@ async def list_page(
     limit: int,
     cursor: str | None,
     max_ahead: timedelta,
+    disguise: Disguise | None = None,
 ) -> tuple[list[Any], str | None]:
     """One page sorted by time, and the cursor of the next page when there is one
     (one record more than the page is read to know)."""
@@ -301,7 +315,12 @@ async def list_page(
     documents, next_cursor = with_next_cursor(
         await reader.page(order, limit + 1, position), order, limit
     )
-    return [kind.to_wire(d) for d in documents], next_cursor
+    if disguise is None:
+        return [kind.to_wire(d) for d in documents], next_cursor
+    await disguise.learn_from(documents)
+    records = [shown(kind, d, disguise) for d in documents]
+    await disguise.flush()
+    return records, next_cursor
 
 
 async def count(kind: TelemetryKind, query: dict[str, Any]) -> int:
@@ -309,7 +328,7 @@ async def count(kind: TelemetryKind, query: dict[str, Any]) -> int:
 
 
 async def stream_ndjson(
-    kind: TelemetryKind, query: dict[str, Any], max_ahead: timedelta
+    kind: TelemetryKind, query: dict[str, Any], max_ahead: timedelta, disguise: Disguise | None
 ) -> AsyncIterator[bytes]:
     """Every matching record, oldest first, one JSON object per line.
 
@@ -319,10 +338,16 @@ async def stream_ndjson(
     buffer = bytearray()
     reader = await _reader(kind, query, max_ahead)
     async for document in reader.walk(STREAM_BATCH_RECORDS):
-        encoder.encode_into(kind.to_wire(document), buffer, -1)
+        if disguise is not None:
+            await disguise.learn_from([document])
+        encoder.encode_into(shown(kind, document, disguise), buffer, -1)
         buffer += b"\n"
         if len(buffer) >= STREAM_CHUNK_BYTES:
+            if disguise:
+                await disguise.flush()
             yield bytes(buffer)
             buffer.clear()
     if buffer:
+        if disguise:
+            await disguise.flush()
         yield bytes(buffer)

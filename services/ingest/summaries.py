@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.privacy import Disguise
 from services.common.studies import StudyZones
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.rollups import level_for, rollup_rows
@@ -18,16 +19,22 @@ from services.ingest.schemas import (
 
 
 async def participant_summaries(
-    window: dict[str, Any], after: str | None, limit: int
+    window: dict[str, Any], after: str | None, limit: int, disguise: Disguise | None = None
 ) -> tuple[list[ParticipantTelemetry], str | None]:
     """Per participant: counts, first and last activity, mean intensity per emotion.
 
-    Sorted by participant id; `after` is the last id of the previous page, and the
-    returned cursor the last id of this one when more follow. Each collection gives
-    at most `limit + 1` participants, which is enough to know the first `limit` of
-    their union and whether there are more."""
+    Sorted by participant id (as the caller is shown it); `after` is the last id of the
+    previous page, and the returned cursor the last id of this one when more follow.
+    Each collection gives at most `limit + 1` participants, which is enough to know
+    the first `limit` of their union and whether there are more."""
     rows = await rollup_rows(window, level_for(window, per_day=False))
+    if rows is None and disguise is not None:
+        rows = await _participant_rows(window)
     if rows is not None:
+        if disguise is not None:
+            await disguise.learn({r["study"] or None for r in rows})
+            rows = [{**r, "user_id": disguise.user(r["study"] or None, r["user_id"])} for r in rows]
+            await disguise.flush()
         return _participants_from(rows, after, limit)
     match = window if after is None else {"$and": [window, {"user_id": {"$gt": after}}]}
     first_page = [{"$sort": {"_id": 1}}, {"$limit": limit + 1}]
@@ -84,6 +91,35 @@ async def participant_summaries(
         )
     next_cursor = user_ids[limit - 1] if len(user_ids) > limit else None
     return summaries, next_cursor
+
+
+async def _participant_rows(window: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows shaped as the rollups' (per kind, study, participant and emotion) from the
+    records: for a viewer shown pseudonyms, whose pages follow pseudonyms' order, so
+    every participant is needed to cut one."""
+    rows = []
+    for kind in KINDS:
+        key = {"study": "$study_id", "user_id": "$user_id"}
+        if kind is SENTIMENTS:
+            key["emotion"] = "$emotion"
+        sums: dict[str, Any] = {
+            "records": {"$sum": 1},
+            "first": {"$min": "$timestamp"},
+            "last": {"$max": "$timestamp"},
+        }
+        if kind is SENTIMENTS:
+            sums["intensity_sum"] = {"$sum": "$intensity"}
+        for group in await _aggregate(kind, [{"$match": window}, {"$group": {"_id": key, **sums}}]):
+            rows.append(
+                {
+                    **group,
+                    "kind": kind.key,
+                    "study": group["_id"].get("study") or "",
+                    "user_id": group["_id"]["user_id"],
+                    "emotion": group["_id"].get("emotion", ""),
+                }
+            )
+    return rows
 
 
 async def totals(window: dict[str, Any]) -> TelemetryTotals:

@@ -48,6 +48,7 @@ from services.common.pagination import (
     PageSize,
     next_page_headers,
 )
+from services.common.privacy import disguise_of, disguised_rows
 from services.common.studies import StudyZones
 from services.common.validation import convert_record, decode_json, read_record, require_json
 from services.media import services
@@ -83,11 +84,23 @@ def _scope(request: Request) -> dict[str, Any]:
     return own_scope(principal_of(request))
 
 
+async def _shown(request: Request, vlog: dict[str, Any]) -> dict[str, Any]:
+    """A stored vlog as the caller is shown it (a viewer of a protected study: disguised,
+    down to the name its download is saved under)."""
+    disguise = await disguise_of(request)
+    if disguise is None:
+        return vlog
+    await disguise.learn_from([vlog])
+    shown = disguise.record(vlog)
+    await disguise.flush()
+    return shown
+
+
 async def _stored_vlog(request: Request, vlog_id: str) -> dict[str, Any]:
     vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), scope=_scope(request))
     if not vlog.get("has_file") or vlog.get("state") != VlogState.READY:
         raise NotFound(f"Video file not found: vlog {vlog_id} has no stored video")
-    return vlog
+    return await _shown(request, vlog)
 
 
 def _original(request: Request, vlog: dict[str, Any], kind: str) -> Response[Any]:
@@ -235,7 +248,7 @@ class VlogController(Controller):
         cursor: CursorParameter = None,
     ) -> Response[list[VlogOut]]:
         vlogs, next_cursor = await services.list_page(
-            {**window, "state": in_state}, order, limit, cursor
+            {**window, "state": in_state}, order, limit, cursor, await disguise_of(request)
         )
         headers = next_page_headers(self.path, dict(request.query_params), next_cursor)
         return Response(vlogs, headers=headers)
@@ -259,7 +272,8 @@ class VlogController(Controller):
     )
     async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantVlogDays]:
         zones = await StudyZones.load(_settings(request).display_timezone)
-        return await services.activity({**window, "state": VlogState.READY}, zones)
+        rows = await services.activity({**window, "state": VlogState.READY}, zones)
+        return await disguised_rows(request, rows)
 
     @get(
         "/participants",
@@ -267,8 +281,9 @@ class VlogController(Controller):
         guards=[requires(*READERS)],
         summary="Per participant: vlogs, bytes, total duration, first and last recording",
     )
-    async def participants(self, window: MongoFilter) -> list[ParticipantVlogs]:
-        return await services.participants({**window, "state": VlogState.READY})
+    async def participants(self, request: Request, window: MongoFilter) -> list[ParticipantVlogs]:
+        query = {**window, "state": VlogState.READY}
+        return await services.participants(query, await disguise_of(request))
 
     @get(
         "/download/{filename:str}",
@@ -290,8 +305,8 @@ class VlogController(Controller):
         summary="One vlog",
     )
     async def get_one(self, request: Request, vlog_id: FromPath[str]) -> VlogOut:
-        vlog_key = services.parse_vlog_id(vlog_id)
-        return services.to_wire(await services.get_vlog(vlog_key, scope=_scope(request)))
+        vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), scope=_scope(request))
+        return services.to_wire(await _shown(request, vlog))
 
     @get(
         "/{vlog_id:str}/download",

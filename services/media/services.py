@@ -19,6 +19,7 @@ from services.common.errors import (
 )
 from services.common.localdays import local_day_and_hour
 from services.common.pagination import Order, TimeCursor, with_next_cursor
+from services.common.privacy import Disguise
 from services.common.schemas import utc_now
 from services.common.studies import DEFAULT_STUDY, StudyZones, record_study
 from services.common.timestamps import recorded_at, stored_now
@@ -174,7 +175,11 @@ def clear_temp_dir(temp_dir: Path) -> None:
 
 
 async def list_page(
-    query: dict[str, Any], order: Order, limit: int, cursor: str | None
+    query: dict[str, Any],
+    order: Order,
+    limit: int,
+    cursor: str | None,
+    disguise: Disguise | None = None,
 ) -> tuple[list[VlogOut], str | None]:
     """A page of vlogs read in time bands (services.common.windows): its cost follows
     the page, not every vlog ever recorded."""
@@ -186,7 +191,12 @@ async def list_page(
     vlogs, next_cursor = with_next_cursor(
         await reader.page(order, limit + 1, position), order, limit
     )
-    return [to_wire(v) for v in vlogs], next_cursor
+    if disguise is None:
+        return [to_wire(v) for v in vlogs], next_cursor
+    await disguise.learn_from(vlogs)
+    shown = [to_wire(disguise.record(v)) for v in vlogs]
+    await disguise.flush()
+    return shown, next_cursor
 
 
 async def count(query: dict[str, Any]) -> tuple[int, int]:
@@ -201,14 +211,17 @@ async def count(query: dict[str, Any]) -> tuple[int, int]:
     return (rows[0]["n"], rows[0]["bytes"] or 0) if rows else (0, 0)
 
 
-async def participants(query: dict[str, Any]) -> list[ParticipantVlogs]:
+async def participants(
+    query: dict[str, Any], disguise: Disguise | None = None
+) -> list[ParticipantVlogs]:
+    """Per participant (as the caller is shown them), sorted by that id."""
     rows = await (
         await collection().aggregate(
             [
                 {"$match": query},
                 {
                     "$group": {
-                        "_id": "$user_id",
+                        "_id": {"user_id": "$user_id", "study_id": "$study_id"},
                         "n": {"$sum": 1},
                         "bytes": {"$sum": "$size"},
                         "duration": {"$sum": "$duration"},
@@ -216,21 +229,39 @@ async def participants(query: dict[str, Any]) -> list[ParticipantVlogs]:
                         "last": {"$max": "$timestamp"},
                     }
                 },
-                {"$sort": {"_id": 1}},
             ]
         )
     ).to_list()
-    return [
-        ParticipantVlogs(
-            user_id=row["_id"],
-            vlogs=row["n"],
-            total_bytes=row["bytes"] or 0,
-            total_duration=round(row["duration"] or 0.0, 3),
-            first_recorded=row["first"],
-            last_recorded=row["last"],
-        )
-        for row in rows
-    ]
+    # Grouped per study too, as a pseudonym is; the same id in two studies is one row,
+    # as it always was for a credential that reaches both.
+    people: dict[str, ParticipantVlogs] = {}
+    if disguise is not None:
+        await disguise.learn({row["_id"].get("study_id") for row in rows})
+    for row in rows:
+        user_id = row["_id"]["user_id"]
+        if disguise is not None:
+            user_id = disguise.user(row["_id"].get("study_id"), user_id)
+        person = people.get(user_id)
+        if person is None:
+            people[user_id] = ParticipantVlogs(
+                user_id=user_id,
+                vlogs=row["n"],
+                total_bytes=row["bytes"] or 0,
+                total_duration=row["duration"] or 0.0,
+                first_recorded=row["first"],
+                last_recorded=row["last"],
+            )
+            continue
+        person.vlogs += row["n"]
+        person.total_bytes += row["bytes"] or 0
+        person.total_duration += row["duration"] or 0.0
+        person.first_recorded = min(person.first_recorded, row["first"])
+        person.last_recorded = max(person.last_recorded, row["last"])
+    if disguise is not None:
+        await disguise.flush()
+    for person in people.values():
+        person.total_duration = round(person.total_duration, 3)
+    return [people[user_id] for user_id in sorted(people)]
 
 
 async def activity(query: dict[str, Any], zones: StudyZones) -> list[ParticipantVlogDays]:
