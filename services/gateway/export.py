@@ -130,11 +130,11 @@ async def export_all(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
         "total_sentiments": (await api.json("ingest", "/api/sentiments/count", filters))["count"],
         "total_gps_coordinates": (await api.json("ingest", "/api/gps/count", filters))["count"],
     }
-    head = {
-        "export_date": datetime.now(UTC).isoformat(),
-        **counts,
-        "protections": await protections(api, filters),
-    }
+    head: dict[str, Any] = {"export_date": datetime.now(UTC).isoformat(), **counts}
+    # Only when something was hidden: otherwise the body keeps the seed's exact shape.
+    hidden = await protections(api, filters)
+    if hidden:
+        head["protections"] = hidden
     yield json.dumps(head)[:-1].encode() + b', "data": {'
     for position, (name, kind) in enumerate(
         (("vlogs", "vlogs"), ("sentiments", "sentiments"), ("gps_coordinates", "gps"))
