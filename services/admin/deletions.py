@@ -42,7 +42,7 @@ from services.common.openapi import error_responses
 from services.common.privacy import PseudonymEntry
 from services.common.schemas import Principal
 from services.common.timestamps import stored_now
-from services.common.tokens import CACHE_SECONDS
+from services.common.tokens import CACHE_SECONDS, REVOCATION_BOUND_SECONDS
 
 STEPS = ("telemetry", "vlogs")
 ALSO_DELETED = [
@@ -129,9 +129,11 @@ async def delete_data(
     """Deletes everything `user_id` sent in `study_id` (everything of the study when
     `user_id` is None), going on with a deletion that was cut short; returns its
     signed receipt. `stopped_at`: when their token was revoked (or the study closed)."""
-    # Every service trusts what it read about a token or a study for CACHE_SECONDS:
-    # once that has passed, nothing new can arrive behind the deletion.
-    settled = stopped_at + timedelta(seconds=CACHE_SECONDS) - stored_now()
+    # Every service notices a revoked token within REVOCATION_BOUND_SECONDS and a
+    # closed study within CACHE_SECONDS: once that has passed, nothing new can arrive
+    # behind the deletion.
+    bound = CACHE_SECONDS if user_id is None else REVOCATION_BOUND_SECONDS
+    settled = stopped_at + timedelta(seconds=bound) - stored_now()
     if settled.total_seconds() > 0:
         await asyncio.sleep(settled.total_seconds())
     jobs = DeletionJob.get_pymongo_collection()

@@ -27,13 +27,13 @@ from pymongo.errors import PyMongoError
 from services.admin.access import client_address, settings_of
 from services.admin.models import Participant
 from services.admin.study_schemas import Enrolled, Enrolment, IssuedCode
-from services.admin.tokens import issue_token, revoke_token
+from services.admin.tokens import issue_token
 from services.common.errors import FieldError
 from services.common.limits import SharedRateLimit
 from services.common.openapi import documented_body, error_responses
 from services.common.studies import open_study
 from services.common.timestamps import stored_now
-from services.common.tokens import AccessToken, TokenKind
+from services.common.tokens import AccessToken, TokenKind, revoke_token
 from services.common.validation import read_record
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

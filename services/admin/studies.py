@@ -33,7 +33,6 @@ from services.admin.study_schemas import (
     StudyView,
     Withdrawal,
 )
-from services.admin.tokens import revoke_token
 from services.common.auth import Role
 from services.common.errors import Conflict, NotFound, field_error
 from services.common.openapi import documented_body, error_responses
@@ -54,6 +53,7 @@ from services.common.studies import (
     record_study,
 )
 from services.common.timestamps import stored_now
+from services.common.tokens import revoke_token
 from services.common.validation import read_record
 
 STUDY_ERRORS = error_responses(401, 403, 404)

@@ -14,7 +14,14 @@ from services.common.errors import NotFound, field_error
 from services.common.openapi import documented_body, error_responses
 from services.common.studies import Study
 from services.common.timestamps import stored_now
-from services.common.tokens import AccessToken, TokenKind, new_token, new_token_id, token_digest
+from services.common.tokens import (
+    AccessToken,
+    TokenKind,
+    new_token,
+    new_token_id,
+    revoke_token,
+    token_digest,
+)
 from services.common.validation import read_record
 
 
@@ -36,14 +43,6 @@ async def issue_token(
     }
     await AccessToken.get_pymongo_collection().insert_one(document)
     return token, document
-
-
-async def revoke_token(token_id: str | None) -> None:
-    """Revokes a token (revoking again keeps the first time); None does nothing."""
-    if token_id:
-        await AccessToken.get_pymongo_collection().update_one(
-            {"token_id": token_id, "revoked_at": None}, {"$set": {"revoked_at": stored_now()}}
-        )
 
 
 def _view(document: dict) -> ViewerTokenView:

@@ -85,9 +85,16 @@ class AccessToken(Document):
         ]
 
 
-# How long a process trusts what it read about a token or a study. Revoking a token,
-# re-issuing a code or closing a study takes effect everywhere within this bound.
+# How long a process trusts what it read about a token or a study. Closing a study or
+# changing its settings takes effect everywhere within this bound.
 CACHE_SECONDS = 5.0
+# How often a process asks whether any token was revoked since it last looked (one
+# read of one document, however many requests arrive): when one was, it forgets
+# every token it knew. Revoking a token, withdrawing a participant or re-issuing a
+# code so takes effect everywhere within this bound, plus the requests under way.
+REVOCATION_CHECK_SECONDS = 0.25
+REVOCATION_BOUND_SECONDS = 1.0
+REVOCATIONS_ID = "revocations"
 # `last_used_at` is written at most this often per token and process: a token's last
 # use is news for a person, not a counter on the hot path.
 LAST_USE_EVERY_SECONDS = 60.0
@@ -97,6 +104,25 @@ class TokenFinder(Protocol):
     """Finds what an issued token proves: its live document, or None."""
 
     async def find(self, token: str) -> dict | None: ...
+
+
+def revocations() -> Any:
+    """The collection of the one document that counts revocations (its `generation`)."""
+    return AccessToken.get_pymongo_collection().database["token_revocations"]
+
+
+async def revoke_token(token_id: str | None) -> None:
+    """Revokes an issued token (revoking again keeps the first time); None does nothing.
+    Counted after the token is marked, so a process that sees the new count reads the
+    token as revoked."""
+    if not token_id:
+        return
+    await AccessToken.get_pymongo_collection().update_one(
+        {"token_id": token_id, "revoked_at": None}, {"$set": {"revoked_at": stored_now()}}
+    )
+    await revocations().update_one(
+        {"_id": REVOCATIONS_ID}, {"$inc": {"generation": 1}}, upsert=True
+    )
 
 
 class Remembered:
@@ -119,6 +145,9 @@ class Remembered:
         self._answers[key] = (now + self.seconds, answer)
         return answer
 
+    def forget(self) -> None:
+        self._answers.clear()
+
 
 class IssuedTokens:
     """What issued tokens prove, read from MongoDB by digest, and whether a study is
@@ -127,11 +156,14 @@ class IssuedTokens:
     def __init__(self, cache_seconds: float = CACHE_SECONDS) -> None:
         self._tokens = Remembered(cache_seconds)
         self._closed = Remembered(cache_seconds)
+        self._generation: int | None = None
+        self._next_revocation_check = 0.0
         self._last_noted: dict[str, float] = {}
         self._notes: set[asyncio.Task] = set()
 
     async def find(self, token: str) -> dict | None:
         """The live (not revoked) document of an issued token, or None."""
+        await self._follow_revocations()
         digest = token_digest(token)
         document = await self._tokens.get(
             digest,
@@ -143,6 +175,26 @@ class IssuedTokens:
         if document is not None:
             self._note_use(document["token_id"], time.monotonic())
         return document
+
+    async def _follow_revocations(self) -> None:
+        """Forgets every token read before a revocation, checking at most every
+        REVOCATION_CHECK_SECONDS."""
+        now = time.monotonic()
+        if now < self._next_revocation_check:
+            return
+        self._next_revocation_check = now + REVOCATION_CHECK_SECONDS
+        try:
+            found = await revocations().find_one({"_id": REVOCATIONS_ID})
+        except PyMongoError:
+            # The tokens' own bound (CACHE_SECONDS) still holds; the lookup that
+            # follows reports a database that is down.
+            logger.warning("could not check for revoked tokens")
+            return
+        generation = found["generation"] if found else 0
+        if generation != self._generation:
+            if self._generation is not None:
+                self._tokens.forget()
+            self._generation = generation
 
     async def study_is_closed(self, study_id: str) -> bool:
         async def look_up() -> bool:
