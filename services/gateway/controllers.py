@@ -17,6 +17,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream, Template
 from litestar.types import Receive, Scope, Send
 
+from services.common import codebook
 from services.common.auth import READERS, is_viewer, requires
 from services.common.errors import NotFound, ServiceUnavailable, field_error
 from services.common.filters import InstantFilter, ParticipantFilter, StudyFilter, time_span
@@ -29,10 +30,12 @@ from services.gateway.charts import emotion_distribution, intensity_over_time
 from services.gateway.cockpit import heatmap, heatmap_days, stopped
 from services.gateway.compliance import as_csv, read_report
 from services.gateway.export import (
-    FORMATS,
+    MEDIA_TYPES,
     PARTICIPANTS_PER_PAGE,
     VLOGS_PER_PAGE,
+    codebook_json,
     export_all,
+    export_file,
     export_zip,
     human_bytes,
     local_time,
@@ -152,7 +155,7 @@ def _local_date(instant: datetime | None, zone: str) -> date | None:
 
 
 ExportFilters = NamedDependency[dict[str, Any]]
-EXPORT_NAME = re.compile(r"^(sentiments|gps|vlogs)\.(csv|ndjson|json)$")
+EXPORT_NAME = re.compile(r"^(sentiments|gps|vlogs|daily)\.(csv|ndjson|json|parquet)$")
 VlogsCursor = Annotated[str | None, QueryParameter(max_length=200, description="Vlog page.")]
 PeopleCursor = Annotated[str | None, QueryParameter(max_length=200, description="Table page.")]
 
@@ -191,13 +194,16 @@ async def _started(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
-def _attachment(name: str, media_type: str, pieces: AsyncIterator[bytes]) -> Stream:
+def _attachment(
+    name: str, media_type: str, pieces: AsyncIterator[bytes], **headers: str
+) -> Stream:
     return Stream(
         pieces,
         media_type=media_type,
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',
             "X-Content-Type-Options": "nosniff",
+            **headers,
         },
     )
 
@@ -375,14 +381,39 @@ class ExportController(Controller):
         return _attachment(f"emogo-export-{_stamp()}.zip", "application/zip", pieces)
 
     @get(
+        "/api/export/codebook.json",
+        operation_id="exportCodebook",
+        summary="What every column of every export means: a JSON Schema per kind",
+    )
+    async def codebook_json(self) -> Response[bytes]:
+        return Response(
+            codebook_json(), media_type="application/json", headers=_named("emogo-codebook.json")
+        )
+
+    @get(
+        "/api/export/codebook.csv",
+        operation_id="exportCodebookCsv",
+        summary="The codebook as a table: variable, kind, type, unit, description, ...",
+        opt={ALSO_SERVED_AS: {"text/csv": TEXT}},
+    )
+    async def codebook_csv(self) -> Response[bytes]:
+        return Response(
+            codebook.codebook_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers=_named("emogo-codebook.csv"),
+        )
+
+    @get(
         "/api/export/{name:str}",
         operation_id="exportRecords",
-        summary="One kind of record as csv, json or ndjson: sentiments.csv, gps.json, ...",
+        summary="One kind of record, or the participant-day table, as csv, json, ndjson or "
+        "parquet: sentiments.csv, gps.parquet, daily.csv, ...",
         opt={
             ALSO_SERVED_AS: {
                 "text/csv": TEXT,
                 "application/json": {"type": "array", "items": {"type": "object"}},
                 "application/x-ndjson": TEXT,
+                "application/vnd.apache.parquet": BINARY,
             }
         },
     )
@@ -392,12 +423,21 @@ class ExportController(Controller):
         match = EXPORT_NAME.match(name)
         if match is None:
             raise NotFound(
-                f"No export {name!r}: ask for sentiments, gps or vlogs as .csv, .json or .ndjson"
+                f"No export {name!r}: ask for sentiments, gps, vlogs or daily as .csv, .json, "
+                ".ndjson or .parquet (or codebook.json, codebook.csv)"
             )
-        kind, format_name = match.groups()
-        media_type, render = FORMATS[format_name]
-        pieces = await _started(render(kind, _api(request).records(kind, filters)))
-        return _attachment(f"emogo-{kind}-{_stamp()}.{format_name}", media_type, pieces)
+        kind_name, format_name = match.groups()
+        kind = codebook.KINDS[kind_name]
+        pieces = await _started(await export_file(_api(request), kind_name, format_name, filters))
+        # The schema version is in the file's name, so it stays with the file.
+        name = f"emogo-{kind_name}-v{kind.version}-{_stamp()}.{format_name}"
+        return _attachment(
+            name, MEDIA_TYPES[format_name], pieces, **{"X-EmoGo-Schema": kind.schema_id}
+        )
+
+
+def _named(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 class ComplianceController(Controller):

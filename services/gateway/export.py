@@ -11,33 +11,27 @@ import hashlib
 import io
 import json
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 
+from services.common import codebook
+from services.common.app import API_VERSION
 from services.common.privacy import described
+from services.common.studies import DEFAULT_STUDY
+from services.gateway.daily import daily_table
+from services.gateway.parquet import as_parquet
 from services.gateway.upstream import RECORDS_PER_PAGE, ServiceApi, ServiceDown
 
 # Pieces of the ZIP handed over at once: fewer, larger hand-overs from its worker thread.
 ZIP_CHUNK_BYTES = 1024 * 1024
 KINDS = ("sentiments", "gps", "vlogs")
-SENTIMENT_COLUMNS = (
-    "_id", "study_id", "user_id", "timestamp", "local_date", "emotion", "intensity", "note",
-    "context", "client_id", "received_at",
-)  # fmt: skip
-GPS_COLUMNS = (
-    "_id", "study_id", "user_id", "timestamp", "local_date", "latitude", "longitude",
-    "altitude", "accuracy", "speed", "heading", "location_name", "client_id", "received_at",
-)  # fmt: skip
-VLOG_COLUMNS = (
-    "_id", "study_id", "user_id", "timestamp", "local_date", "title", "description",
-    "duration", "width", "height", "fps", "codec", "container", "file_size", "sha256",
-    "original_name", "has_file", "video_url", "download_url", "uploaded_at", "zip_path",
-)  # fmt: skip
-COLUMNS = {"sentiments": SENTIMENT_COLUMNS, "gps": GPS_COLUMNS, "vlogs": VLOG_COLUMNS}
+# The columns of each kind's export, in order, as the codebook defines them.
+COLUMNS = {name: codebook.KINDS[name].columns() for name in KINDS}
+ZIP_COLUMNS = {name: codebook.KINDS[name].columns(within="zip") for name in KINDS}
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -52,14 +46,14 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
-def csv_rows(kind: str, records: list[dict[str, Any]], *, header: bool) -> bytes:
+def csv_rows(columns: list[str], records: list[dict[str, Any]], *, header: bool) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     if header:
-        writer.writerow(COLUMNS[kind])
+        writer.writerow(columns)
     for record in records:
         writer.writerow(
-            ["" if record.get(c) is None else spreadsheet_safe(record[c]) for c in COLUMNS[kind]]
+            ["" if record.get(c) is None else spreadsheet_safe(record[c]) for c in columns]
         )
     return buffer.getvalue().encode()
 
@@ -76,17 +70,19 @@ async def _peeked(
         return [], iterator
 
 
-async def as_csv(kind: str, records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def as_csv(
+    columns: list[str], records: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[bytes]:
     """UTF-8 with a byte-order mark (so Excel reads it as UTF-8), RFC 4180 quoting."""
     batch, rest = await _peeked(records)
-    yield b"\xef\xbb\xbf" + csv_rows(kind, [], header=True)
+    yield b"\xef\xbb\xbf" + csv_rows(columns, [], header=True)
     async for record in rest:
         batch.append(record)
         if len(batch) >= RECORDS_PER_PAGE:
-            yield csv_rows(kind, batch, header=False)
+            yield csv_rows(columns, batch, header=False)
             batch = []
     if batch:
-        yield csv_rows(kind, batch, header=False)
+        yield csv_rows(columns, batch, header=False)
 
 
 async def as_ndjson(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
@@ -102,11 +98,71 @@ async def as_json_array(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator
     yield b"]"
 
 
-FORMATS: dict[str, tuple[str, Callable[..., AsyncIterator[bytes]]]] = {
-    "csv": ("text/csv; charset=utf-8", lambda kind, records: as_csv(kind, records)),
-    "ndjson": ("application/x-ndjson", lambda kind, records: as_ndjson(records)),
-    "json": ("application/json", lambda kind, records: as_json_array(records)),
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "ndjson": "application/x-ndjson",
+    "json": "application/json",
+    "parquet": "application/vnd.apache.parquet",
 }
+EXPORTABLE = (*KINDS, "daily")
+
+
+async def table(
+    api: ServiceApi, kind: str, filters: dict[str, Any], within: str = "file"
+) -> tuple[list[str], AsyncIterator[dict[str, Any]]]:
+    """An export's columns and rows: a kind of record, or the participant-day table."""
+    if kind == "daily":
+        return await daily_table(api, filters)
+    columns = ZIP_COLUMNS[kind] if within == "zip" else COLUMNS[kind]
+    return columns, api.records(kind, filters)
+
+
+async def export_file(
+    api: ServiceApi, kind: str, format_name: str, filters: dict[str, Any]
+) -> AsyncIterator[bytes]:
+    """One kind (or the daily table) in one format, streamed."""
+    columns, rows = await table(api, kind, filters)
+    if format_name == "csv":
+        return as_csv(columns, rows)
+    if format_name == "ndjson":
+        return as_ndjson(rows)
+    if format_name == "json":
+        return as_json_array(rows)
+    first, rest = await _peeked(rows)
+    return as_parquet(
+        codebook.KINDS[kind], columns, _chained(first, rest), await provenance(api, filters)
+    )
+
+
+async def _chained(
+    first: list[dict[str, Any]], rest: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    for row in first:
+        yield row
+    async for row in rest:
+        yield row
+
+
+async def provenance(api: ServiceApi, filters: dict[str, Any]) -> dict[str, Any]:
+    """How an export was made: by which server, when, of what (filters), each study's
+    time zone (of `local_date`), the schema of each kind, and what was hidden."""
+    zones = await api.zones()
+    chosen = filters.get("study_id")
+    return {
+        "server": "EmoGo",
+        "server_version": API_VERSION,
+        "export_date": datetime.now(UTC).isoformat(),
+        "filters": {k: v for k, v in filters.items() if v is not None},
+        "time_zones": {
+            study or DEFAULT_STUDY: name
+            for study, name in sorted(zones.names.items())
+            if chosen in (None, study or DEFAULT_STUDY)
+        },
+        # The zone of a study that has none of its own (EMOGO_DISPLAY_TIMEZONE).
+        "fallback_time_zone": zones.fallback,
+        "schemas": {name: kind.schema_id for name, kind in codebook.KINDS.items()},
+        "protections": await protections(api, filters),
+    }
 
 
 async def protections(api: ServiceApi, filters: dict[str, Any]) -> dict[str, list[str]]:
@@ -207,14 +263,20 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
             counts[kind] += 1
             yield record
 
+    made = await provenance(api, filters)
+
     async def entries() -> AsyncIterator[tuple[str, datetime, int, Any, AsyncIterator[bytes]]]:
+        def data_file(name: str, pieces: AsyncIterator[bytes]) -> tuple:
+            files[name] = Hashing(pieces)
+            return name, now, 0o644, ZIP_64, files[name].__aiter__()
+
         for kind in ("sentiments", "gps"):
-            for name, stream in (
-                (f"{kind}.csv", as_csv(kind, counted(kind))),
-                (f"{kind}.ndjson", as_ndjson(api.records(kind, filters))),
-            ):
-                files[name] = Hashing(stream)
-                yield name, now, 0o644, ZIP_64, files[name].__aiter__()
+            yield data_file(f"{kind}.csv", as_csv(COLUMNS[kind], counted(kind)))
+            yield data_file(f"{kind}.ndjson", as_ndjson(api.records(kind, filters)))
+            parquet = as_parquet(
+                codebook.KINDS[kind], COLUMNS[kind], api.records(kind, filters), made
+            )
+            yield data_file(f"{kind}.parquet", parquet)
         vlogs = [vlog async for vlog in api.records("vlogs", filters)]
         counts["vlogs"] = len(vlogs)
         for vlog in vlogs:
@@ -224,8 +286,17 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
             for vlog in vlogs:
                 yield vlog
 
-        files["vlogs.csv"] = Hashing(as_csv("vlogs", vlog_rows()))
-        yield "vlogs.csv", now, 0o644, ZIP_64, files["vlogs.csv"].__aiter__()
+        yield data_file("vlogs.csv", as_csv(ZIP_COLUMNS["vlogs"], vlog_rows()))
+        vlog_table = as_parquet(codebook.VLOGS, ZIP_COLUMNS["vlogs"], vlog_rows(), made)
+        yield data_file("vlogs.parquet", vlog_table)
+        # Computed once per file: the table holds a row per participant and day, too
+        # many to keep for a large study.
+        columns, rows = await daily_table(api, filters)
+        yield data_file("daily.csv", as_csv(columns, rows))
+        columns, rows = await daily_table(api, filters)
+        yield data_file("daily.parquet", as_parquet(codebook.DAILY, columns, rows, made))
+        yield data_file("codebook.json", _once(codebook_json()))
+        yield data_file("codebook.csv", _once(codebook.codebook_csv()))
         for vlog in vlogs:
             if vlog["zip_path"]:
                 download = api.stream("media", f"/api/vlogs/{vlog['_id']}/download")
@@ -239,14 +310,11 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
                 else:
                     method = ZIP_AUTO(vlog["file_size"], level=0)
                 yield vlog["zip_path"], now, 0o644, method, download
-        readme = ZIP_README.encode()
-        files["README.txt"] = Hashing(_once(readme))
-        yield "README.txt", now, 0o644, ZIP_64, files["README.txt"].__aiter__()
+        yield data_file("README.txt", _once(ZIP_README.encode()))
         manifest = {
+            **made,
             "export_date": now.isoformat(),
             "filters": filters,
-            # Per study, what this export does not show (pseudonyms, coarsened GPS).
-            "protections": await protections(api, filters),
             "counts": counts,
             "files": {
                 **{
@@ -268,6 +336,10 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+def codebook_json() -> bytes:
+    return json.dumps(codebook.codebook(), indent=2, ensure_ascii=False).encode()
 
 
 # --- the page -----------------------------------------------------------------------

@@ -170,8 +170,15 @@ class ServiceApi:
                 cursor = response.headers.get("x-next-cursor")
                 if cursor is None:
                     return
+        async for record in self.ndjson("ingest", f"/api/{kind}/stream", filters):
+            yield record
+
+    async def ndjson(
+        self, service: str, path: str, params: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The objects of an NDJSON answer, one by one as its pieces arrive."""
         pending = b""
-        async for piece in self.stream("ingest", f"/api/{kind}/stream", filters):
+        async for piece in self.stream(service, path, params):
             pending += piece
             *complete, pending = pending.split(b"\n")
             for line in complete:

@@ -41,9 +41,11 @@ from services.common.pagination import (
     next_page_headers,
 )
 from services.common.privacy import disguise_of, disguised_rows
+from services.common.studies import StudyZones
 from services.common.validation import decode_json, read_body, require_json
 from services.ingest import deletions, services, summaries
 from services.ingest.activity import participant_activity
+from services.ingest.daily import daily_rows, ndjson_lines
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
     BatchResult,
@@ -280,6 +282,21 @@ class TelemetryController(Controller):
     async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantActivity]:
         rows = await participant_activity(window, _settings(request).display_timezone)
         return await disguised_rows(request, rows)
+
+    @get(
+        "/daily",
+        operation_id="participantDays",
+        guards=[requires(*READERS)],
+        summary="Per participant and local day of their study: sentiments per emotion, "
+        "GPS coverage, distance, radius of gyration, places and time at home (NDJSON)",
+        description="The methods are in the export codebook (`/api/export/codebook.json`, "
+        "kind `daily`). One participant's records are read at a time, in time order.",
+        media_type=NDJSON_MEDIA_TYPE,
+    )
+    async def daily(self, request: Request, window: MongoFilter) -> Stream:
+        zones = await StudyZones.load(_settings(request).display_timezone)
+        rows = daily_rows(window, zones, _max_ahead(request), await disguise_of(request))
+        return Stream(ndjson_lines(rows), media_type=NDJSON_MEDIA_TYPE)
 
     @get(
         "/participants",

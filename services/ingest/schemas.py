@@ -9,6 +9,19 @@ import msgspec
 from msgspec import Meta
 
 from services.common.schemas import ClientId, ParticipantId, WireStruct
+from services.common.values import (
+    Accuracy,
+    Emotion,
+    Heading,
+    Intensity,
+    Label,
+    Latitude,
+    Longitude,
+    Metres,
+    Note,
+    PlaceName,
+    Speed,
+)
 
 R = TypeVar("R")
 Instant = Annotated[
@@ -20,29 +33,14 @@ Instant = Annotated[
         examples=["2025-11-23T03:08:40.000Z"],
     ),
 ]
-Label = Annotated[str, Meta(min_length=1, max_length=64)]
-Intensity = Annotated[float, Meta(ge=0.0, le=1.0, description="From 0 (faint) to 1 (intense).")]
-Latitude = Annotated[float, Meta(ge=-90.0, le=90.0)]
-Longitude = Annotated[float, Meta(ge=-180.0, le=180.0)]
-Metres = Annotated[float, Meta(ge=-1000.0, le=100_000.0)]
-# iOS reports -1 for an unknown speed or heading: accepted, stored as null.
-Speed = Annotated[float, Meta(ge=-1.0, le=1000.0, description="m/s; negative means unknown.")]
-Heading = Annotated[float, Meta(ge=-1.0, le=360.0, description="Degrees; negative = unknown.")]
 
 
 class SentimentIn(WireStruct):
     user_id: ParticipantId
-    emotion: Annotated[
-        str,
-        Meta(
-            min_length=1,
-            max_length=64,
-            description="A free label such as happy, sad, calm; stored trimmed and lower-case.",
-        ),
-    ]
+    emotion: Emotion
     intensity: Intensity
     timestamp: Instant | None = None
-    note: Annotated[str, Meta(max_length=2000)] | None = None
+    note: Note | None = None
     context: Label | None = None
     client_id: ClientId | None = None
 
@@ -53,10 +51,10 @@ class GpsFixIn(WireStruct):
     longitude: Longitude
     timestamp: Instant | None = None
     altitude: Metres | None = None
-    accuracy: Annotated[float, Meta(ge=0.0, le=100_000.0, description="Metres.")] | None = None
+    accuracy: Accuracy | None = None
     speed: Speed | None = None
     heading: Heading | None = None
-    location_name: Annotated[str, Meta(max_length=256)] | None = None
+    location_name: PlaceName | None = None
     client_id: ClientId | None = None
 
 

@@ -289,14 +289,22 @@ async def get_one(
     return record
 
 
-async def _reader(kind: TelemetryKind, query: dict[str, Any], max_ahead: timedelta) -> BandedReader:
+async def banded_reader(
+    kind: TelemetryKind,
+    query: dict[str, Any],
+    max_ahead: timedelta,
+    projection: dict[str, Any] | None = None,
+) -> BandedReader:
+    """Reads `query`'s records a time band at a time (services.common.windows)."""
     user_id = query.get("user_id")
     days = await days_with_data(kind, user_id if isinstance(user_id, str) else None)
     # No record is stored with a time further ahead than writes accept (plus a margin
     # for a setting lowered since).
     now = stored_now()
     ceiling = now + max_ahead + timedelta(days=1)
-    return BandedReader(kind.collection, query, ceiling, days, now=now + timedelta(minutes=1))
+    return BandedReader(
+        kind.collection, query, ceiling, days, projection, now=now + timedelta(minutes=1)
+    )
 
 
 async def list_page(
@@ -311,7 +319,7 @@ async def list_page(
     """One page sorted by time, and the cursor of the next page when there is one
     (one record more than the page is read to know)."""
     position = TimeCursor.decode(cursor, order) if cursor is not None else None
-    reader = await _reader(kind, query, max_ahead)
+    reader = await banded_reader(kind, query, max_ahead)
     documents, next_cursor = with_next_cursor(
         await reader.page(order, limit + 1, position), order, limit
     )
@@ -336,7 +344,7 @@ async def stream_ndjson(
     memory stays flat however many records match."""
     encoder = msgspec.json.Encoder()
     buffer = bytearray()
-    reader = await _reader(kind, query, max_ahead)
+    reader = await banded_reader(kind, query, max_ahead)
     async for document in reader.walk(STREAM_BATCH_RECORDS):
         if disguise is not None:
             await disguise.learn_from([document])

@@ -47,6 +47,7 @@ class VlogOut(WireStruct):
     """A vlog as every reader sees it; URLs are paths on the gateway."""
 
     id: str = msgspec.field(name="_id")
+    study_id: str
     user_id: str
     title: str
     description: str

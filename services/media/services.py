@@ -96,6 +96,8 @@ def to_wire(vlog: dict[str, Any]) -> VlogOut:
     base = f"/api/vlogs/{vlog_id}"
     return VlogOut(
         id=vlog_id,
+        # Vlogs of the study `default` carry none (they came with a global token).
+        study_id=vlog.get("study_id") or DEFAULT_STUDY,
         user_id=vlog["user_id"],
         title=vlog.get("title") or "",
         description=vlog.get("description") or "",
