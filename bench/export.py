@@ -19,6 +19,13 @@ every day), next to plain reads in the same run: the participants' table API for
 page, the NDJSON stream of all that participant's fixes for the map.
 
     .venv/bin/python bench/export.py --semester [--participants 60] [--days 120]
+
+With `--parquet`, the Parquet export of 1 M GPS fixes (50 participants) against the
+NDJSON export of the same fixes in the same run: throughput of each, and the peak
+resident memory of the gateway and of the ingest service during each (aim: each under
++150 MiB over idle).
+
+    .venv/bin/python bench/export.py --parquet [--fixes 1000000]
 """
 
 from __future__ import annotations
@@ -145,6 +152,66 @@ async def run(config, gateway_pid: int, folder: Path, args: argparse.Namespace) 
           f"peak {memory.peak / MiB:.0f} MiB (aim: < 150)")  # fmt: skip
 
 
+async def load_fixes(client: httpx.AsyncClient, total: int) -> None:
+    """`total` GPS fixes of 50 participants, a fix every 37 s, in batches of 1000."""
+
+    async def one_batch(start: int, size: int) -> None:
+        rows = [
+            {
+                "user_id": f"P{n % 50:03d}",
+                "timestamp": 1740000000 + n * 37,
+                "latitude": 25.0 + (n % 1000) / 1e5,
+                "longitude": 121.5 + (n % 700) / 1e5,
+                "accuracy": 5.0 + n % 20,
+            }
+            for n in range(start, start + size)
+        ]
+        response = await client.post("/api/gps/batch", json=rows)
+        assert response.json()["stored"] == size, response.text
+
+    starts = list(range(0, total, BATCH))
+    for chunk in range(0, len(starts), 4):
+        await asyncio.gather(
+            *(one_batch(s, min(BATCH, total - s)) for s in starts[chunk : chunk + 4])
+        )
+        if chunk % 100 == 0:
+            print(f"  {starts[chunk]} fixes sent", flush=True)
+
+
+async def parquet_run(config, pids: dict[str, int], fixes: int) -> None:
+    device = httpx.AsyncClient(
+        base_url=config.url("gateway"), headers=bearer(config, "device"), timeout=600
+    )
+    viewer = httpx.AsyncClient(
+        base_url=config.url("gateway"), headers=bearer(config, "viewer"), timeout=3600
+    )
+    began = time.perf_counter()
+    await load_fixes(device, fixes)
+    print(f"loaded {fixes} GPS fixes in {time.perf_counter() - began:.0f} s\n", flush=True)
+    rates = {}
+    for form in ("ndjson", "parquet", "ndjson", "parquet"):
+        with PeakMemory(pids["gateway"]) as gateway, PeakMemory(pids["ingest"]) as ingest:
+            started = time.perf_counter()
+            received = 0
+            async with viewer.stream("GET", f"/api/export/gps.{form}") as response:
+                assert response.status_code == 200
+                async for piece in response.aiter_raw():
+                    received += len(piece)
+            seconds = time.perf_counter() - started
+        rates.setdefault(form, []).append(fixes / seconds)
+        print(
+            f"gps.{form:<8} {received / MiB:7.1f} MiB in {seconds:6.1f} s, "
+            f"{fixes / seconds:9.0f} fixes/s; RSS growth gateway "
+            f"{gateway.growth / MiB:5.0f} MiB, ingest {ingest.growth / MiB:5.0f} MiB "
+            f"(aim: < 150 each)",
+            flush=True,
+        )
+    await device.aclose()
+    await viewer.aclose()
+    ratio = max(rates["parquet"]) / max(rates["ndjson"])
+    print(f"\nParquet/NDJSON export rate (best of two each): {ratio:.2f}")
+
+
 def semester(participants: int, days: int, vlogs: int) -> None:
     with semester_stack(participants, days) as (config, _):
         gateway = config.url("gateway")
@@ -223,7 +290,14 @@ def main() -> None:
     parser.add_argument("--semester", action="store_true", help="the cockpit on a semester")
     parser.add_argument("--participants", type=int, default=60, help="with --semester")
     parser.add_argument("--days", type=int, default=120, help="with --semester")
+    parser.add_argument("--parquet", action="store_true", help="Parquet against NDJSON")
+    parser.add_argument("--fixes", type=int, default=1_000_000, help="with --parquet")
     args = parser.parse_args()
+    if args.parquet:
+        with throwaway_stack() as (config, supervisor):
+            pids = {name: supervisor.processes[name].pid for name in ("gateway", "ingest")}
+            asyncio.run(parquet_run(config, pids, args.fixes))
+        return
     if args.semester:
         semester(args.participants, args.days, vlogs=2000)
         return

@@ -194,9 +194,7 @@ async def _started(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
-def _attachment(
-    name: str, media_type: str, pieces: AsyncIterator[bytes], **headers: str
-) -> Stream:
+def _attachment(name: str, media_type: str, pieces: AsyncIterator[bytes], **headers: str) -> Stream:
     return Stream(
         pieces,
         media_type=media_type,

@@ -217,21 +217,22 @@ def video_path(vlog: dict[str, Any]) -> str:
 
 ZIP_README = """EmoGo export
 
-sentiments.csv, gps.csv, vlogs.csv: one row per record, UTF-8, times in UTC (ISO 8601).
-  study_id: the study the record belongs to; local_date: the day it was recorded on in
-  that study's time zone (daily figures on the export page use these days).
-  sentiments: emotion label (lower-case), intensity 0..1, optional note and context.
-  gps: latitude/longitude (WGS 84), altitude and accuracy in metres, speed m/s,
-       heading degrees (empty when unknown), location_name.
-  vlogs: title, description, duration (s), width/height (px), fps, codec, container,
-         file_size (bytes), sha256 of the original, and where its video is in this ZIP.
-  client_id: the phone's own id of a record; received_at: when the server stored it.
-  Cells that would start a spreadsheet formula are prefixed with an apostrophe.
-*.ndjson: the same records as JSON, one per line.
+codebook.json, codebook.csv: what every column of every file means (type, unit, range,
+  time semantics, the method of each daily feature and its citation).
+sentiments.*, gps.*, vlogs.*: one row per record; daily.*: one row per participant and
+  local day (sentiments per emotion, GPS coverage, distance, radius of gyration,
+  places, time at home, vlogs).
+  .csv: UTF-8, times in UTC (ISO 8601); cells that would start a spreadsheet formula
+        are prefixed with an apostrophe.
+  .parquet: typed columns (UTC timestamps, dates, numbers, categories); the schema id
+        and this export's provenance are in the file's metadata.
+  .ndjson: the same records as JSON, one per line.
+  study_id: the study a row belongs to; local_date: the day in that study's time zone.
 videos/<participant>/: every stored video, byte for byte as uploaded.
-manifest.json: counts, the filters used, the export time, the sha256 of every file,
-  and per study what this export does not show ("protections"): participant ids
-  replaced by the study's pseudonyms (anon-...), GPS fixes rounded to a grid.
+manifest.json: the server and its version, the export time, the filters, each study's
+  time zone, each kind's schema id, counts, the sha256 of every file, and per study
+  what this export does not show ("protections"): participant ids replaced by the
+  study's pseudonyms (anon-...), GPS fixes rounded to a grid.
 """
 
 

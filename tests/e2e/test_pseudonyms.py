@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from pymongo import MongoClient
 
@@ -113,6 +114,12 @@ def _pseudonyms(stack: Stack, world: World) -> dict[str, str]:
     return {p["user_id"]: p["pseudonym"] for p in listed}
 
 
+def _parquet_text(data: bytes) -> str:
+    """A Parquet file's values and metadata as text (its pages are compressed)."""
+    table = pq.read_table(io.BytesIO(data))
+    return json.dumps(table.to_pylist(), default=str) + str(table.schema.metadata)
+
+
 def _everything_a_viewer_reads(ta: httpx.Client, world: World, alias: str) -> dict[str, str]:
     """Every page, API answer and export a viewer can get, headers included."""
     paths = [
@@ -143,7 +150,7 @@ def _everything_a_viewer_reads(ta: httpx.Client, world: World, alias: str) -> di
         "/api/export/all",
         *(
             f"/api/export/{kind}.{form}"
-            for kind in ("sentiments", "gps", "vlogs")
+            for kind in ("sentiments", "gps", "vlogs", "daily")
             for form in ("csv", "json", "ndjson")
         ),
     ]
@@ -166,8 +173,13 @@ def test_a_viewer_never_receives_a_real_id(stack: Stack, world: World) -> None:
         archive = zipfile.ZipFile(io.BytesIO(ta.get("/api/export/everything.zip").content))
     seen["zip entry names"] = "\n".join(archive.namelist())
     for name in archive.namelist():
-        if not name.endswith(".mp4"):
+        if name.endswith(".parquet"):
+            seen[f"zip {name}"] = _parquet_text(archive.read(name))
+        elif not name.endswith(".mp4"):
             seen[f"zip {name}"] = archive.read(name).decode()
+    with _client(stack, world.viewer) as ta:
+        for kind in ("sentiments", "gps", "vlogs", "daily"):
+            seen[f"{kind}.parquet"] = _parquet_text(ta.get(f"/api/export/{kind}.parquet").content)
     for where, text in seen.items():
         for real in world.people:
             assert real not in text, f"{real} in {where}"
@@ -178,6 +190,8 @@ def test_a_viewer_never_receives_a_real_id(stack: Stack, world: World) -> None:
         "/api/vlogs/participants",
         "/export",
         "/api/export/gps.csv",
+        "/api/export/daily.csv",
+        "daily.parquet",
         "zip entry names",
         f"/api/studies/{world.study}/participants",
     ):

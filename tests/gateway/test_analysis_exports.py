@@ -251,6 +251,12 @@ def test_duckdb_joins_daily_features_with_sentiments(
         (study.other, date(2025, 3, 3), pytest.approx(6.0)),
     ]
     assert joined[0][3] == pytest.approx(0.4)
+    daily = pd.read_parquet(tmp_path / "daily.parquet")
+    sentiments = pd.read_parquet(tmp_path / "sentiments.parquet")
+    per_day = sentiments.groupby(["user_id", "local_date"], observed=True)["intensity"].mean()
+    together = daily.join(per_day, on=["user_id", "local_date"])
+    assert together["intensity"].tolist() == pytest.approx([0.4, 0.4])
+    assert together["time_at_home_hours"].tolist() == pytest.approx([6.0, 6.0])
 
 
 def test_every_column_is_in_the_codebook_and_every_codebook_column_in_the_exports(

@@ -90,6 +90,7 @@ READS = [
     (f"/api/telemetry/participants/{PARTICIPANT}", {}, None),
     ("/api/telemetry/compliance", {"user_id": PARTICIPANT}, 1),
     ("/api/telemetry/compliance.csv", {"user_id": PARTICIPANT}, 1),
+    ("/api/telemetry/daily", {"user_id": PARTICIPANT}, 2),  # two days
     ("/api/vlogs", {"user_id": PARTICIPANT}, 1),
     ("/api/vlogs/count", {"user_id": PARTICIPANT}, None),
     ("/api/vlogs/activity", {"user_id": PARTICIPANT}, 1),
@@ -105,6 +106,8 @@ READS = [
     ("/api/export/sentiments.csv", {"user_id": PARTICIPANT}, 7),
     ("/api/export/sentiments.ndjson", {"user_id": PARTICIPANT}, 7),
     ("/api/export/gps.json", {"user_id": PARTICIPANT}, 1),
+    ("/api/export/gps.parquet", {"user_id": PARTICIPANT}, None),
+    ("/api/export/daily.csv", {"user_id": PARTICIPANT}, 2),
     ("/api/export/everything.zip", {"user_id": PARTICIPANT}, None),
     ("/api/export/all", {"user_id": PARTICIPANT}, None),
 ]
