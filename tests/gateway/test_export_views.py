@@ -13,6 +13,7 @@ from services.gateway.charts import (
     intensity_over_time,
 )
 from services.gateway.export import (
+    COLUMNS,
     as_csv,
     human_bytes,
     local_time,
@@ -57,7 +58,7 @@ def test_csv_quotes_and_defuses_formulas() -> None:
         yield {"_id": "b", "user_id": "P2", "note": "@SUM(A1)", "intensity": None}
 
     async def collect() -> bytes:
-        return b"".join([piece async for piece in as_csv("sentiments", records())])
+        return b"".join([piece async for piece in as_csv(COLUMNS["sentiments"], records())])
 
     text = asyncio.run(collect()).decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
