@@ -168,3 +168,16 @@ def viewer_in_chromium(driver: Any, **context_options: Any) -> tuple[Any, Any]:
         http_credentials={"username": "viewer", "password": TOKENS["viewer"]}, **context_options
     )
     return browser, context.new_page()
+
+
+def enrolled(stack: Any, study_id: str, user_ids: list[str]) -> dict[str, dict[str, str]]:
+    """Enrols `user_ids` in the study (through the gateway, as phones do): each one's
+    Authorization header."""
+    with stack.client("admin") as admin, stack.client() as phone:
+        issued = admin.post(f"/api/studies/{study_id}/participants", json={"user_ids": user_ids})
+        assert issued.status_code == 201, issued.text
+        tokens = {}
+        for person in issued.json()["participants"]:
+            answer = phone.post("/api/enrol", json={"study_id": study_id, "code": person["code"]})
+            tokens[person["user_id"]] = {"Authorization": f"Bearer {answer.json()['token']}"}
+        return tokens

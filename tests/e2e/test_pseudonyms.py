@@ -22,6 +22,7 @@ from pymongo import MongoClient
 from services.common.privacy import METRES_PER_DEGREE, coarsened, grid_steps, pseudonym
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
+from tests.support import enrolled
 
 GRID_M = 1000
 # Fixes a few hundred metres apart in Taipei: one grid cell or two, never the exact place.
@@ -48,8 +49,7 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> World:
     study, plain_study = f"hidden-{tag}", f"plain-{tag}"
     people = [f"alice.real.{tag}", f"bob.real.{tag}"]
     plain_person = f"carol.real.{tag}"
-    tokens: dict[str, str] = {}
-    with stack.client("admin") as admin, stack.client() as phone:
+    with stack.client("admin") as admin:
         made = admin.post(
             "/api/studies",
             json={"study_id": study, "name": "Hidden", "pseudonyms": True, "gps_grid_m": GRID_M},
@@ -57,24 +57,15 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> World:
         assert made.status_code == 201, made.text
         assert (made.json()["pseudonyms"], made.json()["gps_grid_m"]) == (True, GRID_M)
         admin.post("/api/studies", json={"study_id": plain_study, "name": "Plain"})
-        for study_id, user_ids in ((study, people), (plain_study, [plain_person])):
-            issued = admin.post(
-                f"/api/studies/{study_id}/participants", json={"user_ids": user_ids}
-            ).json()["participants"]
-            for one in issued:
-                enrolled = phone.post(
-                    "/api/enrol", json={"study_id": study_id, "code": one["code"]}
-                )
-                tokens[one["user_id"]] = enrolled.json()["token"]
         viewer = admin.post("/api/viewer-tokens", json={"name": "TA", "study_ids": [study]})
         both = admin.post(
             "/api/viewer-tokens", json={"name": "TA both", "study_ids": [study, plain_study]}
         )
+    writers = {**enrolled(stack, study, people), **enrolled(stack, plain_study, [plain_person])}
     ids: dict[str, str] = {}
     folder = tmp_path_factory.mktemp("pseudonyms")
     for n, user_id in enumerate([*people, plain_person]):
-        headers = {"Authorization": f"Bearer {tokens[user_id]}"}
-        with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as mine:
+        with httpx.Client(base_url=stack.gateway, headers=writers[user_id], timeout=60) as mine:
             # The participant's own id in free text too, as people write it.
             note = {"emotion": "calm", "intensity": 0.5, "note": f"I am {user_id}"}
             ids.setdefault("sentiment", mine.post("/api/sentiments", json=note).json()["id"])

@@ -30,6 +30,7 @@ from services.ingest.schemas import GpsFixOut, SentimentOut
 from services.media.schemas import VlogOut
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
+from tests.support import enrolled
 
 HOME = (25.0, 121.5)
 WORK = (HOME[0] + math.degrees(1000 / EARTH_RADIUS_M), HOME[1])
@@ -53,18 +54,12 @@ def _instant(at: datetime) -> str:
 def study(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Study:
     tag = uuid.uuid4().hex[:8]
     study_id, people = f"analysis-{tag}", [f"ana-{tag}", f"bo-{tag}"]
-    tokens = {}
-    with stack.client("admin") as admin, stack.client() as phone:
+    with stack.client("admin") as admin:
         made = admin.post(
             "/api/studies", json={"study_id": study_id, "name": "Analysis", "time_zone": "UTC"}
         )
         assert made.status_code == 201, made.text
-        codes = admin.post(
-            f"/api/studies/{study_id}/participants", json={"user_ids": people}
-        ).json()["participants"]
-        for one in codes:
-            enrolled = phone.post("/api/enrol", json={"study_id": study_id, "code": one["code"]})
-            tokens[one["user_id"]] = enrolled.json()["token"]
+    writers = enrolled(stack, study_id, people)
     fixes = [(DAY + timedelta(minutes=10 * i), HOME) for i in range(37)]
     fixes += [(DAY + timedelta(hours=7, minutes=10 * i), WORK) for i in range(13)]
     fixes.append((DAY + timedelta(hours=9, minutes=30), HOME))
@@ -72,8 +67,7 @@ def study(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Study:
     video = h264_video(tmp_path_factory.mktemp("analysis") / "v.mp4", 77)
     seconds = 0.0
     for user_id in people:
-        headers = {"Authorization": f"Bearer {tokens[user_id]}"}
-        with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as mine:
+        with httpx.Client(base_url=stack.gateway, headers=writers[user_id], timeout=60) as mine:
             batch = [
                 {"latitude": lat, "longitude": lon, "timestamp": _instant(at), "accuracy": 5.0}
                 for at, (lat, lon) in fixes

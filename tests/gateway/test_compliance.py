@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
-from tests.support import REPO, bearer, viewer_in_chromium
+from tests.support import REPO, bearer, enrolled, viewer_in_chromium
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ARTIFACTS = REPO / "test-artifacts"
@@ -27,17 +27,6 @@ def at(day: date, hour: int, minute: int = 0) -> str:
     """A Berlin wall-clock time as a UTC instant."""
     local = datetime.combine(day, time(hour, minute), tzinfo=BERLIN)
     return local.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def enrolled(stack: Stack, study_id: str, user_ids: list[str]) -> dict[str, dict[str, str]]:
-    with stack.client("admin") as admin, stack.client() as phone:
-        issued = admin.post(f"/api/studies/{study_id}/participants", json={"user_ids": user_ids})
-        assert issued.status_code == 201, issued.text
-        tokens = {}
-        for person in issued.json()["participants"]:
-            answer = phone.post("/api/enrol", json={"study_id": study_id, "code": person["code"]})
-            tokens[person["user_id"]] = {"Authorization": f"Bearer {answer.json()['token']}"}
-        return tokens
 
 
 def send(stack: Stack, headers: dict[str, str], kind: str, records: list[dict]) -> None:
