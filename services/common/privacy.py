@@ -240,10 +240,6 @@ class Disguise:
     _handed_out: dict[tuple[str, str], str] = field(default_factory=dict)
     _unnoted: list[tuple[str, str, str]] = field(default_factory=list)
 
-    @property
-    def hides_ids(self) -> bool:
-        return any(p.pseudonym_key for p in self.protected.values())
-
     async def learn(self, studies: Iterable[str | None]) -> None:
         """Makes sure the protections of `studies` (as records name them) are known:
         call before `record` or `user` with records of studies seen for the first time."""
