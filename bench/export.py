@@ -206,10 +206,20 @@ async def parquet_run(config, pids: dict[str, int], fixes: int) -> None:
             f"(aim: < 150 each)",
             flush=True,
         )
-    await device.aclose()
-    await viewer.aclose()
     ratio = max(rates["parquet"]) / max(rates["ndjson"])
     print(f"\nParquet/NDJSON export rate (best of two each): {ratio:.2f}")
+    # The participant-day table of the same fixes: every participant's read in time order.
+    with PeakMemory(pids["gateway"]) as gateway, PeakMemory(pids["ingest"]) as ingest:
+        started = time.perf_counter()
+        answer = await viewer.get("/api/export/daily.parquet")
+        assert answer.status_code == 200
+        seconds = time.perf_counter() - started
+    print(
+        f"daily.parquet from {fixes} fixes: {seconds:.1f} s, {fixes / seconds:.0f} fixes/s; "
+        f"RSS growth gateway {gateway.growth / MiB:.0f} MiB, ingest {ingest.growth / MiB:.0f} MiB"
+    )
+    await device.aclose()
+    await viewer.aclose()
 
 
 def semester(participants: int, days: int, vlogs: int) -> None:

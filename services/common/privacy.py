@@ -258,6 +258,24 @@ class Disguise:
     async def learn_from(self, documents: Iterable[dict[str, Any]]) -> None:
         await self.learn({document.get("study_id") for document in documents})
 
+    def box_scope(self, window: dict[str, Any]) -> dict[str, Any] | None:
+        """`window` without the studies whose viewers see fixes on a grid, for a box
+        filter (boxes narrowed step by step would place a fix inside its cell); None
+        when only such studies are left."""
+        gridded = [named for named, p in self.protected.items() if p.gps_grid_m]
+        if not gridded:
+            return window
+        scope = window.get("study_id")
+        if isinstance(scope, dict) and "$nin" in scope:  # every study but some
+            return {**window, "study_id": {"$nin": [*scope["$nin"], *gridded]}}
+        reachable = _scope_studies(window)
+        if reachable is None:
+            return {**window, "study_id": {"$nin": gridded}}
+        left = [study for study in reachable if study not in gridded]
+        if not left:
+            return None
+        return {**window, "study_id": left[0] if len(left) == 1 else {"$in": left}}
+
     def gridded_studies(self) -> list[str]:
         return sorted(v.study_id for v in self.protected.values() if v.gps_grid_m)
 

@@ -294,7 +294,7 @@ class ExportController(Controller):
                 "zone": zone,
                 "local": lambda value: local_time(value, zone),
                 "size": human_bytes,
-                "formats": ("csv", "json", "ndjson"),
+                "formats": ("csv", "parquet", "json", "ndjson"),
                 "compliance": compliance,
                 "stopped": stopped(compliance),
                 "heatmap": heatmap(

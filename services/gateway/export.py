@@ -165,6 +165,22 @@ async def provenance(api: ServiceApi, filters: dict[str, Any]) -> dict[str, Any]
     }
 
 
+class StudiesSeen:
+    """The studies of the rows that pass through: what an export holds, so that it
+    names the protections of those studies only."""
+
+    def __init__(self) -> None:
+        self.studies: set[str] = set()
+
+    async def through(self, rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        async for row in rows:
+            self.studies.add(row.get("study_id") or DEFAULT_STUDY)
+            yield row
+
+    def narrowed(self, hidden: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {study: phrases for study, phrases in hidden.items() if study in self.studies}
+
+
 async def protections(api: ServiceApi, filters: dict[str, Any]) -> dict[str, list[str]]:
     """What each study of an export hid from the caller: {study: phrases}, empty for
     the admin (who sees everything) and where no study protects anything."""
@@ -186,19 +202,19 @@ async def export_all(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
         "total_sentiments": (await api.json("ingest", "/api/sentiments/count", filters))["count"],
         "total_gps_coordinates": (await api.json("ingest", "/api/gps/count", filters))["count"],
     }
-    head: dict[str, Any] = {"export_date": datetime.now(UTC).isoformat(), **counts}
-    # Only when something was hidden: otherwise the body keeps the seed's exact shape.
     hidden = await protections(api, filters)
-    if hidden:
-        head["protections"] = hidden
+    seen = StudiesSeen()
+    head = {"export_date": datetime.now(UTC).isoformat(), **counts}
     yield json.dumps(head)[:-1].encode() + b', "data": {'
     for position, (name, kind) in enumerate(
         (("vlogs", "vlogs"), ("sentiments", "sentiments"), ("gps_coordinates", "gps"))
     ):
         yield (b", " if position else b"") + f'"{name}": '.encode()
-        async for piece in as_json_array(api.records(kind, filters)):
+        async for piece in as_json_array(seen.through(api.records(kind, filters))):
             yield piece
-    yield b"}}"
+    # Only when something in it was hidden: otherwise the body keeps the seed's shape.
+    applied = seen.narrowed(hidden)
+    yield b"}" + (b', "protections": ' + json.dumps(applied).encode() if applied else b"") + b"}"
 
 
 # --- the ZIP ------------------------------------------------------------------------
@@ -258,9 +274,11 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
     videos: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
 
+    seen = StudiesSeen()
+
     async def counted(kind: str) -> AsyncIterator[dict[str, Any]]:
         counts[kind] = 0
-        async for record in api.records(kind, filters):
+        async for record in seen.through(api.records(kind, filters)):
             counts[kind] += 1
             yield record
 
@@ -278,7 +296,7 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
                 codebook.KINDS[kind], COLUMNS[kind], api.records(kind, filters), made
             )
             yield data_file(f"{kind}.parquet", parquet)
-        vlogs = [vlog async for vlog in api.records("vlogs", filters)]
+        vlogs = [vlog async for vlog in seen.through(api.records("vlogs", filters))]
         counts["vlogs"] = len(vlogs)
         for vlog in vlogs:
             vlog["zip_path"] = video_path(vlog) if vlog.get("download_url") else None
@@ -314,6 +332,8 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
         yield data_file("README.txt", _once(ZIP_README.encode()))
         manifest = {
             **made,
+            # Per study of what it holds, what this export does not show.
+            "protections": seen.narrowed(made["protections"]),
             "export_date": now.isoformat(),
             "filters": filters,
             "counts": counts,

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from services.common.codebook import RecordKind, Variable, base_type
+from services.common.studies import DEFAULT_STUDY
 
 # Rows per row group: a few MiB of columns; readers skip whole groups by their statistics.
 ROWS_PER_GROUP = 50_000
@@ -36,18 +37,14 @@ def arrow_type(variable: Variable) -> pa.DataType:
     return pa.dictionary(pa.int32(), pa.string()) if variable.category else pa.string()
 
 
-def arrow_schema(kind: RecordKind, columns: list[str], provenance: dict[str, Any]) -> pa.Schema:
+def arrow_schema(kind: RecordKind, columns: list[str]) -> pa.Schema:
     fields = []
     for column in columns:
         variable = kind.variable(column)
         if variable is None:  # every export column is in the codebook (tests/gateway)
             raise LookupError(f"{kind.name}.{column} is not in the codebook")
         fields.append(pa.field(column, arrow_type(variable), nullable=True))
-    metadata = {
-        "emogo.schema": kind.schema_id,
-        "emogo.schema_version": kind.version,
-        "emogo.export": json.dumps(provenance, ensure_ascii=False),
-    }
+    metadata = {"emogo.schema": kind.schema_id, "emogo.schema_version": kind.version}
     return pa.schema(fields, metadata=metadata)
 
 
@@ -104,13 +101,17 @@ async def as_parquet(
     provenance: dict[str, Any],
 ) -> AsyncIterator[bytes]:
     """A Parquet file of `rows`, streamed: each row group is encoded (in a worker
-    thread: it is CPU work) and sent before the next is read."""
-    schema = arrow_schema(kind, columns, provenance)
+    thread: it is CPU work) and sent before the next is read. The schema's metadata
+    names the schema; the file's (`emogo.export`, written last) the provenance, with
+    the protections of the studies the file holds."""
+    schema = arrow_schema(kind, columns)
     sink = _Sink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
+    studies: set[str] = set()
     try:
         group: list[dict[str, Any]] = []
         async for row in rows:
+            studies.add(row.get("study_id") or DEFAULT_STUDY)
             group.append(row)
             if len(group) >= ROWS_PER_GROUP:
                 await asyncio.to_thread(_write, writer, group, schema)
@@ -118,6 +119,9 @@ async def as_parquet(
                 yield sink.take()
         if group:
             await asyncio.to_thread(_write, writer, group, schema)
+        hidden = provenance.get("protections", {})
+        made = {**provenance, "protections": {s: p for s, p in hidden.items() if s in studies}}
+        writer.add_key_value_metadata({"emogo.export": json.dumps(made, ensure_ascii=False)})
     finally:
         writer.close()
     yield sink.take()

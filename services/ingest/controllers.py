@@ -78,21 +78,24 @@ async def provide_gps_filter(
         QueryParameter(
             max_length=200,
             description="Only fixes inside minLon,minLat,maxLon,maxLat (WGS 84, OGC order; "
-            "minLon > maxLon crosses the antimeridian).",
+            "minLon > maxLon crosses the antimeridian). To a viewer, fixes of studies that "
+            "show GPS on a grid are left out (422 when only such studies are reachable).",
         ),
     ] = None,
 ) -> dict[str, Any]:
     if bbox is None:
         return window
     disguise = await disguise_of(request)
-    if disguise is not None and disguise.gridded_studies():
-        # Boxes narrowed step by step would find a fix's place inside its grid cell.
-        raise field_error(
-            "bbox",
-            "is not available here: study "
-            + ", ".join(disguise.gridded_studies())
-            + " shows viewers GPS rounded to a grid, and a box would reveal finer places",
-        )
+    if disguise is not None:
+        boxed = disguise.box_scope(window)
+        if boxed is None:
+            raise field_error(
+                "bbox",
+                "is not available here: study "
+                + ", ".join(disguise.gridded_studies())
+                + " shows viewers GPS rounded to a grid, and a box would reveal finer places",
+            )
+        window = boxed
     return {**window, **services.bounding_box(bbox)}
 
 

@@ -108,7 +108,8 @@ def _pseudonyms(stack: Stack, world: World) -> dict[str, str]:
 def _parquet_text(data: bytes) -> str:
     """A Parquet file's values and metadata as text (its pages are compressed)."""
     table = pq.read_table(io.BytesIO(data))
-    return json.dumps(table.to_pylist(), default=str) + str(table.schema.metadata)
+    footer = pq.read_metadata(io.BytesIO(data)).metadata
+    return json.dumps(table.to_pylist(), default=str) + str(footer)
 
 
 def _everything_a_viewer_reads(ta: httpx.Client, world: World, alias: str) -> dict[str, str]:
@@ -278,6 +279,12 @@ def test_a_viewer_sees_gps_on_the_grid(stack: Stack, world: World) -> None:
         [problem] = boxed.json()["detail"]["errors"]
         assert problem["field"] == "bbox"
         assert world.study in problem["reason"]
+    # A viewer of both studies: the box answers with the other study's exact fixes only.
+    with _client(stack, world.both) as ta:
+        boxed = ta.get("/api/gps", params={"bbox": "121.5,25.0,121.6,25.1", "limit": 1000})
+        assert boxed.status_code == 200
+        assert {f["user_id"] for f in boxed.json()} == {world.plain_person}
+        assert {(f["latitude"], f["longitude"]) for f in boxed.json()} == set(PLACES)
 
 
 def test_exports_say_which_protections_applied(stack: Stack, world: World) -> None:
@@ -292,6 +299,11 @@ def test_exports_say_which_protections_applied(stack: Stack, world: World) -> No
         assert json.loads(archive.read("manifest.json"))["protections"] == expected
         assert "protections" in archive.read("README.txt").decode()
         assert ta.get("/api/export/all").json()["protections"] == expected
+        hidden_only = ta.get("/api/export/gps.parquet", params={"study_id": world.study})
+        footer = pq.read_metadata(io.BytesIO(hidden_only.content)).metadata
+        assert json.loads(footer[b"emogo.export"])["protections"] == expected
+        plain = ta.get("/api/export/all", params={"study_id": world.plain_study}).json()
+        assert "protections" not in plain
         only_plain = ta.get("/api/export/everything.zip", params={"study_id": world.plain_study})
         manifest = zipfile.ZipFile(io.BytesIO(only_plain.content)).read("manifest.json")
         assert json.loads(manifest)["protections"] == {}

@@ -157,7 +157,8 @@ def test_pyarrow_reads_each_parquet_export_as_the_api_gives_it(
     schema = table.schema
     metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
     assert metadata["emogo.schema"] == codebook.KINDS[kind].schema_id
-    made = json.loads(metadata["emogo.export"])
+    footer = pq.read_metadata(io.BytesIO(answer.content)).metadata
+    made = json.loads(footer[b"emogo.export"])
     assert made["server_version"] == API_VERSION
     assert made["filters"] == {"study_id": study.study_id}
     assert made["time_zones"] == {study.study_id: "UTC"}

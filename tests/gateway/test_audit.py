@@ -18,6 +18,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
+from services.gateway.auditing import FLUSH_SECONDS
 from tests.conftest import Stack
 from tests.media.conftest import opencv_video, upload
 from tests.support import wait_until
@@ -191,18 +192,22 @@ def test_changes_by_admin_are_recorded_and_phones_writes_are_not(stack: Stack) -
 
 
 def test_the_trail_pages_and_downloads(stack: Stack, data: dict) -> None:
-    with stack.client() as client:
-        for _ in range(3):
-            client.get("/api/gps", params={"user_id": PARTICIPANT}, headers=data["ta"])
+    def recorded_so_far(admin: httpx.Client) -> int:
+        params = {"credential_id": data["ta_token_id"], "limit": 1000}
+        return len(admin.get("/api/audit", params=params).json())
+
     with stack.client("admin") as admin:
-        wait_until(
-            lambda: (
-                len(admin.get("/api/audit", params={"credential_id": data["ta_token_id"]}).json())
-                >= 3
-            ),
-            15,
-            "three entries",
-        )
+        before = recorded_so_far(admin)
+        with stack.client() as client:
+            for _ in range(3):
+                client.get("/api/gps", params={"user_id": PARTICIPANT}, headers=data["ta"])
+        # Entries arrive a batch a second: wait for these three, not for any three.
+        wait_until(lambda: recorded_so_far(admin) >= before + 3, 15, "three more entries")
+        # And none still on its way: the count holds over a flush or two.
+        settled, now = -1, recorded_so_far(admin)
+        while now != settled:
+            time.sleep(2 * FLUSH_SECONDS)
+            settled, now = now, recorded_so_far(admin)
         every = admin.get(
             "/api/audit", params={"credential_id": data["ta_token_id"], "limit": 1000}
         ).json()

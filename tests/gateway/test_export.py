@@ -10,6 +10,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import Stack
@@ -202,4 +203,12 @@ def test_in_a_real_browser(stack: Stack, study: dict) -> None:
         with page.expect_download() as clicked:
             page.click("text=Everything (ZIP")
         verify_zip(Path(clicked.value.path()).read_bytes(), study)
+        # The participant-day table as Parquet, from its link, opened by pyarrow.
+        with page.expect_download() as clicked:
+            page.click('a[href^="/api/export/daily.parquet"]')
+        assert clicked.value.suggested_filename.startswith("emogo-daily-v1.0-")
+        daily = pq.read_table(clicked.value.path()).to_pylist()
+        assert {row["user_id"] for row in daily} == {who}
+        assert sum(row["sentiments"] for row in daily) == counts["sentiments"]
+        assert sum(row["gps_fixes"] for row in daily) == counts["gps"]
         browser.close()
