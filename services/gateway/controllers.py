@@ -33,7 +33,6 @@ from services.gateway.export import (
     MEDIA_TYPES,
     PARTICIPANTS_PER_PAGE,
     VLOGS_PER_PAGE,
-    codebook_json,
     export_all,
     export_file,
     export_zip,
@@ -383,10 +382,8 @@ class ExportController(Controller):
         operation_id="exportCodebook",
         summary="What every column of every export means: a JSON Schema per kind",
     )
-    async def codebook_json(self) -> Response[bytes]:
-        return Response(
-            codebook_json(), media_type="application/json", headers=_named("emogo-codebook.json")
-        )
+    async def codebook_json(self) -> Response[dict[str, Any]]:
+        return Response(codebook.codebook(), headers=_named("emogo-codebook.json"))
 
     @get(
         "/api/export/codebook.csv",
