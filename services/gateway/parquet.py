@@ -57,13 +57,10 @@ def _column(values: list[Any], target: pa.DataType) -> pa.Array:
     return pa.array(values, target)
 
 
-def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    columns = [_column([row.get(f.name) for row in rows], f.type) for f in schema]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _write(writer: pq.ParquetWriter, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    writer.write_table(_table(rows, schema), row_group_size=len(rows))
+def _write(writer: pq.ParquetWriter, columns: dict[str, list[Any]], schema: pa.Schema) -> None:
+    arrays = [_column(columns[f.name], f.type) for f in schema]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    writer.write_table(table, row_group_size=table.num_rows)
 
 
 class _Sink:
@@ -109,15 +106,19 @@ async def as_parquet(
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
     studies: set[str] = set()
     try:
-        group: list[dict[str, Any]] = []
+        # A group is kept as columns, not rows: a value each, no dict per row.
+        group: dict[str, list[Any]] = {name: [] for name in schema.names}
+        held = 0
         async for row in rows:
             studies.add(row.get("study_id") or DEFAULT_STUDY)
-            group.append(row)
-            if len(group) >= ROWS_PER_GROUP:
-                await asyncio.to_thread(_write, writer, group, schema)
-                group = []
+            for name, values in group.items():
+                values.append(row.get(name))
+            held += 1
+            if held >= ROWS_PER_GROUP:
+                full, group, held = group, {name: [] for name in schema.names}, 0
+                await asyncio.to_thread(_write, writer, full, schema)
                 yield sink.take()
-        if group:
+        if held:
             await asyncio.to_thread(_write, writer, group, schema)
         hidden = provenance.get("protections", {})
         made = {**provenance, "protections": {s: p for s, p in hidden.items() if s in studies}}
