@@ -318,6 +318,13 @@ class Disguise:
                 shown.pop(precise, None)
         return shown
 
+    async def shown(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Stored records as the viewer may see them, their pseudonyms written down."""
+        await self.learn_from(documents)
+        records = [self.record(document) for document in documents]
+        await self.flush()
+        return records
+
     async def flush(self) -> None:
         """Writes down the pseudonyms handed out since the last flush."""
         if self._unnoted:

@@ -267,11 +267,6 @@ async def _stored_ids(
     return {(d["user_id"], d["client_id"]): str(d["_id"]) async for d in found}
 
 
-def shown(kind: TelemetryKind, document: dict[str, Any], disguise: Disguise | None) -> Any:
-    """A stored record as the caller is sent it (a viewer of a protected study: disguised)."""
-    return kind.to_wire(disguise.record(document) if disguise else document)
-
-
 async def get_one(
     kind: TelemetryKind, record_id: str, scope: dict[str, Any], disguise: Disguise | None
 ) -> Any:
@@ -281,12 +276,9 @@ async def get_one(
     document = await kind.collection.find_one({"_id": ObjectId(record_id), **scope})
     if document is None:
         raise NotFound(f"No {kind.noun} with id {record_id}")
-    if disguise is None:
-        return kind.to_wire(document)
-    await disguise.learn_from([document])
-    record = shown(kind, document, disguise)
-    await disguise.flush()
-    return record
+    if disguise is not None:
+        [document] = await disguise.shown([document])
+    return kind.to_wire(document)
 
 
 async def banded_reader(
@@ -323,12 +315,9 @@ async def list_page(
     documents, next_cursor = with_next_cursor(
         await reader.page(order, limit + 1, position), order, limit
     )
-    if disguise is None:
-        return [kind.to_wire(d) for d in documents], next_cursor
-    await disguise.learn_from(documents)
-    records = [shown(kind, d, disguise) for d in documents]
-    await disguise.flush()
-    return records, next_cursor
+    if disguise is not None:
+        documents = await disguise.shown(documents)
+    return [kind.to_wire(d) for d in documents], next_cursor
 
 
 async def count(kind: TelemetryKind, query: dict[str, Any]) -> int:
@@ -346,9 +335,10 @@ async def stream_ndjson(
     buffer = bytearray()
     reader = await banded_reader(kind, query, max_ahead)
     async for document in reader.walk(STREAM_BATCH_RECORDS):
-        if disguise is not None:
+        if disguise is not None:  # a viewer of a protected study
             await disguise.learn_from([document])
-        encoder.encode_into(shown(kind, document, disguise), buffer, -1)
+            document = disguise.record(document)
+        encoder.encode_into(kind.to_wire(document), buffer, -1)
         buffer += b"\n"
         if len(buffer) >= STREAM_CHUNK_BYTES:
             if disguise:

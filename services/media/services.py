@@ -193,12 +193,9 @@ async def list_page(
     vlogs, next_cursor = with_next_cursor(
         await reader.page(order, limit + 1, position), order, limit
     )
-    if disguise is None:
-        return [to_wire(v) for v in vlogs], next_cursor
-    await disguise.learn_from(vlogs)
-    shown = [to_wire(disguise.record(v)) for v in vlogs]
-    await disguise.flush()
-    return shown, next_cursor
+    if disguise is not None:
+        vlogs = await disguise.shown(vlogs)
+    return [to_wire(v) for v in vlogs], next_cursor
 
 
 async def count(query: dict[str, Any]) -> tuple[int, int]:
