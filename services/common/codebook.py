@@ -322,22 +322,15 @@ KINDS = {kind.name: kind for kind in (SENTIMENTS, GPS, VLOGS, DAILY)}
 # --- JSON Schema and CSV ------------------------------------------------------------
 
 
-def _optional(annotation: Any) -> Any:
-    return annotation | None
-
-
 def _schema_of(annotation: Any) -> dict[str, Any]:
-    """The JSON Schema of a type, with its range and description, inline."""
-    schema = msgspec.json.schema(annotation)
-    if "$ref" in schema:  # a Struct: never for a column; kept whole if it were
-        return schema
+    """The JSON Schema of a column's type, with its range and description."""
     if annotation is date:
         return {"type": "string", "format": "date"}
-    return schema
+    return msgspec.json.schema(annotation)
 
 
 def variable_schema(variable: Variable) -> dict[str, Any]:
-    schema = _schema_of(_optional(variable.type) if variable.optional else variable.type)
+    schema = _schema_of(variable.type | None if variable.optional else variable.type)
     described = {**schema, "description": variable.description}
     if schema.get("description") and schema["description"] != variable.description:
         described["description"] = f"{variable.description} {schema['description']}"

@@ -186,7 +186,7 @@ async def protections(api: ServiceApi, filters: dict[str, Any]) -> dict[str, lis
     the admin (who sees everything) and where no study protects anything."""
     if not api.viewer:
         return {}
-    studies = await api.json("admin", "/api/studies")
+    studies = await api.studies()
     return {
         study["study_id"]: phrases
         for study in studies

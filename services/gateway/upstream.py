@@ -72,6 +72,7 @@ class ServiceApi:
     # Whether the credential is a viewer's, whom studies' protections apply to.
     viewer: bool = False
     headers: dict[str, str] = field(init=False)
+    _studies: list[dict[str, Any]] | None = field(init=False, default=None)
     _zones: StudyZones | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -138,11 +139,16 @@ class ServiceApi:
             else:
                 response.close()
 
+    async def studies(self) -> list[dict[str, Any]]:
+        """The studies the credential may see, as the admin API lists them (read once)."""
+        if self._studies is None:
+            self._studies = await self.json("admin", "/api/studies")
+        return self._studies
+
     async def zones(self) -> StudyZones:
-        """Each study's time zone, as the admin API lists the studies (read once)."""
+        """Each study's time zone."""
         if self._zones is None:
-            studies = await self.json("admin", "/api/studies")
-            names = {row_study(s["study_id"]): s["days_time_zone"] for s in studies}
+            names = {row_study(s["study_id"]): s["days_time_zone"] for s in await self.studies()}
             self._zones = StudyZones(names, self.fallback_zone)
         return self._zones
 
