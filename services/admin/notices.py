@@ -34,7 +34,7 @@ from services.common.errors import NotFound
 from services.common.localdays import local_today, zone_named
 from services.common.openapi import error_responses
 from services.common.periodic import Periodic
-from services.common.privacy import note_pseudonyms, pseudonym
+from services.common.privacy import Protections, study_pseudonyms
 from services.common.studies import Study, StudyStatus
 from services.common.timestamps import stored_now
 
@@ -61,24 +61,14 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or "?"
 
 
-async def _shown_ids(study: dict[str, Any], ids: list[str]) -> dict[str, str]:
-    """How a study's notice names participants: by pseudonym in a pseudonymous study
-    (written down, so the teaching team can look them up on the export page)."""
-    key = study.get("pseudonym_key")
-    if not study.get("pseudonyms") or not key:
-        return {user_id: user_id for user_id in ids}
-    shown = {user_id: pseudonym(key, user_id) for user_id in ids}
-    if shown:
-        await note_pseudonyms([(study["study_id"], shown[u], u) for u in ids])
-    return shown
-
-
 class NoticeSender:
     """Checks the studies with a webhook, makes each day's notice and delivers it."""
 
     def __init__(self, settings: AdminSettings) -> None:
         self.settings = settings
         self._client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS)
+        # Writes down the pseudonyms a pseudonymous study's notice names.
+        self._protections = Protections()
         self._periodic = Periodic(
             "silence notices", self.step, settings.notice_check_seconds, logger
         )
@@ -109,7 +99,7 @@ class NoticeSender:
         ids = [row["user_id"] for row in stopped]
         new = newly_stopped(ids, previous["stopped"] if previous else [])
         # A pseudonymous study's webhook (a teaching team's channel) is told pseudonyms.
-        shown = await _shown_ids(study, ids)
+        shown = await study_pseudonyms(study, ids, self._protections) or {u: u for u in ids}
         payload = {
             "event": EVENT,
             "study_id": study["study_id"],

@@ -36,13 +36,7 @@ from services.admin.study_schemas import (
 from services.common.auth import Role
 from services.common.errors import Conflict, NotFound, field_error
 from services.common.openapi import documented_body, error_responses
-from services.common.privacy import (
-    SMALLEST_GRID_M,
-    Disguise,
-    StudyProtection,
-    new_pseudonym_key,
-    pseudonym,
-)
+from services.common.privacy import SMALLEST_GRID_M, new_pseudonym_key, study_pseudonyms
 from services.common.studies import (
     DEFAULT_SILENT_DAYS,
     DEFAULT_STUDY,
@@ -50,7 +44,6 @@ from services.common.studies import (
     StudyStatus,
     is_time_zone,
     open_study,
-    record_study,
 )
 from services.common.timestamps import stored_now
 from services.common.tokens import revoke_token
@@ -380,19 +373,14 @@ class ParticipantController(Controller):
         now = stored_now()
         cursor = Participant.get_pymongo_collection().find({"study_id": study_id}).sort("user_id")
         views = [_participant_view(document, now) async for document in cursor]
-        key = study.get("pseudonym_key")
-        if not study.get("pseudonyms") or not key:
+        names = await study_pseudonyms(
+            study, [v.user_id for v in views], request.app.state.protections
+        )
+        if names is None:
             return views
         if (await caller(request)).role == Role.ADMIN:  # both names
-            return [msgspec.structs.replace(v, pseudonym=pseudonym(key, v.user_id)) for v in views]
-        # Read from the study itself, not the protections kept for a few seconds.
-        protection = StudyProtection(study_id=study_id, pseudonym_key=key, gps_grid_m=None)
-        named = record_study(study_id)
-        disguise = Disguise(request.app.state.protections, {named: protection}, {named})
-        shown = [
-            msgspec.structs.replace(v, user_id=disguise.user(study_id, v.user_id)) for v in views
-        ]
-        await disguise.flush()
+            return [msgspec.structs.replace(v, pseudonym=names[v.user_id]) for v in views]
+        shown = [msgspec.structs.replace(v, user_id=names[v.user_id]) for v in views]
         return sorted(shown, key=lambda view: view.user_id)
 
     @post(

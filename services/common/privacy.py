@@ -204,25 +204,34 @@ class Protections:
         new = [e for e in entries if (e[0], e[1]) not in self._noted]
         if not new:
             return
-        await note_pseudonyms(new)
+        await PseudonymEntry.get_pymongo_collection().bulk_write(
+            [
+                UpdateOne(
+                    {"pseudonym": name, "study_id": study},
+                    {"$setOnInsert": {"user_id": user}},
+                    upsert=True,
+                )
+                for study, name, user in new
+            ],
+            ordered=False,
+        )
         if len(self._noted) > 100_000:
             self._noted.clear()
         self._noted.update((study, name) for study, name, _ in new)
 
 
-async def note_pseudonyms(entries: list[tuple[str, str, str]]) -> None:
-    """Writes down pseudonyms handed out (study, pseudonym, user), so they can be looked up."""
-    await PseudonymEntry.get_pymongo_collection().bulk_write(
-        [
-            UpdateOne(
-                {"pseudonym": name, "study_id": study},
-                {"$setOnInsert": {"user_id": user}},
-                upsert=True,
-            )
-            for study, name, user in entries
-        ],
-        ordered=False,
-    )
+async def study_pseudonyms(
+    study: dict[str, Any], user_ids: Iterable[str], protections: Protections
+) -> dict[str, str] | None:
+    """A study's pseudonyms of `user_ids`, made from the study's own document (not the
+    protections kept for a few seconds) and written down so they can be filtered by;
+    None when the study shows real ids."""
+    key = study.get("pseudonym_key")
+    if not study.get("pseudonyms") or not key:
+        return None
+    names = {user_id: pseudonym(key, user_id) for user_id in user_ids}
+    await protections.note([(study["study_id"], name, user) for user, name in names.items()])
+    return names
 
 
 @dataclass

@@ -128,19 +128,9 @@ async def export_file(
         return as_ndjson(rows)
     if format_name == "json":
         return as_json_array(rows)
-    first, rest = await _peeked(rows)
-    return as_parquet(
-        codebook.KINDS[kind], columns, _chained(first, rest), await provenance(api, filters)
-    )
-
-
-async def _chained(
-    first: list[dict[str, Any]], rest: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
-    for row in first:
-        yield row
-    async for row in rest:
-        yield row
+    # Its first piece comes after a row group is read: a service that is down is still
+    # an error response, not a broken download.
+    return as_parquet(codebook.KINDS[kind], columns, rows, await provenance(api, filters))
 
 
 async def provenance(api: ServiceApi, filters: dict[str, Any]) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from services.common.privacy import Disguise
 from services.common.studies import DEFAULT_STUDY, StudyZones, record_study
 from services.ingest import services
 from services.ingest.features import Mood, Movement, StayFinder, place_days
-from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS
-from services.ingest.rollups import level_for, rollup_rows
+from services.ingest.kinds import GPS_FIXES, SENTIMENTS
+from services.ingest.summaries import participant_rows
 
 STREAM_BATCH = 2000
 SENTIMENT_FIELDS = {"_id": 0, "timestamp": 1, "emotion": 1, "intensity": 1}
@@ -25,21 +25,9 @@ FIX_FIELDS = {"_id": 0, "timestamp": 1, "latitude": 1, "longitude": 1}
 
 
 async def participants_in(window: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """The (study as records name it, participant) pairs with records in `window`,
-    sorted: from the rollups when they answer, else from the records."""
-    rows = await rollup_rows(window, level_for(window, per_day=False))
-    if rows is not None:
-        pairs = {(row["study"] or None, row["user_id"]) for row in rows}
-    else:
-        pairs = set()
-        for kind in KINDS:
-            grouped = await kind.collection.aggregate(
-                [
-                    {"$match": window},
-                    {"$group": {"_id": {"study": "$study_id", "user_id": "$user_id"}}},
-                ]
-            )
-            pairs |= {(g["_id"].get("study"), g["_id"]["user_id"]) async for g in grouped}
+    """The (study as records name it, participant) pairs with records in `window`, sorted."""
+    rows = await participant_rows(window)
+    pairs = {(row["study"] or None, row["user_id"]) for row in rows}
     return sorted(pairs, key=lambda pair: (pair[0] or "", pair[1]))
 
 

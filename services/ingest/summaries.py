@@ -27,9 +27,10 @@ async def participant_summaries(
     previous page, and the returned cursor the last id of this one when more follow.
     Each collection gives at most `limit + 1` participants, which is enough to know
     the first `limit` of their union and whether there are more."""
-    rows = await rollup_rows(window, level_for(window, per_day=False))
-    if rows is None and disguise is not None:
-        rows = await _participant_rows(window)
+    if disguise is not None:
+        rows = await participant_rows(window)
+    else:
+        rows = await rollup_rows(window, level_for(window, per_day=False))
     if rows is not None:
         if disguise is not None:
             await disguise.learn({r["study"] or None for r in rows})
@@ -93,10 +94,16 @@ async def participant_summaries(
     return summaries, next_cursor
 
 
-async def _participant_rows(window: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows shaped as the rollups' (per kind, study, participant and emotion) from the
-    records: for a viewer shown pseudonyms, whose pages follow pseudonyms' order, so
-    every participant is needed to cut one."""
+async def participant_rows(window: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per kind, study, participant and emotion: the rollups' rows when they answer,
+    else rows of the same shape summed from the records. For a viewer shown pseudonyms,
+    whose pages follow pseudonyms' order, every participant is needed to cut one; the
+    daily table goes through every participant."""
+    rows = await rollup_rows(window, level_for(window, per_day=False))
+    return rows if rows is not None else await _rows_from_records(window)
+
+
+async def _rows_from_records(window: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for kind in KINDS:
         key = {"study": "$study_id", "user_id": "$user_id"}
