@@ -146,3 +146,38 @@ def test_bad_webhook_urls_are_refused(admin: httpx.Client) -> None:
         assert "webhook_url" in answer.text
     cleared = admin.patch(f"/api/studies/{study_id}", json={"webhook_url": ""})
     assert cleared.json()["webhook"] is None
+
+
+def test_a_pseudonymous_studys_notice_names_pseudonyms(stack: Stack) -> None:
+    """The webhook (a teaching team's channel) is told who stopped by pseudonym, one a
+    TA can filter the export page by; the admin's notice list keeps real ids."""
+    receiver = Receiver(failures=0)
+    try:
+        study_id = f"quiet-hidden-{uuid.uuid4().hex[:8]}"
+        real = f"quiet.real.{uuid.uuid4().hex[:6]}"
+        with stack.client("admin") as admin:
+            created = admin.post(
+                "/api/studies",
+                json={"study_id": study_id, "name": "N", "time_zone": "UTC", "pseudonyms": True},
+            )
+            assert created.status_code == 201
+        headers = _enrolled_token(stack, study_id, real)
+        when = (datetime.now(UTC) - timedelta(days=5)).isoformat()
+        with stack.client() as phone:
+            body = {"emotion": "calm", "intensity": 0.5, "timestamp": when}
+            assert phone.post("/api/sentiments", json=body, headers=headers).status_code == 201
+        with stack.client("admin") as admin:
+            admin.patch(f"/api/studies/{study_id}", json={"webhook_url": receiver.url + "/h"})
+            wait_until(lambda: len(receiver.received) >= 1, 30, "the notice to be delivered")
+            [named] = admin.get(f"/api/studies/{study_id}/participants").json()
+            assert admin.get(f"/api/studies/{study_id}/notices").json()[0]["newly_stopped"] == [
+                real
+            ]
+        [stopped] = receiver.received[0]["newly_stopped"]
+        assert stopped["user_id"] == named["pseudonym"]
+        assert real not in json.dumps(receiver.received[0])
+        with stack.client("viewer") as viewer:
+            found = viewer.get("/api/sentiments", params={"user_id": named["pseudonym"]})
+            assert [r["user_id"] for r in found.json()] == [named["pseudonym"]]
+    finally:
+        receiver.close()
