@@ -17,7 +17,7 @@ more than MongoDB would, so compare the other columns. The CPU of a process is
 independent of how fast the machine happens to be at the moment, so these numbers
 carry better than rates; the ratios to the references are what to read.
 
-    .venv/bin/python bench/cpu_cost.py [--requests 2000] [--concurrency 16]
+    .venv/bin/python bench/cpu_cost.py [--requests 2000] [--concurrency 16] [--posts-only]
 """
 
 from __future__ import annotations
@@ -105,10 +105,12 @@ def sentiment(n: int) -> dict:
     return {"user_id": f"P{n % 60:03d}", "emotion": "happy", "intensity": 0.5, "timestamp": at}
 
 
-def start_reference(kind: str, uri: str, db_name: str) -> tuple[subprocess.Popen, str]:
+def start_reference(kind: str, *where: str) -> tuple[subprocess.Popen, str]:
+    """A reference app of `reference_apps.py` on a free port; `where` is its database
+    (URI and name) or, for the bare relay, the URL it relays to."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "reference_apps.py"), kind, str(port), uri, db_name],
+        [sys.executable, str(HERE / "reference_apps.py"), kind, str(port), *where],
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -121,32 +123,16 @@ def row(label: str, costs: dict[str, float], columns: list[str]) -> str:
     return f"{label:<46}" + "".join(cells) + f"{sum(costs.values()):8.2f}"
 
 
-async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
-    pid = {name: process.pid for name, process in supervisor.processes.items()}
-    gateway = config.url("gateway")
-    limits = httpx.Limits(max_connections=args.concurrency)
-    device = httpx.AsyncClient(
-        base_url=gateway, headers=bearer(config, "device"), limits=limits, timeout=600
-    )
-    viewer = httpx.AsyncClient(
-        base_url=gateway, headers=bearer(config, "viewer"), limits=limits, timeout=600
-    )
-    columns = ["gateway", "service", "database"]
-    print(f"{'CPU ms per request':<46}" + "".join(f"{c:>8}" for c in columns) + f"{'sum':>8}")
-
-    def through(service: str) -> dict[str, int]:
-        return {"gateway": pid["gateway"], "service": pid[service], "database": pid["database"]}
-
+async def measure_the_rest(
+    device: httpx.AsyncClient,
+    viewer: httpx.AsyncClient,
+    through: Callable[[str], dict[str, int]],
+    pid: dict[str, int],
+    args: argparse.Namespace,
+) -> dict[str, dict[str, float]]:
+    """A batch, a list page, a download and the export page, through the gateway."""
     n = args.requests
     results: dict[str, dict[str, float]] = {}
-    results["single post"] = await measure(
-        "single post",
-        through("ingest"),
-        lambda i: device.post("/api/sentiments", json=sentiment(i)),
-        n,
-        args.concurrency,
-        201,
-    )
     batch = [sentiment(i) for i in range(500)]
     results["batch of 500 (per batch)"] = await measure(
         "batch",
@@ -191,6 +177,37 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
         "service": export["ingest"] + export["media"],
         "database": export["database"],
     }
+    return results
+
+
+async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
+    pid = {name: process.pid for name, process in supervisor.processes.items()}
+    gateway = config.url("gateway")
+    limits = httpx.Limits(max_connections=args.concurrency)
+    device = httpx.AsyncClient(
+        base_url=gateway, headers=bearer(config, "device"), limits=limits, timeout=600
+    )
+    viewer = httpx.AsyncClient(
+        base_url=gateway, headers=bearer(config, "viewer"), limits=limits, timeout=600
+    )
+    columns = ["gateway", "service", "database"]
+    print(f"{'CPU ms per request':<46}" + "".join(f"{c:>8}" for c in columns) + f"{'sum':>8}")
+
+    def through(service: str) -> dict[str, int]:
+        return {"gateway": pid["gateway"], "service": pid[service], "database": pid["database"]}
+
+    n = args.requests
+    results: dict[str, dict[str, float]] = {}
+    results["single post"] = await measure(
+        "single post",
+        through("ingest"),
+        lambda i: device.post("/api/sentiments", json=sentiment(i)),
+        n,
+        args.concurrency,
+        201,
+    )
+    if not args.posts_only:
+        results.update(await measure_the_rest(device, viewer, through, pid, args))
     for label, costs in results.items():
         print(row(f"EmoGo: {label}", costs, columns), flush=True)
 
@@ -212,29 +229,64 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
                     args.concurrency,
                     201,
                 )
-                listing = await measure(
-                    f"{kind} list page",
-                    pids,
-                    lambda i: direct.get("/api/sentiments"),
-                    max(50, n // 4),
-                    args.concurrency,
-                )
-            print(row(f"{title}: single post", single, columns))
-            print(row(f"{title}: list page of 100", listing, columns), flush=True)
+                print(row(f"{title}: single post", single, columns), flush=True)
+                if not args.posts_only:
+                    listing = await measure(
+                        f"{kind} list page",
+                        pids,
+                        lambda i: direct.get("/api/sentiments"),
+                        max(50, n // 4),
+                        args.concurrency,
+                    )
+                    print(row(f"{title}: list page of 100", listing, columns), flush=True)
             results[f"{kind} single"] = single
         finally:
             process.terminate()
             process.wait(10)
 
+    floor = await measure_floor(config.mongodb_uri, pid["database"], args, limits)
+    print(row("floor: a bare relay + a bare service", floor, columns), flush=True)
+
     ours = results["single post"]
     pair = ours["gateway"] + ours["service"]
+    floor_pair = floor["gateway"] + floor["service"]
     print(f"\nsingle post: gateway + ingest {pair:.2f} ms", end="")
     for kind, title in references[1:]:
         seed = results[f"{kind} single"]["service"]
         print(f"; against {title} {seed:.2f} ms (ratio {pair / seed:.2f})", end="")
     print(f"; ingest alone {ours['service'] / results['minimal single']['service']:.1f}x minimal")
+    seed = results["seed-motor single"]["service"]
+    print(
+        f"the floor of any two processes: {floor_pair:.2f} ms, {floor_pair / seed:.2f} of the "
+        f"seed; EmoGo's pair is {pair / floor_pair:.2f} of that floor"
+    )
     await device.aclose()
     await viewer.aclose()
+
+
+async def measure_floor(
+    uri: str, database_pid: int, args: argparse.Namespace, limits: httpx.Limits
+) -> dict[str, float]:
+    """Single posts through the bare relay to the bare service: no framework, no
+    checks, no logging, the same database and group commit."""
+    service, service_url = start_reference("bare-ingest", uri, "emogo_bench_reference")
+    relay = None
+    try:
+        relay, relay_url = start_reference("bare-relay", service_url)
+        async with httpx.AsyncClient(base_url=relay_url, limits=limits, timeout=600) as client:
+            return await measure(
+                "bare relay + bare service single post",
+                {"gateway": relay.pid, "service": service.pid, "database": database_pid},
+                lambda i: client.post("/api/sentiments", json=sentiment(i)),
+                args.requests,
+                args.concurrency,
+                201,
+            )
+    finally:
+        for process in (relay, service):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
 
 
 def main() -> None:
@@ -243,6 +295,9 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=2000, help="single posts to send")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    parser.add_argument(
+        "--posts-only", action="store_true", help="single posts only (ours, references, floor)"
+    )
     args = parser.parse_args()
     began = time.perf_counter()
     with throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, supervisor):

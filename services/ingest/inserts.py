@@ -8,9 +8,8 @@ that arrives alone goes at once. Each request is still answered only after its o
 record is acknowledged, so nothing is confirmed that is not stored, and a record
 refused by the database (a repeated client id) is refused alone.
 
-`bench/cpu_cost.py` measures it: at 16 concurrent single posts, ingest's CPU per
-post fell from 0.98 to see the README's Scaling table, and the embedded database's by
-more.
+`bench/cpu_cost.py` measures what a single post costs with it, per process (the
+README's Scaling table).
 """
 
 from __future__ import annotations
