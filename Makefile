@@ -41,6 +41,7 @@ bench: $(INSTALLED)
 	$(PY) bench/audit.py
 	$(PY) bench/connection_limits.py
 	$(PY) bench/scoped_auth.py
+	$(PY) bench/access_line.py
 
 venv: $(INSTALLED)
 

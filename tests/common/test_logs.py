@@ -35,6 +35,24 @@ def test_redactor_removes_configured_and_secret_shaped_values() -> None:
     assert "mongodb://app:[REDACTED]@db:27017/emogo" in text
 
 
+def test_each_secret_shape_is_redacted_alone_in_any_letter_case() -> None:
+    """Lines are checked for secret-telling words before the patterns run; a line with
+    one shape only, in capitals or mixed case, must still be caught."""
+    redact = Redactor()
+    for line, secret in (
+        ("AUTHORIZATION: BEARER abc.def-ghi", "abc.def-ghi"),
+        ("authorization: basic dmlld2VyOnh5eg==", "dmlld2VyOnh5eg=="),
+        ('{"OpenAI_API_KEY": "sk-live-123"}', "sk-live-123"),
+        ("PASSWORD=hunter2", "hunter2"),
+        ("Refresh_Token: r-456", "r-456"),
+        ("client_SECRET=c-789", "c-789"),
+        ("mongodb://app:dbpass@db:27017/emogo", "dbpass"),
+    ):
+        assert secret not in redact(line), line
+    plain = "POST /api/sentiments 201 in 3.2 ms"
+    assert redact(plain) == plain
+
+
 def test_request_ids_are_kept_when_well_formed() -> None:
     assert new_request_id("abc-123") == "abc-123"
     generated = new_request_id("bad id with spaces")
