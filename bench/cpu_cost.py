@@ -1,9 +1,11 @@
 """CPU milliseconds per request, per process, with the settings `make run` uses.
 
 Starts a throw-away stack (embedded SecantusDB, one worker per service, logging at
-INFO as by default) and the two reference apps of `reference_apps.py` on the same
-database, then sends each kind of request at concurrency 16 and reads each
-process's CPU time (user + system, from /proc/<pid>/stat) before and after:
+INFO as by default) and the reference apps of `reference_apps.py` on the same
+database (a minimal Litestar app, the seed on Motor and on PyMongo async, and the
+floor: a bare relay before a bare service), then sends each kind of request at
+concurrency 16 and reads each process's CPU time (user + system, from
+/proc/<pid>/stat) before and after:
 
   - a single sentiment (POST /api/sentiments),
   - a batch of 500 sentiments (POST /api/sentiments/batch),
@@ -11,7 +13,8 @@ process's CPU time (user + system, from /proc/<pid>/stat) before and after:
   - a 10 MB video download (GET /api/vlogs/{id}/download),
   - the export page (GET /export), once the rollups have folded the records sent,
 
-through the gateway, and the first and third straight to the references. The
+through the gateway, and the first and third straight to the references (single
+posts through the floor's relay). The
 database's CPU is its own column: SecantusDB is written in Python and costs far
 more than MongoDB would, so compare the other columns. The CPU of a process is
 independent of how fast the machine happens to be at the moment, so these numbers
