@@ -23,7 +23,8 @@ page, the NDJSON stream of all that participant's fixes for the map.
 With `--parquet`, the Parquet export of 1 M GPS fixes (50 participants) against the
 NDJSON export of the same fixes in the same run: throughput of each, and the peak
 resident memory of the gateway and of the ingest service during each (aim: each under
-+150 MiB over idle).
++150 MiB over idle); then the participant-day table of those fixes, and the ZIP of
+everything against one NDJSON export plus one daily table (the ZIP reads each once).
 
     .venv/bin/python bench/export.py --parquet [--fixes 1000000]
 """
@@ -217,6 +218,25 @@ async def parquet_run(config, pids: dict[str, int], fixes: int) -> None:
     print(
         f"daily.parquet from {fixes} fixes: {seconds:.1f} s, {fixes / seconds:.0f} fixes/s; "
         f"RSS growth gateway {gateway.growth / MiB:.0f} MiB, ingest {ingest.growth / MiB:.0f} MiB"
+    )
+    # The ZIP holds the fixes as CSV, NDJSON and Parquet and the daily table twice, from
+    # one read of each (services.gateway.fanout): at best one NDJSON export plus one
+    # daily table.
+    one_read_each = fixes / max(rates["ndjson"]) + seconds
+    with PeakMemory(pids["gateway"]) as gateway, PeakMemory(pids["ingest"]) as ingest:
+        started = time.perf_counter()
+        received = 0
+        async with viewer.stream("GET", "/api/export/everything.zip") as response:
+            assert response.status_code == 200
+            async for piece in response.aiter_raw():
+                received += len(piece)
+        zip_seconds = time.perf_counter() - started
+    print(
+        f"everything.zip {received / MiB:.1f} MiB in {zip_seconds:.1f} s, "
+        f"{zip_seconds / one_read_each:.2f} of one NDJSON export and one daily table "
+        f"({one_read_each:.1f} s; reading each of the five files apart would take about "
+        f"3 NDJSON exports and 2 daily tables); RSS growth gateway "
+        f"{gateway.growth / MiB:.0f} MiB, ingest {ingest.growth / MiB:.0f} MiB"
     )
     await device.aclose()
     await viewer.aclose()

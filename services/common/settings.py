@@ -229,6 +229,12 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
     }
 
 
+def temp_dir(service: str, env: Environment, data_dir: Path) -> Path:
+    """Where a service keeps temporary files: `EMOGO_<SERVICE>_TEMP_DIR`, by default
+    `<data dir>/tmp`."""
+    return Path(env.text(f"EMOGO_{service.upper()}_TEMP_DIR", str(data_dir / "tmp"))).resolve()
+
+
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 

@@ -374,7 +374,8 @@ class ExportController(Controller):
         opt={ALSO_SERVED_AS: {"application/zip": BINARY}},
     )
     async def export_zip(self, request: Request, filters: ExportFilters) -> Stream:
-        pieces = await _started(export_zip(_api(request), filters))
+        settings: GatewaySettings = request.app.state.settings
+        pieces = await _started(export_zip(_api(request), filters, settings.temp_dir))
         return _attachment(f"emogo-export-{_stamp()}.zip", "application/zip", pieces)
 
     @get(

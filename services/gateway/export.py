@@ -13,6 +13,8 @@ import json
 import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +25,7 @@ from services.common.app import API_VERSION
 from services.common.privacy import described
 from services.common.studies import DEFAULT_STUDY
 from services.gateway.daily import daily_table
+from services.gateway.fanout import one_read
 from services.gateway.parquet import as_parquet
 from services.gateway.upstream import RECORDS_PER_PAGE, ServiceApi, ServiceDown
 
@@ -257,8 +260,11 @@ class Hashing:
             yield piece
 
 
-async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[bytes]:
-    """One ZIP: every data file, every stored video, a manifest and a README."""
+async def export_zip(
+    api: ServiceApi, filters: dict[str, Any], spool_dir: Path
+) -> AsyncIterator[bytes]:
+    """One ZIP: every data file, every stored video, a manifest and a README. Files
+    made from the same rows wait in `spool_dir` for their turn."""
     now = datetime.now(UTC)
     files: dict[str, Hashing] = {}
     videos: dict[str, dict[str, Any]] = {}
@@ -279,13 +285,16 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
             files[name] = Hashing(pieces)
             return name, now, 0o644, ZIP_64, files[name].__aiter__()
 
+        # Each kind is read once for its three files (services.gateway.fanout).
         for kind in ("sentiments", "gps"):
-            yield data_file(f"{kind}.csv", as_csv(COLUMNS[kind], counted(kind)))
-            yield data_file(f"{kind}.ndjson", as_ndjson(api.records(kind, filters)))
-            parquet = as_parquet(
-                codebook.KINDS[kind], COLUMNS[kind], api.records(kind, filters), made
-            )
-            yield data_file(f"{kind}.parquet", parquet)
+            parquet = partial(as_parquet, codebook.KINDS[kind], COLUMNS[kind], provenance=made)
+            formats = [
+                (f"{kind}.csv", partial(as_csv, COLUMNS[kind])),
+                (f"{kind}.ndjson", as_ndjson),
+                (f"{kind}.parquet", parquet),
+            ]
+            async for name, pieces in one_read(counted(kind), formats, spool_dir):
+                yield data_file(name, pieces)
         vlogs = [vlog async for vlog in seen.through(api.records("vlogs", filters))]
         counts["vlogs"] = len(vlogs)
         for vlog in vlogs:
@@ -298,12 +307,15 @@ async def export_zip(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[
         yield data_file("vlogs.csv", as_csv(ZIP_COLUMNS["vlogs"], vlog_rows()))
         vlog_table = as_parquet(codebook.VLOGS, ZIP_COLUMNS["vlogs"], vlog_rows(), made)
         yield data_file("vlogs.parquet", vlog_table)
-        # Computed once per file: the table holds a row per participant and day, too
-        # many to keep for a large study.
+        # Computed once for both files: the table holds a row per participant and day,
+        # too many to keep for a large study, and its features take a while.
         columns, rows = await daily_table(api, filters)
-        yield data_file("daily.csv", as_csv(columns, rows))
-        columns, rows = await daily_table(api, filters)
-        yield data_file("daily.parquet", as_parquet(codebook.DAILY, columns, rows, made))
+        formats = [
+            ("daily.csv", partial(as_csv, columns)),
+            ("daily.parquet", partial(as_parquet, codebook.DAILY, columns, provenance=made)),
+        ]
+        async for name, pieces in one_read(rows, formats, spool_dir):
+            yield data_file(name, pieces)
         yield data_file("codebook.json", _once(codebook_json()))
         yield data_file("codebook.csv", _once(codebook.codebook_csv()))
         for vlog in vlogs:

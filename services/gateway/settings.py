@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from services.common.settings import (
@@ -12,6 +13,7 @@ from services.common.settings import (
     Environment,
     ServiceSettings,
     common_fields,
+    temp_dir,
 )
 
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -37,6 +39,9 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     # Record reads of participant data and changes in the audit trail
     # (services.gateway.auditing). Off only to measure what recording costs.
     audit: bool
+    # Where the ZIP export spools the files that follow the one streaming
+    # (services.gateway.fanout).
+    temp_dir: Path
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -46,8 +51,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
     for name in SERVICE_NAMES:
         port = env.port(f"EMOGO_{name.upper()}_PORT", DEFAULT_PORTS[name])
         upstreams[name] = env.http_urls(f"EMOGO_{name.upper()}_URL", f"http://127.0.0.1:{port}")
+    fields = common_fields("gateway", env)
+    data_dir: Path = fields["data_dir"]  # type: ignore[assignment]
     return GatewaySettings(
-        **common_fields("gateway", env),  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]
         upstreams=upstreams,
         connect_timeout=env.number("EMOGO_GATEWAY_CONNECT_TIMEOUT", 3.0, 0.1, 60.0),
         pool_timeout=env.number("EMOGO_GATEWAY_POOL_TIMEOUT", 5.0, 0.1, 60.0),
@@ -58,6 +65,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         map_tiles=_tile_url(env.raw("EMOGO_MAP_TILES")),
         map_attribution=env.text("EMOGO_MAP_ATTRIBUTION", OSM_ATTRIBUTION),
         audit=env.flag("EMOGO_AUDIT", True),
+        temp_dir=temp_dir("gateway", env, data_dir),
     )
 
 

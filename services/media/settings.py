@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.common.settings import Environment, ServiceSettings, common_fields
+from services.common.settings import Environment, ServiceSettings, common_fields, temp_dir
 
 # The handler-level body limit of uploads; EMOGO_MEDIA_MAX_UPLOAD_BYTES can only lower
 # it. (Litestar needs an explicit limit per handler.)
@@ -38,7 +38,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> MediaSettings:
             "EMOGO_MEDIA_MAX_UPLOAD_BYTES", 512 * MiB, 1024, UPLOAD_BODY_CEILING
         ),
         max_concurrent_uploads=env.integer("EMOGO_MEDIA_MAX_CONCURRENT_UPLOADS", 4, 1, 64),
-        temp_dir=Path(env.text("EMOGO_MEDIA_TEMP_DIR", str(data_dir / "tmp"))).resolve(),
+        temp_dir=temp_dir("media", env, data_dir),
         preview_max_height=env.integer("EMOGO_MEDIA_PREVIEW_MAX_HEIGHT", 720, 144, 2160),
         stale_upload_seconds=env.number(
             "EMOGO_MEDIA_STALE_UPLOAD_SECONDS", 3600.0, 60.0, 7 * 86400

@@ -90,3 +90,10 @@ def test_workers_per_service() -> None:
     assert load_gateway_settings({**BASE, "EMOGO_GATEWAY_WORKERS": "4"}).workers == 4
     with pytest.raises(ConfigError, match="EMOGO_GATEWAY_WORKERS"):
         load_gateway_settings({**BASE, "EMOGO_GATEWAY_WORKERS": "0"})
+
+
+def test_the_gateway_spools_in_its_data_dir_unless_told_otherwise() -> None:
+    settings = load_gateway_settings({**BASE, "EMOGO_DATA_DIR": "/srv/emogo"})
+    assert settings.temp_dir == Path("/srv/emogo/tmp")
+    elsewhere = {**BASE, "EMOGO_GATEWAY_TEMP_DIR": "/var/spool/emogo"}
+    assert load_gateway_settings(elsewhere).temp_dir == Path("/var/spool/emogo")
