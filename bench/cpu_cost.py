@@ -14,16 +14,13 @@ concurrency 16 and reads each process's CPU time (user + system, from
   - the export page (GET /export), once the rollups have folded the records sent,
 
 through the gateway, and the first and third straight to the references (single
-posts through the floor's relay). The database's CPU is its own column: SecantusDB is
-written in Python and costs far more than MongoDB would, so compare the other columns.
+posts through the floor's relay). The
+database's CPU is its own column: SecantusDB is written in Python and costs far
+more than MongoDB would, so compare the other columns. The CPU of a process is
+independent of how fast the machine happens to be at the moment, so these numbers
+carry better than rates; the ratios to the references are what to read.
 
-CPU per request carries better than rates, but it still moves with the host's load
-(on one day the same reference measured 0.70 to 1.30 ms a post from run to run). So
-single posts go in rounds that take turns between EmoGo and every reference
-(`--rounds`, 3 by default), each ratio is taken within a round, and the median of the
-rounds is printed: read the ratios.
-
-    .venv/bin/python bench/cpu_cost.py [--requests 2000] [--rounds 3] [--posts-only]
+    .venv/bin/python bench/cpu_cost.py [--requests 2000] [--concurrency 16] [--posts-only]
 """
 
 from __future__ import annotations
@@ -31,14 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -189,22 +183,6 @@ async def measure_the_rest(
     return results
 
 
-REFERENCES = (
-    ("minimal", "minimal Litestar"),
-    ("seed-motor", "the seed (FastAPI + Motor)"),
-    ("seed", "the seed on PyMongo async"),
-)
-
-
-@dataclass
-class Target:
-    """Where single posts go, and the processes whose CPU they cost."""
-
-    title: str
-    client: httpx.AsyncClient
-    pids: dict[str, int]
-
-
 async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
     pid = {name: process.pid for name, process in supervisor.processes.items()}
     gateway = config.url("gateway")
@@ -216,135 +194,102 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
         base_url=gateway, headers=bearer(config, "viewer"), limits=limits, timeout=600
     )
     columns = ["gateway", "service", "database"]
+    print(f"{'CPU ms per request':<46}" + "".join(f"{c:>8}" for c in columns) + f"{'sum':>8}")
 
     def through(service: str) -> dict[str, int]:
         return {"gateway": pid["gateway"], "service": pid[service], "database": pid["database"]}
 
-    def client_of(base: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=base, limits=limits, timeout=600)
+    n = args.requests
+    results: dict[str, dict[str, float]] = {}
+    results["single post"] = await measure(
+        "single post",
+        through("ingest"),
+        lambda i: device.post("/api/sentiments", json=sentiment(i)),
+        n,
+        args.concurrency,
+        201,
+    )
+    if not args.posts_only:
+        results.update(await measure_the_rest(device, viewer, through, pid, args))
+    for label, costs in results.items():
+        print(row(f"EmoGo: {label}", costs, columns), flush=True)
 
-    with ExitStack() as running:
-        # Every reference runs from the start, idle but in its own turn, so that the
-        # rounds below take turns: the host's load changes over minutes, and a ratio
-        # means something only when both sides saw the same load.
-        database = config.mongodb_uri, "emogo_bench_reference"
-        targets = {"EmoGo": Target("EmoGo", device, through("ingest"))}
-        for kind, title in REFERENCES:
-            app = running.enter_context(reference(kind, *database))
-            targets[kind] = Target(
-                title, client_of(app.base), {"service": app.pid, "database": pid["database"]}
-            )
-        service = running.enter_context(reference("bare-ingest", *database))
-        relay = running.enter_context(reference("bare-relay", service.base))
-        targets["floor"] = Target(
-            "floor: a bare relay + a bare service",
-            client_of(relay.base),
-            {"gateway": relay.pid, "service": service.pid, "database": pid["database"]},
-        )
-        rounds = await single_post_rounds(targets, args)
-        print_rounds(targets, rounds, columns, args.rounds)
-        if not args.posts_only:
-            print(
-                f"\n{'CPU ms per request':<46}"
-                + "".join(f"{c:>8}" for c in columns)
-                + f"{'sum':>8}"
-            )
-            for label, costs in (
-                await measure_the_rest(device, viewer, through, pid, args)
-            ).items():
-                print(row(f"EmoGo: {label}", costs, columns), flush=True)
-            for kind, title in REFERENCES:
-                target = targets[kind]
-                listing = await measure(
-                    f"{kind} list page",
-                    target.pids,
-                    lambda i, client=target.client: client.get("/api/sentiments"),
-                    max(50, args.requests // 4),
-                    args.concurrency,
-                )
-                print(row(f"{title}: list page of 100", listing, columns), flush=True)
-        for target in targets.values():
-            await target.client.aclose()
-    await viewer.aclose()
-
-
-async def single_post_rounds(
-    targets: dict[str, Target], args: argparse.Namespace
-) -> dict[str, list[dict[str, float]]]:
-    """Each round sends single posts to every target in turn."""
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-    for number in range(args.rounds):
-        for name, target in targets.items():
-            rounds[name].append(
-                await measure(
-                    f"round {number + 1}: {name} single post",
-                    target.pids,
-                    lambda i, client=target.client: client.post(
-                        "/api/sentiments", json=sentiment(i)
-                    ),
-                    args.requests,
+    references = (
+        ("minimal", "minimal Litestar"),
+        ("seed-motor", "the seed (FastAPI + Motor)"),
+        ("seed", "the seed on PyMongo async"),
+    )
+    for kind, title in references:
+        process, url = start_reference(kind, config.mongodb_uri, "emogo_bench_reference")
+        try:
+            async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as direct:
+                pids = {"service": process.pid, "database": pid["database"]}
+                single = await measure(
+                    f"{kind} single post",
+                    pids,
+                    lambda i: direct.post("/api/sentiments", json=sentiment(i)),
+                    n,
                     args.concurrency,
                     201,
                 )
-            )
-    return rounds
+                print(row(f"{title}: single post", single, columns), flush=True)
+                if not args.posts_only:
+                    listing = await measure(
+                        f"{kind} list page",
+                        pids,
+                        lambda i: direct.get("/api/sentiments"),
+                        max(50, n // 4),
+                        args.concurrency,
+                    )
+                    print(row(f"{title}: list page of 100", listing, columns), flush=True)
+            results[f"{kind} single"] = single
+        finally:
+            process.terminate()
+            process.wait(10)
+
+    floor = await measure_floor(config.mongodb_uri, pid["database"], args, limits)
+    print(row("floor: a bare relay + a bare service", floor, columns), flush=True)
+
+    ours = results["single post"]
+    pair = ours["gateway"] + ours["service"]
+    floor_pair = floor["gateway"] + floor["service"]
+    print(f"\nsingle post: gateway + ingest {pair:.2f} ms", end="")
+    for kind, title in references[1:]:
+        seed = results[f"{kind} single"]["service"]
+        print(f"; against {title} {seed:.2f} ms (ratio {pair / seed:.2f})", end="")
+    print(f"; ingest alone {ours['service'] / results['minimal single']['service']:.1f}x minimal")
+    seed = results["seed-motor single"]["service"]
+    print(
+        f"the floor of any two processes: {floor_pair:.2f} ms, {floor_pair / seed:.2f} of the "
+        f"seed; EmoGo's pair is {pair / floor_pair:.2f} of that floor"
+    )
+    await device.aclose()
+    await viewer.aclose()
 
 
-def print_rounds(
-    targets: dict[str, Target],
-    rounds: dict[str, list[dict[str, float]]],
-    columns: list[str],
-    count: int,
-) -> None:
-    print(f"single posts, {count} rounds taking turns: median (lowest-highest)")
-    print(f"{'CPU ms per request':<52}" + "".join(f"{c:>18}" for c in columns))
-    for name, target in targets.items():
-        cells = []
-        for column in columns:
-            values = [costs[column] for costs in rounds[name] if column in costs]
-            cells.append(
-                f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-                if values
-                else ""
-            )
-        print(f"{target.title + ': single post':<52}" + "".join(f"{c:>18}" for c in cells))
-
-    def pairs(name: str) -> list[float]:
-        return [costs["gateway"] + costs["service"] for costs in rounds[name]]
-
-    def services(name: str) -> list[float]:
-        return [costs["service"] for costs in rounds[name]]
-
-    print("\nratios, round by round, and their median:")
-    for kind, title in REFERENCES[1:]:
-        print(ratios(f"gateway + ingest / {title}", pairs("EmoGo"), services(kind)))
-    print(ratios("the floor / the seed (FastAPI + Motor)", pairs("floor"), services("seed-motor")))
-    print(ratios("gateway + ingest / the floor", pairs("EmoGo"), pairs("floor")))
-    print(ratios("ingest / minimal Litestar", services("EmoGo"), services("minimal")), flush=True)
-
-
-def ratios(label: str, numerators: list[float], denominators: list[float]) -> str:
-    each = [a / b for a, b in zip(numerators, denominators, strict=True)]
-    listed = ", ".join(f"{r:.2f}" for r in each)
-    return f"  {label:<44} {listed}; median {statistics.median(each):.2f}"
-
-
-@dataclass
-class Running:
-    base: str
-    pid: int
-
-
-@contextmanager
-def reference(kind: str, *where: str) -> Iterator[Running]:
-    """A reference app of `reference_apps.py` on a free port while the block runs;
-    `where` is its database (URI and name) or, for the bare relay, the URL it relays to."""
-    process, url = start_reference(kind, *where)
+async def measure_floor(
+    uri: str, database_pid: int, args: argparse.Namespace, limits: httpx.Limits
+) -> dict[str, float]:
+    """Single posts through the bare relay to the bare service: no framework, no
+    checks, no logging, the same database and group commit."""
+    service, service_url = start_reference("bare-ingest", uri, "emogo_bench_reference")
+    relay = None
     try:
-        yield Running(url, process.pid)
+        relay, relay_url = start_reference("bare-relay", service_url)
+        async with httpx.AsyncClient(base_url=relay_url, limits=limits, timeout=600) as client:
+            return await measure(
+                "bare relay + bare service single post",
+                {"gateway": relay.pid, "service": service.pid, "database": database_pid},
+                lambda i: client.post("/api/sentiments", json=sentiment(i)),
+                args.requests,
+                args.concurrency,
+                201,
+            )
     finally:
-        process.terminate()
-        process.wait(10)
+        for process in (relay, service):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
 
 
 def main() -> None:
@@ -353,7 +298,6 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=2000, help="single posts to send")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of single posts")
     parser.add_argument(
         "--posts-only", action="store_true", help="single posts only (ours, references, floor)"
     )
