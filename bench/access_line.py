@@ -47,7 +47,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=20000)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="emogo-bench-logs-"))
+    with tempfile.TemporaryDirectory(prefix="emogo-bench-logs-") as name:
+        measure_both(Path(name), args.lines)
+
+
+def measure_both(folder: Path, lines: int) -> None:
 
     plain = logging.getLogger("bench.plain")
     plain.propagate = False
@@ -57,7 +61,7 @@ def main() -> None:
     def plain_line() -> None:
         plain.info("%s %s %s", "POST", "/api/sentiments", 201)
 
-    plain_cost = microseconds_each(plain_line, args.lines)
+    plain_cost = microseconds_each(plain_line, lines)
 
     configure_logging(
         "gateway",
@@ -71,7 +75,7 @@ def main() -> None:
         new_request_id(None)
         access_logger.info("%s %s %s", "POST", "/api/sentiments", 201, extra=FIELDS)
 
-    our_cost = microseconds_each(our_line, args.lines)
+    our_cost = microseconds_each(our_line, lines)
     print(f"standard logging, plain line:     {plain_cost:6.1f} µs per request")
     print(f"request id + JSON access line:    {our_cost:6.1f} µs per request")
     print(f"ratio: {our_cost / plain_cost:.2f}")
