@@ -32,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from support import bearer, throwaway_stack
 from tests.support import free_port, http_ok, wait_until
 
 TICKS = os.sysconf("SC_CLK_TCK")
+# The database the reference apps store in, beside EmoGo's on the same server.
+REFERENCE_DB = "emogo_bench_reference"
 HERE = Path(__file__).resolve().parent
 
 
@@ -108,17 +111,23 @@ def sentiment(n: int) -> dict:
     return {"user_id": f"P{n % 60:03d}", "emotion": "happy", "intensity": 0.5, "timestamp": at}
 
 
-def start_reference(kind: str, *where: str) -> tuple[subprocess.Popen, str]:
-    """A reference app of `reference_apps.py` on a free port; `where` is its database
-    (URI and name) or, for the bare relay, the URL it relays to."""
+@contextmanager
+def reference(kind: str, *where: str) -> Iterator[tuple[int, str]]:
+    """(pid, URL) of a reference app of `reference_apps.py` on a free port while the
+    block runs; `where` is its database (URI and name) or, for the bare relay, the URL
+    it relays to."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(HERE / "reference_apps.py"), kind, str(port), *where],
         stdout=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(f"{url}/api/sentiments"), 30, f"the {kind} reference app")
-    return process, url
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(http_ok(f"{url}/api/sentiments"), 30, f"the {kind} reference app")
+        yield process.pid, url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def row(label: str, costs: dict[str, float], columns: list[str]) -> str:
@@ -220,10 +229,9 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
         ("seed", "the seed on PyMongo async"),
     )
     for kind, title in references:
-        process, url = start_reference(kind, config.mongodb_uri, "emogo_bench_reference")
-        try:
+        with reference(kind, config.mongodb_uri, REFERENCE_DB) as (service_pid, url):
             async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as direct:
-                pids = {"service": process.pid, "database": pid["database"]}
+                pids = {"service": service_pid, "database": pid["database"]}
                 single = await measure(
                     f"{kind} single post",
                     pids,
@@ -243,9 +251,6 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
                     )
                     print(row(f"{title}: list page of 100", listing, columns), flush=True)
             results[f"{kind} single"] = single
-        finally:
-            process.terminate()
-            process.wait(10)
 
     floor = await measure_floor(config.mongodb_uri, pid["database"], args, limits)
     print(row("floor: a bare relay + a bare service", floor, columns), flush=True)
@@ -272,24 +277,19 @@ async def measure_floor(
 ) -> dict[str, float]:
     """Single posts through the bare relay to the bare service: no framework, no
     checks, no logging, the same database and group commit."""
-    service, service_url = start_reference("bare-ingest", uri, "emogo_bench_reference")
-    relay = None
-    try:
-        relay, relay_url = start_reference("bare-relay", service_url)
+    with (
+        reference("bare-ingest", uri, REFERENCE_DB) as (service_pid, service_url),
+        reference("bare-relay", service_url) as (relay_pid, relay_url),
+    ):
         async with httpx.AsyncClient(base_url=relay_url, limits=limits, timeout=600) as client:
             return await measure(
                 "bare relay + bare service single post",
-                {"gateway": relay.pid, "service": service.pid, "database": database_pid},
+                {"gateway": relay_pid, "service": service_pid, "database": database_pid},
                 lambda i: client.post("/api/sentiments", json=sentiment(i)),
                 args.requests,
                 args.concurrency,
                 201,
             )
-    finally:
-        for process in (relay, service):
-            if process is not None:
-                process.terminate()
-                process.wait(10)
 
 
 def main() -> None:

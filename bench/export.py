@@ -119,15 +119,8 @@ async def run(config, gateway_pid: int, folder: Path, args: argparse.Namespace) 
           f"(min {min(renders) * 1000:.0f}, max {max(renders) * 1000:.0f})")  # fmt: skip
 
     with PeakMemory(gateway_pid) as memory:
-        started = time.perf_counter()
-        received = 0
-        async with viewer.stream(
-            "GET", "/api/export/everything.zip", params={"user_id": "ZIPPER"}
-        ) as response:
-            assert response.status_code == 200
-            async for piece in response.aiter_raw():
-                received += len(piece)
-        zip_seconds = time.perf_counter() - started
+        zip_path = "/api/export/everything.zip"
+        received, zip_seconds = await download(viewer, zip_path, {"user_id": "ZIPPER"})
 
     mongo = AsyncMongoClient(config.mongodb_uri)
     bucket = AsyncGridFSBucket(mongo["emogo"], bucket_name="videos")
@@ -179,6 +172,19 @@ async def load_fixes(client: httpx.AsyncClient, total: int) -> None:
             print(f"  {starts[chunk]} fixes sent", flush=True)
 
 
+async def download(
+    client: httpx.AsyncClient, path: str, params: dict[str, str] | None = None
+) -> tuple[int, float]:
+    """(bytes, seconds) of one streamed download, read as it arrives."""
+    started = time.perf_counter()
+    received = 0
+    async with client.stream("GET", path, params=params) as response:
+        assert response.status_code == 200
+        async for piece in response.aiter_raw():
+            received += len(piece)
+    return received, time.perf_counter() - started
+
+
 async def parquet_run(config, pids: dict[str, int], fixes: int) -> None:
     device = httpx.AsyncClient(
         base_url=config.url("gateway"), headers=bearer(config, "device"), timeout=600
@@ -192,13 +198,7 @@ async def parquet_run(config, pids: dict[str, int], fixes: int) -> None:
     rates = {}
     for form in ("ndjson", "parquet", "ndjson", "parquet"):
         with PeakMemory(pids["gateway"]) as gateway, PeakMemory(pids["ingest"]) as ingest:
-            started = time.perf_counter()
-            received = 0
-            async with viewer.stream("GET", f"/api/export/gps.{form}") as response:
-                assert response.status_code == 200
-                async for piece in response.aiter_raw():
-                    received += len(piece)
-            seconds = time.perf_counter() - started
+            received, seconds = await download(viewer, f"/api/export/gps.{form}")
         rates.setdefault(form, []).append(fixes / seconds)
         print(
             f"gps.{form:<8} {received / MiB:7.1f} MiB in {seconds:6.1f} s, "
@@ -224,13 +224,7 @@ async def parquet_run(config, pids: dict[str, int], fixes: int) -> None:
     # daily table.
     one_read_each = fixes / max(rates["ndjson"]) + seconds
     with PeakMemory(pids["gateway"]) as gateway, PeakMemory(pids["ingest"]) as ingest:
-        started = time.perf_counter()
-        received = 0
-        async with viewer.stream("GET", "/api/export/everything.zip") as response:
-            assert response.status_code == 200
-            async for piece in response.aiter_raw():
-                received += len(piece)
-        zip_seconds = time.perf_counter() - started
+        received, zip_seconds = await download(viewer, "/api/export/everything.zip")
     print(
         f"everything.zip {received / MiB:.1f} MiB in {zip_seconds:.1f} s, "
         f"{zip_seconds / one_read_each:.2f} of one NDJSON export and one daily table "

@@ -30,14 +30,17 @@ from pymongo import AsyncMongoClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+class Sentiment(msgspec.Struct):
+    """What the minimal app and the bare service decode a post into."""
+
+    user_id: str
+    emotion: str
+    intensity: float
+    timestamp: float | str | None = None
+
+
 def minimal_app(uri: str, db_name: str):
     from litestar import Litestar, Request, get, post
-
-    class Sentiment(msgspec.Struct):
-        user_id: str
-        emotion: str
-        intensity: float
-        timestamp: float | str | None = None
 
     client: AsyncMongoClient = AsyncMongoClient(uri)
     sentiments = client[db_name]["reference_minimal"]
@@ -95,13 +98,6 @@ def seed_app(uri: str, db_name: str, driver: str = "pymongo"):
         return found
 
     return app
-
-
-class Sentiment(msgspec.Struct):
-    user_id: str
-    emotion: str
-    intensity: float
-    timestamp: float | str | None = None
 
 
 async def whole_body(receive) -> bytes:
