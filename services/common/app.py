@@ -194,7 +194,7 @@ def build_app(
         state=state,
         lifespan=[*lifespan, *extra_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        guards=[reject_unknown_query_parameters],
+        before_request=reject_unknown_query_parameters,
         openapi_config=openapi_config(settings.service, title, description),
         request_max_body_size=settings.max_json_body_bytes,
         template_config=template_config,

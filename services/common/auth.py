@@ -131,22 +131,25 @@ def requires(*roles: Role) -> Callable[[ASGIConnection, BaseRouteHandler], Await
     allowed = frozenset(roles)
 
     async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-        principal = await authenticate(connection)
-        if principal.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise Forbidden(f"The {principal.role} role may not do this; it needs: {names}")
+        _require_role(await authenticate(connection), allowed)
 
     guard.__name__ = f"requires_{'_or_'.join(sorted(r.value for r in allowed))}"
     return guard
 
 
+def _require_role(principal: Principal, allowed: frozenset[Role]) -> None:
+    if principal.role not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        raise Forbidden(f"The {principal.role} role may not do this; it needs: {names}")
+
+
 def may_write() -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
     """The guard of every write: a writer role, and for a participant an open study."""
-    writers = requires(*WRITERS)
+    writers = frozenset(WRITERS)
 
-    async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-        await writers(connection, handler)
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         principal = await authenticate(connection)
+        _require_role(principal, writers)
         if principal.role != Role.PARTICIPANT:
             return
         issued: IssuedTokens = connection.app.state.issued_tokens

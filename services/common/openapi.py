@@ -22,8 +22,6 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from services.common.validation import reject_unknown_query_parameters
-
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 TEXT: dict[str, Any] = {"type": "string"}
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
@@ -168,12 +166,8 @@ GATEWAY_ERRORS = (502, 503, 504)
 
 
 def _secured(handler: HTTPRouteHandler) -> bool:
-    """Whether a guard other than the query check stands before the handler (Litestar
-    wraps guards; `func` is the guard itself)."""
-    return any(
-        getattr(guard, "func", guard) is not reject_unknown_query_parameters
-        for guard in handler.resolve_guards()
-    )
+    """Whether a guard stands before the handler."""
+    return bool(handler.resolve_guards())
 
 
 def _has_path_parameters(handler: HTTPRouteHandler) -> bool:

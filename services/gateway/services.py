@@ -8,6 +8,7 @@ constant memory. It speaks raw ASGI on the client side for that reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -147,6 +148,10 @@ def upstream_failure(service: str, exc: Exception) -> AppError:
     return BadGateway(f"The {service} service gave no valid answer", extra=detail)
 
 
+# What a request whose body was read whole is sent under: no write deadline to keep.
+_NO_DEADLINE = contextlib.nullcontext()
+
+
 class ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
@@ -241,7 +246,7 @@ class ReverseProxy:
         # A streamed body can be sent once only; a body read whole can be sent again.
         replayable = content is None or isinstance(content, bytes)
         try:
-            async with asyncio.timeout(None) as deadline:
+            async with asyncio.timeout(None) if not replayable else _NO_DEADLINE as deadline:
                 body = content
                 if not replayable:
                     body = _paced(content, deadline, self.write_timeout)

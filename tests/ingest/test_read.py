@@ -238,6 +238,22 @@ def test_a_parameter_given_twice_is_refused(viewer: httpx.Client) -> None:
     }
 
 
+def test_a_caller_without_a_credential_learns_nothing_of_the_parameters(
+    anonymous: httpx.Client, viewer: httpx.Client
+) -> None:
+    # The credential is checked before the query: no list of known parameters for a
+    # caller who may not read, and the same list for one who may.
+    refused = anonymous.get("/api/sentiments", params={"guess": "1"})
+    assert refused.status_code == 401
+    assert "known:" not in refused.text
+    assert "user_id" not in refused.text
+    checked = viewer.get("/api/sentiments", params={"guess": "1"})
+    assert checked.status_code == 422
+    problem = checked.json()["detail"]["errors"][0]
+    assert problem["field"] == "guess"
+    assert "user_id" in problem["reason"]
+
+
 def test_a_cursor_only_works_with_its_own_order(
     device: httpx.Client, viewer: httpx.Client, participant: str
 ) -> None:
