@@ -1,0 +1,168 @@
+"""CPU per single post of this checkout's gateway and ingest against another revision's,
+in alternating blocks: the way to tell whether a change to the hot path pays.
+
+`cpu_cost.py` measures each app once, in turn; on these machines the load of the
+host moves by a third within minutes, so two of its runs cannot show a change of a
+few percent. Here both versions run side by side on one embedded database (each in
+its own database name): this checkout's stack, and an ingest and a gateway started
+from a `git worktree` of REV. Blocks of single posts (concurrency 16) alternate
+between them, starting with each in turn, and each block's CPU per post is read from
+/proc as `cpu_cost.py` does. The median of the per-block ratios is what to read; the
+spread of the ratios says how far to trust it.
+
+    .venv/bin/python bench/cpu_versus.py REV [--blocks 12] [--posts 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from cpu_cost import cpu_seconds, drive, sentiment
+from support import bearer, throwaway_stack
+
+from services.launcher import StackConfig, stack_specs
+from tests.support import free_port, http_ok, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESSES = ("gateway", "ingest")
+
+
+@contextmanager
+def worktree(revision: str) -> Iterator[Path]:
+    """A checkout of `revision` in a temporary folder while the block runs."""
+    folder = Path(tempfile.mkdtemp(prefix="emogo-versus-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), revision],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+@contextmanager
+def other_version(config: StackConfig, tree: Path) -> Iterator[tuple[dict[str, int], str]]:
+    """An ingest and a gateway of `tree` beside the stack, on its database server
+    (another database name) and its credentials: (their pids, the gateway's URL)."""
+    gateway = next(spec for spec in stack_specs(config) if spec.name == "gateway")
+    ports = {name: free_port() for name in PROCESSES}
+    env = {
+        **os.environ,
+        **gateway.env,
+        "DB_NAME": "emogo_versus",
+        "EMOGO_LOG_DIR": str(config.log_dir / "versus"),
+        **{f"EMOGO_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    }
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in ("ingest", "gateway"):
+            started[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                cwd=tree,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            ready = f"http://127.0.0.1:{ports[name]}/ready"
+            wait_until(http_ok(ready), 60, f"the {name} of the other version")
+        yield (
+            {name: process.pid for name, process in started.items()},
+            (f"http://127.0.0.1:{ports['gateway']}"),
+        )
+    finally:
+        for process in started.values():
+            process.terminate()
+            process.wait(10)
+
+
+async def block(client: httpx.AsyncClient, pids: dict[str, int], posts: int) -> dict[str, float]:
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    await drive(lambda i: client.post("/api/sentiments", json=sentiment(i)), posts, 16, 201)
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    return {name: (after[name] - before[name]) * 1000 / posts for name in pids}
+
+
+async def compare(
+    config: StackConfig,
+    here: dict[str, int],
+    there: dict[str, int],
+    there_url: str,
+    args: argparse.Namespace,
+) -> None:
+    limits = httpx.Limits(max_connections=16)
+    headers = bearer(config, "device")
+    clients = {
+        "this checkout": (
+            httpx.AsyncClient(
+                base_url=config.url("gateway"), headers=headers, limits=limits, timeout=600
+            ),
+            here,
+        ),
+        args.revision: (
+            httpx.AsyncClient(base_url=there_url, headers=headers, limits=limits, timeout=600),
+            there,
+        ),
+    }
+    for client, _ in clients.values():  # warm-up
+        await drive(lambda i, c=client: c.post("/api/sentiments", json=sentiment(i)), 800, 16, 201)
+    ratios: dict[str, list[float]] = {name: [] for name in (*PROCESSES, "pair")}
+    print(f"{'block':<7}{'CPU ms per post':<24}{'gateway':>9}{'ingest':>9}")
+    for number in range(args.blocks):
+        order = list(clients) if number % 2 == 0 else list(reversed(clients))
+        costs = {}
+        for label in order:
+            client, pids = clients[label]
+            costs[label] = await block(client, pids, args.posts)
+            print(
+                f"{number + 1:<7}{label:<24}"
+                + "".join(f"{costs[label][name]:9.3f}" for name in PROCESSES),
+                flush=True,
+            )
+        mine, theirs = costs["this checkout"], costs[args.revision]
+        for name in PROCESSES:
+            ratios[name].append(mine[name] / theirs[name])
+        ratios["pair"].append(sum(mine.values()) / sum(theirs.values()))
+    print(f"\nthis checkout / {args.revision}, median of {args.blocks} blocks (min-max):")
+    for name, values in ratios.items():
+        print(f"  {name:<8}{statistics.median(values):6.3f}  ({min(values):.3f}-{max(values):.3f})")
+    for client, _ in clients.values():
+        await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("revision", help="the git revision to compare with (e.g. HEAD~3)")
+    parser.add_argument("--blocks", type=int, default=12)
+    parser.add_argument("--posts", type=int, default=1500, help="single posts per block")
+    args = parser.parse_args()
+    with (
+        worktree(args.revision) as tree,
+        throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, supervisor),
+        other_version(config, tree) as (there, there_url),
+    ):
+        here = {name: supervisor.processes[name].pid for name in PROCESSES}
+        asyncio.run(compare(config, here, there, there_url, args))
+
+
+if __name__ == "__main__":
+    main()
