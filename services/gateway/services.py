@@ -97,8 +97,7 @@ def end_to_end_headers(
     dropped = HOP_BY_HOP | also_drop if also_drop else HOP_BY_HOP
     for name, value in headers:
         if name == b"connection":
-            named = {token.strip().lower() for token in value.split(b",")}
-            dropped = dropped | named
+            dropped = dropped | {token.strip().lower() for token in value.split(b",")}
     return [(name, value) for name, value in headers if name not in dropped]
 
 
@@ -154,17 +153,13 @@ def upstream_failure(service: str, exc: Exception) -> AppError:
     return BadGateway(f"The {service} service gave no valid answer", extra=detail)
 
 
-# What a request whose body was read whole is sent under: no write deadline to keep.
-_NO_DEADLINE = contextlib.nullcontext()
-
-
 class ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
 
 async def _whole_body(receive: Receive) -> bytes:
-    # A loop rather than joining `_request_body`: an async generator cost 3 % of the
-    # gateway's CPU for a small post, whose body is one message.
+    # A loop rather than joining `_request_body`: for a small post, whose body is one
+    # message, the async generator showed in 3 % of the gateway's profile samples.
     chunks = []
     while True:
         message = await receive()
@@ -185,6 +180,10 @@ async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+# What a request whose body was read whole is sent under: no write deadline to keep.
+_NO_DEADLINE = contextlib.nullcontext()
 
 
 async def _paced(
