@@ -42,6 +42,7 @@ bench: $(INSTALLED)
 	$(PY) bench/connection_limits.py
 	$(PY) bench/scoped_auth.py
 	$(PY) bench/access_line.py
+	$(PY) bench/embedded_writes.py
 
 venv: $(INSTALLED)
 
