@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from cpu_cost import cpu_seconds
 from pymongo import AsyncMongoClient
-
-from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
-from tests.support import free_port, wait_until
+from support import embedded_database
 
 MODES = {
     "retryable writes (the driver's default)": "&retryWrites=true",
@@ -51,20 +46,8 @@ async def insert_blocks(uri: str, database_pid: int, blocks: int, inserts: int) 
 
 
 def measure(suffix: str, blocks: int, inserts: int) -> list[float]:
-    with tempfile.TemporaryDirectory() as folder:
-        port = free_port()
-        database = subprocess.Popen(
-            secantus_argv(port, Path(folder) / "db"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            uri = local_mongodb_uri(port)
-            wait_until(mongo_ready(uri), 30, "the embedded database")
-            return asyncio.run(insert_blocks(uri + suffix, database.pid, blocks, inserts))
-        finally:
-            database.terminate()
-            database.wait(10)
+    with embedded_database() as (uri, database_pid):
+        return asyncio.run(insert_blocks(uri + suffix, database_pid, blocks, inserts))
 
 
 def main() -> None:

@@ -23,25 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 from bson import ObjectId
 from pymongo import AsyncMongoClient
-from support import bearer, rate, throwaway_stack
+from support import bearer, embedded_database, rate, throwaway_stack
 
 from services.common.database import durable_write_concern
 from services.ingest.models import telemetry_indexes
-from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
-from tests.support import PeakMemory, free_port, wait_until
+from tests.support import PeakMemory
 
 BATCH = 500
 EMOTIONS = ("happy", "sad", "calm", "anxious", "excited", "neutral")
@@ -157,27 +150,11 @@ async def stream_rates(config, ingest_pid: int) -> None:
     )
 
 
-@contextmanager
-def embedded_database(durable: bool) -> Iterator[str]:
-    """A throw-away embedded server, syncing each commit to disk or not."""
-    folder = Path(tempfile.mkdtemp(prefix="emogo-bench-db-"))
-    port = free_port()
-    argv = secantus_argv(port, folder)
-    if not durable:
-        argv.remove("--sync-on-commit")
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    uri = local_mongodb_uri(port)
-    try:
-        wait_until(mongo_ready(uri), 30, "the database")
-        yield uri
-    finally:
-        process.terminate()
-        process.wait(15)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 async def durability_cost(args: argparse.Namespace) -> None:
-    with embedded_database(durable=True) as durable_uri, embedded_database(False) as fast_uri:
+    with (
+        embedded_database(durable=True) as (durable_uri, _),
+        embedded_database(durable=False) as (fast_uri, _),
+    ):
         clients = {
             "durable": AsyncMongoClient(durable_uri, **durable_write_concern(durable_uri)),
             "w1-unsynced": AsyncMongoClient(fast_uri, w=1),

@@ -21,19 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 from beanie import init_beanie
 from pymongo import AsyncMongoClient, MongoClient
-from support import bearer, throwaway_stack
+from support import bearer, embedded_database, throwaway_stack
 
 from generators.telemetry import dataset
 from services.common.timestamps import stored_now
@@ -41,8 +38,7 @@ from services.common.validation import convert_record
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 from services.ingest.services import to_document
-from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 DB_NAME = "emogo"
 
@@ -161,40 +157,28 @@ def measure(gateway: str, headers: dict[str, str], participants: int, days: int)
 def semester_stack(participants: int, days: int) -> Iterator[tuple[Any, str]]:
     """A stack on a fresh embedded database holding the semester's telemetry, with its
     rollups counted: yields the stack's config and the database URI."""
-    with tempfile.TemporaryDirectory(prefix="emogo-semester-") as folder:
-        port = free_port()
-        database = subprocess.Popen(
-            secantus_argv(port, Path(folder) / "db"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
+    with embedded_database() as (uri, _):
+        began = time.perf_counter()
+        moods, fixes = load(uri, participants, days)
+        print(
+            f"stored {moods} sentiments and {fixes} GPS fixes in "
+            f"{time.perf_counter() - began:.0f} s",
+            flush=True,
         )
-        uri = local_mongodb_uri(port)
-        try:
-            wait_until(mongo_ready(uri), 30, "SecantusDB")
-            began = time.perf_counter()
-            moods, fixes = load(uri, participants, days)
+        began = time.perf_counter()
+        with throwaway_stack(uri, DB_NAME=DB_NAME, EMOGO_LOG_LEVEL="INFO") as (config, _):
+            state = MongoClient(uri)[DB_NAME]["telemetry_daily_state"]
+
+            def counted() -> bool:
+                found = state.find_one({"_id": "rollups"})
+                return bool(found and found.get("folded_before"))
+
+            wait_until(counted, 1800, "the rollups to be counted")
             print(
-                f"stored {moods} sentiments and {fixes} GPS fixes in "
-                f"{time.perf_counter() - began:.0f} s",
+                f"indexes built and rollups counted in {time.perf_counter() - began:.0f} s",
                 flush=True,
             )
-            began = time.perf_counter()
-            with throwaway_stack(uri, DB_NAME=DB_NAME, EMOGO_LOG_LEVEL="INFO") as (config, _):
-                state = MongoClient(uri)[DB_NAME]["telemetry_daily_state"]
-
-                def counted() -> bool:
-                    found = state.find_one({"_id": "rollups"})
-                    return bool(found and found.get("folded_before"))
-
-                wait_until(counted, 1800, "the rollups to be counted")
-                print(
-                    f"indexes built and rollups counted in {time.perf_counter() - began:.0f} s",
-                    flush=True,
-                )
-                yield config, uri
-        finally:
-            database.terminate()
-            database.wait(30)
+            yield config, uri
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,9 +19,12 @@ from services.common.settings import Credentials
 from services.launcher import (
     StackConfig,
     Supervisor,
+    local_mongodb_uri,
+    mongo_ready,
+    secantus_argv,
     stack_specs,
 )
-from tests.support import stack_config
+from tests.support import free_port, stack_config, wait_until
 
 
 @contextmanager
@@ -42,6 +46,26 @@ def throwaway_stack(
     finally:
         supervisor.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def embedded_database(durable: bool = True) -> Iterator[tuple[str, int]]:
+    """A throw-away embedded server started as `make run` starts it (syncing each commit
+    to disk unless `durable` is false): its URI and process id."""
+    folder = Path(tempfile.mkdtemp(prefix="emogo-bench-db-"))
+    port = free_port()
+    argv = secantus_argv(port, folder)
+    if not durable:
+        argv.remove("--sync-on-commit")
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    uri = local_mongodb_uri(port)
+    try:
+        wait_until(mongo_ready(uri), 30, "the embedded database")
+        yield uri, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def bearer(config: StackConfig, role: str) -> dict[str, str]:
