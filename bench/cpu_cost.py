@@ -98,6 +98,17 @@ async def measure(
     # Warm up (first calls, connection pools, the first folds after start) so that
     # the figure is the steady cost per request.
     await drive(make_request, min(count, max(50, count // 5)), concurrency, expected)
+    return await cpu_per_request(pids, make_request, count, concurrency, expected)
+
+
+async def cpu_per_request(
+    pids: dict[str, int],
+    make_request: Callable[[int], Coroutine[Any, Any, httpx.Response]],
+    count: int,
+    concurrency: int,
+    expected: int,
+) -> dict[str, float]:
+    """CPU milliseconds per request for each process, around `count` requests."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     await drive(make_request, count, concurrency, expected)
     after = {name: cpu_seconds(pid) for name, pid in pids.items()}

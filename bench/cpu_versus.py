@@ -23,12 +23,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
-from cpu_cost import cpu_seconds, drive, sentiment
+from cpu_cost import cpu_per_request, drive, sentiment
 from support import bearer, throwaway_stack
 
 from services.launcher import StackConfig, stack_specs
@@ -93,11 +94,10 @@ def other_version(config: StackConfig, tree: Path) -> Iterator[tuple[dict[str, i
             process.wait(10)
 
 
-async def block(client: httpx.AsyncClient, pids: dict[str, int], posts: int) -> dict[str, float]:
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    await drive(lambda i: client.post("/api/sentiments", json=sentiment(i)), posts, 16, 201)
-    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    return {name: (after[name] - before[name]) * 1000 / posts for name in pids}
+def single_posts(
+    client: httpx.AsyncClient,
+) -> Callable[[int], Coroutine[Any, Any, httpx.Response]]:
+    return lambda i: client.post("/api/sentiments", json=sentiment(i))
 
 
 async def compare(
@@ -122,7 +122,7 @@ async def compare(
         ),
     }
     for client, _ in clients.values():  # warm-up
-        await drive(lambda i, c=client: c.post("/api/sentiments", json=sentiment(i)), 800, 16, 201)
+        await drive(single_posts(client), 800, 16, 201)
     ratios: dict[str, list[float]] = {name: [] for name in (*PROCESSES, "pair")}
     print(f"{'block':<7}{'CPU ms per post':<24}{'gateway':>9}{'ingest':>9}")
     for number in range(args.blocks):
@@ -130,7 +130,7 @@ async def compare(
         costs = {}
         for label in order:
             client, pids = clients[label]
-            costs[label] = await block(client, pids, args.posts)
+            costs[label] = await cpu_per_request(pids, single_posts(client), args.posts, 16, 201)
             print(
                 f"{number + 1:<7}{label:<24}"
                 + "".join(f"{costs[label][name]:9.3f}" for name in PROCESSES),
