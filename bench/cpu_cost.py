@@ -21,6 +21,12 @@ independent of how fast the machine happens to be at the moment, so these number
 carry better than rates; the ratios to the references are what to read.
 
     .venv/bin/python bench/cpu_cost.py [--requests 2000] [--concurrency 16] [--posts-only]
+                                       [--alternate BLOCKS]
+
+Measured one after the other, the apps each meet the host's load of their moment;
+`--alternate` then also sends single posts in alternating blocks to EmoGo's pair,
+the seed and the floor, all running at once, and prints the median of the per-block
+ratios: the pair against the seed as it holds on a noisy host.
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # The database the reference apps store in, beside EmoGo's on the same server.
 REFERENCE_DB = "emogo_bench_reference"
 HERE = Path(__file__).resolve().parent
+# Sends request number n and returns the answer.
+MakeRequest = Callable[[int], Coroutine[Any, Any, httpx.Response]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -69,7 +78,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def drive(
-    make_request: Callable[[int], Coroutine[Any, Any, httpx.Response]],
+    make_request: MakeRequest,
     count: int,
     concurrency: int,
     expected: int,
@@ -88,7 +97,7 @@ async def drive(
 async def measure(
     label: str,
     pids: dict[str, int],
-    make_request: Callable[[int], Coroutine[Any, Any, httpx.Response]],
+    make_request: MakeRequest,
     count: int,
     concurrency: int,
     expected: int = 200,
@@ -103,7 +112,7 @@ async def measure(
 
 async def cpu_per_request(
     pids: dict[str, int],
-    make_request: Callable[[int], Coroutine[Any, Any, httpx.Response]],
+    make_request: MakeRequest,
     count: int,
     concurrency: int,
     expected: int,
@@ -113,6 +122,35 @@ async def cpu_per_request(
     await drive(make_request, count, concurrency, expected)
     after = {name: cpu_seconds(pid) for name, pid in pids.items()}
     return {name: (after[name] - before[name]) * 1000 / count for name in pids}
+
+
+async def alternating_blocks(
+    sides: dict[str, tuple[dict[str, int], MakeRequest]],
+    blocks: int,
+    count: int,
+    concurrency: int,
+    expected: int,
+) -> AsyncIterator[dict[str, dict[str, float]]]:
+    """Each block: `count` requests to every side in turn (the pids whose CPU it
+    reads, and how to send a request), each block begun by the next side. The load of
+    these hosts moves by a third within minutes; sides measured in the same block
+    share it, so the ratios within a block hold where the absolute figures do not."""
+    labels = list(sides)
+    for number in range(blocks):
+        start = number % len(labels)
+        block = {}
+        for label in labels[start:] + labels[:start]:
+            pids, make_request = sides[label]
+            block[label] = await cpu_per_request(pids, make_request, count, concurrency, expected)
+        yield block
+
+
+def median_and_range(values: list[float]) -> str:
+    return f"{statistics.median(values):6.3f}  ({min(values):.3f}-{max(values):.3f})"
+
+
+def single_posts(client: httpx.AsyncClient) -> MakeRequest:
+    return lambda i: client.post("/api/sentiments", json=sentiment(i))
 
 
 def sentiment(n: int) -> dict:
@@ -279,8 +317,57 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
         f"the floor of any two processes: {floor_pair:.2f} ms, {floor_pair / seed:.2f} of the "
         f"seed; EmoGo's pair is {pair / floor_pair:.2f} of that floor"
     )
+    if args.alternate:
+        await alternate_with_the_seed(config.mongodb_uri, pid, device, args, limits)
     await device.aclose()
     await viewer.aclose()
+
+
+async def alternate_with_the_seed(
+    uri: str,
+    pid: dict[str, int],
+    device: httpx.AsyncClient,
+    args: argparse.Namespace,
+    limits: httpx.Limits,
+) -> None:
+    """Single posts in alternating blocks: EmoGo's gateway and ingest, the seed (Motor)
+    and the floor, all running beside each other on the same database. What the ratio
+    of the pair to the seed is, measured the way that holds on a noisy host."""
+    with (
+        reference("seed-motor", uri, REFERENCE_DB) as (seed_pid, seed_url),
+        reference("bare-ingest", uri, REFERENCE_DB) as (bare_pid, bare_url),
+        reference("bare-relay", bare_url) as (relay_pid, relay_url),
+    ):
+        async with (
+            httpx.AsyncClient(base_url=seed_url, limits=limits, timeout=600) as seed,
+            httpx.AsyncClient(base_url=relay_url, limits=limits, timeout=600) as relay,
+        ):
+            sides = {
+                "EmoGo": (
+                    {"gateway": pid["gateway"], "service": pid["ingest"]},
+                    single_posts(device),
+                ),
+                "seed": ({"service": seed_pid}, single_posts(seed)),
+                "floor": ({"gateway": relay_pid, "service": bare_pid}, single_posts(relay)),
+            }
+            for _, make_request in sides.values():  # warm-up
+                await drive(make_request, 800, args.concurrency, 201)
+            print(f"\nsingle posts in alternating blocks of {args.requests}, CPU ms per post:")
+            print(f"{'block':<7}" + "".join(f"{label:>9}" for label in sides))
+            ratios: dict[str, list[float]] = {"EmoGo/seed": [], "floor/seed": [], "EmoGo/floor": []}
+            number = 0
+            async for block in alternating_blocks(
+                sides, args.alternate, args.requests, args.concurrency, 201
+            ):
+                number += 1
+                total = {label: sum(costs.values()) for label, costs in block.items()}
+                print(f"{number:<7}" + "".join(f"{total[label]:9.3f}" for label in sides))
+                ratios["EmoGo/seed"].append(total["EmoGo"] / total["seed"])
+                ratios["floor/seed"].append(total["floor"] / total["seed"])
+                ratios["EmoGo/floor"].append(total["EmoGo"] / total["floor"])
+            print(f"median of {args.alternate} blocks (min-max):")
+            for name, values in ratios.items():
+                print(f"  {name:<12}{median_and_range(values)}")
 
 
 async def measure_floor(
@@ -311,6 +398,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument(
         "--posts-only", action="store_true", help="single posts only (ours, references, floor)"
+    )
+    parser.add_argument(
+        "--alternate",
+        type=int,
+        default=0,
+        metavar="BLOCKS",
+        help="then single posts in this many alternating blocks: EmoGo, the seed, the floor",
     )
     args = parser.parse_args()
     began = time.perf_counter()

@@ -19,17 +19,15 @@ import argparse
 import asyncio
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
-from cpu_cost import cpu_per_request, drive, sentiment
+from cpu_cost import alternating_blocks, drive, median_and_range, single_posts
 from support import bearer, throwaway_stack
 
 from services.launcher import StackConfig, stack_specs
@@ -94,12 +92,6 @@ def other_version(config: StackConfig, tree: Path) -> Iterator[tuple[dict[str, i
             process.wait(10)
 
 
-def single_posts(
-    client: httpx.AsyncClient,
-) -> Callable[[int], Coroutine[Any, Any, httpx.Response]]:
-    return lambda i: client.post("/api/sentiments", json=sentiment(i))
-
-
 async def compare(
     config: StackConfig,
     here: dict[str, int],
@@ -125,15 +117,13 @@ async def compare(
         await drive(single_posts(client), 800, 16, 201)
     ratios: dict[str, list[float]] = {name: [] for name in (*PROCESSES, "pair")}
     print(f"{'block':<7}{'CPU ms per post':<24}{'gateway':>9}{'ingest':>9}")
-    for number in range(args.blocks):
-        order = list(clients) if number % 2 == 0 else list(reversed(clients))
-        costs = {}
-        for label in order:
-            client, pids = clients[label]
-            costs[label] = await cpu_per_request(pids, single_posts(client), args.posts, 16, 201)
+    sides = {label: (pids, single_posts(client)) for label, (client, pids) in clients.items()}
+    number = 0
+    async for costs in alternating_blocks(sides, args.blocks, args.posts, 16, 201):
+        number += 1
+        for label, cost in costs.items():
             print(
-                f"{number + 1:<7}{label:<24}"
-                + "".join(f"{costs[label][name]:9.3f}" for name in PROCESSES),
+                f"{number:<7}{label:<24}" + "".join(f"{cost[name]:9.3f}" for name in PROCESSES),
                 flush=True,
             )
         mine, theirs = costs["this checkout"], costs[args.revision]
@@ -142,7 +132,7 @@ async def compare(
         ratios["pair"].append(sum(mine.values()) / sum(theirs.values()))
     print(f"\nthis checkout / {args.revision}, median of {args.blocks} blocks (min-max):")
     for name, values in ratios.items():
-        print(f"  {name:<8}{statistics.median(values):6.3f}  ({min(values):.3f}-{max(values):.3f})")
+        print(f"  {name:<8}{median_and_range(values)}")
     for client, _ in clients.values():
         await client.aclose()
 
