@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -78,6 +79,13 @@ def http_ok(url: str) -> Callable[[], bool]:
             return False
 
     return check
+
+
+def documented_path_form(client: httpx.Client, document: str, path: str) -> re.Pattern:
+    """The pattern a service's OpenAPI document gives the one parameter in `path`."""
+    operation = client.get(f"/docs/{document}/openapi.json").json()["paths"][path]["get"]
+    [parameter] = [p for p in operation["parameters"] if p["in"] == "path"]
+    return re.compile(parameter["schema"]["pattern"])
 
 
 def start_python(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -6,7 +6,7 @@ they cannot let Litestar decode the body; this documents the record schema anywa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Litestar
@@ -21,11 +21,31 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
+from litestar.params import Parameter
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 TEXT: dict[str, Any] = {"type": "string"}
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 EMPTY_TEXT: dict[str, Any] = {"type": "string", "max_length": 0}
+
+# Ids in a path, documented with their form so that clients generated from the
+# document know it. Only documented: the services check them and answer 422 with
+# their own message naming the field.
+RecordIdInPath = Annotated[
+    str,
+    Parameter(
+        description="The record's id: 24 hexadecimal characters.",
+        schema_extra={"pattern": "^[0-9a-fA-F]{24}$"},
+    ),
+]
+VlogIdInPath = Annotated[
+    str,
+    Parameter(
+        description="The vlog's id: 24 hexadecimal characters, also as the seed's file "
+        "name `<id>.mp4`.",
+        schema_extra={"pattern": "^[0-9a-fA-F]{24}(\\.[^.]*)?$"},
+    ),
+]
 
 
 def _record_schema(record_type: type) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from services.common.auth import (
@@ -29,7 +29,12 @@ from services.common.filters import (
     StudyPath,
     participant_window,
 )
-from services.common.openapi import NDJSON_MEDIA_TYPE, documented_body, error_responses
+from services.common.openapi import (
+    NDJSON_MEDIA_TYPE,
+    RecordIdInPath,
+    documented_body,
+    error_responses,
+)
 from services.common.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
@@ -234,7 +239,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             guards=[requires(*OWN_READERS)],
             summary=f"One {kind.noun}",
         )
-        async def get_one(self, request: Request, record_id: FromPath[str]) -> kind.record_out:
+        async def get_one(self, request: Request, record_id: RecordIdInPath) -> kind.record_out:
             # Another participant's record is as if it did not exist.
             return await services.get_one(
                 kind, record_id, own_scope(principal_of(request)), await disguise_of(request)

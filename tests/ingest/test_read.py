@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.ingest.conftest import new_participant
+from tests.support import documented_path_form
 
 BASE = datetime(2025, 11, 20, tzinfo=UTC)
 
@@ -190,6 +191,11 @@ def test_one_record_by_id(viewer: httpx.Client) -> None:
     malformed = viewer.get("/api/gps/not-an-id")
     assert malformed.status_code == 422
     assert malformed.json()["detail"]["errors"][0]["field"] == "id"
+    # The document tells clients the form the service accepts.
+    form = documented_path_form(viewer, "ingest", "/api/gps/{record_id}")
+    assert form.search("0123456789abcdef01234567")
+    assert not form.search("not-an-id")
+    assert not form.search("0123456789abcdef0123456")  # one character short
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 
 from tests.ingest.conftest import new_participant
 from tests.media.conftest import sha256, upload
+from tests.support import documented_path_form
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,12 @@ def test_the_seed_download_path(viewer: httpx.Client, stored: tuple[dict, bytes]
     assert missing.status_code == 404
     assert missing.json()["detail"]["error"] == "Video file not found"
     assert viewer.get("/api/vlogs/download/..%2F..%2Fetc%2Fpasswd").status_code in (404, 422)
+    # The document tells clients the forms the service accepts: the id, with or
+    # without the file name's extension.
+    form = documented_path_form(viewer, "media", "/api/vlogs/download/{filename}")
+    assert form.search(f"{vlog['_id']}.mp4")
+    assert form.search(vlog["_id"])
+    assert not form.search("..%2F..%2Fetc%2Fpasswd")
 
 
 def test_roles_for_reading(stack, stored: tuple[dict, bytes]) -> None:
