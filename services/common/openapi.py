@@ -1,4 +1,5 @@
-"""OpenAPI for handlers that read their body themselves.
+"""OpenAPI beyond what Litestar infers: the form of ids in paths, and the bodies of
+handlers that read their body themselves.
 
 Batch endpoints take a JSON array or NDJSON and validate each record on its own, so
 they cannot let Litestar decode the body; this documents the record schema anyway."""
@@ -21,7 +22,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.params import Parameter
+from litestar.params import PathParameter
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 TEXT: dict[str, Any] = {"type": "string"}
@@ -29,18 +30,19 @@ BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 EMPTY_TEXT: dict[str, Any] = {"type": "string", "max_length": 0}
 
 # Ids in a path, documented with their form so that clients generated from the
-# document know it. Only documented: the services check them and answer 422 with
-# their own message naming the field.
-RecordIdInPath = Annotated[
+# document know it (as services.common.filters does for participants and studies).
+# Only documented, not a `pattern` Litestar would check: the services check them and
+# answer 422 with their own message naming the field.
+RecordIdPath = Annotated[
     str,
-    Parameter(
+    PathParameter(
         description="The record's id: 24 hexadecimal characters.",
         schema_extra={"pattern": "^[0-9a-fA-F]{24}$"},
     ),
 ]
-VlogIdInPath = Annotated[
+VlogIdPath = Annotated[
     str,
-    Parameter(
+    PathParameter(
         description="The vlog's id: 24 hexadecimal characters, also as the seed's file "
         "name `<id>.mp4`.",
         schema_extra={"pattern": "^[0-9a-fA-F]{24}(\\.[^.]*)?$"},

@@ -31,7 +31,7 @@ from services.common.filters import (
 )
 from services.common.openapi import (
     NDJSON_MEDIA_TYPE,
-    RecordIdInPath,
+    RecordIdPath,
     documented_body,
     error_responses,
 )
@@ -239,7 +239,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             guards=[requires(*OWN_READERS)],
             summary=f"One {kind.noun}",
         )
-        async def get_one(self, request: Request, record_id: RecordIdInPath) -> kind.record_out:
+        async def get_one(self, request: Request, record_id: RecordIdPath) -> kind.record_out:
             # Another participant's record is as if it did not exist.
             return await services.get_one(
                 kind, record_id, own_scope(principal_of(request)), await disguise_of(request)

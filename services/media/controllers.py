@@ -35,7 +35,7 @@ from services.common.filters import (
     StudyPath,
 )
 from services.common.openapi import (
-    VlogIdInPath,
+    VlogIdPath,
     documented_body,
     documented_bytes,
     documented_form,
@@ -287,7 +287,7 @@ class VlogController(Controller):
         guards=[requires(*READERS)],
         summary="The seed's download path: `<id>.<ext>` as given in `video_url`",
     )
-    async def download_by_name(self, request: Request, filename: VlogIdInPath) -> Response[Any]:
+    async def download_by_name(self, request: Request, filename: VlogIdPath) -> Response[Any]:
         try:
             vlog = await _stored_vlog(request, filename)
         except NotFound:
@@ -300,7 +300,7 @@ class VlogController(Controller):
         guards=[requires(*OWN_READERS)],
         summary="One vlog",
     )
-    async def get_one(self, request: Request, vlog_id: VlogIdInPath) -> VlogOut:
+    async def get_one(self, request: Request, vlog_id: VlogIdPath) -> VlogOut:
         vlog = await services.get_vlog(services.parse_vlog_id(vlog_id), scope=_scope(request))
         return services.to_wire(await _shown(request, vlog))
 
@@ -310,7 +310,7 @@ class VlogController(Controller):
         guards=[requires(*OWN_READERS)],
         summary="The original video, as an attachment named after the title",
     )
-    async def download(self, request: Request, vlog_id: VlogIdInPath) -> Response[Any]:
+    async def download(self, request: Request, vlog_id: VlogIdPath) -> Response[Any]:
         return _original(request, await _stored_vlog(request, vlog_id), "attachment")
 
     @get(
@@ -319,7 +319,7 @@ class VlogController(Controller):
         guards=[requires(*OWN_READERS)],
         summary="For a player: the H.264 preview when there is one, else the original, inline",
     )
-    async def play(self, request: Request, vlog_id: VlogIdInPath) -> Response[Any]:
+    async def play(self, request: Request, vlog_id: VlogIdPath) -> Response[Any]:
         vlog = await _stored_vlog(request, vlog_id)
         if vlog.get("preview_state") != PreviewState.READY:
             return _original(request, vlog, "inline")
@@ -339,7 +339,7 @@ class VlogController(Controller):
         guards=[requires(*OWN_READERS)],
         summary="A JPEG of a frame near the start",
     )
-    async def thumbnail(self, request: Request, vlog_id: VlogIdInPath) -> Response[bytes]:
+    async def thumbnail(self, request: Request, vlog_id: VlogIdPath) -> Response[bytes]:
         vlog = await services.get_vlog(
             services.parse_vlog_id(vlog_id), with_thumbnail=True, scope=_scope(request)
         )
@@ -358,7 +358,7 @@ class VlogController(Controller):
         summary="Change the title or description",
         operation_class=documented_body(VlogEdit),
     )
-    async def edit(self, request: Request, vlog_id: VlogIdInPath) -> VlogOut:
+    async def edit(self, request: Request, vlog_id: VlogIdPath) -> VlogOut:
         changes = await read_record(request, VlogEdit)
         given = {"title": changes.title, "description": changes.description}
         fields = {name: value.strip() for name, value in given.items() if value is not None}
@@ -372,7 +372,7 @@ class VlogController(Controller):
         summary="Delete one vlog and its bytes",
         status_code=200,
     )
-    async def delete_one(self, request: Request, vlog_id: VlogIdInPath) -> DeletedVlogs:
+    async def delete_one(self, request: Request, vlog_id: VlogIdPath) -> DeletedVlogs:
         return await services.delete_one(_storage(request), services.parse_vlog_id(vlog_id))
 
     @delete(
