@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import subprocess
+import sys
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from services.ingest.schemas import GpsFixOut, SentimentOut
 from services.media.schemas import VlogOut
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
-from tests.support import enrolled
+from tests.support import REPO, enrolled
 
 HOME = (25.0, 121.5)
 WORK = (HOME[0] + math.degrees(1000 / EARTH_RADIUS_M), HOME[1])
@@ -334,3 +336,16 @@ def test_the_zip_carries_parquet_the_daily_table_the_codebook_and_provenance(
     assert all(v["zip_path"] in names for v in vlogs)
     daily = pd.read_csv(io.BytesIO(archive.read("daily.csv")), encoding="utf-8-sig")
     assert daily["time_at_home_hours"].tolist() == [6.0, 6.0]
+
+
+def test_the_gateway_starts_without_arrow() -> None:
+    """Arrow adds 40 MiB to a process: a gateway loads it for its first Parquet
+    export, not at start (most gateway processes never make one)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, services.gateway.app; print('pyarrow' in sys.modules)"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "False"
