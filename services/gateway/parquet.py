@@ -6,35 +6,29 @@ metadata which schema version it follows and how it was made (provenance)."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from services.common.codebook import RecordKind, Variable, base_type
 from services.common.studies import DEFAULT_STUDY
-
-# pyarrow is imported by the functions that use it, on the first Parquet export:
-# imported with the module it added 40 MiB to every gateway process, most of which
-# never make one.
-if TYPE_CHECKING:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
 # Rows per row group: readers skip whole groups by their statistics; the writer holds
 # one group (its first costs ~70 MiB of library code and pools once per process, each
 # group ~20 MiB more: bench/export.py --parquet).
 ROWS_PER_GROUP = 25_000
 CHUNK_ROWS = 5_000
+TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 def arrow_type(variable: Variable) -> pa.DataType:
-    import pyarrow as pa
-
     base = base_type(variable)
     if base is datetime:
-        return pa.timestamp("us", tz="UTC")
+        return TIMESTAMP
     if base is date:
         return pa.date32()
     if base is float:
@@ -47,8 +41,6 @@ def arrow_type(variable: Variable) -> pa.DataType:
 
 
 def arrow_schema(kind: RecordKind, columns: list[str]) -> pa.Schema:
-    import pyarrow as pa
-
     fields = []
     for column in columns:
         variable = kind.variable(column)
@@ -62,9 +54,7 @@ def arrow_schema(kind: RecordKind, columns: list[str]) -> pa.Schema:
 def _column(values: list[Any], target: pa.DataType) -> pa.Array:
     """Python values as an Arrow array of `target`; a category stays text until the
     whole group is in, then is encoded once."""
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(target) or pa.types.is_date32(target):
+    if target == TIMESTAMP or target == pa.date32():
         # ISO 8601 text as the services send it, parsed by Arrow (Z and offsets).
         return pa.array(values, pa.string()).cast(target)
     if pa.types.is_dictionary(target):
@@ -96,8 +86,6 @@ class _Group:
                 self._values[field.name] = []
 
     def table(self) -> pa.Table:
-        import pyarrow as pa
-
         self._convert()
         arrays = []
         for field in self.schema:
@@ -151,12 +139,6 @@ async def as_parquet(
     thread: it is CPU work) and sent before the next is read. The schema's metadata
     names the schema; the file's (`emogo.export`, written last) the provenance, with
     the protections of the studies the file holds."""
-    # Loaded off the event loop: the first export of a process takes 65-95 ms to
-    # import Arrow, which would hold up every other request of the gateway.
-    await asyncio.to_thread(importlib.import_module, "pyarrow.parquet")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     schema = arrow_schema(kind, columns)
     sink = _Sink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
