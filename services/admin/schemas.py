@@ -8,7 +8,13 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from services.common.schemas import END_OF_TEXT, PARTICIPANT_PATTERN, WireStruct
+from services.common.schemas import (
+    END_OF_TEXT,
+    PARTICIPANT_PATTERN,
+    SHORT_LINE_PATTERN,
+    WireStruct,
+    worded,
+)
 
 # Names the clients may choose from; anything else is refused with 422 naming the field.
 # Both releases of the companion app's front end: the current one adds ASR
@@ -71,14 +77,19 @@ PLAIN_SETTINGS = ("timezone",)
 
 UserId = Annotated[str, Meta(pattern=PARTICIPANT_PATTERN, description="A user's id (uuid4).")]
 CharacterId = Annotated[str, Meta(pattern=PARTICIPANT_PATTERN)]
-Username = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT)]
+Username = Annotated[str, Meta(pattern=SHORT_LINE_PATTERN)]
 Password = Annotated[str, Meta(min_length=8, max_length=256)]
-Name = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT)]
-Token = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}" + END_OF_TEXT)]
-# The screens offer scenes such as "Ground View" and "Cobbled Street".
-SceneName = Annotated[
-    str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT, examples=["Ground View"])
+Name = Annotated[str, Meta(pattern=SHORT_LINE_PATTERN)]
+Token = Annotated[
+    str,
+    Meta(
+        pattern=worded(
+            r"^[A-Za-z0-9._-]{1,64}" + END_OF_TEXT, "1-64 characters: letters, digits and . _ -"
+        )
+    ),
 ]
+# The screens offer scenes such as "Ground View" and "Cobbled Street".
+SceneName = Annotated[str, Meta(pattern=SHORT_LINE_PATTERN, examples=["Ground View"])]
 ModelOverride = Annotated[str, Meta(max_length=128)]
 Threshold = Annotated[int, Meta(ge=0, le=1000)]
 Percent = Annotated[int, Meta(ge=0, le=100)]

@@ -12,12 +12,16 @@ from msgspec import Meta
 
 from services.admin.receipts import DeletionReceipt
 from services.common.privacy import LARGEST_GRID_M, SMALLEST_GRID_M
-from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct
+from services.common.schemas import (
+    END_OF_TEXT,
+    ONE_LINE_PATTERN,
+    ParticipantId,
+    WireStruct,
+    worded,
+)
 from services.common.studies import StudyId
 
-StudyName = Annotated[
-    str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+" + END_OF_TEXT)
-]
+StudyName = Annotated[str, Meta(min_length=1, max_length=200, pattern=ONE_LINE_PATTERN)]
 TimeZoneName = Annotated[
     str,
     Meta(min_length=1, max_length=64, description="An IANA time zone.", examples=["Asia/Taipei"]),
@@ -45,7 +49,9 @@ WebhookUrl = Annotated[
     str,
     Meta(
         max_length=2000,
-        pattern=r"^(https?://[^\s]+)?" + END_OF_TEXT,
+        pattern=worded(
+            r"^(https?://[^\s]+)?" + END_OF_TEXT, 'an http(s) URL without spaces, or ""'
+        ),
         description="Where the daily notice of newly silent participants is POSTed "
         '(http or https); "" removes it.',
     ),

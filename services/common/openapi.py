@@ -24,6 +24,8 @@ from litestar.openapi.spec import (
 )
 from litestar.params import PathParameter
 
+from services.common.schemas import worded
+
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 TEXT: dict[str, Any] = {"type": "string"}
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
@@ -37,7 +39,7 @@ RecordIdPath = Annotated[
     str,
     PathParameter(
         description="The record's id: 24 hexadecimal characters.",
-        schema_extra={"pattern": "^[0-9a-fA-F]{24}$"},
+        schema_extra={"pattern": worded("^[0-9a-fA-F]{24}$", "24 hexadecimal characters")},
     ),
 ]
 VlogIdPath = Annotated[
@@ -45,7 +47,12 @@ VlogIdPath = Annotated[
     PathParameter(
         description="The vlog's id: 24 hexadecimal characters, also as the seed's file "
         "name `<id>.mp4`.",
-        schema_extra={"pattern": "^[0-9a-fA-F]{24}(\\.[^.]*)?$"},
+        schema_extra={
+            "pattern": worded(
+                "^[0-9a-fA-F]{24}(\\.[^.]*)?$",
+                "24 hexadecimal characters, or those and a file extension",
+            )
+        },
     ),
 ]
 

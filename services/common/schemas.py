@@ -14,9 +14,23 @@ import msgspec
 # where `$` also matches before a final newline. (The lookahead works in ECMAScript
 # too, so the OpenAPI documents stay valid.)
 END_OF_TEXT = r"(?![\s\S])"
-PARTICIPANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}" + END_OF_TEXT
+# How error messages describe each pattern: msgspec and Litestar would quote the
+# regex, and a person reads these (the front ends show them).
+PATTERN_RULES: dict[str, str] = {}
+
+
+def worded(pattern: str, rule: str) -> str:
+    """`pattern`, whose failures error messages give as `must be <rule>`
+    (services.common.errors.explain). Every pattern of a wire type is declared so."""
+    PATTERN_RULES[pattern] = rule
+    return pattern
+
+
 PARTICIPANT_RULE = (
     "1-128 characters: letters, digits and . _ @ : + - (starting with a letter or digit)"
+)
+PARTICIPANT_PATTERN = worded(
+    r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}" + END_OF_TEXT, PARTICIPANT_RULE
 )
 ParticipantId = Annotated[
     str,
@@ -27,8 +41,8 @@ ParticipantId = Annotated[
     ),
 ]
 # A client-generated id makes a record idempotent: printable ASCII, no spaces.
-CLIENT_ID_PATTERN = r"^[!-~]{1,128}" + END_OF_TEXT
 CLIENT_ID_RULE = "1-128 printable ASCII characters without spaces"
+CLIENT_ID_PATTERN = worded(r"^[!-~]{1,128}" + END_OF_TEXT, CLIENT_ID_RULE)
 ClientId = Annotated[
     str,
     msgspec.Meta(
@@ -38,8 +52,12 @@ ClientId = Annotated[
         examples=["5f1c2a9e-0d3b-4c55-9a51-6a1f0e7d2b10"],
     ),
 ]
-# How error messages describe each pattern (msgspec would quote the regex).
-PATTERN_RULES = {PARTICIPANT_PATTERN: PARTICIPANT_RULE, CLIENT_ID_PATTERN: CLIENT_ID_RULE}
+# Free text of one line: names, titles.
+ONE_LINE_RULE = "without control characters (such as line breaks)"
+ONE_LINE_PATTERN = worded(r"^[^\x00-\x1f\x7f]+" + END_OF_TEXT, f"text {ONE_LINE_RULE}")
+SHORT_LINE_PATTERN = worded(
+    r"^[^\x00-\x1f\x7f]{1,64}" + END_OF_TEXT, f"1-64 characters {ONE_LINE_RULE}"
+)
 
 
 class WireStruct(msgspec.Struct, kw_only=True):

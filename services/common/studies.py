@@ -19,15 +19,15 @@ from pymongo import IndexModel
 
 from services.common.errors import Forbidden, NotFound
 from services.common.localdays import zone_named
-from services.common.schemas import END_OF_TEXT
+from services.common.schemas import END_OF_TEXT, worded
 from services.common.timestamps import stored_now
 
 DEFAULT_STUDY = "default"
 # Whole local days without a record after which a participant has stopped reporting.
 DEFAULT_SILENT_DAYS = 2
 # A slug: it appears in URLs, file names of exports and log lines.
-STUDY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}" + END_OF_TEXT
 STUDY_RULE = "2-63 characters: lower-case letters, digits and - (starting with a letter or digit)"
+STUDY_PATTERN = worded(r"^[a-z0-9][a-z0-9-]{1,62}" + END_OF_TEXT, STUDY_RULE)
 StudyId = Annotated[
     str,
     msgspec.Meta(

@@ -8,13 +8,17 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct
+from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct, worded
 
 Title = Annotated[str, Meta(max_length=200)]
 Description = Annotated[str, Meta(max_length=5000)]
 HttpUrl = Annotated[
     str,
-    Meta(max_length=2048, pattern=r"^https?://[^\s]+" + END_OF_TEXT, description="An http(s) URL."),
+    Meta(
+        max_length=2048,
+        pattern=worded(r"^https?://[^\s]+" + END_OF_TEXT, "an http(s) URL without spaces"),
+        description="An http(s) URL.",
+    ),
 ]
 
 
