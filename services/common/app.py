@@ -104,11 +104,19 @@ def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
     )
 
 
-class CompleteAllowHeader:
-    """Litestar answers OPTIONS with an `Allow` of the methods of the first handler
-    registered for a path, not all of them (RFC 9110 §10.2.1 asks for every method the
-    resource supports). Only OPTIONS answers are touched: other requests pass
-    straight through, with no hook on their hot path."""
+class MethodSemantics:
+    """What RFC 9110 asks of two methods and Litestar does not do. Other requests pass
+    straight through, with no hook on their hot path.
+
+    - OPTIONS: Litestar answers with an `Allow` of the methods of the first handler
+      registered for a path, not all of them (§10.2.1 asks for every method the
+      resource supports, HEAD included where GET is).
+    - HEAD: every general-purpose server supports it, the GET of the same target
+      without its content (§9.1, §9.3.2); uptime monitors and link checkers send it.
+      Litestar answers HEAD only where a handler is declared for it (tus declares its
+      own) and 405 elsewhere. Such a HEAD is answered as the GET: the same status and
+      headers (Content-Length included) and no content, whose making stops at its
+      first piece (the server then tells the app that the client is gone)."""
 
     def __init__(
         self,
@@ -127,10 +135,15 @@ class CompleteAllowHeader:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+        method = scope["method"] if scope["type"] == "http" else None
+        if method == "OPTIONS":
+            await self._options(scope, receive, send)
+        elif method == "HEAD":
+            await self._head(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
 
+    async def _options(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_complete_allow(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # Litestar's router has named the handler in the scope by now.
@@ -146,6 +159,36 @@ class CompleteAllowHeader:
             await send(message)
 
         await self.app(scope, receive, send_complete_allow)
+
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The scope as it came: routing rewrites the path of a mount and Litestar keeps
+        # the progress of a response in the state, both in place.
+        as_received = {**scope, "state": dict(scope.get("state", {}))}
+        refused = False
+
+        async def unless_refused(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start":
+                refused = message["status"] == 405
+            if not refused:
+                await send(message)
+
+        await self.app(scope, receive, unless_refused)
+        if not refused:
+            return
+        ended = False
+
+        async def headers_only(message: Message) -> None:
+            nonlocal ended
+            if ended:
+                return
+            if message["type"] == "http.response.body":
+                ended = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        # A copy: the server reads the method from its own scope to send no content.
+        await self.app({**as_received, "method": "GET"}, receive, headers_only)
 
 
 def build_app(
@@ -203,11 +246,13 @@ def build_app(
     )
     document_errors(app, DATABASE_ERRORS if documents is not None else dependency_errors)
     allowed_methods.update(
-        (route.path, route.methods) for route in app.routes if isinstance(route, HTTPRoute)
+        (route.path, route.methods | ({"HEAD"} if "GET" in route.methods else set()))
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
     )
     # Wrap the whole ASGI handler, not each route, so that requests which match no
     # route (404, 405) also get a request id and an access line.
-    handler = CompleteAllowHeader(app.asgi_handler, allowed_methods, options_headers)
+    handler = MethodSemantics(app.asgi_handler, allowed_methods, options_headers)
     if inner_middleware is not None:
         handler = inner_middleware(handler, app.state)
     app.asgi_handler = RequestContextMiddleware(handler)

@@ -395,7 +395,7 @@ class ExportController(Controller):
     async def codebook_csv(self) -> Response[bytes]:
         return Response(
             codebook.codebook_csv(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar adds the charset
             headers=_named("emogo-codebook.csv"),
         )
 
@@ -473,7 +473,7 @@ class ComplianceController(Controller):
         body = as_csv(await self._report(request, filters))
         return Response(
             body,
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar adds the charset
             headers={
                 "Content-Disposition": f'attachment; filename="emogo-compliance-{_stamp()}.csv"',
                 "X-Content-Type-Options": "nosniff",

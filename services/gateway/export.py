@@ -116,8 +116,9 @@ async def as_json_array(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator
     yield b"]"
 
 
+# Litestar adds `; charset=utf-8` to a text type.
 MEDIA_TYPES = {
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",
     "ndjson": "application/x-ndjson",
     "json": "application/json",
     "parquet": "application/vnd.apache.parquet",

@@ -288,7 +288,9 @@ def test_every_column_is_in_the_codebook_and_every_codebook_column_in_the_export
         properties = served["kinds"][kind]["properties"]
         for column in COLUMNS.get(kind, []):
             assert properties[column]["description"], column
-    table = _get(stack, "/api/export/codebook.csv").content.decode("utf-8-sig").splitlines()
+    served_csv = _get(stack, "/api/export/codebook.csv")
+    assert served_csv.headers["content-type"] == "text/csv; charset=utf-8"
+    table = served_csv.content.decode("utf-8-sig").splitlines()
     assert table[0] == "variable,kind,type,unit,optional,allowed,time,description,source"
     assert sum(len(k.variables) for k in codebook.KINDS.values()) == len(table) - 1
 

@@ -211,7 +211,7 @@ def test_csv_has_one_row_per_participant_in_the_same_order(
 ) -> None:
     answer = viewer.get("/api/telemetry/compliance.csv", params={"study_id": study["study_id"]})
     assert answer.status_code == 200
-    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert "attachment" in answer.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert [row["user_id"] for row in rows] == ["DST", "P2", "P1", "P3"]

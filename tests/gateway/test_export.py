@@ -106,7 +106,7 @@ def test_csv_round_trips_and_is_formula_safe(stack: Stack, study: dict) -> None:
     with stack.client("viewer") as viewer:
         response = viewer.get("/api/export/sentiments.csv", params={"user_id": study["user_id"]})
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.headers["content-disposition"].startswith("attachment;")
     assert response.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))

@@ -86,6 +86,24 @@ def test_ranges_we_do_not_serve_give_the_whole_file(
     assert response.content == data
 
 
+def test_head_gives_the_headers_of_the_download_without_its_bytes(
+    viewer: httpx.Client, stored: tuple[dict, bytes]
+) -> None:
+    vlog, data = stored
+    whole = viewer.get(vlog["download_url"])
+    head = viewer.head(vlog["download_url"])
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("content-length", "content-type", "etag", "accept-ranges", "content-disposition"):
+        assert head.headers[name] == whole.headers[name], name
+    part = viewer.head(vlog["download_url"], headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206
+    assert part.content == b""
+    assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+    # The connection is still good for the next request.
+    assert viewer.get(vlog["download_url"], headers={"Range": "bytes=0-3"}).content == data[:4]
+
+
 def test_if_range_and_if_none_match(viewer: httpx.Client, stored: tuple[dict, bytes]) -> None:
     vlog, data = stored
     etag = f'"{sha256(data)}"'
