@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from beanie import Document
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
+from litestar.datastructures import CacheControlHeader, State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -241,6 +241,10 @@ def build_app(
         openapi_config=openapi_config(settings.service, title, description),
         request_max_body_size=settings.max_json_body_bytes,
         template_config=template_config,
+        # Answers hold participant data: no browser or proxy keeps a copy (OWASP ASVS
+        # 8.2.1), on a lab's shared computer least of all. Responses that may be kept
+        # say so themselves (a vlog's bytes, whose sha256 never changes; static files).
+        cache_control=CacheControlHeader(no_store=True),
         logging_config=None,
         debug=False,
     )

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.datastructures import CacheControlHeader
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
@@ -68,6 +69,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 directories=[Path(leaflet.BASE_DIR)],
                 name="leaflet",
                 include_in_schema=False,
+                # The map's library, the same for everyone until the package changes.
+                cache_control=CacheControlHeader(public=True, max_age=86400),
                 opt={ANY_QUERY: True},
             ),
             *PROXY_MOUNTS,

@@ -53,7 +53,7 @@ from services.common.privacy import disguise_of, disguised_rows
 from services.common.studies import StudyZones
 from services.common.validation import convert_record, decode_json, read_record, require_json
 from services.media import services
-from services.media.delivery import CACHE_CONTROL, content_disposition, send_stored
+from services.media.delivery import STORED_BYTES_CACHING, content_disposition, send_stored
 from services.media.models import PreviewState, VlogState
 from services.media.resumable import resumable_of
 from services.media.schemas import (
@@ -284,6 +284,7 @@ class VlogController(Controller):
     @get(
         "/download/{filename:str}",
         operation_id="downloadVlogByName",
+        cache_control=STORED_BYTES_CACHING,
         guards=[requires(*READERS)],
         summary="The seed's download path: `<id>.<ext>` as given in `video_url`",
     )
@@ -307,6 +308,7 @@ class VlogController(Controller):
     @get(
         "/{vlog_id:str}/download",
         operation_id="downloadVlog",
+        cache_control=STORED_BYTES_CACHING,
         guards=[requires(*OWN_READERS)],
         summary="The original video, as an attachment named after the title",
     )
@@ -316,6 +318,7 @@ class VlogController(Controller):
     @get(
         "/{vlog_id:str}/play",
         operation_id="playVlog",
+        cache_control=STORED_BYTES_CACHING,
         guards=[requires(*OWN_READERS)],
         summary="For a player: the H.264 preview when there is one, else the original, inline",
     )
@@ -336,6 +339,7 @@ class VlogController(Controller):
     @get(
         "/{vlog_id:str}/thumbnail",
         operation_id="vlogThumbnail",
+        cache_control=STORED_BYTES_CACHING,
         guards=[requires(*OWN_READERS)],
         summary="A JPEG of a frame near the start",
     )
@@ -348,7 +352,7 @@ class VlogController(Controller):
         return Response(
             bytes(vlog["thumbnail"]),
             media_type="image/jpeg",
-            headers={"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"},
+            headers={"X-Content-Type-Options": "nosniff"},
         )
 
     @patch(

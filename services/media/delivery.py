@@ -11,13 +11,16 @@ from urllib.parse import quote
 
 from bson import ObjectId
 from litestar import Request, Response
+from litestar.datastructures import CacheControlHeader
 from litestar.response import Stream
 
 from services.common.errors import RangeNotSatisfiable
 
 SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-# The bytes of a vlog never change: its sha256 is a strong validator.
-CACHE_CONTROL = "private, max-age=86400"
+# The bytes of a vlog never change (its sha256 is a strong validator): the viewer's
+# browser may keep them, so seeking back in a video fetches nothing twice. A handler's
+# own `cache_control`, in place of every answer's no-store (services.common.app).
+STORED_BYTES_CACHING = CacheControlHeader(private=True, max_age=86400)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -72,7 +75,6 @@ def send_stored(
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
-        "Cache-Control": CACHE_CONTROL,
         "Content-Disposition": disposition,
         "X-Content-Type-Options": "nosniff",
     }

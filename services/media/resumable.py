@@ -29,7 +29,9 @@ def _finished(stored: tuple[dict[str, Any], bool] | None) -> dict[str, str]:
 
 
 def _tus_headers(**extra: str) -> dict[str, str]:
-    return {"Tus-Resumable": tus.VERSION, "Cache-Control": "no-store", **extra}
+    # Without Cache-Control: no-store, which tus asks of every answer about an upload,
+    # is every answer's already (services.common.app).
+    return {"Tus-Resumable": tus.VERSION, **extra}
 
 
 def _position(offset: int, upload: TusUpload, **extra: str) -> dict[str, str]:
