@@ -178,6 +178,19 @@ def viewer_in_chromium(driver: Any, **context_options: Any) -> tuple[Any, Any]:
     return browser, context.new_page()
 
 
+def policy_refusals(page: Any) -> list[str]:
+    """What the page's Content-Security-Policy stops from now on, as Chromium reports it
+    on the console: a list that fills as the page runs."""
+    refused: list[str] = []
+
+    def note(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    page.on("console", note)
+    return refused
+
+
 def enrolled(stack: Any, study_id: str, user_ids: list[str]) -> dict[str, dict[str, str]]:
     """Enrols `user_ids` in the study (through the gateway, as phones do): each one's
     Authorization header."""

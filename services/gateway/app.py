@@ -25,10 +25,13 @@ from services.gateway.controllers import (
     HealthController,
     PagesController,
 )
+from services.gateway.pages import page_headers
 from services.gateway.services import IssuedTokensViaAdmin, ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
 
 TEMPLATES = Path(__file__).parent / "templates"
+# The pages' own scripts: files, so that the pages' policy allows no inline script.
+STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("emogo.gateway")
 
 
@@ -55,7 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 # Every entry recorded is sent before the connections close.
                 await recorder.stop()
 
-    return build_app(
+    app = build_app(
         settings,
         title="EmoGo gateway",
         description="The public entry point: routes to the services, health, exports.",
@@ -64,6 +67,14 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             PagesController,
             ExportController,
             ComplianceController,
+            create_static_files_router(
+                path="/static/emogo",
+                directories=[STATIC],
+                name="emogo",
+                include_in_schema=False,
+                cache_control=CacheControlHeader(no_cache=True),  # kept, asked again each time
+                opt={ANY_QUERY: True},
+            ),
             create_static_files_router(
                 path="/static/leaflet",
                 directories=[Path(leaflet.BASE_DIR)],
@@ -82,3 +93,5 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         dependency_errors=GATEWAY_ERRORS,
         inner_middleware=AuditMiddleware,
     )
+    app.state.page_headers = page_headers(settings.map_tiles)
+    return app

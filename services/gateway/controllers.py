@@ -43,6 +43,7 @@ from services.gateway.export import (
     vlog_totals,
 )
 from services.gateway.maps import as_script_data, fallback_svg, read_track
+from services.gateway.pages import page
 from services.gateway.schemas import ComplianceReport, GatewayHealth
 from services.gateway.services import ROUTES, ReverseProxy
 from services.gateway.settings import GatewaySettings
@@ -77,12 +78,12 @@ class PagesController(Controller):
     include_in_schema = False
 
     @get("/", operation_id="home", media_type=MediaType.HTML, opt={ANY_QUERY: True})
-    async def home(self) -> Template:
-        return Template(template_name="home.html.j2", context={"docs": DOCS})
+    async def home(self, request: Request) -> Template:
+        return page(request, "home.html.j2", {"docs": DOCS})
 
     @get("/docs", operation_id="docs_index", media_type=MediaType.HTML, opt={ANY_QUERY: True})
-    async def docs_index(self) -> Template:
-        return Template(template_name="docs.html.j2", context={"docs": DOCS})
+    async def docs_index(self, request: Request) -> Template:
+        return page(request, "docs.html.j2", {"docs": DOCS})
 
 
 def proxy_mount(service: str, prefixes: tuple[str, ...]) -> ASGIRouteHandler:
@@ -271,9 +272,10 @@ class ExportController(Controller):
             _local_date(span["$lt"] - ONE_MS, zone) if "$lt" in span else None,
         )
         vlogs_response = vlog_page[0]
-        return Template(
-            template_name="export.html.j2",
-            context={
+        return page(
+            request,
+            "export.html.j2",
+            {
                 "filters": filters,
                 "query": urlencode({k: v for k, v in filters.items() if v}),
                 "problems": list(dict.fromkeys(problem for _, problem in parts if problem)),
@@ -340,9 +342,10 @@ class ExportController(Controller):
             ) from None
         back = {k: v for k, v in filters.items() if v and k != "user_id"}
         here = {k: v for k, v in filters.items() if v and k not in ("since", "until")}
-        return Template(
-            template_name="map.html.j2",
-            context={
+        return page(
+            request,
+            "map.html.j2",
+            {
                 "track": track,
                 "track_data": as_script_data(track),
                 "fallback": fallback_svg(drawn),

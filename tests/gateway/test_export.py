@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import Stack
 from tests.ingest.conftest import new_participant
 from tests.media.conftest import h264_video
-from tests.support import REPO, viewer_in_chromium
+from tests.support import REPO, policy_refusals, viewer_in_chromium
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -219,6 +219,7 @@ def test_in_a_real_browser(stack: Stack, study: dict) -> None:
             accept_downloads=True,
             viewport={"width": 390, "height": 844},  # a phone-width screen
         )
+        refused = policy_refusals(page)
         page.goto(f"{stack.gateway}/export?user_id={who}")
         for kind in ("sentiments", "gps", "vlogs"):
             assert page.text_content(f'[data-total="{kind}"]') == str(counts[kind])
@@ -256,4 +257,6 @@ def test_in_a_real_browser(stack: Stack, study: dict) -> None:
         assert {row["user_id"] for row in daily} == {who}
         assert sum(row["sentiments"] for row in daily) == counts["sentiments"]
         assert sum(row["gps_fixes"] for row in daily) == counts["gps"]
+        # The thumbnails, charts and video played under the page's policy.
+        assert refused == []
         browser.close()

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Stack, stack_of_its_own
-from tests.support import bearer, free_port, viewer_in_chromium
+from tests.support import bearer, free_port, policy_refusals, viewer_in_chromium
 
 TILE_PORT = free_port()
 
@@ -95,12 +95,21 @@ def test_the_track_on_tiles_from_a_local_server(
         browser, page = viewer_in_chromium(driver)
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"{tiled_stack.gateway}/export/map?user_id={user_id}")
+        refused = policy_refusals(page)
+        opened = page.goto(f"{tiled_stack.gateway}/export/map?user_id={user_id}")
+        assert (
+            f"img-src 'self' data: http://127.0.0.1:{TILE_PORT};"
+            in (opened.headers["content-security-policy"])
+        )
         page.wait_for_selector('#map[data-mode="tiles"]', timeout=15_000)
         assert tile_server.requests, "no tile was asked for"
-        # Leaflet itself came from the gateway, not from anywhere else.
+        # Leaflet and the page's own script came from the gateway, not from anywhere else.
         sources = page.evaluate("[...document.scripts].map(s => s.src).filter(Boolean)")
-        assert sources == [f"{tiled_stack.gateway}/static/leaflet/leaflet.js"]
+        assert sources == [
+            f"{tiled_stack.gateway}/static/leaflet/leaflet.js",
+            f"{tiled_stack.gateway}/static/emogo/map.js",
+        ]
+        assert page.evaluate("[...document.scripts].filter(s => !s.src && !s.type).length") == 0
         assert page.locator("path.track-line").count() == DAYS
         colours = page.locator("path.track-line").evaluate_all(
             "lines => lines.map(l => l.getAttribute('stroke'))"
@@ -117,6 +126,7 @@ def test_the_track_on_tiles_from_a_local_server(
         page.locator("#day").fill("0")
         assert page.locator("path.track-line").count() == DAYS
         assert errors == []
+        assert refused == []
         browser.close()
 
 
