@@ -4,8 +4,9 @@ in alternating blocks: the way to tell whether a change to the hot path pays.
 `cpu_cost.py` measures each app once, in turn; on these machines the load of the
 host moves by a third within minutes, so two of its runs cannot show a change of a
 few percent. Here both versions run side by side on one embedded database (each in
-its own database name): this checkout's stack, and an ingest and a gateway started
-from a `git worktree` of REV. Blocks of single posts (concurrency 16) alternate
+its own database name): an ingest and a gateway of this checkout and of a `git
+worktree` of REV, started alike (the stack around them serves media, admin and the
+database). Blocks of single posts (concurrency 16) alternate
 between them, starting with each in turn, and each block's CPU per post is read from
 /proc as `cpu_cost.py` does. The median of the per-block ratios is what to read; the
 spread of the ratios says how far to trust it.
@@ -58,16 +59,18 @@ def worktree(revision: str) -> Iterator[Path]:
 
 
 @contextmanager
-def other_version(config: StackConfig, tree: Path) -> Iterator[tuple[dict[str, int], str]]:
-    """An ingest and a gateway of `tree` beside the stack, on its database server
-    (another database name) and its credentials: (their pids, the gateway's URL)."""
+def version(config: StackConfig, tree: Path, db_name: str) -> Iterator[tuple[dict[str, int], str]]:
+    """An ingest and a gateway of `tree` beside the stack, on its database server (in
+    database `db_name`) and with its credentials: (their pids, the gateway's URL).
+    Both versions are started so, alike: started differently (one of them as the
+    stack's own processes), the same code measured about 5 % apart."""
     gateway = next(spec for spec in stack_specs(config) if spec.name == "gateway")
     ports = {name: free_port() for name in PROCESSES}
     env = {
         **os.environ,
         **gateway.env,
-        "DB_NAME": "emogo_versus",
-        "EMOGO_LOG_DIR": str(config.log_dir / "versus"),
+        "DB_NAME": db_name,
+        "EMOGO_LOG_DIR": str(config.log_dir / db_name),
         **{f"EMOGO_{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
     started: dict[str, subprocess.Popen[bytes]] = {}
@@ -81,7 +84,7 @@ def other_version(config: StackConfig, tree: Path) -> Iterator[tuple[dict[str, i
                 stderr=subprocess.DEVNULL,
             )
             ready = f"http://127.0.0.1:{ports[name]}/ready"
-            wait_until(http_ok(ready), 60, f"the {name} of the other version")
+            wait_until(http_ok(ready), 60, f"the {name} of {tree}")
         yield (
             {name: process.pid for name, process in started.items()},
             (f"http://127.0.0.1:{ports['gateway']}"),
@@ -94,24 +97,15 @@ def other_version(config: StackConfig, tree: Path) -> Iterator[tuple[dict[str, i
 
 async def compare(
     config: StackConfig,
-    here: dict[str, int],
-    there: dict[str, int],
-    there_url: str,
+    here: tuple[dict[str, int], str],
+    there: tuple[dict[str, int], str],
     args: argparse.Namespace,
 ) -> None:
     limits = httpx.Limits(max_connections=16)
     headers = bearer(config, "device")
     clients = {
-        "this checkout": (
-            httpx.AsyncClient(
-                base_url=config.url("gateway"), headers=headers, limits=limits, timeout=600
-            ),
-            here,
-        ),
-        args.revision: (
-            httpx.AsyncClient(base_url=there_url, headers=headers, limits=limits, timeout=600),
-            there,
-        ),
+        label: (httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=600), pids)
+        for label, (pids, url) in (("this checkout", here), (args.revision, there))
     }
     for client, _ in clients.values():  # warm-up
         await drive(single_posts(client), 800, 16, 201)
@@ -147,11 +141,11 @@ def main() -> None:
     args = parser.parse_args()
     with (
         worktree(args.revision) as tree,
-        throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, supervisor),
-        other_version(config, tree) as (there, there_url),
+        throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, _),
+        version(config, ROOT, "emogo_versus_here") as (here, here_url),
+        version(config, tree, "emogo_versus_there") as (there, there_url),
     ):
-        here = {name: supervisor.processes[name].pid for name in PROCESSES}
-        asyncio.run(compare(config, here, there, there_url, args))
+        asyncio.run(compare(config, (here, here_url), (there, there_url), args))
 
 
 if __name__ == "__main__":
