@@ -129,11 +129,25 @@ _REGEX_REASON = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$")
 
 
 _LENGTH_REASON = re.compile(r"^Expected `str` of length (?P<bound>[<>])= (?P<count>\d+)$")
+_TYPE_REASON = re.compile(r"^Expected `(?P<wanted>[a-z |]+)`, got `(?P<got>[a-z]+)`$")
+_BOUND_REASON = re.compile(r"^Expected `(?:int|float)` (?P<op>[<>]=?) (?P<bound>\S+)$")
+# msgspec's names of JSON types, in words.
+_TYPE_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
+_BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
 
 
 def explain(reason: str) -> str:
-    """msgspec names a failed pattern by its regex and a length by a comparison; say
-    the rule in words instead (a person reads these: the front end shows them)."""
+    """msgspec names a failed pattern by its regex, and a wrong type or a number out of
+    bounds in its own notation (Expected `float` <= 1.0); say the rule in words
+    instead (a person reads these: the front end shows them)."""
     if match := _REGEX_REASON.match(reason):
         # msgspec quotes the pattern with its backslashes doubled.
         pattern = match["pattern"].replace("\\\\", "\\")
@@ -142,6 +156,14 @@ def explain(reason: str) -> str:
     if match := _LENGTH_REASON.match(reason):
         least = "at least" if match["bound"] == ">" else "at most"
         return f"must be {least} {match['count']} characters"
+    if match := _BOUND_REASON.match(reason):
+        return f"must be {_BOUND_WORDS[match['op']]} {match['bound']}"
+    if match := _TYPE_REASON.match(reason):
+        names = [name.strip() for name in match["wanted"].split("|")]
+        got = "a decimal number" if match["got"] == "float" else _TYPE_WORDS.get(match["got"])
+        if got and all(name in _TYPE_WORDS for name in names):
+            wanted = " or ".join(_TYPE_WORDS[name] for name in names)
+            return f"must be {wanted}, not {got}"
     return reason
 
 

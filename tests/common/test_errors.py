@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import pytest
 from litestar.testing import TestClient
 
+from services.common.errors import explain
 from tests.common.apps import make_app
 from tests.support import TOKENS, bearer
 
@@ -88,3 +90,24 @@ def test_unexpected_error_is_500_without_internals(tmp_path: Path) -> None:
     log = (tmp_path / "ingest.log").read_text()
     assert "exploded while holding" in log
     assert TOKENS["admin"] not in log
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        ("Expected `int`, got `str`", "must be a whole number, not text"),
+        ("Expected `int`, got `float`", "must be a whole number, not a decimal number"),
+        ("Expected `float | null`, got `str`", "must be a number or null, not text"),
+        ("Expected `object`, got `array`", "must be an object, not a list"),
+        ("Expected `bool`, got `int`", "must be true or false, not a whole number"),
+        ("Expected `float` <= 1.0", "must be at most 1.0"),
+        ("Expected `int` >= 1", "must be at least 1"),
+        ("Expected `int` > 0", "must be more than 0"),
+        ("Expected `str` of length <= 200", "must be at most 200 characters"),
+        # What has no words is left as msgspec says it.
+        ("Expected `datetime`, got `str`", "Expected `datetime`, got `str`"),
+        ("Invalid enum value 'x'", "Invalid enum value 'x'"),
+    ],
+)
+def test_msgspec_reasons_in_words(reason: str, words: str) -> None:
+    assert explain(reason) == words

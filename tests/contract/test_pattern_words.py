@@ -1,6 +1,7 @@
 """A value that does not have the form a field needs is refused with the form in
-words, never with the regex the services check it by: the export page, the TA's
-scripts and the companion app's screens show these messages to people."""
+words, never with the regex the services check it by nor in msgspec's notation
+(Expected `float` <= 1.0): the export page, the TA's scripts and the companion app's
+screens show these messages to people."""
 
 from __future__ import annotations
 
@@ -69,6 +70,25 @@ REFUSALS = [
         "video_url",
         "must be an http(s) URL without spaces",
     ),
+    ("viewer", "GET", "/api/sentiments", {"limit": "many"}, "limit", "must be a whole number"),
+    ("viewer", "GET", "/api/gps", {"limit": 0}, "limit", "must be at least 1"),
+    ("viewer", "GET", "/export/map", {"user_id": "P001", "days": -1}, "days", "must be at least 0"),
+    (
+        "device",
+        "POST",
+        "/api/sentiments",
+        {"user_id": "P001", "emotion": "calm", "intensity": "high"},
+        "intensity",
+        "must be a number, not text",
+    ),
+    (
+        "device",
+        "POST",
+        "/api/sentiments",
+        {"user_id": "P001", "emotion": "calm", "intensity": 7},
+        "intensity",
+        "must be at most 1",
+    ),
     (
         None,
         "POST",
@@ -103,3 +123,4 @@ def test_a_value_of_the_wrong_form_is_refused_with_the_rule_in_words(
     assert problem["reason"].startswith(reason), problem
     assert "regex" not in answer.text
     assert "(?!" not in answer.text
+    assert "Expected `" not in answer.text
