@@ -4,6 +4,7 @@ time (it is CPU-bound), resumed after a restart; the original is never changed."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from datetime import datetime, timedelta
@@ -94,12 +95,19 @@ class PreviewWorker:
                 writer = await self.storage.open_writer(
                     preview_id, f"{vlog_id}.preview.mp4", {"content_type": "video/mp4"}
                 )
-                size = 0
-                with target.open("rb") as preview:
-                    while piece := preview.read(FLUSH_BYTES):
-                        size += len(piece)
-                        await writer.write(piece)
-                await writer.close()
+                try:
+                    size = 0
+                    with target.open("rb") as preview:
+                        while piece := preview.read(FLUSH_BYTES):
+                            size += len(piece)
+                            await writer.write(piece)
+                    await writer.close()
+                except BaseException:
+                    # A preview cut short (an error, or the service stopping) takes its
+                    # chunks away: no vlog names them, so no clean-up would find them.
+                    with contextlib.suppress(Exception):
+                        await writer.abort()
+                    raise
                 updated = await collection().update_one(
                     {"_id": vlog_id, "preview_state": PreviewState.PENDING},
                     {
