@@ -25,8 +25,9 @@ carry better than rates; the ratios to the references are what to read.
 
 Measured one after the other, the apps each meet the host's load of their moment;
 `--alternate` then also sends single posts in alternating blocks to EmoGo's pair,
-the seed and the floor, all running at once, and prints the median of the per-block
-ratios: the pair against the seed as it holds on a noisy host.
+the seed and the floor, all running at once and started alike (an ingest and a
+gateway of EmoGo beside the stack, as `cpu_versus.py` starts them), and prints the
+median of the per-block ratios: the pair against the seed as it holds on a noisy host.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from typing import Any
 
 import httpx
 from media import MiB, build_video, gateway_upload
-from support import bearer, throwaway_stack
+from support import bearer, started_pair, throwaway_stack
 
 from tests.support import free_port, http_ok, wait_until
 
@@ -318,33 +319,35 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
         f"seed; EmoGo's pair is {pair / floor_pair:.2f} of that floor"
     )
     if args.alternate:
-        await alternate_with_the_seed(config.mongodb_uri, pid, device, args, limits)
+        await alternate_with_the_seed(config, args, limits)
     await device.aclose()
     await viewer.aclose()
 
 
 async def alternate_with_the_seed(
-    uri: str,
-    pid: dict[str, int],
-    device: httpx.AsyncClient,
-    args: argparse.Namespace,
-    limits: httpx.Limits,
+    config: Any, args: argparse.Namespace, limits: httpx.Limits
 ) -> None:
-    """Single posts in alternating blocks: EmoGo's gateway and ingest, the seed (Motor)
-    and the floor, all running beside each other on the same database. What the ratio
-    of the pair to the seed is, measured the way that holds on a noisy host."""
+    """Single posts in alternating blocks: an ingest and a gateway of EmoGo, the seed
+    (Motor) and the floor, all running beside each other on the same database and
+    started alike (`started_pair`). What the ratio of the pair to the seed is, measured
+    the way that holds on a noisy host."""
+    uri = config.mongodb_uri
     with (
+        started_pair(config, HERE.parent, "emogo_bench_alternate") as (pair_pids, pair_url),
         reference("seed-motor", uri, REFERENCE_DB) as (seed_pid, seed_url),
         reference("bare-ingest", uri, REFERENCE_DB) as (bare_pid, bare_url),
         reference("bare-relay", bare_url) as (relay_pid, relay_url),
     ):
         async with (
+            httpx.AsyncClient(
+                base_url=pair_url, headers=bearer(config, "device"), limits=limits, timeout=600
+            ) as device,
             httpx.AsyncClient(base_url=seed_url, limits=limits, timeout=600) as seed,
             httpx.AsyncClient(base_url=relay_url, limits=limits, timeout=600) as relay,
         ):
             sides = {
                 "EmoGo": (
-                    {"gateway": pid["gateway"], "service": pid["ingest"]},
+                    {"gateway": pair_pids["gateway"], "service": pair_pids["ingest"]},
                     single_posts(device),
                 ),
                 "seed": ({"service": seed_pid}, single_posts(seed)),

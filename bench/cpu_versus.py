@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,10 +27,9 @@ from pathlib import Path
 
 import httpx
 from cpu_cost import alternating_blocks, drive, median_and_range, single_posts
-from support import bearer, throwaway_stack
+from support import bearer, started_pair, throwaway_stack
 
-from services.launcher import StackConfig, stack_specs
-from tests.support import free_port, http_ok, wait_until
+from services.launcher import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ("gateway", "ingest")
@@ -56,43 +53,6 @@ def worktree(revision: str) -> Iterator[Path]:
             capture_output=True,
         )
         shutil.rmtree(folder.parent, ignore_errors=True)
-
-
-@contextmanager
-def version(config: StackConfig, tree: Path, db_name: str) -> Iterator[tuple[dict[str, int], str]]:
-    """An ingest and a gateway of `tree` beside the stack, on its database server (in
-    database `db_name`) and with its credentials: (their pids, the gateway's URL).
-    Both versions are started so, alike: started differently (one of them as the
-    stack's own processes), the same code measured about 5 % apart."""
-    gateway = next(spec for spec in stack_specs(config) if spec.name == "gateway")
-    ports = {name: free_port() for name in PROCESSES}
-    env = {
-        **os.environ,
-        **gateway.env,
-        "DB_NAME": db_name,
-        "EMOGO_LOG_DIR": str(config.log_dir / db_name),
-        **{f"EMOGO_{name.upper()}_PORT": str(port) for name, port in ports.items()},
-    }
-    started: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name in ("ingest", "gateway"):
-            started[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                cwd=tree,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            ready = f"http://127.0.0.1:{ports[name]}/ready"
-            wait_until(http_ok(ready), 60, f"the {name} of {tree}")
-        yield (
-            {name: process.pid for name, process in started.items()},
-            (f"http://127.0.0.1:{ports['gateway']}"),
-        )
-    finally:
-        for process in started.values():
-            process.terminate()
-            process.wait(10)
 
 
 async def compare(
@@ -142,8 +102,8 @@ def main() -> None:
     with (
         worktree(args.revision) as tree,
         throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, _),
-        version(config, ROOT, "emogo_versus_here") as (here, here_url),
-        version(config, tree, "emogo_versus_there") as (there, there_url),
+        started_pair(config, ROOT, "emogo_versus_here") as (here, here_url),
+        started_pair(config, tree, "emogo_versus_there") as (there, there_url),
     ):
         asyncio.run(compare(config, (here, here_url), (there, there_url), args))
 
