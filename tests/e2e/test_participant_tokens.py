@@ -11,15 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import httpx
-import numpy as np
 import pytest
 from pymongo import MongoClient
 
 from services.common.tokens import REVOCATION_BOUND_SECONDS
 from tests.conftest import Stack
-from tests.media.conftest import h264_video
+from tests.media.conftest import h264_video, noise_video
 
 CACHE_BOUND_SECONDS = 5.0
 # What a revocation may take, and the requests under way: one request's slack.
@@ -118,22 +116,12 @@ def test_a_batch_with_a_foreign_row_stores_nothing(
     assert stored_count(stack, "sentiments", me.user_id) == before + 2
 
 
-def large_video(path: Path) -> bytes:
-    """A real MP4 of noise frames: larger than the gateway reads whole (1 MiB)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
-    noise = np.random.default_rng(7)
-    for _ in range(30):
-        writer.write(noise.integers(0, 255, (480, 640, 3), dtype=np.uint8))
-    writer.release()
-    return path.read_bytes()
-
-
 def test_a_participant_uploads_their_own_vlogs_only(
     stack: Stack, pair: tuple[Enrolled, Enrolled], alice: httpx.Client, tmp_path: Path
 ) -> None:
     me, other = pair
     small = h264_video(tmp_path / "small.mp4", 11)
-    big = large_video(tmp_path / "big.mp4")
+    big = noise_video(tmp_path / "big.mp4")
     assert len(big) > 1024 * 1024
     files = {"video": ("clip.mp4", small, "video/mp4")}
     refused = alice.post("/api/vlogs/upload", data={"user_id": other.user_id}, files=files)

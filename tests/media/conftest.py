@@ -42,6 +42,17 @@ def opencv_video(path: Path, fourcc: str, seed: int) -> bytes:
     return path.read_bytes()
 
 
+def noise_video(path: Path) -> bytes:
+    """MPEG-4 Part 2 of random pixels, which compress badly: several MiB, more than the
+    gateway reads whole (1 MiB), and an H.264 preview of several MiB too."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    noise = np.random.default_rng(7)
+    for _ in range(30):
+        writer.write(noise.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
 def h264_video(path: Path, seed: int, faststart: bool = False) -> bytes:
     """H.264 in MP4. With `faststart` its index comes before the frames, as phones and
     web encoders write it: a copy cut off part-way still opens and claims the full length."""

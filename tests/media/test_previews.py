@@ -9,8 +9,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 from beanie import init_beanie
 from bson import ObjectId
@@ -20,18 +18,8 @@ from services.media.models import DOCUMENTS, PreviewState, VlogState, collection
 from services.media.previews import PreviewWorker
 from services.media.settings import load_settings
 from services.media.storage import GridFSStorage
+from tests.media.conftest import noise_video
 from tests.support import TOKENS
-
-
-def noisy_video(path: Path) -> bytes:
-    """MPEG-4 Part 2 of random pixels: its H.264 preview is several MiB, so the preview
-    is stored in several pieces."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
-    pixels = np.random.default_rng(7)
-    for _ in range(45):
-        writer.write(pixels.integers(0, 256, (480, 640, 3), dtype=np.uint8))
-    writer.release()
-    return path.read_bytes()
 
 
 class CutShort:
@@ -84,7 +72,7 @@ def test_a_preview_cut_short_leaves_no_chunks(
             "EMOGO_LOG_DIR": str(tmp_path / "logs"),
         }
     )
-    original = noisy_video(tmp_path / "noise.mp4")
+    original = noise_video(tmp_path / "noise.mp4")
 
     async def scenario() -> tuple[dict[str, Any], set[ObjectId]]:
         client: AsyncMongoClient = AsyncMongoClient(mongodb_uri)
