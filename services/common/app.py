@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, S
 from services.common.database import mongo_lifespan
 from services.common.errors import EXCEPTION_HANDLERS
 from services.common.health import HealthController
+from services.common.heap import settled_heap
 from services.common.logs import RequestContextMiddleware, configure_logging
 from services.common.openapi import document_errors
 from services.common.privacy import Protections, PseudonymEntry
@@ -235,7 +236,7 @@ def build_app(
         cors_config=cors_config(settings.cors_origins),
         route_handlers=handlers,
         state=state,
-        lifespan=[*lifespan, *extra_lifespan],
+        lifespan=[*lifespan, *extra_lifespan, settled_heap],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=reject_unknown_query_parameters,
         openapi_config=openapi_config(settings.service, title, description),
