@@ -398,7 +398,7 @@ class ExportController(Controller):
     async def codebook_csv(self) -> Response[bytes]:
         return Response(
             codebook.codebook_csv(),
-            media_type="text/csv",  # Litestar adds the charset
+            media_type=MEDIA_TYPES["csv"],
             headers=_named("emogo-codebook.csv"),
         )
 
@@ -476,7 +476,7 @@ class ComplianceController(Controller):
         body = as_csv(await self._report(request, filters))
         return Response(
             body,
-            media_type="text/csv",  # Litestar adds the charset
+            media_type=MEDIA_TYPES["csv"],
             headers={
                 "Content-Disposition": f'attachment; filename="emogo-compliance-{_stamp()}.csv"',
                 "X-Content-Type-Options": "nosniff",
