@@ -257,3 +257,14 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PyMongoError: handle_database_error,
     Exception: handle_unexpected,
 }
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    """The answer the app's exception handling gives `exc`, for a handler that answers
+    several requests in one (the posts the gateway relays together) and must give each
+    what it would have got alone."""
+    for kind in type(exc).__mro__:
+        handler = EXCEPTION_HANDLERS.get(kind)
+        if handler is not None:
+            return handler(request, exc)  # type: ignore[arg-type,return-value]
+    return handle_unexpected(request, exc)

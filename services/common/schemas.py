@@ -89,5 +89,26 @@ class Principal(WireStruct, frozen=True):
     token_name: str | None = None
 
 
+# Single posts relayed together (services.gateway.coalescing): at most this many in
+# one request, each body at most this large. A phone's record is a few hundred bytes.
+RELAYED_POSTS_MOST = 64
+RELAYED_POST_BYTES = 16 * 1024
+
+
+class PostAnswer(WireStruct):
+    """One of several posts relayed together, answered as its own request would be:
+    its status, the headers that answer adds, and its JSON body as it was encoded."""
+
+    status: int
+    body: msgspec.Raw
+    headers: dict[str, str] = {}
+
+
+class PostAnswers(WireStruct):
+    """The answers to posts relayed together, in the order they were sent."""
+
+    answers: list[PostAnswer]
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -37,6 +37,7 @@ from services.common.tokens import (
     token_digest,
 )
 from services.gateway.balancing import Replicas, never_reached_service
+from services.gateway.coalescing import Answer, PostCoalescer, relayable
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
 
@@ -211,6 +212,9 @@ class ReverseProxy:
         self.write_timeout = settings.write_timeout
         self.credentials = settings.credentials
         self.session = session
+        self.coalescer = (
+            PostCoalescer(self.exchange, settings.relay_linger) if settings.relay_together else None
+        )
 
     @staticmethod
     def make_session(settings: GatewaySettings) -> aiohttp.ClientSession:
@@ -243,7 +247,7 @@ class ReverseProxy:
     async def forward(self, service: str, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id", "")
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        target = raw_path.split(b"?", 1)[0].decode("latin-1")
+        path = target = raw_path.split(b"?", 1)[0].decode("latin-1")
         query = scope.get("query_string", b"")
         if query:
             target += "?" + query.decode("latin-1")
@@ -254,6 +258,18 @@ class ReverseProxy:
             logger.info("client went away while sending", extra={"service": service})
             return
         headers = upstream_request_headers(scope, request_id)
+        if (
+            self.coalescer is not None
+            and method == "POST"
+            and isinstance(content, bytes)
+            and relayable(path, query, headers, content)
+        ):
+            answer = await self.coalescer.post(path, headers, content)
+            await send(
+                {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+            )
+            await send({"type": "http.response.body", "body": answer.body})
+            return
         # A streamed body can be sent once only; a body read whole can be sent again.
         replayable = content is None or isinstance(content, bytes)
         try:
@@ -289,6 +305,37 @@ class ReverseProxy:
             await self._relay(service, response, receive, send)
         finally:
             response.release()
+
+    async def exchange(
+        self, service: str, target: str, headers: CIMultiDict[str], body: bytes
+    ) -> Answer:
+        """One small POST to a service and its whole answer, failures as for `forward`."""
+
+        async def attempt(base: str) -> aiohttp.ClientResponse:
+            url = URL(base + target, encoded=True)
+            return await self.session.request(
+                "POST", url, headers=headers, data=body, allow_redirects=False
+            )
+
+        try:
+            response = await self.upstreams[service].send(
+                "POST",
+                attempt,
+                replayable=True,
+                on_retry=lambda exc: self._log_failure(service, exc, retried=True),
+            )
+            try:
+                content = await response.read()
+            finally:
+                response.release()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._log_failure(service, exc, retried=False)
+            raise upstream_failure(service, exc) from None
+        return Answer(
+            status=response.status,
+            headers=end_to_end_headers(response.raw_headers, _REPLACED_ON_RESPONSE),
+            body=content,
+        )
 
     @staticmethod
     def _log_failure(service: str, exc: Exception, retried: bool) -> None:

@@ -32,6 +32,11 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     write_timeout: float
     health_timeout: float
     max_upstream_connections: int
+    # Single posts of one credential that meet a request in flight go to ingest
+    # together (services.gateway.coalescing), gathered for at most `relay_linger`
+    # seconds once the last one is answered. Off only to measure what it saves.
+    relay_together: bool
+    relay_linger: float
     # Map tiles for the export page's GPS maps ({z}/{x}/{y} URL; "" turns them off:
     # the offline drawing is shown), and the credit their provider requires.
     map_tiles: str
@@ -62,6 +67,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         write_timeout=env.number("EMOGO_GATEWAY_WRITE_TIMEOUT", 300.0, 0.1, 3600.0),
         health_timeout=env.number("EMOGO_GATEWAY_HEALTH_TIMEOUT", 2.0, 0.1, 60.0),
         max_upstream_connections=env.integer("EMOGO_GATEWAY_MAX_CONNECTIONS", 200, 1, 10000),
+        relay_together=env.flag("EMOGO_GATEWAY_RELAY_TOGETHER", True),
+        relay_linger=env.number("EMOGO_GATEWAY_RELAY_LINGER_MS", 3.0, 0.0, 100.0) / 1000,
         map_tiles=_tile_url(env.raw("EMOGO_MAP_TILES")),
         map_attribution=env.text("EMOGO_MAP_ATTRIBUTION", OSM_ATTRIBUTION),
         audit=env.flag("EMOGO_AUDIT", True),

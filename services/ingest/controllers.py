@@ -1,5 +1,6 @@
 """HTTP handlers of the ingest service: sentiments, GPS fixes, per-participant views."""
 
+import asyncio
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.errors import NotFound, field_error
+from services.common.errors import BadRequest, NotFound, error_response, field_error
 from services.common.filters import (
     TIME_AND_PARTICIPANT,
     MongoFilter,
@@ -46,6 +47,12 @@ from services.common.pagination import (
     next_page_headers,
 )
 from services.common.privacy import disguise_of, disguised_rows
+from services.common.schemas import (
+    RELAYED_POST_BYTES,
+    RELAYED_POSTS_MOST,
+    PostAnswer,
+    PostAnswers,
+)
 from services.common.studies import StudyZones
 from services.common.validation import decode_json, read_body, require_json
 from services.ingest import deletions, services, summaries
@@ -118,10 +125,60 @@ BATCH_DESCRIPTION = (
     "with the reason. Records carrying a `client_id` already stored for the same "
     "participant count as duplicates and are not stored again, so a resent batch is safe."
 )
+RELAYED_DESCRIPTION = (
+    "What the gateway sends when single posts of one credential arrive while the "
+    "previous ones are still on their way: a JSON array of up to "
+    f"{RELAYED_POSTS_MOST} bodies, each of `POST {{route}}`. Each is stored, or "
+    "refused, exactly as it would have been alone, and its answer (status, the "
+    "headers it adds, its body) is given in order. A refusal of the whole request "
+    "(credential, body) stores nothing."
+)
 LIST_DESCRIPTION = (
     "A JSON array, newest first unless `order=asc`. When more records match, the "
     '`Link: <...>; rel="next"` and `X-Next-Cursor` headers give the next page.'
 )
+
+
+def relayed_posts(body: bytes) -> list[msgspec.Raw]:
+    """The bodies of posts relayed together: a JSON array of at most RELAYED_POSTS_MOST
+    values, each read later exactly as its own request's body would have been."""
+    try:
+        bodies = msgspec.json.decode(body, type=list[msgspec.Raw])
+    except msgspec.DecodeError as error:
+        raise BadRequest(f"The body is not a JSON array of posts: {error}") from None
+    if not bodies or len(bodies) > RELAYED_POSTS_MOST:
+        raise field_error("body", f"must hold 1 to {RELAYED_POSTS_MOST} posts, not {len(bodies)}")
+    return bodies
+
+
+async def store_one(kind: TelemetryKind, request: Request, body: bytes) -> Created:
+    """What one post stores, and its answer: the record as its writer may store it."""
+    principal = principal_of(request)
+    raw = written_as(principal, decode_json(body))
+    document = await services.insert_one(
+        kind,
+        request.app.state.inserters[kind.key],
+        raw,
+        _max_ahead(request),
+        study_of(principal),
+    )
+    return Created(
+        message=kind.created_message, id=str(document["_id"]), record=kind.to_wire(document)
+    )
+
+
+async def answer_alone(kind: TelemetryKind, request: Request, body: msgspec.Raw) -> PostAnswer:
+    """One relayed post answered as its own request would have been, refusal or not."""
+    try:
+        created = await store_one(kind, request, bytes(body))
+    except Exception as exc:  # each post's refusal is its own, as if it came alone
+        refusal = error_response(request, exc)
+        return PostAnswer(
+            status=refusal.status_code,
+            body=msgspec.Raw(msgspec.json.encode(refusal.content)),
+            headers=dict(refusal.headers),
+        )
+    return PostAnswer(status=201, body=msgspec.Raw(msgspec.json.encode(created)))
 
 
 def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Provide) -> type:
@@ -148,20 +205,23 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         )
         async def create(self, request: Request) -> Created[kind.record_out]:
             require_json(request)
-            body = await request.body()
-            principal = principal_of(request)
-            raw = written_as(principal, decode_json(body))
-            document = await services.insert_one(
-                kind,
-                request.app.state.inserters[kind.key],
-                raw,
-                _max_ahead(request),
-                study_of(principal),
-            )
-            record_id = str(document["_id"])
-            return Created(
-                message=kind.created_message, id=record_id, record=kind.to_wire(document)
-            )
+            return await store_one(kind, request, await request.body())
+
+        @post(
+            "/posts",
+            operation_id=f"create{many}Relayed",
+            guards=[may_write()],
+            summary=f"Several single posts of {kind.noun_plural}, each answered as alone",
+            description=RELAYED_DESCRIPTION.format(route=route),
+            operation_class=documented_body(kind.record_in, batch=True),
+            request_max_body_size=RELAYED_POSTS_MOST * (RELAYED_POST_BYTES + 1) + 2,
+            status_code=200,
+        )
+        async def create_relayed(self, request: Request) -> PostAnswers:
+            require_json(request)
+            bodies = relayed_posts(await request.body())
+            answers = await asyncio.gather(*(answer_alone(kind, request, body) for body in bodies))
+            return PostAnswers(answers=answers)
 
         @post(
             "/batch",

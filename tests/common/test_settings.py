@@ -97,3 +97,16 @@ def test_the_gateway_spools_in_its_data_dir_unless_told_otherwise() -> None:
     assert settings.temp_dir == Path("/srv/emogo/tmp")
     elsewhere = {**BASE, "EMOGO_GATEWAY_TEMP_DIR": "/var/spool/emogo"}
     assert load_gateway_settings(elsewhere).temp_dir == Path("/var/spool/emogo")
+
+
+def test_posts_are_relayed_together_unless_turned_off() -> None:
+    settings = load_gateway_settings(BASE)
+    assert settings.relay_together is True
+    assert settings.relay_linger == 0.003
+    quiet = load_gateway_settings(
+        {**BASE, "EMOGO_GATEWAY_RELAY_TOGETHER": "false", "EMOGO_GATEWAY_RELAY_LINGER_MS": "0"}
+    )
+    assert quiet.relay_together is False
+    assert quiet.relay_linger == 0
+    with pytest.raises(ConfigError, match="EMOGO_GATEWAY_RELAY_LINGER_MS"):
+        load_gateway_settings({**BASE, "EMOGO_GATEWAY_RELAY_LINGER_MS": "-1"})
