@@ -25,8 +25,9 @@ from services.gateway.controllers import (
     HealthController,
     PagesController,
 )
+from services.gateway.issued import IssuedTokensViaAdmin
 from services.gateway.pages import page_headers
-from services.gateway.services import IssuedTokensViaAdmin, ReverseProxy
+from services.gateway.services import ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -30,11 +30,8 @@ from services.common.errors import (
 )
 from services.common.schemas import utc_now
 from services.common.tokens import (
-    CACHE_SECONDS,
-    Remembered,
     TokenKind,
     issued_token_in,
-    token_digest,
 )
 from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.coalescing import Answer, PostCoalescer, relayable
@@ -478,46 +475,3 @@ class ReverseProxy:
             timestamp=utc_now(),
             services=services,
         )
-
-
-class IssuedTokensViaAdmin:
-    """What a token the admin service issued proves, for the gateway, which has no
-    database: the admin service's `whoami` answers, kept as long as every service
-    keeps its own reading (services.common.tokens.CACHE_SECONDS). The services check
-    the token again on every call the gateway makes for it."""
-
-    def __init__(self, proxy: ReverseProxy, cache_seconds: float = CACHE_SECONDS) -> None:
-        self.proxy = proxy
-        self._known = Remembered(cache_seconds)
-
-    async def find(self, token: str) -> dict | None:
-        return await self._known.get(token_digest(token), lambda: self._ask_admin(token))
-
-    async def _ask_admin(self, token: str) -> dict | None:
-        headers = {"Authorization": f"Bearer {token}"}
-
-        async def attempt(base: str) -> tuple[int, bytes]:
-            async with self.proxy.session.get(
-                f"{base}/api/v1/whoami", headers=headers, timeout=self.proxy.health_timeout
-            ) as answer:
-                return answer.status, await answer.read()
-
-        try:
-            status, body = await self.proxy.upstreams["admin"].send("GET", attempt)
-        except (aiohttp.ClientError, TimeoutError):
-            raise ServiceUnavailable(
-                "The admin service is needed to check this credential and is unavailable",
-                extra={"service": "admin"},
-            ) from None
-        if status != 200:
-            return None
-        who = msgspec.json.decode(body)
-        if not isinstance(who, dict) or not who.get("token_id"):
-            return None
-        return {
-            "kind": TokenKind.PARTICIPANT if who["role"] == "participant" else TokenKind.VIEWER,
-            "study_ids": who.get("study_ids") or [],
-            "user_id": who.get("user_id"),
-            "token_id": who["token_id"],
-            "name": who.get("name"),
-        }
