@@ -34,8 +34,8 @@ from services.common.errors import BadGateway
 from services.common.schemas import RELAYED_POST_BYTES, RELAYED_POSTS_MOST, PostAnswers
 from services.common.validation import is_json_media_type
 
-# The paths whose single posts are relayed together, and the service that owns them.
-RELAYED_PATHS = {"/api/sentiments": "ingest", "/api/gps": "ingest"}
+# The paths whose single posts are relayed together (ingest's single writes).
+RELAYED_PATHS = frozenset({"/api/sentiments", "/api/gps"})
 _ANSWERS = msgspec.json.Decoder(PostAnswers)
 
 
@@ -75,27 +75,27 @@ class _Waiting:
 
 
 class PostCoalescer:
-    """At most one request in flight per (path, credential); what arrives meanwhile
-    goes together in the next one."""
+    """At most one request in flight per (service, path, credential); what arrives
+    meanwhile goes together in the next one."""
 
     def __init__(self, exchange: Exchange, linger: float, most: int = RELAYED_POSTS_MOST) -> None:
         self._exchange = exchange
         self._linger = linger
         self._most = most
-        self._waiting: dict[tuple[str, str], list[_Waiting]] = {}
-        self._senders: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._waiting: dict[tuple[str, str, str], list[_Waiting]] = {}
+        self._senders: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
-    async def post(self, path: str, headers: CIMultiDict[str], body: bytes) -> Answer:
+    async def post(self, service: str, path: str, headers: CIMultiDict[str], body: bytes) -> Answer:
         """The answer to this post; raises what a failed upstream request means
         (services.gateway.services.upstream_failure)."""
-        key = (path, headers["authorization"])
+        key = (service, path, headers["authorization"])
         answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(_Waiting(headers, body, answered))
         if key not in self._senders:
             self._senders[key] = asyncio.create_task(self._send_all(key))
         return await answered
 
-    async def _send_all(self, key: tuple[str, str]) -> None:
+    async def _send_all(self, key: tuple[str, str, str]) -> None:
         try:
             busy = False
             while waiting := self._waiting.get(key):
@@ -107,19 +107,22 @@ class PostCoalescer:
                 batch = waiting[: self._most]
                 del waiting[: self._most]
                 busy = True
-                await self._send(key[0], batch)
+                await self._send(key[0], key[1], batch)
         finally:
             self._waiting.pop(key, None)
             del self._senders[key]
 
-    async def _send(self, path: str, batch: list[_Waiting]) -> None:
+    async def _send(self, service: str, path: str, batch: list[_Waiting]) -> None:
         try:
             if len(batch) == 1:
-                _settle(batch[0], await self._alone(path, batch[0]))
+                one = batch[0]
+                _settle(one, await self._exchange(service, path, one.headers, one.body))
                 return
-            answers = await self._together(path, batch)
+            answers = await self._together(service, path, batch)
             if answers is None:  # refused as a whole: nothing stored, each goes alone
-                answers = await asyncio.gather(*(self._alone(path, one) for one in batch))
+                answers = await asyncio.gather(
+                    *(self._exchange(service, path, one.headers, one.body) for one in batch)
+                )
             for one, answer in zip(batch, answers, strict=True):
                 _settle(one, answer)
         except asyncio.CancelledError:
@@ -131,16 +134,15 @@ class PostCoalescer:
                 if not one.answered.done():
                     one.answered.set_exception(failure)
 
-    async def _alone(self, path: str, one: _Waiting) -> Answer:
-        return await self._exchange(RELAYED_PATHS[path], path, one.headers, one.body)
-
-    async def _together(self, path: str, batch: list[_Waiting]) -> list[Answer] | None:
+    async def _together(
+        self, service: str, path: str, batch: list[_Waiting]
+    ) -> list[Answer] | None:
         headers = batch[0].headers.copy()
         headers.popall("x-request-id", None)  # the combined request gets its own
         headers.popall("content-length", None)
         headers["content-type"] = "application/json"
         body = b"[" + b",".join(one.body for one in batch) + b"]"
-        combined = await self._exchange(RELAYED_PATHS[path], f"{path}/posts", headers, body)
+        combined = await self._exchange(service, f"{path}/posts", headers, body)
         if combined.status != 200:
             return None
         shared = [(name, value) for name, value in combined.headers if name != b"content-length"]
@@ -149,7 +151,6 @@ class PostCoalescer:
         except msgspec.DecodeError:
             answers = []
         if len(answers) != len(batch):
-            service = RELAYED_PATHS[path]
             raise BadGateway(
                 f"The {service} service gave no valid answer", extra={"service": service}
             )

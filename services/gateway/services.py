@@ -261,7 +261,7 @@ class ReverseProxy:
             and isinstance(content, bytes)
             and relayable(path, query, headers, content)
         ):
-            answer = await self.coalescer.post(path, headers, content)
+            answer = await self.coalescer.post(service, path, headers, content)
             await send(
                 {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
             )
@@ -274,19 +274,7 @@ class ReverseProxy:
                 body = content
                 if not replayable:
                     body = _paced(content, deadline, self.write_timeout)
-
-                async def attempt(base: str) -> aiohttp.ClientResponse:
-                    url = URL(base + target, encoded=True)
-                    return await self.session.request(
-                        method, url, headers=headers, data=body, allow_redirects=False
-                    )
-
-                response = await self.upstreams[service].send(
-                    method,
-                    attempt,
-                    replayable=replayable,
-                    on_retry=lambda exc: self._log_failure(service, exc, retried=True),
-                )
+                response = await self._request(service, method, target, headers, body, replayable)
         except ClientGone:
             logger.info("client went away while sending", extra={"service": service})
             return
@@ -307,20 +295,8 @@ class ReverseProxy:
         self, service: str, target: str, headers: CIMultiDict[str], body: bytes
     ) -> Answer:
         """One small POST to a service and its whole answer, failures as for `forward`."""
-
-        async def attempt(base: str) -> aiohttp.ClientResponse:
-            url = URL(base + target, encoded=True)
-            return await self.session.request(
-                "POST", url, headers=headers, data=body, allow_redirects=False
-            )
-
         try:
-            response = await self.upstreams[service].send(
-                "POST",
-                attempt,
-                replayable=True,
-                on_retry=lambda exc: self._log_failure(service, exc, retried=True),
-            )
+            response = await self._request(service, "POST", target, headers, body, True)
             try:
                 content = await response.read()
             finally:
@@ -332,6 +308,31 @@ class ReverseProxy:
             status=response.status,
             headers=end_to_end_headers(response.raw_headers, _REPLACED_ON_RESPONSE),
             body=content,
+        )
+
+    async def _request(
+        self,
+        service: str,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterator[bytes] | None,
+        replayable: bool,
+    ) -> aiohttp.ClientResponse:
+        """The service's answer, from the next replica that takes the request
+        (services.gateway.balancing says when another replica may be tried)."""
+
+        async def attempt(base: str) -> aiohttp.ClientResponse:
+            url = URL(base + target, encoded=True)
+            return await self.session.request(
+                method, url, headers=headers, data=body, allow_redirects=False
+            )
+
+        return await self.upstreams[service].send(
+            method,
+            attempt,
+            replayable=replayable,
+            on_retry=lambda exc: self._log_failure(service, exc, retried=True),
         )
 
     @staticmethod
