@@ -62,6 +62,11 @@ class Vlog(Document):
     preview_storage_id: PydanticObjectId | None = None
     preview_size: int | None = None
     preview_error: str | None = None
+    # While a worker makes the preview: until when its claim holds, and the storage id
+    # it writes under, so that bytes of an attempt cut short are always named by the
+    # vlog and removed with it, or by the next attempt (services.media.previews).
+    preview_claimed_until: datetime | None = None
+    preview_writing_id: PydanticObjectId | None = None
 
     # Replaced by participant_sha256_study_unique (services.common.database).
     retired_indexes: ClassVar[tuple[str, ...]] = ("participant_sha256_unique",)
@@ -124,6 +129,9 @@ class TusUpload(Document):
 
 DOCUMENTS: list[type[Document]] = [Vlog, TusUpload]
 
+
+# The fields of a vlog that name bytes in storage it owns: deleting it deletes them.
+OWNED_BYTES = ("storage_id", "preview_storage_id", "preview_writing_id")
 
 # What listings read: everything but the thumbnail bytes.
 WITHOUT_THUMBNAIL = {"thumbnail": 0}

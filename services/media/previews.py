@@ -4,7 +4,6 @@ time (it is CPU-bound), resumed after a restart; the original is never changed."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import tempfile
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 
 from services.common.timestamps import stored_now
 from services.media import video
@@ -24,6 +24,10 @@ from services.media.storage import VideoStorage
 logger = logging.getLogger("emogo.media")
 # Long enough for any preview; a worker that died holding a claim is replaced later.
 PREVIEW_CLAIM = timedelta(minutes=15)
+
+
+# The fields of a worker's claim, unset when it lets go.
+_CLAIM = {"preview_writing_id": "", "preview_claimed_until": ""}
 
 
 def _unclaimed(now: datetime) -> dict[str, Any]:
@@ -57,15 +61,52 @@ class PreviewWorker:
         async for vlog in pending:
             self.submit(vlog["_id"], None)
 
-    async def _claim(self, vlog_id: ObjectId) -> bool:
-        """Whether this worker may make the preview: one worker per vlog, across
-        workers and replicas; a claim lapses if its worker dies."""
+    async def _claim(self, vlog_id: ObjectId) -> ObjectId | None:
+        """The storage id this worker may write the preview under, or None when
+        another worker is making it: one worker per vlog, across workers and replicas;
+        a claim lapses if its worker dies. The id is named by the vlog before a byte is
+        written, so the bytes of an attempt that died (SIGKILL) are found and removed."""
         now = stored_now()
-        claimed = await collection().update_one(
+        preview_id = ObjectId()
+        before = await collection().find_one_and_update(
             {"_id": vlog_id, "preview_state": PreviewState.PENDING, **_unclaimed(now)},
-            {"$set": {"preview_claimed_until": now + PREVIEW_CLAIM}},
+            {
+                "$set": {
+                    "preview_claimed_until": now + PREVIEW_CLAIM,
+                    "preview_writing_id": preview_id,
+                }
+            },
+            projection={"preview_writing_id": 1},
+            return_document=ReturnDocument.BEFORE,
         )
-        return bool(claimed.modified_count)
+        if before is None:
+            return None
+        if before.get("preview_writing_id") is not None:  # an attempt that died mid-way
+            await self.storage.delete(before["preview_writing_id"])
+        return preview_id
+
+    async def _let_go(
+        self, vlog_id: ObjectId, preview_id: ObjectId, problem: BaseException
+    ) -> None:
+        """After an attempt cut short: its bytes go, and the vlog is released (failed
+        for an error; still pending when the service stops, to be made at the next
+        start). A preview the vlog already names stays."""
+        release: dict[str, Any] = {"$unset": _CLAIM}
+        if not isinstance(problem, asyncio.CancelledError):
+            release["$set"] = {
+                "preview_state": PreviewState.FAILED,
+                "preview_error": str(problem)[:300],
+            }
+        # Conditional on the attempt's own id: a naming update still on its way to the
+        # server then finds nothing to change, so the bytes are surely nobody's.
+        released = await collection().update_one(
+            {"_id": vlog_id, "preview_writing_id": preview_id}, release
+        )
+        if not released.modified_count:
+            vlog = await collection().find_one({"_id": vlog_id}, {"preview_storage_id": 1})
+            if vlog is not None and vlog.get("preview_storage_id") == preview_id:
+                return
+        await self.storage.delete(preview_id)
 
     async def idle(self) -> None:
         while self._tasks:
@@ -80,64 +121,59 @@ class PreviewWorker:
         target = None
         try:
             async with self._turn:
-                if not await self._claim(vlog_id):
+                preview_id = await self._claim(vlog_id)
+                if preview_id is None:
                     return
-                vlog = await collection().find_one({"_id": vlog_id}, WITHOUT_THUMBNAIL)
-                if vlog is None:
-                    return
-                if source is None or not await asyncio.to_thread(source.exists):
-                    source = await self._fetch(vlog)
-                target = source.with_suffix(".preview.mp4")
-                await asyncio.to_thread(
-                    video.make_preview, source, target, self.settings.preview_max_height
-                )
-                preview_id = ObjectId()
-                writer = await self.storage.open_writer(
-                    preview_id, f"{vlog_id}.preview.mp4", {"content_type": "video/mp4"}
-                )
                 try:
-                    size = 0
-                    with target.open("rb") as preview:
-                        while piece := preview.read(FLUSH_BYTES):
-                            size += len(piece)
-                            await writer.write(piece)
-                    await writer.close()
-                except BaseException:
-                    # A preview cut short (an error, or the service stopping) takes its
-                    # chunks away: no vlog names them, so no clean-up would find them.
-                    with contextlib.suppress(Exception):
-                        await writer.abort()
+                    vlog = await collection().find_one({"_id": vlog_id}, WITHOUT_THUMBNAIL)
+                    if vlog is None:  # deleted meanwhile
+                        return
+                    if source is None or not await asyncio.to_thread(source.exists):
+                        source = await self._fetch(vlog)
+                    target = source.with_suffix(".preview.mp4")
+                    await asyncio.to_thread(
+                        video.make_preview, source, target, self.settings.preview_max_height
+                    )
+                    size = await self._store(vlog_id, preview_id, target)
+                    named = await collection().update_one(
+                        {"_id": vlog_id, "preview_writing_id": preview_id},
+                        {
+                            "$set": {
+                                "preview_state": PreviewState.READY,
+                                "preview_storage_id": preview_id,
+                                "preview_size": size,
+                            },
+                            "$unset": _CLAIM,
+                        },
+                    )
+                except BaseException as problem:
+                    await self._let_go(vlog_id, preview_id, problem)
                     raise
-                updated = await collection().update_one(
-                    {"_id": vlog_id, "preview_state": PreviewState.PENDING},
-                    {
-                        "$set": {
-                            "preview_state": PreviewState.READY,
-                            "preview_storage_id": preview_id,
-                            "preview_size": size,
-                        }
-                    },
-                )
-                if not updated.modified_count:  # deleted meanwhile
+                if not named.modified_count:  # deleted meanwhile
                     await self.storage.delete(preview_id)
+                    return
                 logger.info("preview ready", extra={"vlog_id": str(vlog_id), "bytes": size})
         except asyncio.CancelledError:
             raise
         except Exception as problem:
             logger.warning("preview failed", extra={"vlog_id": str(vlog_id), "error": str(problem)})
-            await collection().update_one(
-                {"_id": vlog_id},
-                {
-                    "$set": {
-                        "preview_state": PreviewState.FAILED,
-                        "preview_error": str(problem)[:300],
-                    }
-                },
-            )
         finally:
             for path in (source, target):
                 if path is not None:
                     path.unlink(missing_ok=True)
+
+    async def _store(self, vlog_id: ObjectId, preview_id: ObjectId, preview: Path) -> int:
+        """Writes the preview file to storage; returns its size."""
+        writer = await self.storage.open_writer(
+            preview_id, f"{vlog_id}.preview.mp4", {"content_type": "video/mp4"}
+        )
+        size = 0
+        with preview.open("rb") as stream:
+            while piece := stream.read(FLUSH_BYTES):
+                size += len(piece)
+                await writer.write(piece)
+        await writer.close()
+        return size
 
     async def _fetch(self, vlog: dict[str, Any]) -> Path:
         """A temporary local copy of a stored original, for decoding."""

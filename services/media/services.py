@@ -26,6 +26,7 @@ from services.common.timestamps import recorded_at, stored_now
 from services.common.windows import BandedReader
 from services.media import video
 from services.media.models import (
+    OWNED_BYTES,
     WITHOUT_THUMBNAIL,
     PreviewState,
     TusUpload,
@@ -310,23 +311,32 @@ async def edit(vlog_id: ObjectId, changes: dict[str, str], scope: dict[str, Any]
     return await get_vlog(vlog_id)
 
 
-async def _remove(storage: VideoStorage, vlogs: list[dict[str, Any]]) -> int:
+async def delete_vlogs(storage: VideoStorage, vlogs: list[dict[str, Any]]) -> int:
     """Deletes vlogs and every byte they own; returns the bytes freed."""
     freed = 0
     for vlog in vlogs:
         # Bytes first: a deletion cut short leaves the document, which names them, so
         # doing it again removes what is left (the other way round would orphan them).
-        for key in ("storage_id", "preview_storage_id"):
+        for key in OWNED_BYTES:
             if vlog.get(key) is not None:
                 await storage.delete(vlog[key])
-        await collection().delete_one({"_id": vlog["_id"]})
+        last = await collection().find_one_and_delete(
+            {"_id": vlog["_id"]}, projection=dict.fromkeys(OWNED_BYTES, 1) | {"preview_size": 1}
+        )
+        # A preview finished between the read above and the deletion: its bytes go too.
+        if last is not None and last.get("preview_storage_id") not in (
+            None,
+            vlog.get("preview_storage_id"),
+        ):
+            await storage.delete(last["preview_storage_id"])
+            vlog = {**vlog, "preview_size": last.get("preview_size")}
         freed += (vlog.get("size") or 0) + (vlog.get("preview_size") or 0)
     return freed
 
 
 async def delete_one(storage: VideoStorage, vlog_id: ObjectId) -> DeletedVlogs:
     vlog = await get_vlog(vlog_id)
-    freed = await _remove(storage, [vlog])
+    freed = await delete_vlogs(storage, [vlog])
     return DeletedVlogs(user_id=vlog["user_id"], vlogs=1, bytes=freed)
 
 
@@ -362,7 +372,7 @@ async def _remove_all(
     """Removes the vlogs and the unfinished resumable uploads matching the queries,
     with every byte they own; returns the bytes freed and the vlogs removed."""
     vlogs = await collection().find(vlogs_query, WITHOUT_THUMBNAIL).to_list()
-    freed = await _remove(storage, vlogs)
+    freed = await delete_vlogs(storage, vlogs)
     uploads = TusUpload.get_pymongo_collection()
     unfinished = {**uploads_query, "vlog_id": None}
     async for upload in uploads.find(unfinished, {"storage_id": 1, "offset": 1}):
@@ -386,5 +396,5 @@ async def remove_stale_uploads(storage: VideoStorage, older_than: timedelta) -> 
         )
         .to_list()
     )
-    await _remove(storage, stale)
+    await delete_vlogs(storage, stale)
     return len(stale)
