@@ -251,11 +251,26 @@ def test_sign_in_limits_and_locks_hold_across_admin_workers(workers: Stack) -> N
     with ThreadPoolExecutor(5) as pool:
         failures = list(pool.map(lambda _: call("/api/v1/authenticate_user", wrong), range(5)))
     assert [f.status_code for f in failures] == [400] * 5
-    # Five failures in a row, spread over both workers, lock the name on every worker.
-    # (Each request comes on a connection of its own, which either worker may take:
-    # enough of them that both do.)
+    # Five failures lock the name on every worker. Each worker answers in turn while
+    # the other is frozen (SIGSTOP), on connections straight to the service's shared
+    # port: the kernel may hand every connection to one worker otherwise.
     right = {"username": username, "password": password}
-    locked = [call("/api/v1/authenticate_user", right) for _ in range(12)]
+    locked = []
+    for pid in worker_pids(workers, "admin"):
+        others = [psutil.Process(p) for p in worker_pids(workers, "admin") - {pid}]
+        for other in others:
+            other.suspend()
+        try:
+            with httpx.Client(base_url=workers.config.url("admin"), timeout=30) as direct:
+                for _ in range(6):
+                    locked.append(
+                        direct.post(
+                            "/api/v1/authenticate_user", json=right, headers={"connection": "close"}
+                        )
+                    )
+        finally:
+            for other in others:
+                other.resume()
     assert [r.status_code for r in locked] == [429] * 12
     assert all("failed sign-ins" in r.json()["detail"]["error"] for r in locked)
     assert served_by(workers, "admin") == {"1", "2"}
