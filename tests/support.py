@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -69,6 +70,14 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def log_entries(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a service's log. Complete lines only: a running service may be
+    writing the last one as it is read, and a reader can see part of it."""
+    text = path.read_text()
+    lines = text[: text.rfind("\n") + 1].splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def http_ok(url: str) -> Callable[[], bool]:

@@ -262,8 +262,9 @@ def log_file(log_dir: Path, service: str) -> Path:
 
 
 def tail(path: Path, count: int) -> list[str]:
-    """The last `count` lines of a file, read backwards in blocks from its end, so a
-    log of any size costs only what the lines themselves take."""
+    """The last `count` complete lines of a file, read backwards in blocks from its
+    end, so a log of any size costs only what the lines themselves take. A line another
+    process is still writing (a reader may see part of it) is not one of them."""
     with path.open("rb") as handle:
         handle.seek(0, 2)
         position = handle.tell()
@@ -276,5 +277,6 @@ def tail(path: Path, count: int) -> list[str]:
             block = handle.read(step)
             pieces.append(block)
             newlines += block.count(b"\n")
-    lines = b"".join(reversed(pieces)).splitlines()
+    text = b"".join(reversed(pieces))
+    lines = text[: text.rfind(b"\n") + 1].splitlines()
     return [line.decode("utf-8", "replace") for line in lines[-count:]] if count else []

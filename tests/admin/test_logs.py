@@ -32,6 +32,11 @@ def test_tail_reads_from_the_end_of_a_large_file(tmp_path: Path) -> None:
     short = tmp_path / "short.log"
     short.write_text("one\ntwo\n")
     assert tail(short, 10) == ["one", "two"]
+    # A line still being written (another worker's, read part-way) is not shown yet.
+    with short.open("a") as out:
+        out.write('{"level": "INFO", "mess')
+    assert tail(short, 10) == ["one", "two"]
+    assert tail(short, 1) == ["two"]
 
 
 def test_tail_log_for_browsers_and_scripts(stack: Stack) -> None:

@@ -4,7 +4,6 @@ nothing is stored."""
 
 from __future__ import annotations
 
-import json
 import socket
 import uuid
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Stack
-from tests.support import TOKENS, wait_until
+from tests.support import TOKENS, log_entries, wait_until
 
 # One JSON endpoint of each service, with the credential it needs (None: open).
 JSON_ENDPOINTS = [
@@ -257,14 +256,14 @@ def test_a_client_that_hangs_up_mid_body_is_logged_as_499_not_500(
     log = stack.config.log_dir / f"{process}.log"
 
     def logged() -> list[dict]:
-        lines = [json.loads(line) for line in log.read_text().splitlines() if request_id in line]
+        lines = [line for line in log_entries(log) if line.get("request_id") == request_id]
         return [line for line in lines if line.get("logger") == "emogo.access"]
 
     wait_until(lambda: bool(logged()), 15, "the access line of the abandoned request")
     assert [line["status"] for line in logged()] == [499]
     errors = [
         line
-        for line in map(json.loads, log.read_text().splitlines())
+        for line in log_entries(log)
         if line.get("request_id") == request_id and line["level"] == "ERROR"
     ]
     assert errors == []

@@ -4,7 +4,6 @@ behind the gateway, a second ingest replica, and workers killed under load."""
 from __future__ import annotations
 
 import hashlib
-import json
 import signal
 import threading
 import time
@@ -24,6 +23,7 @@ from tests.media.conftest import opencv_video
 from tests.support import (
     free_port,
     http_ok,
+    log_entries,
     service_environ,
     start_python,
     stop,
@@ -48,8 +48,7 @@ def worker_pids(stack: Stack, service: str) -> set[int]:
 
 def served_by(stack: Stack, service: str) -> set[str]:
     """The worker numbers that wrote access lines to the service's log."""
-    lines = (stack.config.log_dir / f"{service}.log").read_text().splitlines()
-    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    entries = log_entries(stack.config.log_dir / f"{service}.log")
     return {e["worker"] for e in entries if e["logger"] == "emogo.access" and "worker" in e}
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import Stack
 from tests.ingest.conftest import new_participant
 from tests.media.conftest import h264_video
-from tests.support import REPO, policy_refusals, viewer_in_chromium
+from tests.support import REPO, log_entries, policy_refusals, viewer_in_chromium
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -190,10 +190,9 @@ def test_the_zip_reads_each_kind_once_and_holds_what_the_single_exports_hold(
                     ), kind
                 else:
                     assert held == single.content, f"{kind}.{fmt}"
-    lines = (stack.config.log_dir / "ingest.log").read_text().splitlines()
     reads = Counter(
         line["path"]
-        for line in map(json.loads, lines)
+        for line in log_entries(stack.config.log_dir / "ingest.log")
         if line.get("request_id") == request_id and line.get("logger") == "emogo.access"
     )
     assert reads == {
