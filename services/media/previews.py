@@ -61,14 +61,15 @@ class PreviewWorker:
         async for vlog in pending:
             self.submit(vlog["_id"], None)
 
-    async def _claim(self, vlog_id: ObjectId) -> ObjectId | None:
-        """The storage id this worker may write the preview under, or None when
-        another worker is making it: one worker per vlog, across workers and replicas;
-        a claim lapses if its worker dies. The id is named by the vlog before a byte is
-        written, so the bytes of an attempt that died (SIGKILL) are found and removed."""
+    async def _claim(self, vlog_id: ObjectId) -> tuple[ObjectId, dict[str, Any]] | None:
+        """The storage id this worker may write the preview under, and the vlog; None
+        when another worker is making it: one worker per vlog, across workers and
+        replicas; a claim lapses if its worker dies. The id is named by the vlog before
+        a byte is written, so the bytes of an attempt that died (SIGKILL) are found and
+        removed."""
         now = stored_now()
         preview_id = ObjectId()
-        before = await collection().find_one_and_update(
+        vlog = await collection().find_one_and_update(
             {"_id": vlog_id, "preview_state": PreviewState.PENDING, **_unclaimed(now)},
             {
                 "$set": {
@@ -76,14 +77,14 @@ class PreviewWorker:
                     "preview_writing_id": preview_id,
                 }
             },
-            projection={"preview_writing_id": 1},
+            projection=WITHOUT_THUMBNAIL,
             return_document=ReturnDocument.BEFORE,
         )
-        if before is None:
+        if vlog is None:
             return None
-        if before.get("preview_writing_id") is not None:  # an attempt that died mid-way
-            await self.storage.delete(before["preview_writing_id"])
-        return preview_id
+        if vlog.get("preview_writing_id") is not None:  # an attempt that died mid-way
+            await self.storage.delete(vlog["preview_writing_id"])
+        return preview_id, vlog
 
     async def _let_go(
         self, vlog_id: ObjectId, preview_id: ObjectId, problem: BaseException
@@ -121,13 +122,11 @@ class PreviewWorker:
         target = None
         try:
             async with self._turn:
-                preview_id = await self._claim(vlog_id)
-                if preview_id is None:
+                claimed = await self._claim(vlog_id)
+                if claimed is None:
                     return
+                preview_id, vlog = claimed
                 try:
-                    vlog = await collection().find_one({"_id": vlog_id}, WITHOUT_THUMBNAIL)
-                    if vlog is None:  # deleted meanwhile
-                        return
                     if source is None or not await asyncio.to_thread(source.exists):
                         source = await self._fetch(vlog)
                     target = source.with_suffix(".preview.mp4")

@@ -320,17 +320,14 @@ async def delete_vlogs(storage: VideoStorage, vlogs: list[dict[str, Any]]) -> in
         for key in OWNED_BYTES:
             if vlog.get(key) is not None:
                 await storage.delete(vlog[key])
-        last = await collection().find_one_and_delete(
-            {"_id": vlog["_id"]}, projection=dict.fromkeys(OWNED_BYTES, 1) | {"preview_size": 1}
+        deleted = await collection().find_one_and_delete(
+            {"_id": vlog["_id"]}, {"preview_storage_id": 1, "preview_size": 1}
         )
-        # A preview finished between the read above and the deletion: its bytes go too.
-        if last is not None and last.get("preview_storage_id") not in (
-            None,
-            vlog.get("preview_storage_id"),
-        ):
-            await storage.delete(last["preview_storage_id"])
-            vlog = {**vlog, "preview_size": last.get("preview_size")}
-        freed += (vlog.get("size") or 0) + (vlog.get("preview_size") or 0)
+        latest = deleted or vlog
+        # A preview named between the read above and the deletion: its bytes go too.
+        if latest.get("preview_storage_id") not in (None, vlog.get("preview_storage_id")):
+            await storage.delete(latest["preview_storage_id"])
+        freed += (vlog.get("size") or 0) + (latest.get("preview_size") or 0)
     return freed
 
 
