@@ -217,6 +217,18 @@ def own_scope(principal: Principal, study_id: str | None = None) -> dict[str, An
     return {"study_id": {"$in": studies}}
 
 
+def edit_scope(principal: Principal) -> dict[str, Any]:
+    """What a record must also match for this principal to change it: the admin changes
+    any; a participant their own; any other writer only what that same credential wrote
+    (`written_by`), so the shared device token cannot reach another study's records.
+    A record outside the scope is 404, as if absent."""
+    if principal.role == Role.ADMIN:
+        return {}
+    if principal.role == Role.PARTICIPANT:
+        return own_scope(principal)
+    return {"written_by": credential_id(principal)}
+
+
 def credential_id(principal: Principal) -> str:
     """What names a credential in records (the audit trail, deletion receipts): an
     issued token's id, or `env:<role>` for the environment's token of a role. Never

@@ -3,10 +3,11 @@ such request passes: the gateway.
 
 `AuditMiddleware` notes each read of a personal-data route (lists, single records,
 counts, streams, summaries, the export page and map, every export and ZIP, video
-downloads and plays) and each change made with an admin or viewer credential, once
-its answer has been sent: the credential (its id and name, never the secret), the
-action, study, participants and filters, records and bytes served, status, request
-id and client address. Phones' own writes are not recorded one by one.
+downloads and plays), each edit or deletion by any credential and each post made with
+an admin or viewer credential, once its answer has been sent: the credential (its id
+and name, never the secret), the action, study, participants and filters, records and
+bytes served, status, request id and client address. Phones' new records are not
+recorded one by one.
 
 `AuditRecorder` keeps the entries in memory and sends them to the admin service,
 which chains and stores them (services.admin.audit), in batches every
@@ -270,8 +271,11 @@ class AuditMiddleware:
         if not read and method in NOT_CHANGES:
             await self.app(scope, receive, send)
             return
-        principal = await self._who(scope, read)
-        if principal is None or (not read and principal.role not in CHANGERS):
+        # Every change by any credential is recorded, but a phone's new records (its
+        # POSTs, thousands an hour) are not, one by one.
+        edit = not read and method != "POST"
+        principal = await self._who(scope, read or edit)
+        if principal is None or (not read and not edit and principal.role not in CHANGERS):
             await self.app(scope, receive, send)
             return
         tally = ResponseTally()
@@ -293,8 +297,8 @@ class AuditMiddleware:
 
     async def _who(self, scope: Scope, read: bool) -> Principal | None:
         """The request's credential, or None (no credential, or not one we issued: the
-        route answers 401 and nothing was read). For a change, only the credentials
-        whose changes are recorded: a phone's write costs no token lookup."""
+        route answers 401 and nothing was read). For a new record, only the credentials
+        whose writes are recorded: a phone's post costs no token lookup."""
         header = None
         for key, value in scope["headers"]:
             if key == b"authorization":

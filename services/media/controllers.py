@@ -19,6 +19,8 @@ from services.common.auth import (
     OWN_READERS,
     READERS,
     Role,
+    credential_id,
+    edit_scope,
     may_write,
     own_scope,
     principal_of,
@@ -225,7 +227,7 @@ class VlogController(Controller):
             "duration": record.duration,
             "timestamp": record.timestamp,
         }
-        vlog = await services.create_link(fields, study_of(principal))
+        vlog = await services.create_link(fields, study_of(principal), credential_id(principal))
         return _created(vlog, False, "Vlog created successfully")
 
     @get(
@@ -359,15 +361,17 @@ class VlogController(Controller):
         "/{vlog_id:str}",
         operation_id="editVlog",
         guards=[may_write()],
-        summary="Change the title or description",
+        summary="Change the title or description (the admin any vlog; a participant their "
+        "own; a device only what it uploaded: another is 404)",
         operation_class=documented_body(VlogEdit),
     )
     async def edit(self, request: Request, vlog_id: VlogIdPath) -> VlogOut:
         changes = await read_record(request, VlogEdit)
         given = {"title": changes.title, "description": changes.description}
         fields = {name: value.strip() for name, value in given.items() if value is not None}
-        vlog = await services.edit(services.parse_vlog_id(vlog_id), fields, _scope(request))
-        return services.to_wire(vlog)
+        principal = principal_of(request)
+        vlog = await services.edit(services.parse_vlog_id(vlog_id), fields, edit_scope(principal))
+        return services.to_wire(await _shown(request, vlog))
 
     @delete(
         "/{vlog_id:str}",

@@ -37,6 +37,9 @@ class Vlog(Document):
     study_id: str | None = None
     title: str = ""
     description: str = ""
+    # The credential that sent it (services.common.auth.credential_id): a device may
+    # change only the vlogs its own credential wrote.
+    written_by: str | None = None
     # When it was recorded (the seed's `timestamp`), and when it reached the server.
     timestamp: datetime
     uploaded_at: datetime

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 
 from services.common.errors import (
     NotFound,
@@ -149,7 +150,9 @@ async def get_vlog(
     return vlog
 
 
-async def create_link(fields: dict[str, Any], study_id: str | None) -> dict[str, Any]:
+async def create_link(
+    fields: dict[str, Any], study_id: str | None, written_by: str
+) -> dict[str, Any]:
     now = stored_now()
     vlog = Vlog(
         user_id=fields["user_id"],
@@ -162,6 +165,7 @@ async def create_link(fields: dict[str, Any], study_id: str | None) -> dict[str,
         has_file=False,
         video_url=fields["video_url"],
         duration=fields["duration"],
+        written_by=written_by,
     )
     await vlog.insert()
     return await get_vlog(vlog.id)
@@ -305,10 +309,19 @@ async def activity(query: dict[str, Any], zones: StudyZones) -> list[Participant
 
 
 async def edit(vlog_id: ObjectId, changes: dict[str, str], scope: dict[str, Any]) -> dict[str, Any]:
-    await get_vlog(vlog_id, scope=scope)
-    if changes:
-        await collection().update_one({"_id": vlog_id}, {"$set": changes})
-    return await get_vlog(vlog_id)
+    """Changes a vlog that matches `scope` (services.common.auth.edit_scope); the scope
+    is part of the update's own filter, so no other vlog can be changed."""
+    if not changes:
+        return await get_vlog(vlog_id, scope=scope)
+    changed = await collection().find_one_and_update(
+        {"_id": vlog_id, **scope},
+        {"$set": changes},
+        projection=WITHOUT_THUMBNAIL,
+        return_document=ReturnDocument.AFTER,
+    )
+    if changed is None:
+        raise NotFound(f"No vlog with id {vlog_id}")
+    return changed
 
 
 async def delete_vlogs(storage: VideoStorage, vlogs: list[dict[str, Any]]) -> int:

@@ -18,7 +18,7 @@ import msgspec
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from services.common.auth import study_of, written_as
+from services.common.auth import credential_id, study_of, written_as
 from services.common.errors import AppError, Conflict, TooManyRequests, field_error
 from services.common.schemas import Principal
 from services.common.timestamps import recorded_at, stored_now
@@ -215,6 +215,7 @@ class Uploads:
         }
         if study_id is not None:
             ready["study_id"] = study_id
+        ready["written_by"] = credential_id(writer)
         try:
             await collection().update_one({"_id": incoming.vlog_id}, {"$set": ready})
         except DuplicateKeyError:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
-from tests.support import TOKENS
+from tests.support import TOKENS, wait_until
 
 
 @dataclass
@@ -171,3 +171,47 @@ def test_writes_for_a_participant_of_study_a(stack: Stack, matrix: Matrix, crede
         status = client.post("/api/sentiments", json=body).status_code
     allowed = {"admin": 201, "device": 201, "participant a": 201, "none": 401}
     assert status == allowed.get(credential, 403), credential
+
+
+# Who may change participant a's vlog (study A): the admin and participant a. The device
+# token did not upload it, so it is absent to it (404) like to anyone not covering it.
+EDITS = {
+    "admin": 200,
+    "participant a": 200,
+    "participant a2": 404,
+    "device": 404,
+    "viewer": 403,
+    "viewer A": 403,
+    "viewer B": 403,
+    "none": 401,
+}
+
+
+@pytest.mark.parametrize("credential", list(EDITS))
+def test_a_vlog_is_changed_only_by_who_may_and_every_change_is_audited(
+    stack: Stack, matrix: Matrix, credential: str
+) -> None:
+    token = matrix.tokens[credential]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    path = f"/api/vlogs/{matrix.vlog['a']}"
+    title = f"by {credential} {uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as client:
+        empty = client.patch(path, json={})
+        renamed = client.patch(path, json={"title": title})
+    assert (empty.status_code, renamed.status_code) == (EDITS[credential],) * 2, empty.text
+    with stack.client("admin") as admin:
+        stored = admin.get(path).json()
+        if EDITS[credential] == 200:
+            assert stored["title"] == title
+        else:
+            assert stored["title"] != title
+            # A refused edit tells nothing of the vlog: no participant, no title.
+            assert matrix.people["a"] not in renamed.text
+        if credential != "none":
+            role = "participant" if credential.startswith("participant") else credential.split()[0]
+
+            def both_recorded() -> bool:
+                found = admin.get("/api/audit", params={"action": f"PATCH {path}"}).json()
+                return len([e for e in found if e["role"] == role]) >= 2
+
+            wait_until(both_recorded, 30, what="both edits recorded in the audit trail")
