@@ -14,7 +14,9 @@ from services.common.auth import (
     CHALLENGE,
     PRINCIPAL_SCOPE_KEY,
     READERS,
+    USER,
     Role,
+    for_roles,
     issued_principal,
     principal_from_header,
 )
@@ -54,7 +56,7 @@ async def _find_caller(request: ASGIConnection) -> Principal:
     if scheme.lower() == "bearer" and token.strip():
         user_id = await services.session_user(token.strip())
         if user_id is not None:
-            return Principal(role="user", user_id=user_id)
+            return Principal(role=USER, user_id=user_id)
     message = "Invalid credentials" if header else "Credentials required"
     raise Unauthorized(message, headers=CHALLENGE)
 
@@ -67,21 +69,28 @@ async def authorize_user(request: Request, user_id: str) -> None:
     principal = await caller(request)
     if principal.role == Role.ADMIN:
         return
-    if principal.role != "user":
+    if principal.role != USER:
         raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
     if principal.user_id != user_id:
         raise NotFound(f"User {user_id} not found.")
 
 
 async def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """A guard: some valid credential, checked before the body is read, so a caller
-    without one learns 401 and nothing about the body's shape. Which user's data it
-    may reach is decided once the body names the user (`authorize_user`)."""
-    if not settings_of(connection).open_user_endpoints:
-        await caller(connection)
+    """A guard: the admin's or a companion-app user's credential, checked before the body
+    is read, so a caller without one learns 401 (a research credential 403) and nothing
+    about the body's shape. Which user's data it may reach is decided once the body
+    names the user (`authorize_user`)."""
+    if settings_of(connection).open_user_endpoints:
+        return
+    principal = await caller(connection)  # type: ignore[arg-type]
+    if principal.role not in (Role.ADMIN, USER):
+        raise Forbidden(
+            f"The {principal.role} role may not do this; it needs: admin, or the user's own token"
+        )
 
 
-SIGNED_IN = [signed_in]
+# Any credential passes the guard, but only the admin's and the user's own reach the data.
+SIGNED_IN = [for_roles(signed_in, (Role.ADMIN, USER))]
 
 
 async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
@@ -91,7 +100,7 @@ async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
 
 
-ADMIN_ONLY = [admin_only]
+ADMIN_ONLY = [for_roles(admin_only, (Role.ADMIN,))]
 
 
 async def readers(connection: ASGIConnection, _: BaseRouteHandler) -> None:
@@ -101,7 +110,7 @@ async def readers(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         raise Forbidden(f"The {principal.role} role may not do this; it needs: admin, viewer")
 
 
-READERS_ONLY = [readers]
+READERS_ONLY = [for_roles(readers, READERS)]
 
 
 def client_address(request: Request) -> str:

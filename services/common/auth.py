@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +38,13 @@ class Role(StrEnum):
     DEVICE = "device"
     PARTICIPANT = "participant"
 
+
+# A companion-app user's own token (from authenticate_user): only the admin service
+# knows it, and it reaches only that user's data there.
+USER = "user"
+# The guard attribute that declares which roles a route is for: the one rule per route,
+# published in its OpenAPI operation's security requirement and walked by a test.
+ROLES_ATTRIBUTE = "emogo_roles"
 
 READERS = (Role.ADMIN, Role.VIEWER)
 WRITERS = (Role.ADMIN, Role.DEVICE, Role.PARTICIPANT)
@@ -125,7 +132,26 @@ async def issued_principal(header: str | None, issued: TokenFinder) -> Principal
     )
 
 
-def requires(*roles: Role) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
+Guard = Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]
+
+
+def for_roles(guard: Guard, roles: Iterable[str]) -> Guard:
+    """Declares on `guard` the roles it lets through (see ROLES_ATTRIBUTE)."""
+    setattr(guard, ROLES_ATTRIBUTE, frozenset(str(role) for role in roles))
+    return guard
+
+
+def declared_roles(guard: Any) -> frozenset[str]:
+    """The roles a guard lets through; a guard that declares none is a mistake found
+    when the app is built, not at the first request."""
+    roles = getattr(guard, ROLES_ATTRIBUTE, None)
+    if roles is None:
+        name = getattr(guard, "__name__", repr(guard))
+        raise TypeError(f"the guard {name} declares no roles (services.common.auth.for_roles)")
+    return roles
+
+
+def requires(*roles: Role) -> Guard:
     """A Litestar guard that lets through only the given roles. Guards are coroutines:
     Litestar runs a plain function guard in a worker thread, a hop per request."""
     allowed = frozenset(roles)
@@ -134,7 +160,7 @@ def requires(*roles: Role) -> Callable[[ASGIConnection, BaseRouteHandler], Await
         _require_role(await authenticate(connection), allowed)
 
     guard.__name__ = f"requires_{'_or_'.join(sorted(r.value for r in allowed))}"
-    return guard
+    return for_roles(guard, allowed)
 
 
 def _require_role(principal: Principal, allowed: frozenset[Role]) -> None:
@@ -143,7 +169,7 @@ def _require_role(principal: Principal, allowed: frozenset[Role]) -> None:
         raise Forbidden(f"The {principal.role} role may not do this; it needs: {names}")
 
 
-def may_write() -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
+def may_write() -> Guard:
     """The guard of every write: a writer role, and for a participant an open study."""
     writers = frozenset(WRITERS)
 
@@ -158,7 +184,7 @@ def may_write() -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]
                 raise Forbidden(f"The study {study_id!r} is closed: it takes no new data")
 
     guard.__name__ = "may_write"
-    return guard
+    return for_roles(guard, writers)
 
 
 def principal_of(connection: ASGIConnection) -> Principal:

@@ -24,6 +24,7 @@ from litestar.openapi.spec import (
 )
 from litestar.params import PathParameter
 
+from services.common.auth import declared_roles
 from services.common.schemas import worded
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
@@ -194,9 +195,16 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 GATEWAY_ERRORS = (502, 503, 504)
 
 
-def _secured(handler: HTTPRouteHandler) -> bool:
-    """Whether a guard stands before the handler."""
-    return bool(handler.resolve_guards())
+def _roles(handler: HTTPRouteHandler) -> frozenset[str] | None:
+    """The roles a handler is for (every guard must let a caller through), or None for
+    a handler open to anyone."""
+    guards = handler.resolve_guards()
+    if not guards:
+        return None
+    roles = declared_roles(guards[0])
+    for guard in guards[1:]:
+        roles &= declared_roles(guard)
+    return roles
 
 
 def _has_path_parameters(handler: HTTPRouteHandler) -> bool:
@@ -210,7 +218,7 @@ def document_errors(app: Litestar, dependency_errors: tuple[int, ...]) -> None:
     parameter (404), a body (400, 413, 415), query and path validation (422), and
     what its dependencies do when they fail (`dependency_errors`: 503 for the database,
     502/503/504 for the gateway's services). What a handler declares itself wins."""
-    open_operations: set[str] = set()
+    roles_of: dict[str, frozenset[str] | None] = {}
     also_served: dict[str, dict[str, dict[str, Any]]] = {}
     also_empty: set[str] = set()
     for route in app.routes:
@@ -220,10 +228,9 @@ def document_errors(app: Litestar, dependency_errors: tuple[int, ...]) -> None:
             operation_id = handler.operation_id if isinstance(handler.operation_id, str) else ""
             # 414 and 431: limits every connection has (services.common.server).
             codes = {400, 414, 431, *dependency_errors}
-            if _secured(handler):
+            roles_of[operation_id] = _roles(handler)
+            if roles_of[operation_id] is not None:
                 codes |= {401, 403}
-            else:
-                open_operations.add(operation_id)
             if _has_path_parameters(handler):
                 codes.add(404)
             if handler.http_methods & WRITE_METHODS:
@@ -235,26 +242,30 @@ def document_errors(app: Litestar, dependency_errors: tuple[int, ...]) -> None:
                 also_empty.add(operation_id)
 
     def complete() -> None:
-        _complete_document(app.openapi_schema, open_operations, also_served, also_empty)
+        _complete_document(app.openapi_schema, roles_of, also_served, also_empty)
 
     app.on_startup.append(complete)
 
 
 def _complete_document(
     document: OpenAPI,
-    open_operations: set[str],
+    roles_of: dict[str, frozenset[str] | None],
     also_served: dict[str, dict[str, dict[str, Any]]],
     also_empty: set[str],
 ) -> None:
-    """What only the finished document can say: operations open to anyone declare no
-    security requirement, empty bodies no content, and the other media types served."""
+    """What only the finished document can say: who each operation is for (its security
+    requirement names the roles, as OpenAPI 3.1 lets a non-OAuth scheme; none for an
+    operation open to anyone), empty bodies no content, and the other media types served."""
     for item in (document.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(item, method, None)
             if operation is None:
                 continue
-            if operation.operation_id in open_operations:
-                operation.security = []
+            if operation.operation_id in roles_of:
+                roles = roles_of[operation.operation_id]
+                operation.security = (
+                    [] if roles is None else [{"bearer": sorted(roles)}, {"basic": sorted(roles)}]
+                )
             for status, response in (operation.responses or {}).items():
                 if not isinstance(response, OpenAPIResponse):
                     continue
