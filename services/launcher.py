@@ -29,6 +29,7 @@ from pymongo.errors import PyMongoError
 from services.common.settings import (
     DEFAULT_PORTS,
     SERVICE_NAMES,
+    SERVICE_TOKEN_VARIABLE,
     ConfigError,
     Credentials,
     Environment,
@@ -64,6 +65,8 @@ class StackConfig:
     credentials_file: Path
     # Encrypts the admin service's provider keys (EMOGO_SECRET_KEY).
     secret_key: str
+    # The gateway's own credential towards the services (EMOGO_SERVICE_TOKEN).
+    service_token: str
     passthrough_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -87,7 +90,7 @@ class StackConfig:
             name: env.port(f"EMOGO_{name.upper()}_PORT", default)
             for name, default in DEFAULT_PORTS.items()
         }
-        credentials, secret_key, credentials_file = load_or_create_credentials(data_dir, environ)
+        credentials, secrets_of, credentials_file = load_or_create_credentials(data_dir, environ)
         return cls(
             data_dir=data_dir,
             host=env.text("EMOGO_HOST", "127.0.0.1"),
@@ -96,17 +99,18 @@ class StackConfig:
             external_mongodb_uri=env.raw("MONGODB_URI"),
             credentials=credentials,
             credentials_file=credentials_file,
-            secret_key=secret_key,
+            secret_key=secrets_of[SECRET_KEY_VARIABLE],
+            service_token=secrets_of[SERVICE_TOKEN_VARIABLE],
             passthrough_env=environ,
         )
 
 
 def load_or_create_credentials(
     data_dir: Path, environ: Mapping[str, str]
-) -> tuple[Credentials, str, Path]:
-    """The role tokens and the secret key. Values in the environment win; the rest come
-    from the data folder's credentials file, created on first run, readable only by
-    its owner."""
+) -> tuple[Credentials, dict[str, str], Path]:
+    """The role tokens, and the secret key and service token by their variables. Values
+    in the environment win; the rest come from the data folder's credentials file,
+    created on first run, readable only by its owner."""
     path = data_dir / CREDENTIALS_FILE
     stored: dict[str, str] = {}
     if path.exists():
@@ -116,7 +120,11 @@ def load_or_create_credentials(
             key, sep, value = line.partition("=")
             if sep and not key.startswith("#"):
                 stored[key.strip()] = value.strip()
-    generated = [*(f"EMOGO_{role.upper()}_TOKEN" for role in ROLES), SECRET_KEY_VARIABLE]
+    generated = [
+        *(f"EMOGO_{role.upper()}_TOKEN" for role in ROLES),
+        SECRET_KEY_VARIABLE,
+        SERVICE_TOKEN_VARIABLE,
+    ]
     missing = [name for name in generated if not environ.get(name) and not stored.get(name)]
     if missing:
         for name in missing:
@@ -130,7 +138,8 @@ def load_or_create_credentials(
             handle.write(text)
         temporary.replace(path)
     merged = {**stored, **{k: v for k, v in environ.items() if k in generated and v}}
-    return read_credentials(Environment(merged)), merged[SECRET_KEY_VARIABLE], path
+    internal = {name: merged[name] for name in (SECRET_KEY_VARIABLE, SERVICE_TOKEN_VARIABLE)}
+    return read_credentials(Environment(merged)), internal, path
 
 
 @dataclass
@@ -228,6 +237,7 @@ def stack_specs(config: StackConfig) -> list[ProcessSpec]:
             for role, token in config.credentials.by_role().items()
         },
         SECRET_KEY_VARIABLE: config.secret_key,
+        SERVICE_TOKEN_VARIABLE: config.service_token,
     }
     specs: list[ProcessSpec] = []
     if config.external_mongodb_uri is None:

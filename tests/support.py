@@ -25,6 +25,8 @@ from services.launcher import StackConfig
 REPO = Path(__file__).resolve().parent.parent
 # Encrypts provider keys in the admin service under test.
 SECRET_KEY = "test-secret-key-0123456789-0123456789-0123456789"
+# The gateway's own credential towards the admin service (appending to the audit trail).
+SERVICE_TOKEN = "test-service-token-0123456789"
 TOKENS = {
     "admin": "test-admin-token-0123456789",
     "viewer": "test-viewer-token-0123456789",
@@ -58,6 +60,7 @@ def service_environ(mongodb_uri: str, data_dir: Path, db_name: str, **extra: str
         "EMOGO_VIEWER_TOKEN": TOKENS["viewer"],
         "EMOGO_DEVICE_TOKEN": TOKENS["device"],
         "EMOGO_SECRET_KEY": SECRET_KEY,
+        "EMOGO_SERVICE_TOKEN": SERVICE_TOKEN,
         "EMOGO_DB_STARTUP_TIMEOUT": "10",
         **extra,
     }
@@ -139,6 +142,7 @@ def stack_config(
         credentials=credentials,
         credentials_file=data_dir / "unused.env",
         secret_key=SECRET_KEY,
+        service_token=SERVICE_TOKEN,
         passthrough_env={**os.environ, **env},
     )
 

@@ -138,6 +138,7 @@ def test_secrets_are_required_not_defaulted(compose: dict) -> None:
             "EMOGO_VIEWER_TOKEN",
             "EMOGO_DEVICE_TOKEN",
             "EMOGO_SECRET_KEY",
+            "EMOGO_SERVICE_TOKEN",
         ):
             value = environment[variable]
             assert re.fullmatch(rf"\$\{{{variable}:\?.+\}}", value), value

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 
 from services.admin import services
-from services.admin.audit import AuditController
+from services.admin.audit import AuditAppendController, AuditController
 from services.admin.bootstrap import Target, bootstrap
 from services.admin.controllers import (
     CharacterController,
@@ -70,6 +70,7 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             ViewerTokenController,
             NoticeController,
             AuditController,
+            AuditAppendController,
             ReceiptController,
         ],
         documents=DOCUMENTS,

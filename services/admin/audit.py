@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hmac
 import io
 import sys
 from collections.abc import AsyncIterator
@@ -23,7 +24,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
 from litestar.response import Stream
 from pymongo.errors import DuplicateKeyError
@@ -37,10 +40,12 @@ from services.common.audit import (
     AuditEntry,
     ChainCheck,
     StoredAuditEntry,
+    block_of,
     chained,
     verify,
 )
-from services.common.errors import ServiceUnavailable, field_error
+from services.common.auth import CHALLENGE, for_roles
+from services.common.errors import Forbidden, ServiceUnavailable, Unauthorized, field_error
 from services.common.filters import time_span
 from services.common.openapi import NDJSON_MEDIA_TYPE, error_responses
 from services.common.pagination import (
@@ -51,6 +56,7 @@ from services.common.pagination import (
     encode_cursor,
     next_page_headers,
 )
+from services.common.privacy import PseudonymEntry
 from services.common.schemas import WireStruct
 
 # Entries one call may send; the gateway sends fewer.
@@ -61,10 +67,34 @@ APPEND_ATTEMPTS = 50
 COLUMNS = ("seq", *FIELDS, "prev_hash", "hash")
 
 
+async def with_real_ids(entries: list[AuditEntry]) -> None:
+    """Adds to each entry the real participant behind a pseudonym it names (a viewer of a
+    protected study reads by pseudonym), so the trail is searched by the real id."""
+    named = sorted({p for entry in entries for p in entry.participants})
+    if not named:
+        return
+    behind: dict[str, list[tuple[str, str]]] = {}
+    found = PseudonymEntry.get_pymongo_collection().find(
+        {"pseudonym": {"$in": named}}, {"_id": 0, "pseudonym": 1, "user_id": 1, "study_id": 1}
+    )
+    async for row in found:
+        behind.setdefault(row["pseudonym"], []).append((row["study_id"], row["user_id"]))
+    for entry in entries:
+        real = [
+            user_id
+            for name in entry.participants
+            for study_id, user_id in behind.get(name, ())
+            if entry.study_id in (None, study_id)
+        ]
+        if real:
+            entry.participants = list(dict.fromkeys([*entry.participants, *real]))
+
+
 async def append(batch_id: str, entries: list[AuditEntry]) -> None:
     """Chains `entries` after the newest stored entry and stores them as one block;
     a batch already stored (sent again after an answer was lost) is not stored twice."""
     collection = AuditBlock.get_pymongo_collection()
+    await with_real_ids(entries)
     for _ in range(APPEND_ATTEMPTS):
         if await collection.find_one({"batch_id": batch_id}, {"_id": 1}) is not None:
             return
@@ -74,15 +104,7 @@ async def append(batch_id: str, entries: list[AuditEntry]) -> None:
         last_seq, last_hash = (
             (last["last_seq"], last["entries"][-1]["hash"]) if last else (0, GENESIS)
         )
-        documents = chained(entries, last_seq, last_hash)
-        block = {
-            "_id": last_seq + 1,
-            "batch_id": batch_id,
-            "last_seq": documents[-1]["seq"],
-            "entries": documents,
-            "credential_ids": sorted({entry.credential_id for entry in entries}),
-            "participants": sorted({p for entry in entries for p in entry.participants}),
-        }
+        block = block_of(batch_id, chained(entries, last_seq, last_hash))
         try:
             await collection.insert_one(block)
             return
@@ -91,9 +113,14 @@ async def append(batch_id: str, entries: list[AuditEntry]) -> None:
     raise ServiceUnavailable("The audit trail is busy; send the entries again")
 
 
+def blocks(query: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Stored blocks in order (those matching `query`)."""
+    return AuditBlock.get_pymongo_collection().find(query or {}).sort("_id", 1)
+
+
 async def in_order(query: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
     """Stored entries in `seq` order (of the blocks matching `query`)."""
-    async for block in AuditBlock.get_pymongo_collection().find(query or {}).sort("_id", 1):
+    async for block in blocks(query):
         for entry in block["entries"]:
             yield entry
 
@@ -197,20 +224,30 @@ def _csv_row(document: dict[str, Any]) -> list[Any]:
     return row
 
 
-class AuditController(Controller):
-    """The audit trail, for the admin: appended by the gateway, read and verified here."""
+async def from_gateway(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A guard: the gateway's own credential (EMOGO_SERVICE_TOKEN), never a role token,
+    so that not even the admin can write into the trail that records the admin."""
+    scheme, _, token = (connection.headers.get("authorization") or "").partition(" ")
+    expected: str = connection.app.state.settings.service_token
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Credentials required", headers=CHALLENGE)
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Forbidden("Only the gateway appends to the audit trail")
 
-    path = "/api/audit"
+
+class AuditAppendController(Controller):
+    """Where the gateway appends what it recorded; for no one else."""
+
+    path = "/api/audit/entries"
     tags = ["audit"]
-    guards = ADMIN_ONLY
-    dependencies = {"wanted": Provide(provide_entry_filter)}
+    include_in_schema = False
 
     @post(
-        "/entries",
+        "/",
         operation_id="appendAuditEntries",
         summary="Append entries to the audit trail (the gateway sends what it recorded)",
+        guards=[for_roles(from_gateway, ("service",))],
         responses=error_responses(401, 403, 503),
-        include_in_schema=False,
     )
     async def append_entries(self, data: AuditBatch) -> Stored:
         if not data.entries:
@@ -219,6 +256,15 @@ class AuditController(Controller):
             raise field_error("entries", f"at most {MOST_PER_CALL} entries per call")
         await append(data.batch_id, data.entries)
         return Stored(stored=len(data.entries))
+
+
+class AuditController(Controller):
+    """The audit trail, for the admin: appended by the gateway, read and verified here."""
+
+    path = "/api/audit"
+    tags = ["audit"]
+    guards = ADMIN_ONLY
+    dependencies = {"wanted": Provide(provide_entry_filter)}
 
     @get(
         "/",
@@ -258,7 +304,7 @@ class AuditController(Controller):
         responses=error_responses(401, 403),
     )
     async def check(self) -> ChainCheck:
-        return await verify(in_order())
+        return await verify(blocks())
 
     @get(
         "/download.ndjson",
@@ -318,12 +364,7 @@ async def _verify_command() -> int:
     try:
         collection = client[settings.db_name][AuditBlock.Settings.name]
 
-        async def documents() -> AsyncIterator[dict[str, Any]]:
-            async for block in collection.find({}).sort("_id", 1):
-                for entry in block["entries"]:
-                    yield entry
-
-        result = await verify(documents())
+        result = await verify(collection.find({}).sort("_id", 1))
     finally:
         await client.close()
     if result.ok:

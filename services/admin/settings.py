@@ -11,6 +11,7 @@ from services.common.settings import (
     Environment,
     ServiceSettings,
     common_fields,
+    read_service_token,
 )
 
 # The defaults shipped with the project: a user config and the template characters.
@@ -21,6 +22,8 @@ MIN_SECRET_KEY_LENGTH = 32
 class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
     # Comma-separated; the first encrypts provider keys, all decrypt (key rotation).
     secret_keys: tuple[str, ...]
+    # The gateway's credential: the only one that may append to the audit trail.
+    service_token: str
     # Folder with user_config.json and characters/*.json.
     defaults_dir: Path
     # How long a token from authenticate_user stays valid.
@@ -61,9 +64,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdminSettings:
             f"must be at least {MIN_SECRET_KEY_LENGTH} characters (several: comma-separated, "
             "the first encrypts); for example: openssl rand -base64 32",
         )
+    fields = common_fields("admin", env)
     return AdminSettings(
-        **common_fields("admin", env),  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]
         secret_keys=keys,
+        service_token=read_service_token(env, fields["credentials"]),  # type: ignore[arg-type]
         defaults_dir=Path(env.text("EMOGO_ADMIN_DEFAULTS_DIR", str(SHIPPED_DEFAULTS))).resolve(),
         user_token_seconds=env.number("EMOGO_USER_TOKEN_SECONDS", 7 * 86400.0, 60.0, 366 * 86400),
         sign_in_failures_allowed=env.integer("EMOGO_SIGN_IN_FAILURES_ALLOWED", 5, 1, 100),

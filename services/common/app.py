@@ -218,7 +218,11 @@ def build_app(
         settings.log_dir,
         settings.log_level,
         console_level=settings.console_log_level,
-        secrets=[*settings.credentials.by_role().values(), settings.mongodb_admin_password or ""],
+        secrets=[
+            *settings.credentials.by_role().values(),
+            settings.mongodb_admin_password or "",
+            getattr(settings, "service_token", ""),
+        ],
     )
     lifespan = []
     state = State({"settings": settings})

@@ -146,6 +146,18 @@ class Credentials(msgspec.Struct, frozen=True, kw_only=True):
 
 
 MIN_TOKEN_LENGTH = 8
+# The gateway's own credential towards the services, for what only the gateway may do
+# (append to the audit trail). Never a role token: holding the admin token is not enough.
+SERVICE_TOKEN_VARIABLE = "EMOGO_SERVICE_TOKEN"  # noqa: S105 - the variable's name
+
+
+def read_service_token(env: Environment, credentials: Credentials) -> str:
+    token = env.text(SERVICE_TOKEN_VARIABLE)
+    if len(token) < 16 or any(ch.isspace() for ch in token):
+        raise ConfigError(SERVICE_TOKEN_VARIABLE, "must be at least 16 characters without spaces")
+    if token in credentials.by_role().values():
+        raise ConfigError(SERVICE_TOKEN_VARIABLE, "must differ from the role tokens")
+    return token
 
 
 def read_credentials(env: Environment) -> Credentials:

@@ -26,6 +26,7 @@ from services.gateway.controllers import (
     PagesController,
 )
 from services.gateway.issued import IssuedTokensViaAdmin
+from services.gateway.journal import AuditJournal
 from services.gateway.pages import page_headers
 from services.gateway.services import ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
@@ -48,10 +49,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 logger.warning("EMOGO_AUDIT is off: reads of participant data are not recorded")
                 yield
                 return
-            sender = admin_sender(
-                session, proxy.upstreams["admin"].send, settings.credentials.admin
-            )
-            app.state.audit = recorder = AuditRecorder(sender)
+            sender = admin_sender(session, proxy.upstreams["admin"].send, settings.service_token)
+            journal = AuditJournal(settings.audit_journal_dir)
+            app.state.audit = recorder = AuditRecorder(sender, journal)
             recorder.start()
             try:
                 yield

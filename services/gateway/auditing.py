@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -40,10 +39,12 @@ from services.common.auth import (
 from services.common.periodic import Periodic
 from services.common.schemas import Principal
 from services.common.tokens import TokenKind, issued_token_in, token_digest
+from services.gateway.journal import AuditJournal, Segment
 
 logger = logging.getLogger("emogo.audit")
 
-# Routes whose reads are reads of participant data.
+# Routes whose reads are recorded: participant data, and what the admin reads about
+# participants and users (deletion receipts, the services' logs).
 PERSONAL_DATA = (
     "/api/sentiments",
     "/api/gps",
@@ -52,6 +53,10 @@ PERSONAL_DATA = (
     "/api/export",
     "/export",
     "/api/studies",
+    "/api/deletion-receipts",
+    "/tail_log",
+    "/dowload_log_file",
+    "/download_log_file",
 )
 READS = frozenset({"GET", "HEAD"})
 NOT_CHANGES = READS | {"OPTIONS"}
@@ -172,35 +177,60 @@ class _Listed(msgspec.Struct):
     participants: list[msgspec.Raw] | None = None
 
 
-class AuditRecorder:
-    """Entries waiting to be sent to the admin service, sent in batches. A batch that
-    failed is sent again as it was, under the same id, so the admin service stores it
-    once even when the first attempt did arrive."""
+class Refused(Exception):
+    """The admin service answered that it will not store a batch as sent (a 4xx other
+    than 408 and 429, or a 500): sending it again unchanged would fail again."""
 
-    def __init__(self, send_batch: Callable[[str, list[AuditEntry]], Any]) -> None:
+
+class AuditRecorder:
+    """Entries journaled on disk (services.gateway.journal) as they are recorded and
+    sent to the admin service in batches.
+
+    A batch that could not be sent (the admin service down or busy) is sent again under
+    the same id, so the admin service stores it once even when the first attempt did
+    arrive. A batch refused is split in halves, each sent on its own, down to the one
+    entry refused, which is stored without its client-supplied filters or, refused
+    even so, logged and left out: one bad entry never holds up the others."""
+
+    def __init__(
+        self, send_batch: Callable[[str, list[AuditEntry]], Any], journal: AuditJournal
+    ) -> None:
         self._send_batch = send_batch
-        self.waiting: list[AuditEntry] = []
-        self._unsent: tuple[str, list[AuditEntry]] | None = None
+        self.journal = journal
+        # Sealed segments not stored yet, oldest first: a killed process's, then this one's.
+        self._sealed: list[Segment] = []
         self._sending = asyncio.Lock()
         self._periodic = Periodic("audit flush", self.flush, FLUSH_SECONDS, logger)
         self._failing = False
 
     def record(self, entry: AuditEntry) -> None:
-        self.waiting.append(entry)
+        """Journals `entry`, synced to disk, before this returns."""
+        try:
+            self.journal.append(entry)
+        except OSError as problem:
+            # Kept in memory and sent as usual; only a kill before then would lose it.
+            logger.error(
+                "the audit journal could not be written",
+                extra={"error": type(problem).__name__, "request_id": entry.request_id},
+            )
+            self.journal.current.entries.append(entry)
 
     def left(self) -> int:
-        return len(self.waiting) + (len(self._unsent[1]) if self._unsent else 0)
+        return len(self.journal.current.entries) + sum(len(s.entries) for s in self._sealed)
 
     async def flush(self) -> None:
         async with self._sending:
-            while self._unsent or self.waiting:
-                if self._unsent is None:
-                    batch = self.waiting[:MOST_PER_BATCH]
-                    del self.waiting[: len(batch)]
-                    self._unsent = (uuid.uuid4().hex, batch)
-                batch_id, batch = self._unsent
+            while True:
+                if not self._sealed:
+                    sealed = self.journal.seal()
+                    if sealed is None:
+                        return
+                    self._sealed.append(sealed)
+                segment = self._sealed[0]
                 try:
-                    await self._send_batch(batch_id, batch)
+                    for start in range(0, len(segment.entries), MOST_PER_BATCH):
+                        batch = segment.entries[start : start + MOST_PER_BATCH]
+                        await self._store(f"{segment.batch_id}-{start}", batch)
                 except Exception as problem:  # kept, and sent again at the next flush
                     if not self._failing:
                         logger.warning(
@@ -212,9 +242,46 @@ class AuditRecorder:
                 if self._failing:
                     logger.info("audit entries are being stored again")
                 self._failing = False
-                self._unsent = None
+                self.journal.done(self._sealed.pop(0))
+
+    async def _store(self, batch_id: str, entries: list[AuditEntry]) -> None:
+        """Sends a batch; a refused one in halves, each under an id derived from the
+        batch's, so a retry after a later failure stores no half twice."""
+        try:
+            await self._send_batch(batch_id, entries)
+            return
+        except Refused as refusal:
+            if len(entries) > 1:
+                half = len(entries) // 2
+                await self._store(f"{batch_id}.a", entries[:half])
+                await self._store(f"{batch_id}.b", entries[half:])
+                return
+            problem = str(refusal)
+        [entry] = entries
+        if entry.filters or batch_id.endswith(".plain"):
+            logger.error(
+                "an audit entry was refused; it is stored without its filters",
+                extra={"request_id": entry.request_id, "error": problem[:200]},
+            )
+            plain = msgspec.structs.replace(entry, filters={"refused": "filters left out"})
+            if not batch_id.endswith(".plain"):
+                try:
+                    await self._send_batch(f"{batch_id}.plain", [plain])
+                    return
+                except Refused:
+                    pass
+        logger.error(
+            "an audit entry was refused and left out",
+            extra={"request_id": entry.request_id, "action": entry.action[:200]},
+        )
 
     def start(self) -> None:
+        self._sealed.extend(self.journal.orphans())
+        if self._sealed:
+            logger.info(
+                "audit entries journaled by a stopped gateway are sent again",
+                extra={"waiting": self.left()},
+            )
         self._periodic.start()
 
     async def stop(self) -> None:
@@ -227,29 +294,35 @@ class AuditRecorder:
             if self.left():
                 await asyncio.sleep(0.2)
         if self.left():
-            logger.error("audit entries not stored at shutdown", extra={"waiting": self.left()})
+            logger.error(
+                "audit entries not stored at shutdown; the journal keeps them for the next start",
+                extra={"waiting": self.left()},
+            )
+        self.journal.close()
 
 
 def admin_sender(
-    session: aiohttp.ClientSession, send: Callable[..., Any], admin_token: str
+    session: aiohttp.ClientSession, send: Callable[..., Any], service_token: str
 ) -> Callable[[str, list[AuditEntry]], Any]:
     """Sends a batch to the admin service's `/api/audit/entries` (through `send`, the
-    admin replicas' balancer)."""
-    headers = {"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
+    admin replicas' balancer), with the gateway's own credential."""
+    headers = {"Authorization": f"Bearer {service_token}", "Content-Type": "application/json"}
 
     async def send_batch(batch_id: str, batch: list[AuditEntry]) -> None:
         body = msgspec.json.encode(AuditBatch(batch_id=batch_id, entries=batch))
 
-        async def attempt(base: str) -> int:
+        async def attempt(base: str) -> tuple[int, bytes]:
             async with session.post(
                 f"{base}/api/audit/entries", data=body, headers=headers
             ) as answer:
-                await answer.read()
-                return answer.status
+                return answer.status, await answer.read()
 
-        status = await send("POST", attempt)
-        if status not in (200, 201):
-            raise RuntimeError(f"the admin service answered {status}")
+        status, text = await send("POST", attempt)
+        if status in (200, 201):
+            return
+        if status == 500 or (400 <= status < 500 and status not in (408, 429)):
+            raise Refused(f"the admin service answered {status}: {text[:300]!r}")
+        raise RuntimeError(f"the admin service answered {status}")
 
     return send_batch
 
@@ -279,21 +352,31 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         tally = ResponseTally()
+        # Noted now: a mount rewrites the scope's path on the way in.
+        action = f"{method} {path}"
+        query_string = scope.get("query_string", b"")
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                recorder.record(self._entry(scope, action, query_string, principal, tally))
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 tally.start(message)
             elif message["type"] == "http.response.body":
                 tally.body(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # On disk before the answer completes: a kill now loses nothing.
+                    record()
             await send(message)
 
-        # Noted now: a mount rewrites the scope's path on the way in.
-        action = f"{method} {path}"
-        query_string = scope.get("query_string", b"")
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            recorder.record(self._entry(scope, action, query_string, principal, tally))
+            record()
 
     async def _who(self, scope: Scope, read: bool) -> Principal | None:
         """The request's credential, or None (no credential, or not one we issued: the

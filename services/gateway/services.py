@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import posixpath
 import time
 from collections.abc import AsyncIterator, Iterable
+from urllib.parse import unquote
 
 import aiohttp
 import anyio
@@ -25,6 +27,7 @@ from services.common.errors import (
     AppError,
     BadGateway,
     GatewayTimeout,
+    NotFound,
     ServiceUnavailable,
     Unauthorized,
 )
@@ -58,6 +61,17 @@ ROUTES: dict[str, tuple[str, ...]] = {
         "/docs/admin",
     ),
 }
+
+# Paths of the services that only the gateway itself calls: never forwarded from outside.
+INTERNAL_PATHS = frozenset({"/api/audit/entries"})
+
+
+def is_internal(raw_path: str) -> bool:
+    """Whether a request path, however spelled (escapes, dots, doubled or trailing
+    slashes), names an internal path."""
+    decoded = posixpath.normpath("/" + unquote(raw_path).lstrip("/"))
+    return decoded.lower() in INTERNAL_PATHS
+
 
 # RFC 9110 §7.6.1: connection-specific headers a proxy must not forward.
 HOP_BY_HOP = frozenset(
@@ -249,6 +263,8 @@ class ReverseProxy:
         if query:
             target += "?" + query.decode("latin-1")
         method = scope["method"]
+        if is_internal(path):
+            raise NotFound(f"No route for {method} {path[:200]}")
         try:
             content = await self._body_to_forward(scope, receive)
         except ClientGone:

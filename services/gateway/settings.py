@@ -13,6 +13,7 @@ from services.common.settings import (
     Environment,
     ServiceSettings,
     common_fields,
+    read_service_token,
     temp_dir,
 )
 
@@ -44,6 +45,10 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     # Record reads of participant data and changes in the audit trail
     # (services.gateway.auditing). Off only to measure what recording costs.
     audit: bool
+    # Its own credential towards the admin service, for appending to the audit trail;
+    # and the folder of its audit journal (entries kept on disk until stored).
+    service_token: str
+    audit_journal_dir: Path
     # Where the ZIP export spools the files that follow the one streaming
     # (services.gateway.fanout).
     temp_dir: Path
@@ -72,6 +77,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         map_tiles=_tile_url(env.raw("EMOGO_MAP_TILES")),
         map_attribution=env.text("EMOGO_MAP_ATTRIBUTION", OSM_ATTRIBUTION),
         audit=env.flag("EMOGO_AUDIT", True),
+        service_token=read_service_token(env, fields["credentials"]),  # type: ignore[arg-type]
+        audit_journal_dir=Path(
+            env.text("EMOGO_AUDIT_JOURNAL_DIR", str(data_dir / "audit-journal"))
+        ).resolve(),
         temp_dir=temp_dir("gateway", env, data_dir),
     )
 

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from pymongo import MongoClient
 
 from services.gateway.auditing import FLUSH_SECONDS
 from tests.conftest import Stack
 from tests.media.conftest import opencv_video, upload
-from tests.support import wait_until
+from tests.support import TOKENS, wait_until
 
 PARTICIPANT = f"P-audit-{uuid.uuid4().hex[:8]}"
 
@@ -246,6 +247,7 @@ def verify_command(stack: Stack) -> subprocess.CompletedProcess[str]:
         "MONGODB_URI": stack.config.mongodb_uri,
         "DB_NAME": stack.db_name,
         "EMOGO_ADMIN_TOKEN": stack.config.credentials.admin,
+        "EMOGO_SERVICE_TOKEN": stack.config.service_token,
         "EMOGO_VIEWER_TOKEN": stack.config.credentials.viewer,
         "EMOGO_DEVICE_TOKEN": stack.config.credentials.device,
         "EMOGO_SECRET_KEY": stack.config.secret_key,
@@ -338,7 +340,7 @@ def test_concurrent_batches_make_one_chain(stack: Stack) -> None:
         "request_id": "",
     }
     marker = f"concurrent-{uuid.uuid4().hex}"
-    headers = {"Authorization": f"Bearer {stack.config.credentials.admin}"}
+    headers = {"Authorization": f"Bearer {stack.config.service_token}"}
 
     async def send_all() -> list[int]:
         async with httpx.AsyncClient(base_url=stack.config.url("admin"), headers=headers) as c:
@@ -397,3 +399,140 @@ def test_a_read_while_the_admin_service_is_down_is_still_recorded(stack: Stack) 
     assert entry["credential_id"] == "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     assert entry["role"] == "unresolved"
     assert token not in str(entry)
+
+
+FORGED = {
+    "batch_id": "forged",
+    "entries": [
+        {
+            "time": "2026-11-30T10:00:00Z",
+            "credential_id": "env:viewer",
+            "credential_name": "TA vA",
+            "role": "viewer",
+            "action": "GET /api/export/all.zip",
+            "status": 200,
+            "bytes": 1,
+            "request_id": "forged",
+        }
+    ],
+}
+
+
+def test_only_the_gateway_appends_to_the_trail(stack: Stack) -> None:
+    """The admin token cannot write into the trail that records the admin: refused at
+    the admin service (403), and the path is not reachable through the gateway (404)."""
+    admin_token = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    direct = httpx.post(
+        f"{stack.config.url('admin')}/api/audit/entries", json=FORGED, headers=admin_token
+    )
+    assert direct.status_code == 403, direct.text
+    for spelling in ("/api/audit/entries", "/api/audit/entries/", "/api/audit/%65ntries"):
+        with stack.client("admin") as admin:
+            answer = admin.post(spelling, json=FORGED)
+        assert answer.status_code == 404, (spelling, answer.text)
+    service = {"Authorization": f"Bearer {stack.config.service_token}"}
+    through = httpx.post(f"{stack.gateway}/api/audit/entries", json=FORGED, headers=service)
+    assert through.status_code == 404
+    assert stored_entries(stack, lambda entry: entry["request_id"] == "forged") == []
+
+
+def test_a_request_cannot_make_its_entry_unstorable(stack: Stack, data: dict) -> None:
+    """A NUL (or a dot, or a leading dollar) in a query parameter's name once made the
+    admin service refuse the whole batch, which the gateway sent again forever: nothing
+    later was stored. Now the names are escaped when the entry is made."""
+    marker = uuid.uuid4().hex
+    with stack.client() as client:
+        hostile = client.get(
+            f"/api/sentiments/count?probe%00x=1&a.b=2&%24where=3&m={marker}",
+            headers={**data["ta"], "X-Request-ID": f"hostile-{marker}"},
+        )
+        later = client.get(
+            "/api/sentiments/count",
+            params={"user_id": PARTICIPANT},
+            headers={**data["ta"], "X-Request-ID": f"later-{marker}"},
+        )
+    assert hostile.status_code in (200, 422)
+    assert later.status_code == 200
+    (entry,) = entries_of(stack, f"hostile-{marker}")
+    assert entry["filters"]["probe%00x"] == "1"
+    assert entry["filters"]["a%2Eb"] == "2"
+    assert entry["filters"]["%24where"] == "3"
+    entries_of(stack, f"later-{marker}")
+    with stack.client("admin") as admin:
+        assert admin.get("/api/audit/verify").json()["ok"] is True
+
+
+def test_reads_of_receipts_and_logs_are_recorded(stack: Stack) -> None:
+    marker = uuid.uuid4().hex
+    with stack.client("admin") as admin:
+        for n, path in enumerate(("/tail_log/3", f"/api/deletion-receipts/{marker}")):
+            answer = admin.get(path, headers={"X-Request-ID": f"log-{n}-{marker}"})
+            assert answer.status_code in (200, 404), (path, answer.text)
+            (entry,) = entries_of(stack, f"log-{n}-{marker}")
+            assert entry["action"] == f"GET {path}"
+            assert entry["credential_id"] == "env:admin"
+
+
+def test_reads_journaled_before_a_kill_are_all_stored(stack: Stack, data: dict) -> None:
+    """Audited reads answered while the admin service is frozen, then a SIGKILL of the
+    gateway: each entry was on the gateway's disk before its answer completed, and the
+    next gateway sends them."""
+    marker = uuid.uuid4().hex
+    reads = 20
+    admin_process = psutil.Process(stack.supervisor.processes["admin"].pid)
+    admin_process.suspend()
+    try:
+        with stack.client() as client:
+            for n in range(reads):
+                answer = client.get(
+                    "/api/sentiments/count",
+                    params={"user_id": PARTICIPANT},
+                    headers={**data["ta"], "X-Request-ID": f"killed-{marker}-{n}"},
+                )
+                assert answer.status_code == 200
+        gateway = stack.supervisor.processes["gateway"]
+        gateway.kill()
+        gateway.wait(15)
+    finally:
+        admin_process.resume()
+    stack.supervisor.start("gateway")
+    stack.supervisor.wait_ready("gateway")
+
+    def kept(entry: dict) -> bool:
+        return entry["request_id"].startswith(f"killed-{marker}-")
+
+    wait_until(lambda: len(stored_entries(stack, kept)) >= reads, 30, "the journaled entries")
+    found = stored_entries(stack, kept)
+    assert sorted(e["request_id"] for e in found) == sorted(
+        f"killed-{marker}-{n}" for n in range(reads)
+    )
+    with stack.client("admin") as admin:
+        assert admin.get("/api/audit/verify").json()["ok"] is True
+
+
+def test_an_edited_index_or_an_added_field_breaks_verification(stack: Stack, data: dict) -> None:
+    with stack.client() as client:
+        client.get("/api/sentiments/count", params={"user_id": PARTICIPANT}, headers=data["ta"])
+    with stack.client("admin") as admin:
+        wait_until(lambda: admin.get("/api/audit/verify").json()["entries"] >= 1, 15, "entries")
+    with MongoClient(stack.config.mongodb_uri) as mongo:
+        trail = mongo[stack.db_name]["audit_trail"]
+        block = trail.find_one({"participants": PARTICIPANT}, sort=[("_id", -1)])
+        original = dict(block)
+        edits = [
+            {"$pull": {"participants": PARTICIPANT}},
+            {"$set": {"note": "added later"}},
+            {"$set": {"entries.0.note": "added later"}},
+        ]
+        try:
+            for edit in edits:
+                trail.update_one({"_id": block["_id"]}, edit)
+                with stack.client("admin") as admin:
+                    check = admin.get("/api/audit/verify").json()
+                assert check["ok"] is False, edit
+                assert check["first_broken_seq"] == block["_id"], check
+                trail.replace_one({"_id": block["_id"]}, original)
+        finally:
+            trail.replace_one({"_id": block["_id"]}, original)
+        with stack.client("admin") as admin:
+            assert admin.get("/api/audit/verify").json()["ok"] is True
