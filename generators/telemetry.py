@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -18,6 +19,8 @@ EMOTIONS = ("happy", "calm", "excited", "neutral", "tired", "anxious", "sad", "a
 CONTEXTS = ("school", "work", "leisure", "social", "personal")
 PLACES = ("home", "lab", "cafeteria", "library", "gym")
 FIX_EVERY_MINUTES = 10
+# The namespace of the generated records' client ids (uuid5 of the record's place).
+CLIENT_IDS = uuid.UUID("5d0b1c1e-6f0e-4c8a-9a57-0e1f6a2b7c3d")
 METRES_PER_DEGREE = 111_320
 
 
@@ -100,10 +103,17 @@ def gps_fixes(person: Participant, day: date, seed: int) -> list[dict]:
                 "altitude": round(rng.uniform(8, 40), 1),
                 "location_name": place,
                 "timestamp": instant.isoformat().replace("+00:00", "Z"),
-                "client_id": f"gen-{seed}-{person.user_id}-{day.isoformat()}-gps-{step}",
+                "client_id": record_id(seed, person, day, f"gps-{step}"),
             }
         )
     return fixes
+
+
+def record_id(seed: int, person: Participant, day: date, which: str) -> str:
+    """A record's client id as a phone makes one: stable (a resent record keeps it, so
+    it is stored once) and opaque (a UUID; never built from the participant's id, which
+    a pseudonymous study hides from its viewers)."""
+    return str(uuid.uuid5(CLIENT_IDS, f"{seed}:{person.user_id}:{day.isoformat()}:{which}"))
 
 
 def sentiments(person: Participant, day: date, seed: int) -> list[dict]:
@@ -130,7 +140,7 @@ def sentiments(person: Participant, day: date, seed: int) -> list[dict]:
                 "intensity": round(intensity, 3),
                 "context": rng.choice(CONTEXTS),
                 "timestamp": instant.isoformat().replace("+00:00", "Z"),
-                "client_id": f"gen-{seed}-{person.user_id}-{day.isoformat()}-mood-{n}",
+                "client_id": record_id(seed, person, day, f"mood-{n}"),
             }
         )
     return reports

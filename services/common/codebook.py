@@ -15,6 +15,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, get_args, get_origin
 
 import msgspec
@@ -72,12 +73,26 @@ class Variable:
     only_in: tuple[str, ...] | None = None
 
 
+class Treatment(StrEnum):
+    """How a viewer of a protected study is shown a field (services.common.privacy)."""
+
+    KEPT = "kept"  # as stored: the server's own values, measurements, labels
+    PSEUDONYM = "pseudonym"  # the participant id: the study's pseudonym of it
+    DISGUISED = "disguised"  # text a phone wrote: every participant id of the study replaced
+    DIGESTED = "digested"  # an opaque phone id: a keyed, stable digest
+    COARSENED = "coarsened"  # a coordinate: on the study's grid
+    DROPPED = "dropped"  # what would narrow a coarsened fix back down: left out
+
+
 @dataclass(frozen=True)
 class RecordKind:
     name: str
     version: str
     description: str
     variables: tuple[Variable, ...]
+    # Each variable's treatment for a protected viewer, by name; every variable has one
+    # (a test holds every kind and every wire field to it).
+    treatments: dict[str, Treatment] = field(default_factory=dict)
     # Fields a service's records carry that exports leave out (none today).
     api_only: frozenset[str] = field(default_factory=frozenset)
 
@@ -161,6 +176,19 @@ SENTIMENTS = RecordKind(
         CLIENT_ID,
         RECEIVED_AT,
     ),
+    {
+        "_id": Treatment.KEPT,
+        "study_id": Treatment.KEPT,
+        "user_id": Treatment.PSEUDONYM,
+        "timestamp": Treatment.KEPT,
+        "local_date": Treatment.KEPT,
+        "emotion": Treatment.KEPT,
+        "intensity": Treatment.KEPT,
+        "note": Treatment.DISGUISED,
+        "context": Treatment.DISGUISED,
+        "client_id": Treatment.DIGESTED,
+        "received_at": Treatment.KEPT,
+    },
 )
 GPS = RecordKind(
     "gps",
@@ -185,6 +213,22 @@ GPS = RecordKind(
         CLIENT_ID,
         RECEIVED_AT,
     ),
+    {
+        "_id": Treatment.KEPT,
+        "study_id": Treatment.KEPT,
+        "user_id": Treatment.PSEUDONYM,
+        "timestamp": Treatment.KEPT,
+        "local_date": Treatment.KEPT,
+        "latitude": Treatment.COARSENED,
+        "longitude": Treatment.COARSENED,
+        "altitude": Treatment.DROPPED,
+        "accuracy": Treatment.DROPPED,
+        "speed": Treatment.KEPT,
+        "heading": Treatment.KEPT,
+        "location_name": Treatment.DISGUISED,
+        "client_id": Treatment.DIGESTED,
+        "received_at": Treatment.KEPT,
+    },
 )
 VLOGS = RecordKind(
     "vlogs",
@@ -235,6 +279,36 @@ VLOGS = RecordKind(
             only_in=("zip",),
         ),
     ),
+    {
+        "_id": Treatment.KEPT,
+        "study_id": Treatment.KEPT,
+        "user_id": Treatment.PSEUDONYM,
+        "timestamp": Treatment.KEPT,
+        "local_date": Treatment.KEPT,
+        "duration": Treatment.KEPT,
+        "width": Treatment.KEPT,
+        "height": Treatment.KEPT,
+        "fps": Treatment.KEPT,
+        "codec": Treatment.KEPT,
+        "container": Treatment.KEPT,
+        "file_size": Treatment.KEPT,
+        "sha256": Treatment.KEPT,
+        "crc32": Treatment.KEPT,
+        "content_type": Treatment.KEPT,
+        "has_file": Treatment.KEPT,
+        "state": Treatment.KEPT,
+        "download_url": Treatment.KEPT,
+        "play_url": Treatment.KEPT,
+        "thumbnail_url": Treatment.KEPT,
+        "browser_playable": Treatment.KEPT,
+        "preview_state": Treatment.KEPT,
+        "uploaded_at": Treatment.KEPT,
+        "zip_path": Treatment.KEPT,
+        "title": Treatment.DISGUISED,
+        "description": Treatment.DISGUISED,
+        "original_name": Treatment.DISGUISED,
+        "video_url": Treatment.DISGUISED,
+    },
 )
 DAILY = RecordKind(
     "daily",
@@ -315,6 +389,23 @@ DAILY = RecordKind(
         Variable("vlogs", int, "Vlogs recorded that day.", unit="1"),
         Variable("vlog_seconds", float, "Their total length.", unit="s"),
     ),
+    {
+        "study_id": Treatment.KEPT,
+        "user_id": Treatment.PSEUDONYM,
+        "local_date": Treatment.KEPT,
+        "sentiments": Treatment.KEPT,
+        "mean_intensity": Treatment.KEPT,
+        "emotion_{emotion}_count": Treatment.KEPT,
+        "emotion_{emotion}_mean_intensity": Treatment.KEPT,
+        "gps_fixes": Treatment.KEPT,
+        "gps_coverage_hours": Treatment.KEPT,
+        "distance_km": Treatment.KEPT,
+        "radius_of_gyration_m": Treatment.KEPT,
+        "distinct_places": Treatment.KEPT,
+        "time_at_home_hours": Treatment.KEPT,
+        "vlogs": Treatment.KEPT,
+        "vlog_seconds": Treatment.KEPT,
+    },
 )
 KINDS = {kind.name: kind for kind in (SENTIMENTS, GPS, VLOGS, DAILY)}
 

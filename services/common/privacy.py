@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -33,6 +34,7 @@ from litestar.connection import ASGIConnection
 from pymongo import IndexModel, UpdateOne
 
 from services.common.auth import principal_of
+from services.common.codebook import KINDS, Treatment
 from services.common.schemas import Principal
 from services.common.studies import Study, record_study
 from services.common.tokens import CACHE_SECONDS
@@ -40,9 +42,30 @@ from services.common.tokens import CACHE_SECONDS
 PSEUDONYM_PREFIX = "anon-"
 # 12 base32 characters: 60 bits, so two participants of a study do not share one.
 PSEUDONYM_CHARACTERS = 12
-# Free text a participant wrote may name them ("alice_day3.mp4"): their id in it is
-# replaced too.
-FREE_TEXT_FIELDS = ("note", "title", "description", "original_name")
+# What each field is shown as, declared beside the codebook (services.common.codebook):
+# text a phone wrote may name a participant ("alice_day3.mp4", "with bob"), and an
+# opaque phone id may be built from one, so neither reaches a viewer as sent.
+DISGUISED_FIELDS = frozenset(
+    name
+    for kind in KINDS.values()
+    for name, how in kind.treatments.items()
+    if how == Treatment.DISGUISED
+)
+DIGESTED_FIELDS = frozenset(
+    name
+    for kind in KINDS.values()
+    for name, how in kind.treatments.items()
+    if how == Treatment.DIGESTED
+)
+DROPPED_FIELDS = frozenset(
+    name
+    for kind in KINDS.values()
+    for name, how in kind.treatments.items()
+    if how == Treatment.DROPPED
+)
+DIGEST_PREFIX = "cid-"
+# Where the admin service keeps who is enrolled in which study.
+PARTICIPANTS_COLLECTION = "participants"
 # Grid sizes a study may choose, in metres.
 SMALLEST_GRID_M, LARGEST_GRID_M = 10, 100_000
 METRES_PER_DEGREE = 111_320.0
@@ -55,6 +78,14 @@ def new_pseudonym_key() -> str:
 def pseudonym(key: str, user_id: str) -> str:
     digest = hmac.new(bytes.fromhex(key), user_id.encode(), hashlib.sha256).digest()
     return PSEUDONYM_PREFIX + base64.b32encode(digest).decode()[:PSEUDONYM_CHARACTERS].lower()
+
+
+def digest(key: str, field_name: str, value: str) -> str:
+    """An opaque phone id as a viewer sees it: keyed by the study's key, so stable
+    (a resent record keeps it) and not reversible, and different in every study."""
+    message = field_name.encode() + b"\x00" + value.encode()
+    mac = hmac.new(bytes.fromhex(key), message, hashlib.sha256).digest()
+    return DIGEST_PREFIX + base64.b32encode(mac).decode()[:20].lower()
 
 
 def grid_steps(grid_m: int, latitude: float) -> tuple[float, float]:
@@ -118,6 +149,9 @@ class StudyProtection:
     study_id: str
     pseudonym_key: str | None
     gps_grid_m: int | None
+    # The study's enrolled participants, longest id first: any of them named in text a
+    # phone wrote is replaced by their pseudonym (None: the study shows real ids).
+    participants: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,15 +168,38 @@ async def _read_studies() -> Snapshot:
     )
     protected: dict[str | None, StudyProtection] = {}
     known = set()
-    async for study in found:
+    studies = [study async for study in found]
+    enrolled = await _participants_of(
+        [s["study_id"] for s in studies if s.get("pseudonyms") and s.get("pseudonym_key")]
+    )
+    for study in studies:
         named = record_study(study["study_id"])
         known.add(named)
         key = study.get("pseudonym_key") if study.get("pseudonyms") else None
         if key or study.get("gps_grid_m"):
+            ids = sorted(enrolled.get(study["study_id"], ()), key=len, reverse=True)
             protected[named] = StudyProtection(
-                study_id=study["study_id"], pseudonym_key=key, gps_grid_m=study.get("gps_grid_m")
+                study_id=study["study_id"],
+                pseudonym_key=key,
+                gps_grid_m=study.get("gps_grid_m"),
+                participants=re.compile("|".join(map(re.escape, ids))) if key and ids else None,
             )
     return Snapshot(protected, frozenset(known))
+
+
+async def _participants_of(study_ids: list[str]) -> dict[str, set[str]]:
+    """The participants enrolled in `study_ids` (the admin service's `participants`
+    collection, read like the studies themselves)."""
+    if not study_ids:
+        return {}
+    collection = Study.get_pymongo_collection().database[PARTICIPANTS_COLLECTION]
+    found: dict[str, set[str]] = {}
+    rows = collection.find(
+        {"study_id": {"$in": study_ids}}, {"_id": 0, "study_id": 1, "user_id": 1}
+    )
+    async for row in rows:
+        found.setdefault(row["study_id"], set()).add(row["user_id"])
+    return found
 
 
 # How often a record of a study not seen yet may send this process to read the studies
@@ -311,21 +368,36 @@ class Disguise:
             return document
         shown = dict(document)
         real = document.get("user_id")
-        if protection.pseudonym_key and isinstance(real, str):
-            alias = self.user(protection.study_id, real)
-            shown["user_id"] = alias
-            for name in FREE_TEXT_FIELDS:
+        key = protection.pseudonym_key
+        if key and isinstance(real, str):
+            shown["user_id"] = self.user(protection.study_id, real)
+            for name in DISGUISED_FIELDS:
                 text = shown.get(name)
-                if isinstance(text, str) and real in text:
-                    shown[name] = text.replace(real, alias)
+                if isinstance(text, str) and text:
+                    shown[name] = self.disguised(protection, real, text)
+            for name in DIGESTED_FIELDS:
+                value = shown.get(name)
+                if isinstance(value, str):
+                    shown[name] = digest(key, name, value)
         if protection.gps_grid_m and "latitude" in shown and "longitude" in shown:
             shown["latitude"], shown["longitude"] = coarsened(
                 shown["latitude"], shown["longitude"], protection.gps_grid_m
             )
             # Accuracy and altitude narrow a rounded fix back down: not shown.
-            for precise in ("accuracy", "altitude"):
+            for precise in DROPPED_FIELDS:
                 shown.pop(precise, None)
         return shown
+
+    def disguised(self, protection: StudyProtection, real: str, text: str) -> str:
+        """`text` with the record's own participant and every enrolled one of the study
+        replaced by their pseudonyms."""
+        if real in text:
+            text = text.replace(real, self.user(protection.study_id, real))
+        if protection.participants is None:
+            return text
+        return protection.participants.sub(
+            lambda found: self.user(protection.study_id, found.group(0)), text
+        )
 
     async def shown(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Stored records as the viewer may see them, their pseudonyms written down."""

@@ -74,6 +74,7 @@ def test_launcher_runs_restarts_and_keeps_data(tmp_path: Path) -> None:
             "EMOGO_VIEWER_TOKEN",
             "EMOGO_DEVICE_TOKEN",
             "EMOGO_SECRET_KEY",
+            "EMOGO_SERVICE_TOKEN",
         }
         assert all(len(token) >= 32 for token in tokens.values())
         assert tokens["EMOGO_VIEWER_TOKEN"] in printed

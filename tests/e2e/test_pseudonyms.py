@@ -66,17 +66,27 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> World:
     folder = tmp_path_factory.mktemp("pseudonyms")
     for n, user_id in enumerate([*people, plain_person]):
         with httpx.Client(base_url=stack.gateway, headers=writers[user_id], timeout=60) as mine:
-            # The participant's own id in free text too, as people write it.
-            note = {"emotion": "calm", "intensity": 0.5, "note": f"I am {user_id}"}
+            # The participant's own id, and another's, in every string a phone can send,
+            # as people and apps write them: free text, place names, the phone's own ids.
+            other = people[1 - n] if n < 2 else people[0]
+            note = {
+                "emotion": "calm",
+                "intensity": 0.5,
+                "note": f"I am {user_id}, with {other}",
+                "context": f"with {other}"[:64],
+                "client_id": f"{user_id}-mood-1",
+            }
             ids.setdefault("sentiment", mine.post("/api/sentiments", json=note).json()["id"])
-            for latitude, longitude in PLACES:
+            for step, (latitude, longitude) in enumerate(PLACES):
                 fix = {"latitude": latitude, "longitude": longitude, "accuracy": 4.5}
-                posted = mine.post("/api/gps", json={**fix, "altitude": 12.0})
+                named = {"location_name": f"home of {user_id}", "client_id": f"{user_id}-g{step}"}
+                posted = mine.post("/api/gps", json={**fix, "altitude": 12.0, **named})
+                assert posted.status_code == 201, posted.text
                 ids.setdefault("gps_fix", posted.json()["id"])
             video = h264_video(folder / f"{n}.mp4", 60 + n)
             uploaded = mine.post(
                 "/api/vlogs/upload",
-                data={"title": f"diary of {user_id}", "description": f"by {user_id}"},
+                data={"title": f"diary of {user_id}", "description": f"by {user_id} for {other}"},
                 files={"video": (f"{user_id}_day1.mp4", video, "video/mp4")},
             )
             assert uploaded.status_code == 201, uploaded.text
@@ -193,6 +203,11 @@ def test_a_viewer_never_receives_a_real_id(stack: Stack, world: World) -> None:
         download = ta.get(f"/api/vlogs/{world.vlog}/download")
     assert f"diary of {alias}" in unquote(download.headers["content-disposition"])
     assert f"I am {alias}" in seen[f"/api/sentiments/{world.sentiment}"]
+    # An opaque phone id is a keyed digest: stable, so a resent record is still told apart.
+    with _client(stack, world.viewer) as ta:
+        one, again = (ta.get(f"/api/sentiments/{world.sentiment}").json() for _ in range(2))
+    assert one["client_id"].startswith("cid-")
+    assert again["client_id"] == one["client_id"]
 
 
 def test_a_viewer_filters_by_pseudonym_and_a_real_id_finds_nothing(
@@ -231,7 +246,7 @@ def test_a_viewer_filters_by_pseudonym_and_a_real_id_finds_nothing(
 def test_the_admin_sees_real_ids_and_the_exact_fixes(stack: Stack, world: World) -> None:
     with stack.client("admin") as admin:
         mine = admin.get("/api/sentiments", params={"user_id": world.people[0]}).json()
-        assert [r["note"] for r in mine] == [f"I am {world.people[0]}"]
+        assert [r["note"] for r in mine] == [f"I am {world.people[0]}, with {world.people[1]}"]
         fixes = admin.get("/api/gps", params={"user_id": world.people[0]}).json()
         assert sorted((f["latitude"], f["longitude"]) for f in fixes) == sorted(PLACES)
         assert {f["accuracy"] for f in fixes} == {4.5}
@@ -356,10 +371,11 @@ def test_coarsening_puts_every_fix_on_the_grid() -> None:
 
 
 def test_the_global_viewer_token_sees_pseudonyms_too(stack: Stack, world: World) -> None:
-    alias = _pseudonyms(stack, world)[world.people[0]]
+    names = _pseudonyms(stack, world)
+    alias = names[world.people[0]]
     with stack.client("viewer") as viewer:
         mine = viewer.get("/api/sentiments", params={"user_id": alias}).json()
-        assert [r["note"] for r in mine] == [f"I am {alias}"]
+        assert [r["note"] for r in mine] == [f"I am {alias}, with {names[world.people[1]]}"]
         assert viewer.get("/api/sentiments", params={"user_id": world.people[0]}).json() == []
         hidden = viewer.get("/api/gps", params={"study_id": world.study, "limit": 1000}).json()
         assert {f["user_id"] for f in hidden} == set(_pseudonyms(stack, world).values())

@@ -64,6 +64,9 @@ def test_telemetry_is_deterministic_and_plausible() -> None:
     assert len({m["user_id"] for m in moods}) == 4
     assert len({m["client_id"] for m in moods}) == len(moods)
     assert len({f["client_id"] for f in fixes}) == len(fixes)
+    # Opaque: a phone id never carries the participant's id into a pseudonymous study.
+    for record in (*moods, *fixes):
+        assert record["user_id"] not in record["client_id"]
     for user_id in {m["user_id"] for m in moods}:
         first_day = [m for m in moods if m["user_id"] == user_id and "2025-11-17" in m["timestamp"]]
         assert 3 <= len(first_day) <= 5
