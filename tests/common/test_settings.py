@@ -4,12 +4,13 @@ import pytest
 
 from services.common.settings import ConfigError, load_service_settings
 from services.gateway.settings import load_settings as load_gateway_settings
-from tests.support import TOKENS
+from tests.support import SERVICE_TOKEN, TOKENS
 
 BASE = {
     "EMOGO_ADMIN_TOKEN": TOKENS["admin"],
     "EMOGO_VIEWER_TOKEN": TOKENS["viewer"],
     "EMOGO_DEVICE_TOKEN": TOKENS["device"],
+    "EMOGO_SERVICE_TOKEN": SERVICE_TOKEN,
 }
 
 
@@ -110,3 +111,13 @@ def test_posts_are_relayed_together_unless_turned_off() -> None:
     assert quiet.relay_linger == 0
     with pytest.raises(ConfigError, match="EMOGO_GATEWAY_RELAY_LINGER_MS"):
         load_gateway_settings({**BASE, "EMOGO_GATEWAY_RELAY_LINGER_MS": "-1"})
+
+
+def test_the_service_token_is_required_and_no_role_token() -> None:
+    """The gateway's own credential (audit appends) must be set, and must not be a role
+    token: the admin token alone may not write the audit trail."""
+    without = {k: v for k, v in BASE.items() if k != "EMOGO_SERVICE_TOKEN"}
+    with pytest.raises(ConfigError, match="EMOGO_SERVICE_TOKEN"):
+        load_gateway_settings(without)
+    with pytest.raises(ConfigError, match="differ from the role tokens"):
+        load_gateway_settings({**BASE, "EMOGO_SERVICE_TOKEN": TOKENS["admin"]})
