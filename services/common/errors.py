@@ -251,8 +251,15 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
     return _json(error_body(500, "Internal server error"), 500)
 
 
+def handle_too_deep(request: Request, exc: Exception) -> Response:
+    """A body nested deeper than a decoder follows (Litestar's own decoding of a typed
+    body, or a batch's items): the client's mistake, not the server's."""
+    return handle_app_error(request, BadRequest("The body nests arrays or objects too deeply"))
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AppError: handle_app_error,
+    RecursionError: handle_too_deep,
     HTTPException: handle_http_exception,
     PyMongoError: handle_database_error,
     Exception: handle_unexpected,

@@ -18,7 +18,8 @@ from services.common.errors import field_error
 EPOCH_MILLISECONDS_FROM = 1e11
 # Earlier instants are almost always an unset phone clock (0 = 1970-01-01).
 EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
-_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+# ASCII digits only: `\d` would take other scripts' digits (١٢) as a number.
+_NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
 ISO_EXAMPLE = "2025-11-23T03:08:40Z"
 
 

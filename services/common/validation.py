@@ -49,6 +49,20 @@ class NonFinite:
 _NON_FINITE_LITERALS = (b"NaN", b"Infinity")
 
 
+# Enough for any byte count or offset (2**63 has 19 digits); more is not a number a
+# client means, and Python refuses to convert thousands of digits.
+MOST_DIGITS = 19
+_ASCII_INTEGER = re.compile(rf"[0-9]{{1,{MOST_DIGITS}}}")
+
+
+def ascii_integer(text: str | None) -> int | None:
+    """A non-negative integer written in ASCII digits (not `١٢`, `²` or 5,000 digits),
+    or None."""
+    if text is None or not _ASCII_INTEGER.fullmatch(text):
+        return None
+    return int(text)
+
+
 def decode_json(body: bytes) -> Any:
     """The JSON value of a body; `NaN`/`Infinity` come back as `NonFinite` markers.
 
@@ -222,8 +236,8 @@ async def read_body(request: Request, limit: int) -> bytes:
         f"The request body is larger than the limit of {limit} bytes", extra={"limit": limit}
     )
     stream = request.stream()
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared = ascii_integer(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         await drain(stream)
         raise too_large
     chunks: list[bytes] = []

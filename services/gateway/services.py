@@ -36,6 +36,7 @@ from services.common.tokens import (
     TokenKind,
     issued_token_in,
 )
+from services.common.validation import ascii_integer
 from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.coalescing import Answer, PostCoalescer, relayable
 from services.gateway.schemas import GatewayHealth, ServiceHealth
@@ -151,7 +152,7 @@ def _has_body(scope: Scope) -> bool:
 
 def _declared_length(scope: Scope) -> int | None:
     value = _header(scope, b"content-length")
-    return int(value) if value is not None and value.isdigit() else None
+    return ascii_integer(value.decode("latin-1")) if value is not None else None
 
 
 def upstream_failure(service: str, exc: Exception) -> AppError:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import hashlib
 import secrets
@@ -43,6 +42,7 @@ from services.common.errors import (
 )
 from services.common.schemas import Principal
 from services.common.timestamps import stored_now
+from services.common.validation import MOST_DIGITS, ascii_integer
 from services.media.models import TusUpload
 from services.media.services import get_vlog
 from services.media.storage import VideoStorage
@@ -86,7 +86,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         key, _, encoded = pair.strip().partition(" ")
         try:
             value = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, non-ASCII text, UnicodeDecodeError
             raise BadRequest(f"Upload-Metadata: the value of {key!r} is not base64 UTF-8") from None
         if key in METADATA_KEYS:
             found[key] = value
@@ -103,7 +103,7 @@ def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
         raise BadRequest(f"Upload-Checksum: {algorithm!r} is not one of {', '.join(CHECKSUMS)}")
     try:
         return algorithm, base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a digest with non-ASCII characters
         raise BadRequest("Upload-Checksum: the digest is not base64") from None
 
 
@@ -113,10 +113,12 @@ def expires_header(instant: datetime) -> str:
 
 
 def header_number(headers: Any, name: str) -> int:
-    value = headers.get(name.lower())
-    if value is None or not value.isdigit():
-        raise BadRequest(f"{name} must be given as a non-negative integer")
-    return int(value)
+    value = ascii_integer(headers.get(name.lower()))
+    if value is None:
+        raise BadRequest(
+            f"{name} must be given as a non-negative integer of at most {MOST_DIGITS} digits"
+        )
+    return value
 
 
 class Resumable:

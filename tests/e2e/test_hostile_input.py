@@ -267,3 +267,62 @@ def test_a_client_that_hangs_up_mid_body_is_logged_as_499_not_500(
         if line.get("request_id") == request_id and line["level"] == "ERROR"
     ]
     assert errors == []
+
+
+DEEP = b"[" * 50_000 + b"]" * 50_000
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/api/sentiments/posts", "device"),
+        ("/api/deletion-receipts/verify", "admin"),
+        ("/api/studies", "admin"),
+    ],
+)
+def test_deep_json_on_typed_routes_is_a_400(stack: Stack, path: str, role: str) -> None:
+    """Routes whose body Litestar or a batch decodes by type once answered 500
+    (RecursionError) to 50,000 nested arrays."""
+    with stack.client() as client:
+        answer = client.post(path, content=DEEP, headers=_headers(role))
+    assert answer.status_code == 400, answer.text[:300]
+    assert "too deeply" in answer.json()["detail"]["error"]
+
+
+def test_numbers_in_headers_and_parameters_are_ascii_and_bounded(stack: Stack) -> None:
+    tus = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {TOKENS['device']}"}
+    with stack.client() as client:
+        created = client.post("/api/vlogs/tus", headers={**tus, "Upload-Length": "9" * 5000})
+        assert created.status_code == 400, created.text[:300]
+        assert "Upload-Length" in created.json()["detail"]["error"]
+        arabic = client.post("/api/vlogs/tus", headers={**tus, "Upload-Length": "١٢".encode()})
+        assert arabic.status_code == 400, arabic.text[:300]
+        upload = client.post("/api/vlogs/tus", headers={**tus, "Upload-Length": "10"})
+        assert upload.status_code == 201, upload.text
+        location = upload.headers["location"]
+        offset = client.patch(
+            location,
+            content=b"0123456789",
+            headers={
+                **tus,
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": "1" * 5000,
+            },
+        )
+        assert offset.status_code == 400, offset.text[:300]
+        checksum = client.patch(
+            location,
+            content=b"0123456789",
+            headers={
+                **tus,
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": "0",
+                "Upload-Checksum": b"sha1 \xb2",
+            },
+        )
+        assert checksum.status_code == 400, checksum.text[:300]
+        assert "Upload-Checksum" in checksum.json()["detail"]["error"]
+        client.delete(location, headers=tus)
+        since = client.get("/api/sentiments", params={"since": "١٢"}, headers=_headers("viewer"))
+        assert since.status_code == 422, since.text[:300]
+        assert since.json()["detail"]["errors"][0]["field"] == "since"
