@@ -115,6 +115,9 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # Studies with a webhook get their daily notice within a second, retried quickly.
         EMOGO_NOTICE_CHECK_SECONDS="1",
         EMOGO_NOTICE_RETRY_SECONDS="0.3",
+        # The tests' webhook receivers listen on loopback (refused by default: their
+        # own test starts a stack without this).
+        EMOGO_WEBHOOK_ALLOW_PRIVATE="true",
         # No internet here: maps show their offline drawing (tests/gateway/test_maps.py
         # starts a tile server of its own).
         EMOGO_MAP_TILES="off",

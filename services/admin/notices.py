@@ -26,6 +26,7 @@ from litestar.params import FromPath
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from services.admin import webhooks
 from services.admin.access import ADMIN_ONLY
 from services.admin.models import SilenceNotice
 from services.admin.settings import AdminSettings
@@ -57,6 +58,12 @@ def retry_delay(failures: int, first: float) -> float:
     return first * 2 ** (failures - 1)
 
 
+# A delivery's outcomes besides "delivered".
+NOT_ALLOWED = "not delivered: the address is not public"
+NOT_REACHED = "not delivered: the receiver was not reached"
+NOT_ACCEPTED = "not delivered: the receiver did not accept it"
+
+
 def _host(url: str) -> str:
     return urlsplit(url).hostname or "?"
 
@@ -66,7 +73,7 @@ class NoticeSender:
 
     def __init__(self, settings: AdminSettings) -> None:
         self.settings = settings
-        self._client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS)
+        self._client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS, follow_redirects=False)
         # Writes down the pseudonyms a pseudonymous study's notice names.
         self._protections = Protections()
         self._periodic = Periodic(
@@ -193,13 +200,19 @@ class NoticeSender:
         return True
 
     async def _post(self, url: str, payload: dict[str, Any]) -> str:
+        """The delivery's outcome, in words that say whether it was delivered and never
+        what the receiver answered or how it failed (a webhook must not become a way
+        to probe what the server can reach)."""
+        if not await webhooks.may_deliver(url, self.settings.webhook_allow_private):
+            return NOT_ALLOWED
         try:
+            # Redirects are not followed: the next address would not have been checked.
             answer = await self._client.post(
                 url, json=payload, headers={"User-Agent": "EmoGo-notices/1"}
             )
-        except httpx.HTTPError as problem:
-            return type(problem).__name__
-        return "delivered" if answer.is_success else f"HTTP {answer.status_code}"
+        except httpx.HTTPError:
+            return NOT_REACHED
+        return "delivered" if answer.is_success else NOT_ACCEPTED
 
     def start(self) -> None:
         self._periodic.start()

@@ -50,6 +50,9 @@ class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
     notice_check_seconds: float
     notice_retry_seconds: float
     notice_attempts: int
+    # Webhooks may point to loopback, link-local and private addresses (a receiver on
+    # the lab's own network); off by default (services.admin.webhooks).
+    webhook_allow_private: bool
 
     def __repr__(self) -> str:
         return f"AdminSettings(port={self.port}, db={self.db_name!r})"
@@ -96,4 +99,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdminSettings:
         notice_check_seconds=env.number("EMOGO_NOTICE_CHECK_SECONDS", 300.0, 0.2, 86400.0),
         notice_retry_seconds=env.number("EMOGO_NOTICE_RETRY_SECONDS", 60.0, 0.1, 86400.0),
         notice_attempts=env.integer("EMOGO_NOTICE_ATTEMPTS", 8, 1, 50),
+        webhook_allow_private=env.flag("EMOGO_WEBHOOK_ALLOW_PRIVATE", False),
     )

@@ -17,6 +17,7 @@ from litestar.params import FromPath, QueryParameter
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.admin import webhooks
 from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
 from services.admin.deletions import delete_data
 from services.admin.enrolment import issue_code
@@ -73,6 +74,14 @@ def _view(document: dict, fallback_zone: str) -> StudyView:
         updated_at=document["updated_at"],
         closed_at=document.get("closed_at"),
     )
+
+
+async def _checked_webhook(request: Request, url: str | None) -> None:
+    """422 for a webhook to an address inside the server's network (services.admin.webhooks)."""
+    if url:
+        reason = await webhooks.refusal(url, settings_of(request).webhook_allow_private)
+        if reason is not None:
+            raise field_error("webhook_url", reason)
 
 
 def _compliance_fields(wanted: StudyIn | StudyUpdate) -> dict[str, Any]:
@@ -152,6 +161,7 @@ class StudyController(Controller):
     async def create(self, request: Request) -> StudyView:
         study = await read_record(request, StudyIn)
         _checked_time_zone(study.time_zone)
+        await _checked_webhook(request, study.webhook_url)
         now = stored_now()
         document = {
             "study_id": study.study_id,
@@ -210,6 +220,7 @@ class StudyController(Controller):
     async def update(self, request: Request, study_id: FromPath[str]) -> StudyView:
         update = await read_record(request, StudyUpdate)
         _checked_time_zone(update.time_zone)
+        await _checked_webhook(request, update.webhook_url)
         changes = {
             field: value
             for field, value in (("name", update.name), ("time_zone", update.time_zone))
