@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,33 @@ def enrol(
         enrolled = []
         for participant in issued["participants"]:
             # The phone's side: no credential, only the code it scanned.
-            answer = _check(
-                client.post("/api/enrol", json={"study_id": study_id, "code": participant["code"]}),
-                f"exchanging the code of {participant['user_id']}",
-            )
+            answer = _exchange(client, study_id, participant)
             enrolled.append({"user_id": answer["user_id"], "token": answer["token"]})
-    _save(study_id, enrolled)
+            # Saved at once: a code is used up by its exchange, so a token not saved
+            # now (the run stopped later) would be lost for good.
+            _save(study_id, enrolled[-1:])
     return {"study_id": study_id, "participants": enrolled}
+
+
+# How often a refused exchange (429) is tried again, and the longest wait honoured.
+EXCHANGE_ATTEMPTS = 5
+LONGEST_WAIT_SECONDS = 120.0
+
+
+def _exchange(
+    client: httpx.Client, study_id: str, participant: dict[str, Any], sleep: Any = time.sleep
+) -> Any:
+    """One code exchanged for its token, waiting out the enrolment rate limit as its
+    Retry-After says (a class enrolled at once passes the per-address limit)."""
+    what = f"exchanging the code of {participant['user_id']}"
+    for _ in range(EXCHANGE_ATTEMPTS):
+        answer = client.post("/api/enrol", json={"study_id": study_id, "code": participant["code"]})
+        if answer.status_code != 429:
+            return _check(answer, what)
+        sleep(min(_retry_after(answer), LONGEST_WAIT_SECONDS))
+    return _check(answer, what)
+
+
+def _retry_after(answer: httpx.Response) -> float:
+    value = answer.headers.get("retry-after", "")
+    return float(value) if value.isascii() and value.isdigit() else 1.0

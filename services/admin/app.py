@@ -17,7 +17,7 @@ from services.admin.controllers import (
     UserConfigController,
 )
 from services.admin.deletions import ReceiptController
-from services.admin.enrolment import EnrolmentController, enrolment_limits
+from services.admin.enrolment import EnrolmentController, EnrolmentLimits
 from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
 from services.admin.notices import NoticeController, NoticeSender
@@ -85,7 +85,7 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
         settings.sign_in_requests_per_minute,
         "Too many sign-in requests from this address; retry later",
     )
-    app.state.enrolment_per_address, app.state.enrolment_per_study = enrolment_limits(
+    app.state.enrolment_limits = EnrolmentLimits(
         settings.enrolment_attempts_per_address, settings.enrolment_attempts_per_study
     )
     return app

@@ -152,15 +152,42 @@ class EnrolmentController(Controller):
     )
     async def enrol(self, request: Request) -> Enrolled:
         enrolment = await read_record(request, Enrolment)
-        state = request.app.state
-        await state.enrolment_per_address.check(client_address(request))
-        await state.enrolment_per_study.check(enrolment.study_id)
-        return await exchange(enrolment.study_id, enrolment.code, settings_of(request).secret_keys)
+        limits: EnrolmentLimits = request.app.state.enrolment_limits
+        address = client_address(request)
+        await limits.per_address.check(address)
+        await limits.hold_back_guessers(enrolment.study_id, address)
+        try:
+            return await exchange(
+                enrolment.study_id, enrolment.code, settings_of(request).secret_keys
+            )
+        except FieldError:
+            await limits.failed(enrolment.study_id, address)
+            raise
 
 
-def enrolment_limits(per_address: int, per_study: int) -> tuple[SharedRateLimit, SharedRateLimit]:
-    message = "Too many enrolment attempts; retry later"
-    return (
-        SharedRateLimit("enrol-address", per_address, message),
-        SharedRateLimit("enrol-study", per_study, message),
-    )
+class EnrolmentLimits:
+    """How code guessing is limited, without a lock that a few addresses can trip for a
+    whole class: every address has its own budget of attempts a minute; wrong codes
+    are also counted per study, and while a study gets more wrong codes than its
+    budget, only addresses that sent a wrong code lately are held back (429). A phone
+    with its valid code, from an address that has not guessed, still enrols.
+
+    With 10-character codes of 32 symbols (50 bits), an attacker who brings A fresh
+    addresses during an attack makes about A guesses per minute; each hits one of the
+    study's P unused codes with probability P / 2**50."""
+
+    def __init__(self, per_address: int, wrong_per_study: int) -> None:
+        message = "Too many enrolment attempts; retry later"
+        self.per_address = SharedRateLimit("enrol-address", per_address, message)
+        self.wrong_per_study = SharedRateLimit("enrol-wrong-study", wrong_per_study, message)
+        self.wrong_per_address = SharedRateLimit("enrol-wrong-address", per_address, message)
+
+    async def hold_back_guessers(self, study_id: str, address: str) -> None:
+        if await self.wrong_per_study.rate(study_id) <= self.wrong_per_study.per_minute:
+            return
+        if await self.wrong_per_address.rate(address) > 0:
+            raise self.wrong_per_study.refusal()
+
+    async def failed(self, study_id: str, address: str) -> None:
+        await self.wrong_per_study.count(study_id)
+        await self.wrong_per_address.count(address)

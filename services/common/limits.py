@@ -43,6 +43,30 @@ class SharedRateLimit:
         self.per_minute = per_minute
         self.message = message
 
+    async def count(self, key: str, now: float | None = None) -> None:
+        """Counts one event of `key` (a failure, say) without checking any limit."""
+        now = time.time() if now is None else now
+        minute = int(now // WINDOW_SECONDS)
+        expires = datetime.fromtimestamp((minute + 2) * WINDOW_SECONDS, UTC) + timedelta(minutes=1)
+        await RateWindow.get_pymongo_collection().update_one(
+            {"_id": f"{self.name}:{key}:{minute}"},
+            {"$inc": {"requests": 1}, "$setOnInsert": {"expires_at": expires}},
+            upsert=True,
+        )
+
+    async def rate(self, key: str, now: float | None = None) -> float:
+        """The events of `key` over the last minute (the sliding estimate)."""
+        now = time.time() if now is None else now
+        minute = int(now // WINDOW_SECONDS)
+        windows = RateWindow.get_pymongo_collection()
+        ids = [f"{self.name}:{key}:{minute}", f"{self.name}:{key}:{minute - 1}"]
+        found = {row["_id"]: row["requests"] async for row in windows.find({"_id": {"$in": ids}})}
+        weight = 1 - (now - minute * WINDOW_SECONDS) / WINDOW_SECONDS
+        return found.get(ids[0], 0) + found.get(ids[1], 0) * weight
+
+    def refusal(self, retry_after: int = WINDOW_SECONDS) -> TooManyRequests:
+        return TooManyRequests(self.message, headers={"Retry-After": str(retry_after)})
+
     async def check(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         minute = int(now // WINDOW_SECONDS)

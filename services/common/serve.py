@@ -31,6 +31,10 @@ def server_config(settings: ServiceSettings, app: Litestar) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         http=guarded_protocol(settings.connection_limits),
+        # X-Forwarded-For only from the configured proxies: uvicorn's default believes
+        # any process on loopback, which would let a local client pick its address.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or "",
     )
 
 

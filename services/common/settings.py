@@ -6,6 +6,7 @@ process at start-up with a message that names the variable and says what to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -201,6 +202,10 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     connection_limits: ConnectionLimits
     # Web origins whose pages may call the API (CORS); empty: same origin only.
     cors_origins: tuple[str, ...]
+    # Proxies in front of this process whose X-Forwarded-For is believed
+    # (EMOGO_TRUSTED_PROXIES: addresses or networks); none by default, so no client,
+    # a local one included, chooses the address rate limits and the audit trail see.
+    trusted_proxies: tuple[str, ...]
     # Processes serving this service's port (services.common.workers).
     workers: int
     # The time zone of a study that has none of its own (the days it is counted in,
@@ -236,6 +241,7 @@ def common_fields(service: str, env: Environment) -> dict[str, object]:
         ),
         "connection_limits": connection_limits(service, env),
         "cors_origins": cors_origins(env),
+        "trusted_proxies": trusted_proxies(env),
         "workers": env.integer(f"EMOGO_{service.upper()}_WORKERS", 1, 1, 64),
         "display_timezone": env.time_zone("EMOGO_DISPLAY_TIMEZONE", "UTC"),
     }
@@ -248,6 +254,22 @@ def temp_dir(service: str, env: Environment, data_dir: Path) -> Path:
 
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def trusted_proxies(env: Environment) -> tuple[str, ...]:
+    """EMOGO_TRUSTED_PROXIES: comma-separated addresses or networks (`10.0.0.5`,
+    `172.18.0.0/16`) of reverse proxies whose X-Forwarded-For names the client."""
+    found = []
+    for item in env.text("EMOGO_TRUSTED_PROXIES", "").split(","):
+        if not item.strip():
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(
+                "EMOGO_TRUSTED_PROXIES", f"{item.strip()!r} is not an address or network"
+            ) from None
+    return tuple(found)
 
 
 def cors_origins(env: Environment) -> tuple[str, ...]:

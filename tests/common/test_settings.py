@@ -121,3 +121,19 @@ def test_the_service_token_is_required_and_no_role_token() -> None:
         load_gateway_settings(without)
     with pytest.raises(ConfigError, match="differ from the role tokens"):
         load_gateway_settings({**BASE, "EMOGO_SERVICE_TOKEN": TOKENS["admin"]})
+
+
+def test_forwarded_addresses_are_believed_only_from_configured_proxies() -> None:
+    from services.common.serve import server_config
+
+    settings = load_gateway_settings(BASE)
+    assert settings.trusted_proxies == ()
+    config = server_config(settings, None)  # type: ignore[arg-type]
+    assert config.proxy_headers is False
+    behind = load_gateway_settings({**BASE, "EMOGO_TRUSTED_PROXIES": "10.0.0.5, 172.18.0.0/16"})
+    assert behind.trusted_proxies == ("10.0.0.5/32", "172.18.0.0/16")
+    config = server_config(behind, None)  # type: ignore[arg-type]
+    assert config.proxy_headers is True
+    assert config.forwarded_allow_ips == ["10.0.0.5/32", "172.18.0.0/16"]
+    with pytest.raises(ConfigError, match="EMOGO_TRUSTED_PROXIES"):
+        load_gateway_settings({**BASE, "EMOGO_TRUSTED_PROXIES": "not-an-address"})

@@ -536,3 +536,18 @@ def test_an_edited_index_or_an_added_field_breaks_verification(stack: Stack, dat
             trail.replace_one({"_id": block["_id"]}, original)
         with stack.client("admin") as admin:
             assert admin.get("/api/audit/verify").json()["ok"] is True
+
+
+def test_a_client_does_not_choose_its_own_address(stack: Stack, data: dict) -> None:
+    """X-Forwarded-For from a client that is no configured proxy (EMOGO_TRUSTED_PROXIES
+    is empty by default), a local one included, changes nothing: the trail records the
+    address the connection came from."""
+    request_id = f"forged-address-{uuid.uuid4().hex}"
+    with stack.client() as client:
+        answer = client.get(
+            "/api/sentiments/count",
+            headers={**data["ta"], "X-Request-ID": request_id, "X-Forwarded-For": "203.0.113.9"},
+        )
+    assert answer.status_code == 200
+    (entry,) = entries_of(stack, request_id)
+    assert entry["client"] == "127.0.0.1"

@@ -225,3 +225,27 @@ def test_resumable_videos_survive_a_dropped_connection(stack: Stack) -> None:
     again = generator(args, env)
     assert again.returncode == 0, again.stderr
     assert "vlogs: 0 stored, 2 duplicates" in again.stdout
+
+
+def test_a_code_exchange_waits_out_the_rate_limit() -> None:
+    """An exchange refused 429 is sent again after its Retry-After, as a class enrolled
+    at once passes the per-address limit."""
+    from generators import enrolment
+
+    answers = iter([429, 201, 429, 429, 201])
+    waits: list[float] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        if status == 429:
+            return httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "slow"})
+        code = json.loads(request.content)["code"]
+        return httpx.Response(201, json={"user_id": f"P-{code}", "token": f"emp_{code}"})
+
+    with httpx.Client(base_url="http://gateway", transport=httpx.MockTransport(gateway)) as c:
+        got = [
+            enrolment._exchange(c, "s1", {"user_id": code, "code": code}, waits.append)
+            for code in ("one", "two")
+        ]
+    assert waits == [7.0, 7.0, 7.0]
+    assert [answer["token"] for answer in got] == ["emp_one", "emp_two"]
