@@ -14,7 +14,14 @@ credential. Each connection here instead has:
   reads slowly) or the client waits for `100 Continue`; otherwise 408 and the
   connection is closed, and the app sees the client gone;
 - optionally, at most `max_per_client` open connections per client address (the
-  gateway, which faces the clients): more are answered 429 and closed.
+  gateway, which faces the clients): more are answered 429 and closed;
+- a lingering close (as nginx's `lingering_close`): when an answer that closes the
+  connection is sent before the request's body has all arrived (a refusal: 401, 403,
+  413, 415), the answer is sent and the sending side shut, then the rest of the body
+  is read and dropped, up to `linger_bytes` or `linger_seconds`, before closing.
+  Closing at once would leave unread bytes that make the kernel reset the connection,
+  and clients that send their whole body before reading (Python's urllib) would see
+  "connection reset" instead of the answer.
 
 Status codes follow RFC 9110 §15.5.9 (408), §15.5.15 (414) and RFC 6585 §5 (431).
 The checks are a timer per connection and a few additions per header, not a task or
@@ -53,6 +60,27 @@ class ConnectionLimits:
     body_min_rate: int = 1024
     # 0: no limit (the services, which only the gateway talks to).
     max_per_client: int = 0
+    linger_bytes: int = 64 * 1024 * 1024
+    linger_seconds: float = 10.0
+
+
+class LingeringTransport:
+    """The connection's transport as uvicorn sees it: `close()` lingers while the
+    request's body is still arriving (see the module)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: Any) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        protocol = self._protocol
+        if protocol.body_pending and not protocol.lingering and not self._transport.is_closing():
+            protocol.linger()
+        else:
+            self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _Refused(Exception):
@@ -91,11 +119,17 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             self._body_bytes = 0
             self._body_bytes_at_check = 0
             self._address: str | None = None
+            # Whether the current request's body is still arriving, and the lingering
+            # close under way (bytes dropped so far, its timer).
+            self.body_pending = False
+            self.lingering = False
+            self._dropped = 0
+            self._linger_timer: asyncio.TimerHandle | None = None
 
         # --- connection ------------------------------------------------------------
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(LingeringTransport(transport, self))  # type: ignore[arg-type]
             if limits.max_per_client and self.client:
                 self._address = self.client[0]
                 open_per_client[self._address] += 1
@@ -109,6 +143,9 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_timers()
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
+                self._linger_timer = None
             if self._address is not None:
                 open_per_client[self._address] -= 1
                 if open_per_client[self._address] <= 0:
@@ -120,6 +157,11 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             if self.transport.is_closing():
                 return
             self._unset_keepalive_if_required()
+            if self.lingering:
+                self._dropped += len(data)
+                if self._dropped > limits.linger_bytes:
+                    self.transport._transport.close()  # type: ignore[attr-defined]
+                return
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserCallbackError as problem:
@@ -133,6 +175,22 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             except httptools.HttpParserUpgrade:
                 # No service speaks WebSocket; answer it as a plain request would be.
                 self.send_400_response("Protocol upgrades are not supported.")
+
+        def linger(self) -> None:
+            """Sends what is written and shuts the sending side; reads and drops the rest
+            of the body until the client closes, or the bounds are reached."""
+            real = self.transport._transport  # type: ignore[attr-defined]
+            self.lingering = True
+            self._cancel_timers()
+            if real.can_write_eof():
+                real.write_eof()
+            self._linger_timer = self.loop.call_later(limits.linger_seconds, real.close)
+
+        def eof_received(self) -> bool | None:
+            if self.lingering:
+                self.transport._transport.close()  # type: ignore[attr-defined]
+                return None
+            return super().eof_received()
 
         def _refuse(self, status: int, error: str) -> None:
             self._cancel_timers()
@@ -191,6 +249,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            self.body_pending = True
             super().on_headers_complete()
             self._body_bytes = self._body_bytes_at_check = 0
             self._arm_body_timer()
@@ -223,6 +282,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             super().on_body(body)
 
         def on_message_complete(self) -> None:
+            self.body_pending = False
             if self._body_timer is not None:
                 self._body_timer.cancel()
                 self._body_timer = None

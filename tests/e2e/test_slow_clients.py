@@ -5,11 +5,15 @@ clients' requests answered normally, and each slow one is cut off with 408."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.conftest import Stack, stack_of_its_own
 from tests.support import TOKENS
@@ -139,3 +143,34 @@ def test_a_large_body_without_a_role_credential_is_not_streamed(anonymous: httpx
     )
     assert response.status_code == 401
     assert "role or participant credential" in response.json()["detail"]["error"]
+
+
+def _urllib_post(url: str, body: bytes, token: str | None) -> tuple[int, dict]:
+    """A POST as Python's urllib sends it: the whole body first (and Connection:
+    close), and only then the answer is read."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+@pytest.mark.parametrize("through", ["gateway", "ingest"])
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("device", 413)])
+def test_an_early_refusal_reaches_a_client_that_sends_everything_first(
+    stack: Stack, through: str, token: str | None, status: int
+) -> None:
+    """A 30 MB body refused before it is read (no credential: 401; too large: 413) was
+    answered and the socket closed with the body unread, so the kernel reset the
+    connection and urllib saw "Connection reset by peer". Now the rest of the body is
+    read and dropped after the answer (a lingering close)."""
+    body = b'{"emotion": "calm", "note": "' + b"x" * (30 * 1024 * 1024) + b'"}'
+    url = f"{stack.config.url(through)}/api/sentiments"
+    got, answer = _urllib_post(url, body, TOKENS[token] if token else None)
+    assert got == status
+    assert answer["code"] == status
+    assert answer["detail"]["error"]
