@@ -20,6 +20,7 @@ from services.common.auth import (
     issued_principal,
     principal_from_header,
 )
+from services.common.clients import client_address
 from services.common.errors import Forbidden, NotFound, Unauthorized
 from services.common.schemas import Principal
 
@@ -111,14 +112,6 @@ async def readers(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 
 READERS_ONLY = [for_roles(readers, READERS)]
-
-
-def client_address(request: Request) -> str:
-    # The gateway appends the address it saw; that last entry is the one to trust.
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.split(",")[-1].strip()
-    return request.client.host if request.client else "unknown"
 
 
 async def limit_sign_in(request: Request) -> None:

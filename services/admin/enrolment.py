@@ -24,10 +24,11 @@ import segno
 from litestar import Controller, Request, post
 from pymongo.errors import PyMongoError
 
-from services.admin.access import client_address, settings_of
+from services.admin.access import settings_of
 from services.admin.models import Participant
 from services.admin.study_schemas import Enrolled, Enrolment, IssuedCode
 from services.admin.tokens import issue_token
+from services.common.clients import client_address
 from services.common.errors import FieldError
 from services.common.limits import SharedRateLimit
 from services.common.openapi import documented_body, error_responses

@@ -90,6 +90,10 @@ class ChecksumMismatch(AppError):
     status_code = 460
 
 
+class RequestTimeout(AppError):
+    status_code = 408
+
+
 class TooManyRequests(AppError):
     status_code = 429
 

@@ -28,6 +28,7 @@ from services.common.auth import (
     study_of,
     written_as,
 )
+from services.common.clients import client_address
 from services.common.errors import NotFound
 from services.common.filters import (
     TIME_AND_PARTICIPANT,
@@ -138,8 +139,9 @@ RAW_UPLOAD_TYPES = (
     "video/x-matroska",
     "video/x-msvideo",
 )
-# 429: more uploads at once than the service takes.
-UPLOAD_ERRORS = error_responses(429)
+# 408: the upload was slower than the minimum rate while others waited for its place;
+# 429: more uploads at once than the service (or one writer) may have.
+UPLOAD_ERRORS = error_responses(408, 429)
 UPLOAD_DESCRIPTION = (
     "The seed's multipart form: `user_id` (required), `video` (the file), `title`, "
     "`description`, and optionally `timestamp` (when it was recorded). The type is "
@@ -172,7 +174,10 @@ class VlogController(Controller):
     async def upload(self, request: Request) -> Response[VlogCreated]:
         uploads: Uploads = request.app.state.uploads
         vlog, duplicate = await uploads.from_form(
-            request.stream(), request.headers.get("content-type", ""), principal_of(request)
+            request.stream(),
+            request.headers.get("content-type", ""),
+            principal_of(request),
+            client_address(request),
         )
         return _created(vlog, duplicate, "Vlog uploaded successfully")
 
@@ -203,7 +208,7 @@ class VlogController(Controller):
             if value is not None:
                 fields[name] = value
         vlog, duplicate = await uploads.from_body(
-            request.stream(), filename, fields, principal_of(request)
+            request.stream(), filename, fields, principal_of(request), client_address(request)
         )
         return _created(vlog, duplicate, "Vlog uploaded successfully")
 

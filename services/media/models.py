@@ -118,6 +118,9 @@ class TusUpload(Document):
     writer_role: str
     writer_user_id: str | None = None
     writer_studies: list[str] | None = None
+    # The credential that created it (services.common.auth.credential_id): what one
+    # writer may have open is limited (services.media.tus).
+    writer_id: str | None = None
     created_at: datetime
     expires_at: datetime
     # One PATCH at a time: its holder and until when.
@@ -127,7 +130,10 @@ class TusUpload(Document):
 
     class Settings:
         name = "tus_uploads"
-        indexes = [IndexModel([("expires_at", pymongo.ASCENDING)], name="expiry")]
+        indexes = [
+            IndexModel([("expires_at", pymongo.ASCENDING)], name="expiry"),
+            IndexModel([("writer_id", 1), ("vlog_id", 1)], name="writer_open"),
+        ]
 
 
 DOCUMENTS: list[type[Document]] = [Vlog, TusUpload]

@@ -19,6 +19,15 @@ class MediaSettings(ServiceSettings, frozen=True, kw_only=True):
     # Uploads processed at once; each keeps a temporary copy on local disk for
     # decoding, so this bounds that disk use to max_upload_bytes times this.
     max_concurrent_uploads: int
+    # One writer's uploads at once (a credential at an address), and the rate (bytes a
+    # second) an upload must keep up to keep its place while others wait for one
+    # (services.media.slots).
+    uploads_per_writer: int
+    min_upload_rate: int
+    upload_grace_seconds: float
+    # Resumable uploads one writer may have open, and the bytes they may reserve.
+    open_resumable_per_writer: int
+    resumable_bytes_per_writer: int
     temp_dir: Path
     # Largest height of a preview rendition (H.264) made for unplayable videos.
     preview_max_height: int
@@ -38,6 +47,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> MediaSettings:
             "EMOGO_MEDIA_MAX_UPLOAD_BYTES", 512 * MiB, 1024, UPLOAD_BODY_CEILING
         ),
         max_concurrent_uploads=env.integer("EMOGO_MEDIA_MAX_CONCURRENT_UPLOADS", 4, 1, 64),
+        uploads_per_writer=env.integer("EMOGO_MEDIA_UPLOADS_PER_WRITER", 2, 1, 64),
+        min_upload_rate=env.integer("EMOGO_MEDIA_MIN_UPLOAD_RATE", 32 * 1024, 0, 1024 * MiB),
+        upload_grace_seconds=env.number("EMOGO_MEDIA_UPLOAD_GRACE_SECONDS", 10.0, 0.0, 3600.0),
+        open_resumable_per_writer=env.integer(
+            "EMOGO_MEDIA_OPEN_RESUMABLE_PER_WRITER", 8, 1, 10_000
+        ),
+        resumable_bytes_per_writer=env.integer(
+            "EMOGO_MEDIA_RESUMABLE_BYTES_PER_WRITER", 4 * 512 * MiB, MiB, 1024 * 1024 * MiB
+        ),
         temp_dir=temp_dir("media", env, data_dir),
         preview_max_height=env.integer("EMOGO_MEDIA_PREVIEW_MAX_HEIGHT", 720, 144, 2160),
         stale_upload_seconds=env.number(

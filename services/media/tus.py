@@ -28,7 +28,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from services.common.auth import Role, written_as
+from services.common.auth import Role, credential_id, written_as
 from services.common.errors import (
     AppError,
     BadRequest,
@@ -38,6 +38,7 @@ from services.common.errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 from services.common.schemas import Principal
@@ -45,8 +46,8 @@ from services.common.timestamps import stored_now
 from services.common.validation import MOST_DIGITS, ascii_integer
 from services.media.models import TusUpload
 from services.media.services import get_vlog
-from services.media.storage import VideoStorage
-from services.media.uploads import Stored, Uploads
+from services.media.storage import MissingChunk, VideoStorage
+from services.media.uploads import Stored, Uploads, check_details
 
 PATH = "/api/vlogs/tus"
 VERSION = "1.0.0"
@@ -136,7 +137,10 @@ class Resumable:
             raise PayloadTooLarge(
                 f"Upload-Length is larger than the limit of {limit} bytes", extra={"limit": limit}
             )
-        written_as(writer, metadata)  # another participant's video is refused at once
+        # Checked now as they will be once the last byte is here (another participant's
+        # video, a bad timestamp, control characters in a title): refused before any byte.
+        check_details(written_as(writer, {k: v for k, v in metadata.items() if k != "filename"}))
+        await self._check_writer_room(credential_id(writer), length)
         now = stored_now()
         upload = TusUpload(
             id=secrets.token_hex(16),
@@ -146,11 +150,37 @@ class Resumable:
             writer_role=str(writer.role),
             writer_user_id=writer.user_id if writer.role == Role.PARTICIPANT else None,
             writer_studies=list(writer.study_ids) if writer.study_ids is not None else None,
+            writer_id=credential_id(writer),
             created_at=now,
             expires_at=now + self.keep,
         )
         await upload.insert()
         return upload
+
+    async def _check_writer_room(self, writer_id: str, length: int) -> None:
+        """429 when the writer has as many unfinished uploads open as one may, or they
+        would reserve more bytes than one writer may."""
+        settings = self.uploads.settings
+        open_ones = TusUpload.get_pymongo_collection().find(
+            {"writer_id": writer_id, "vlog_id": None, "expires_at": {"$gt": stored_now()}},
+            {"length": 1},
+        )
+        count, reserved = 0, 0
+        async for upload in open_ones:
+            count += 1
+            reserved += upload["length"]
+        if count >= settings.open_resumable_per_writer:
+            raise TooManyRequests(
+                f"This writer has {count} unfinished uploads open, the most one may have; "
+                "finish or end (DELETE) one first",
+                headers={"Retry-After": "60"},
+            )
+        if reserved + length > settings.resumable_bytes_per_writer:
+            raise TooManyRequests(
+                f"This writer's unfinished uploads would reserve more than "
+                f"{settings.resumable_bytes_per_writer} bytes; finish or end one first",
+                headers={"Retry-After": "60"},
+            )
 
     async def find(self, upload_id: str, writer: Principal) -> TusUpload:
         """The upload, for the writer who created it (404 for anyone else, as if absent);
@@ -261,6 +291,9 @@ class Resumable:
                 fields,
                 writer,
             )
+        except MissingChunk:
+            # Ended (DELETE) while it was being finished: its bytes are gone.
+            raise Gone(f"Upload {upload.id} was ended while it was being finished") from None
         except AppError:
             # The video was refused: nothing of it stays (its bytes went with it).
             await upload.delete()

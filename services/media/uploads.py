@@ -19,7 +19,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import credential_id, study_of, written_as
-from services.common.errors import AppError, Conflict, TooManyRequests, field_error
+from services.common.errors import AppError, Conflict, RequestTimeout, field_error
 from services.common.schemas import Principal
 from services.common.timestamps import recorded_at, stored_now
 from services.common.validation import convert_record, drain
@@ -29,6 +29,7 @@ from services.media.receiving import VIDEO_FIELD, IncomingVideo
 from services.media.schemas import UploadFields
 from services.media.services import get_vlog, sanitize_name
 from services.media.settings import MediaSettings
+from services.media.slots import UploadSlots
 from services.media.storage import VideoStorage
 
 if TYPE_CHECKING:  # previews use the services module; the worker is only passed in
@@ -38,8 +39,10 @@ Stored = tuple[dict[str, Any], bool]  # the vlog, and whether it existed already
 
 
 def check_details(fields: dict[str, str]) -> UploadFields:
-    """The form's text fields, checked like every other record, titles trimmed."""
+    """The form's text fields, checked like every other record (the timestamp
+    included, so a resumable upload is refused at creation), titles trimmed."""
     details = convert_record(fields, UploadFields)
+    recorded_at(details.timestamp or None, stored_now())  # a 422 naming `timestamp` now
     return msgspec.structs.replace(
         details,
         title=details.title.strip(),
@@ -49,26 +52,37 @@ def check_details(fields: dict[str, str]) -> UploadFields:
 
 
 class Uploads:
-    """Receives uploads, at most `max_concurrent_uploads` at once."""
+    """Receives uploads, in the places services.media.slots shares out fairly."""
 
-    def __init__(self, settings: MediaSettings, storage: VideoStorage, previews: PreviewWorker):
+    def __init__(
+        self,
+        settings: MediaSettings,
+        storage: VideoStorage,
+        previews: PreviewWorker,
+        slots: UploadSlots | None = None,
+    ):
         self.settings = settings
         self.storage = storage
         self.previews = previews
-        self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
+        self.slots = slots or UploadSlots(
+            total=settings.max_concurrent_uploads,
+            per_writer=settings.uploads_per_writer,
+            min_rate=settings.min_upload_rate,
+            grace=settings.upload_grace_seconds,
+        )
 
     async def from_form(
-        self, chunks: AsyncIterator[bytes], content_type: str, writer: Principal
+        self, chunks: AsyncIterator[bytes], content_type: str, writer: Principal, address: str
     ) -> Stored:
         """The seed's multipart form: text fields and the `video` file part, in any
         order. With a participant token, another participant named before the file is
         refused before its bytes are read, one named after it once the form is
         complete, and nothing is kept either way."""
-        async with self._slot(chunks):
+        async with self._slot(chunks, writer, address) as metered:
             fields: dict[str, str] = {}
             incoming: IncomingVideo | None = None
             try:
-                async for part in multipart.parts(chunks, content_type):
+                async for part in multipart.parts(metered, content_type):
                     if part.filename is None:
                         fields[part.name] = await part.text()
                         continue
@@ -93,10 +107,11 @@ class Uploads:
         filename: str,
         fields: dict[str, str],
         writer: Principal,
+        address: str,
     ) -> Stored:
         """A raw body: the video's bytes alone, its details given beside them."""
-        async with self._slot(chunks):
-            return await self._whole(filename, fields, chunks, writer)
+        async with self._slot(chunks, writer, address) as metered:
+            return await self._whole(filename, fields, metered, writer)
 
     async def from_stored(
         self,
@@ -108,8 +123,8 @@ class Uploads:
     ) -> Stored:
         """A video whose bytes were stored piece by piece (a resumable upload): read
         back once for the same checks as every other upload. Its bytes are all here,
-        so it waits for a place among the uploads in progress instead of refusing."""
-        async with self._slots:
+        so it waits for a place among the uploads in progress, for a bounded time."""
+        async with self.slots.hold_waiting(writer_key(writer, "stored")):
             stored = self.storage.read_range(storage_id, 0, length - 1)
             return await self._whole(filename, fields, stored, writer, stored_as=storage_id)
 
@@ -132,19 +147,20 @@ class Uploads:
             raise
 
     @contextlib.asynccontextmanager
-    async def _slot(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[None]:
-        """A place among the uploads in progress (429 when none is free). A refusal
-        reads on past the rest of the body, so that a client which sends it whole
-        before reading still sees the answer."""
-        if self._slots.locked():
-            raise TooManyRequests(
-                "Too many uploads in progress; retry shortly", headers={"Retry-After": "10"}
-            )
-        async with self._slots:
+    async def _slot(
+        self, chunks: AsyncIterator[bytes], writer: Principal, address: str
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A place among the uploads in progress (services.media.slots), and the body's
+        chunks counted into its rate. A refusal that comes after the body started is
+        followed by reading past the rest of it, so that a client which sends it whole
+        before reading still sees the answer (before it, the server's lingering close
+        does that)."""
+        async with self.slots.hold(writer_key(writer, address)) as place:
             try:
-                yield
-            except AppError:
-                await drain(chunks)
+                yield self.slots.metered(place, chunks)
+            except AppError as refused:
+                if not isinstance(refused, RequestTimeout):  # a trickle is not waited for
+                    await drain(chunks)
                 raise
 
     async def _receive(
@@ -233,6 +249,11 @@ class Uploads:
         else:
             self.previews.submit(incoming.vlog_id, incoming.temp_path)
         return stored, False
+
+
+def writer_key(writer: Principal, address: str) -> str:
+    """Whose upload it is, for sharing places: the credential and where it came from."""
+    return f"{credential_id(writer)}@{address}"
 
 
 async def _discard(incoming: IncomingVideo | None) -> None:

@@ -1,0 +1,136 @@
+"""How upload places are shared (services.media.slots), in process with an injected
+clock: no processes, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.common.errors import RequestTimeout, ServiceUnavailable, TooManyRequests
+from services.media.slots import UploadSlots
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def slots(clock: Clock, total: int = 4, per_writer: int = 2) -> UploadSlots:
+    return UploadSlots(
+        total=total, per_writer=per_writer, min_rate=32 * 1024, grace=10, clock=clock
+    )
+
+
+async def hold_until(
+    shared: UploadSlots, writer: str, release: asyncio.Event, received: int = 0
+) -> str:
+    """An upload that holds its place until `release`; what became of it."""
+    try:
+        async with shared.hold(writer) as place:
+            place.received = received
+            await release.wait()
+    except RequestTimeout:
+        return "taken over"
+    return "finished"
+
+
+def test_one_writer_holds_at_most_its_share() -> None:
+    async def scenario() -> None:
+        clock, release = Clock(), asyncio.Event()
+        shared = slots(clock)
+        held = [asyncio.create_task(hold_until(shared, "phone@1", release)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(TooManyRequests, match="uploads in progress"):
+            async with shared.hold("phone@1"):
+                pass
+        async with shared.hold("phone@2"):  # another writer still gets a place
+            pass
+        release.set()
+        assert await asyncio.gather(*held) == ["finished", "finished"]
+
+    asyncio.run(scenario())
+
+
+def test_a_newcomer_takes_the_place_of_the_slowest_trickle() -> None:
+    async def scenario() -> None:
+        clock, release = Clock(), asyncio.Event()
+        shared = slots(clock)
+        # Four writers sending 1.5 KiB/s, 20 s in: 30 KiB each, one a little faster.
+        trickles = [
+            asyncio.create_task(hold_until(shared, f"slow@{n}", release, 30 * 1024 + n))
+            for n in range(4)
+        ]
+        await asyncio.sleep(0)
+        clock.now += 20
+        async with shared.hold("fifth@9") as place:
+            assert place.writer == "fifth@9"
+            outcomes = await asyncio.wait_for(asyncio.shield(trickles[0]), 5)
+        assert outcomes == "taken over"
+        release.set()
+        assert await asyncio.gather(*trickles[1:]) == ["finished"] * 3
+
+    asyncio.run(scenario())
+
+
+def test_uploads_that_keep_up_are_not_taken_over() -> None:
+    async def scenario() -> None:
+        clock, release = Clock(), asyncio.Event()
+        shared = slots(clock)
+        fast = [
+            asyncio.create_task(hold_until(shared, f"fast@{n}", release, 20 * 1024 * 1024))
+            for n in range(4)
+        ]
+        await asyncio.sleep(0)
+        clock.now += 20
+        with pytest.raises(TooManyRequests, match="Too many uploads"):
+            async with shared.hold("fifth@9"):
+                pass
+        # Within its first seconds an upload is not judged by its rate.
+        young = slots(Clock(), total=1)
+        first = asyncio.create_task(hold_until(young, "a@1", release))
+        await asyncio.sleep(0)
+        with pytest.raises(TooManyRequests):
+            async with young.hold("b@2"):
+                pass
+        release.set()
+        assert await asyncio.gather(*fast, first) == ["finished"] * 5
+
+    asyncio.run(scenario())
+
+
+def test_a_finished_upload_waits_for_a_place_but_not_forever() -> None:
+    async def scenario() -> None:
+        clock, release = Clock(), asyncio.Event()
+        shared = slots(clock, total=1)
+        busy = asyncio.create_task(hold_until(shared, "a@1", release, 10**9))
+        await asyncio.sleep(0)
+
+        async def finish() -> str:
+            async with shared.hold_waiting("b@stored"):
+                return "stored"
+
+        waiting = asyncio.create_task(finish())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        release.set()  # the place is freed: the waiter takes it at once
+        assert await waiting == "stored"
+        assert await busy == "finished"
+
+        again = asyncio.Event()
+        busy = asyncio.create_task(hold_until(shared, "a@1", again, 10**9))
+        await asyncio.sleep(0)
+        late = asyncio.create_task(finish())
+        await asyncio.sleep(0)
+        clock.now += shared.wait_seconds + 1
+        async with shared._freed:
+            shared._freed.notify_all()  # wakes the waiter to look at the clock again
+        with pytest.raises(ServiceUnavailable):
+            await late
+        again.set()
+        await busy
+
+    asyncio.run(scenario())
