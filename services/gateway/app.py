@@ -30,6 +30,7 @@ from services.gateway.journal import AuditJournal
 from services.gateway.pages import page_headers
 from services.gateway.services import ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
+from services.gateway.turns import ExportTurns
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The pages' own scripts: files, so that the pages' policy allows no inline script.
@@ -95,4 +96,5 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         inner_middleware=AuditMiddleware,
     )
     app.state.page_headers = page_headers(settings.map_tiles)
+    app.state.export_turns = ExportTurns(settings.heavy_exports, settings.export_wait_seconds)
     return app

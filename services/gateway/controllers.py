@@ -47,6 +47,7 @@ from services.gateway.pages import page
 from services.gateway.schemas import ComplianceReport, GatewayHealth
 from services.gateway.services import ROUTES, ReverseProxy
 from services.gateway.settings import GatewaySettings
+from services.gateway.turns import ExportTurns
 from services.gateway.upstream import ServiceApi, ServiceDown
 
 DOCS = (
@@ -192,6 +193,18 @@ async def _started(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield piece
 
     return rest()
+
+
+async def _in_turn(request: Request, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A large export (ZIP, Parquet) started in its turn (services.gateway.turns)."""
+    turns: ExportTurns = request.app.state.export_turns
+    await turns.take()
+    try:
+        started = await _started(pieces)
+    except BaseException:
+        turns.give_back()
+        raise
+    return turns.holding(started)
 
 
 def _attachment(name: str, media_type: str, pieces: AsyncIterator[bytes], **headers: str) -> Stream:
@@ -378,7 +391,7 @@ class ExportController(Controller):
     )
     async def export_zip(self, request: Request, filters: ExportFilters) -> Stream:
         settings: GatewaySettings = request.app.state.settings
-        pieces = await _started(export_zip(_api(request), filters, settings.temp_dir))
+        pieces = await _in_turn(request, export_zip(_api(request), filters, settings.temp_dir))
         return _attachment(f"emogo-export-{_stamp()}.zip", "application/zip", pieces)
 
     @get(
@@ -427,7 +440,8 @@ class ExportController(Controller):
             )
         kind_name, format_name = match.groups()
         kind = codebook.KINDS[kind_name]
-        pieces = await _started(await export_file(_api(request), kind_name, format_name, filters))
+        made = await export_file(_api(request), kind_name, format_name, filters)
+        pieces = await (_in_turn(request, made) if format_name == "parquet" else _started(made))
         # The schema version is in the file's name, so it stays with the file.
         name = f"emogo-{kind_name}-v{kind.version}-{_stamp()}.{format_name}"
         return _attachment(

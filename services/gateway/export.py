@@ -206,6 +206,7 @@ async def protections(api: ServiceApi, filters: dict[str, Any]) -> dict[str, lis
 
 async def export_all(api: ServiceApi, filters: dict[str, Any]) -> AsyncIterator[bytes]:
     """The seed's `GET /api/export/all` body, streamed."""
+    await api.check_covered(filters)
     counts = {
         "total_vlogs": (await api.json("media", "/api/vlogs/count", filters))["count"],
         "total_sentiments": (await api.json("ingest", "/api/sentiments/count", filters))["count"],
@@ -281,6 +282,7 @@ async def export_zip(
 ) -> AsyncIterator[bytes]:
     """One ZIP: every data file, every stored video, a manifest and a README. Files
     made from the same rows wait in `spool_dir` for their turn."""
+    await api.check_covered(filters)
     now = datetime.now(UTC)
     files: dict[str, Hashing] = {}
     videos: dict[str, dict[str, Any]] = {}

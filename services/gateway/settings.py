@@ -49,6 +49,10 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     # and the folder of its audit journal (entries kept on disk until stored).
     service_token: str
     audit_journal_dir: Path
+    # Exports that cost memory (ZIP, Parquet) made at once per process, and how long
+    # another waits for a turn before 503 (services.gateway.turns).
+    heavy_exports: int
+    export_wait_seconds: float
     # Where the ZIP export spools the files that follow the one streaming
     # (services.gateway.fanout).
     temp_dir: Path
@@ -81,6 +85,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         audit_journal_dir=Path(
             env.text("EMOGO_AUDIT_JOURNAL_DIR", str(data_dir / "audit-journal"))
         ).resolve(),
+        heavy_exports=env.integer("EMOGO_GATEWAY_HEAVY_EXPORTS", 2, 1, 64),
+        export_wait_seconds=env.number("EMOGO_GATEWAY_EXPORT_WAIT_SECONDS", 5.0, 0.0, 600.0),
         temp_dir=temp_dir("gateway", env, data_dir),
     )
 

@@ -139,6 +139,13 @@ class ServiceApi:
             else:
                 response.close()
 
+    async def check_covered(self, filters: dict[str, Any]) -> None:
+        """Raises the services' refusal (403) when the credential does not cover the
+        study or participant the filters name: asked before a download's first byte,
+        whose status can no longer change once it is sent."""
+        if filters.get("study_id") is not None or filters.get("user_id") is not None:
+            await self.get("ingest", "/api/sentiments", {**filters, "limit": 1})
+
     async def studies(self) -> list[dict[str, Any]]:
         """The studies the credential may see, as the admin API lists them (read once)."""
         if self._studies is None:

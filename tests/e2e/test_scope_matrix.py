@@ -215,3 +215,17 @@ def test_a_vlog_is_changed_only_by_who_may_and_every_change_is_audited(
                 return len([e for e in found if e["role"] == role]) >= 2
 
             wait_until(both_recorded, 30, what="both edits recorded in the audit trail")
+
+
+@pytest.mark.parametrize("path", ["/api/export/everything.zip", "/api/export/all"])
+def test_an_export_of_a_study_not_covered_is_refused_before_its_first_byte(
+    stack: Stack, matrix: Matrix, path: str
+) -> None:
+    """It once answered 200 and a cut 73-byte ZIP."""
+    headers = {"Authorization": f"Bearer {matrix.tokens['viewer A']}"}
+    other_study = matrix.people["b"].replace("mb-", "matrix-b-")
+    with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as client:
+        answer = client.get(path, params={"study_id": other_study})
+    assert answer.status_code == 403, answer.text[:200]
+    assert answer.headers["content-type"].startswith("application/json")
+    assert other_study in answer.json()["detail"]["error"]

@@ -196,6 +196,9 @@ def test_the_zip_reads_each_kind_once_and_holds_what_the_single_exports_hold(
         if line.get("request_id") == request_id and line.get("logger") == "emogo.access"
     )
     assert reads == {
+        # One record at most, before the first byte: does the credential cover the
+        # filters (a refusal must be a 403, not a cut ZIP)?
+        "/api/sentiments": 1,
         "/api/sentiments/stream": 1,
         "/api/gps/stream": 1,
         "/api/telemetry/daily": 1,
