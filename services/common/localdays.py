@@ -35,6 +35,21 @@ def local_day_and_hour(instant: datetime, zone: ZoneInfo) -> tuple[str, int]:
     return day.isoformat(), min(max(hour, 0), 24)
 
 
+def whole_days(span: dict[str, datetime], zone: ZoneInfo) -> dict[str, datetime]:
+    """A time span (`$gte`, `$lt`, naive UTC) widened to whole local days: from the
+    midnight its start falls after to the midnight after its end. A per-day figure of
+    such a span is that of whole days, whatever span was asked for."""
+    widened = dict(span)
+    if "$gte" in span:
+        day = date.fromisoformat(local_day_and_hour(span["$gte"], zone)[0])
+        widened["$gte"] = local_midnight(day, zone)
+    if "$lt" in span:
+        last = span["$lt"] - timedelta(microseconds=1)
+        day = date.fromisoformat(local_day_and_hour(last, zone)[0])
+        widened["$lt"] = local_midnight(day + timedelta(days=1), zone)
+    return widened
+
+
 def hours_in(day: str, zone: ZoneInfo) -> int:
     """How long the local day lasts: 24, or 23 / 25 at daylight-saving changes."""
     start = date.fromisoformat(day)

@@ -342,6 +342,12 @@ class Disguise:
             return None
         return {**window, "study_id": left[0] if len(left) == 1 else {"$in": left}}
 
+    def grid_of(self, study: str | None) -> int | None:
+        """The grid (metres) a study's fixes are shown on, if any (`study` as records
+        name it)."""
+        protection = self.protected.get(record_study(study))
+        return protection.gps_grid_m if protection is not None else None
+
     def gridded_studies(self) -> list[str]:
         return sorted(v.study_id for v in self.protected.values() if v.gps_grid_m)
 

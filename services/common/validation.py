@@ -93,8 +93,14 @@ def _join(prefix: str, key: str | int) -> str:
 
 # Text may hold tab and newline (CRLF too), nothing else below U+0020, no DEL or C1
 # controls, and no lone surrogate halves ("\\ud800" decodes to one), which no
-# database or file format can store as UTF-8.
-_FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\r(?!\n)")
+# database or file format can store as UTF-8. Nor the explicit text-direction
+# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): they make a name
+# read as something else on a TA's screen ("Trojan Source", CVE-2021-42574). The
+# marks right-to-left text uses (U+200E, U+200F, U+061C) stay allowed.
+_BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_FORBIDDEN_TEXT = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff" + _BIDI_CONTROLS + r"]|\r(?!\n)"
+)
 NON_FINITE_REASON = "must be a finite number (NaN and Infinity are not allowed)"
 
 
@@ -106,6 +112,11 @@ def text_problem(text: str) -> str | None:
     character = found.group()[0]
     if "\ud800" <= character <= "\udfff":
         return f"contains an unpaired surrogate (U+{ord(character):04X}), which is not text"
+    if "\u202a" <= character <= "\u202e" or "\u2066" <= character <= "\u2069":
+        return (
+            f"contains the text-direction control U+{ord(character):04X}, which can make "
+            "text read as something else"
+        )
     return (
         f"contains the control character U+{ord(character):04X}; only tab and newline are allowed"
     )

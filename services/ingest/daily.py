@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from services.common.localdays import local_day_and_hour
+from services.common.localdays import local_day_and_hour, whole_days
 from services.common.privacy import Disguise
 from services.common.studies import DEFAULT_STUDY, StudyZones, record_study
 from services.ingest import services
@@ -37,7 +37,9 @@ async def daily_rows(
     max_ahead: timedelta,
     disguise: Disguise | None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """The rows of every participant in `window`, by study, participant and day."""
+    """The rows of every participant in `window`, by study, participant and day. To a
+    viewer of a study whose fixes are shown on a grid, whole local days only: the
+    distances of narrow windows would place fixes inside a cell."""
     for study, user_id in await participants_in(window):
         theirs = {**window, "user_id": user_id, "study_id": record_study(study)}
         shown = user_id
@@ -45,6 +47,8 @@ async def daily_rows(
             await disguise.learn([study])
             shown = disguise.user(study, user_id)
             await disguise.flush()
+            if disguise.grid_of(study) and isinstance(theirs.get("timestamp"), dict):
+                theirs["timestamp"] = whole_days(theirs["timestamp"], zones.zone(study))
         for row in await _participant_days(theirs, zones.zone(study), max_ahead):
             yield {"study_id": study or DEFAULT_STUDY, "user_id": shown, **row}
 

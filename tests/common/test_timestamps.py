@@ -45,3 +45,29 @@ def test_plausibility() -> None:
         check_plausible(now + timedelta(hours=25), now, timedelta(days=1))
     with pytest.raises(ValueError, match="unset clock"):
         check_plausible(datetime(1970, 1, 1, tzinfo=UTC), now, timedelta(days=1))
+
+
+def test_a_span_widened_to_whole_local_days() -> None:
+    from datetime import datetime
+
+    from services.common.localdays import whole_days, zone_named
+
+    taipei = zone_named("Asia/Taipei")  # UTC+8: local midnight is 16:00 UTC the day before
+    span = {"$gte": datetime(2026, 3, 4, 3, 0), "$lt": datetime(2026, 3, 4, 3, 5)}
+    assert whole_days(span, taipei) == {
+        "$gte": datetime(2026, 3, 3, 16, 0),
+        "$lt": datetime(2026, 3, 4, 16, 0),
+    }
+    # An end at a midnight itself stays there; a span with one end keeps one.
+    exact = {"$gte": datetime(2026, 3, 3, 16, 0), "$lt": datetime(2026, 3, 5, 16, 0)}
+    assert whole_days(exact, taipei) == exact
+    assert whole_days({"$lt": datetime(2026, 3, 4, 17, 0)}, taipei) == {
+        "$lt": datetime(2026, 3, 5, 16, 0)
+    }
+    # Where daylight saving time starts, the day is 23 hours long.
+    berlin = zone_named("Europe/Berlin")
+    spring = {"$gte": datetime(2026, 3, 29, 12, 0), "$lt": datetime(2026, 3, 29, 13, 0)}
+    assert whole_days(spring, berlin) == {
+        "$gte": datetime(2026, 3, 28, 23, 0),
+        "$lt": datetime(2026, 3, 29, 22, 0),
+    }

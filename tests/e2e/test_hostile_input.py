@@ -4,6 +4,7 @@ nothing is stored."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import uuid
 
@@ -297,7 +298,11 @@ def test_numbers_in_headers_and_parameters_are_ascii_and_bounded(stack: Stack) -
         assert "Upload-Length" in created.json()["detail"]["error"]
         arabic = client.post("/api/vlogs/tus", headers={**tus, "Upload-Length": "١٢".encode()})
         assert arabic.status_code == 400, arabic.text[:300]
-        upload = client.post("/api/vlogs/tus", headers={**tus, "Upload-Length": "10"})
+        metadata = "user_id " + base64.b64encode(b"hostile-numbers").decode()
+        upload = client.post(
+            "/api/vlogs/tus",
+            headers={**tus, "Upload-Length": "10", "Upload-Metadata": metadata},
+        )
         assert upload.status_code == 201, upload.text
         location = upload.headers["location"]
         offset = client.patch(
@@ -326,3 +331,17 @@ def test_numbers_in_headers_and_parameters_are_ascii_and_bounded(stack: Stack) -
         since = client.get("/api/sentiments", params={"since": "١٢"}, headers=_headers("viewer"))
         assert since.status_code == 422, since.text[:300]
         assert since.json()["detail"]["errors"][0]["field"] == "since"
+
+
+def test_text_direction_overrides_are_refused_by_field(admin: httpx.Client) -> None:
+    """A study named "exam\u202egnp.exe" reads as "exampexe.png" on a TA's screen."""
+    study_id = f"bidi-{uuid.uuid4().hex[:8]}"
+    answer = admin.post("/api/studies", json={"study_id": study_id, "name": "exam\u202egnp.exe"})
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["detail"]["errors"]
+    assert problem["field"] == "name"
+    assert "U+202E" in problem["reason"]
+    assert admin.get(f"/api/studies/{study_id}").status_code == 404
+    # Right-to-left text itself is welcome.
+    written = admin.post("/api/studies", json={"study_id": study_id, "name": "שלום \u200f עולם"})
+    assert written.status_code == 201, written.text

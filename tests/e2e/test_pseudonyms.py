@@ -22,7 +22,7 @@ from pymongo import MongoClient
 from services.common.privacy import METRES_PER_DEGREE, coarsened, grid_steps, pseudonym
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
-from tests.support import enrolled
+from tests.support import enrolled, wait_until
 
 GRID_M = 1000
 # Fixes a few hundred metres apart in Taipei: one grid cell or two, never the exact place.
@@ -399,3 +399,56 @@ def test_a_withdrawal_with_deletion_forgets_the_pseudonym(stack: Stack, world: W
         assert noted.count_documents({"study_id": world.study, "user_id": world.people[0]}) == 1
     with _client(stack, world.viewer) as ta:
         assert ta.get("/api/sentiments", params={"user_id": alias}).json() == []
+
+
+def _ndjson(answer: httpx.Response) -> list[dict]:
+    return [json.loads(line) for line in answer.text.splitlines() if line]
+
+
+def test_a_gridded_studys_daily_figures_are_of_whole_days(stack: Stack, world: World) -> None:
+    """The distance of a window between two fixes once gave their exact distance inside
+    a cell; a viewer of a gridded study now gets the figures of the whole local days
+    the window touches, whatever window it asks for."""
+    real = world.people[0]
+    with stack.client("admin") as admin:
+        fixes = admin.get(
+            "/api/gps", params={"user_id": real, "study_id": world.study, "order": "asc"}
+        ).json()
+        whole = _ndjson(
+            admin.get("/api/telemetry/daily", params={"user_id": real, "study_id": world.study})
+        )
+    assert len(fixes) == len(PLACES)
+    first, second = fixes[0]["timestamp"], fixes[1]["timestamp"]
+    alias = _pseudonyms(stack, world)[real]
+    with _client(stack, world.viewer) as ta:
+        narrow = ta.get(
+            "/api/telemetry/daily",
+            params={"user_id": alias, "since": first, "until": second[:-1] + "1Z"},
+        )
+    assert narrow.status_code == 200, narrow.text
+    [day] = [row for row in _ndjson(narrow) if row["user_id"] == alias]
+    [whole_day] = [row for row in whole if row["local_date"] == day["local_date"]]
+    assert day["gps_fixes"] == whole_day["gps_fixes"] == len(PLACES)
+    assert day["distance_km"] == whole_day["distance_km"]
+
+
+def test_a_read_by_pseudonym_is_found_in_the_audit_trail_by_the_real_id(
+    stack: Stack, world: World
+) -> None:
+    real = world.people[0]
+    alias = _pseudonyms(stack, world)[real]
+    request_id = f"by-pseudonym-{uuid.uuid4().hex}"
+    with _client(stack, world.viewer) as ta:
+        answer = ta.get(
+            "/api/sentiments", params={"user_id": alias}, headers={"X-Request-ID": request_id}
+        )
+    assert answer.status_code == 200
+    with stack.client("admin") as admin:
+
+        def found() -> list[dict]:
+            return admin.get("/api/audit", params={"user_id": real}).json()
+
+        wait_until(lambda: any(e["request_id"] == request_id for e in found()), 15, "the entry")
+        [entry] = [e for e in found() if e["request_id"] == request_id]
+    # The pseudonym it was asked by, and the person it stands for.
+    assert entry["participants"] == [alias, real]
