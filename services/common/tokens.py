@@ -25,6 +25,7 @@ from beanie import Document
 from pymongo import IndexModel
 from pymongo.errors import PyMongoError
 
+from services.common.database import fail_fast_from_now
 from services.common.studies import Study, StudyStatus
 from services.common.timestamps import stored_now
 
@@ -186,9 +187,10 @@ class IssuedTokens:
         try:
             found = await revocations().find_one({"_id": REVOCATIONS_ID})
         except PyMongoError:
-            # The tokens' own bound (CACHE_SECONDS) still holds; the lookup that
-            # follows reports a database that is down.
+            # The tokens' own bound (CACHE_SECONDS) still holds. The request's next
+            # database step reports the database down at once, not after a second wait.
             logger.warning("could not check for revoked tokens")
+            fail_fast_from_now()
             return
         generation = found["generation"] if found else 0
         if generation != self._generation:

@@ -31,14 +31,17 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.audit import AuditBatch, AuditEntry
 from services.common.auth import (
+    PRINCIPAL_SCOPE_KEY,
     Role,
     credential_id,
     issued_principal,
     principal_from_header,
 )
+from services.common.errors import ServiceUnavailable, error_body
 from services.common.periodic import Periodic
 from services.common.schemas import Principal
 from services.common.tokens import TokenKind, issued_token_in, token_digest
+from services.gateway.issued import CredentialCheckFailed
 from services.gateway.journal import AuditJournal, Segment
 
 logger = logging.getLogger("emogo.audit")
@@ -120,6 +123,17 @@ def _filters(query_string: bytes) -> dict[str, str]:
         joined = f"{filters[name]},{value}" if name in filters else value
         filters[name[:100]] = joined[:MOST_FILTER_CHARS]
     return filters
+
+
+async def _send_error(send: Send, error: ServiceUnavailable) -> None:
+    body = msgspec.json.encode(error_body(error.status_code, error.error))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ResponseTally:
@@ -347,7 +361,12 @@ class AuditMiddleware:
         # Every change by any credential is recorded, but a phone's new records (its
         # POSTs, thousands an hour) are not, one by one.
         edit = not read and method != "POST"
-        principal = await self._who(scope, read or edit)
+        try:
+            principal = await self._who(scope, read or edit)
+        except CredentialCheckFailed as failed:
+            # The services share the database that failed: 503 now, not after another wait.
+            await _send_error(send, failed)
+            return
         if principal is None or (not read and not edit and principal.role not in CHANGERS):
             await self.app(scope, receive, send)
             return
@@ -393,7 +412,9 @@ class AuditMiddleware:
         if principal is not None or not issued_token_in(header, *(() if read else CHANGERS_TOKENS)):
             return principal
         try:
-            return await issued_principal(header, self.state.issued_tokens)
+            principal = await issued_principal(header, self.state.issued_tokens)
+        except CredentialCheckFailed:
+            raise
         except Exception:
             # The admin service cannot say whose it is, but the services may still
             # serve the read (they check tokens in the database): recorded under the
@@ -404,6 +425,9 @@ class AuditMiddleware:
                 token_id=f"sha256:{token_digest(token)[:16]}",
                 token_name=UNRESOLVED_NAME,
             )
+        if principal is not None:  # the gateway's own guards need not ask again
+            scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+        return principal
 
     @staticmethod
     def _entry(

@@ -19,7 +19,7 @@ from litestar.types import Receive, Scope, Send
 
 from services.common import codebook
 from services.common.auth import READERS, is_viewer, requires
-from services.common.errors import NotFound, ServiceUnavailable, field_error
+from services.common.errors import NotFound, field_error
 from services.common.filters import InstantFilter, ParticipantFilter, StudyFilter, time_span
 from services.common.localdays import local_midnight
 from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
@@ -48,7 +48,7 @@ from services.gateway.schemas import ComplianceReport, GatewayHealth
 from services.gateway.services import ROUTES, ReverseProxy
 from services.gateway.settings import GatewaySettings
 from services.gateway.turns import ExportTurns
-from services.gateway.upstream import ServiceApi, ServiceDown
+from services.gateway.upstream import ServiceApi
 
 DOCS = (
     ("gateway", "Gateway: health, exports"),
@@ -182,10 +182,6 @@ async def _started(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         first = await anext(pieces)
     except StopAsyncIteration:
         first = b""
-    except ServiceDown as down:
-        raise ServiceUnavailable(
-            f"The {down.service} service is not answering", extra={"service": down.service}
-        ) from None
 
     async def rest() -> AsyncIterator[bytes]:
         yield first
@@ -343,16 +339,11 @@ class ExportController(Controller):
         if settings.map_tiles:
             tiles = {"url": settings.map_tiles, "attribution": settings.map_attribution}
         wanted = {k: v for k, v in filters.items() if v}
-        try:
-            if days and not (filters["since"] or filters["until"]):
-                newest = await api.json("ingest", "/api/gps", {**wanted, "limit": 1})
-                if newest:
-                    wanted["since"] = _days_before(newest[0]["timestamp"], days, zone)
-            track, drawn = await read_track(api.plain_records("gps", wanted), user_id, zone, tiles)
-        except ServiceDown as down:
-            raise ServiceUnavailable(
-                f"The {down.service} service is not answering", extra={"service": down.service}
-            ) from None
+        if days and not (filters["since"] or filters["until"]):
+            newest = await api.json("ingest", "/api/gps", {**wanted, "limit": 1})
+            if newest:
+                wanted["since"] = _days_before(newest[0]["timestamp"], days, zone)
+        track, drawn = await read_track(api.plain_records("gps", wanted), user_id, zone, tiles)
         back = {k: v for k, v in filters.items() if v and k != "user_id"}
         here = {k: v for k, v in filters.items() if v and k not in ("since", "until")}
         return page(
@@ -463,12 +454,7 @@ class ComplianceController(Controller):
 
     async def _report(self, request: Request, filters: dict[str, Any]) -> ComplianceReport:
         settings: GatewaySettings = request.app.state.settings
-        try:
-            return await read_report(_api(request), filters, utc_now(), settings.display_timezone)
-        except ServiceDown as down:
-            raise ServiceUnavailable(
-                f"The {down.service} service is not answering", extra={"service": down.service}
-            ) from None
+        return await read_report(_api(request), filters, utc_now(), settings.display_timezone)
 
     @get(
         "/compliance",

@@ -8,6 +8,14 @@ import msgspec
 from services.common.errors import ServiceUnavailable
 from services.common.tokens import CACHE_SECONDS, Remembered, TokenKind, token_digest
 from services.gateway.services import ReverseProxy
+from services.gateway.upstream import RETRY_SECONDS
+
+
+class CredentialCheckFailed(ServiceUnavailable):
+    """The admin service was reached but could not look the token up (it answered 5xx,
+    or not in time): its database, which the other services share, is down or stalled,
+    so they could not serve the request either. (An admin service that is not running
+    at all is a plain ServiceUnavailable: the services check tokens themselves.)"""
 
 
 class IssuedTokensViaAdmin:
@@ -32,13 +40,24 @@ class IssuedTokensViaAdmin:
             ) as answer:
                 return answer.status, await answer.read()
 
+        unavailable = ServiceUnavailable(
+            "The admin service is needed to check this credential and is unavailable",
+            extra={"service": "admin"},
+            headers={"Retry-After": str(RETRY_SECONDS)},
+        )
         try:
             status, body = await self.proxy.upstreams["admin"].send("GET", attempt)
-        except (aiohttp.ClientError, TimeoutError):
-            raise ServiceUnavailable(
-                "The admin service is needed to check this credential and is unavailable",
-                extra={"service": "admin"},
+        except TimeoutError:
+            # Reached but too slow: its database most likely, which the services share.
+            raise CredentialCheckFailed(
+                unavailable.error, extra=unavailable.extra, headers=unavailable.headers
             ) from None
+        except aiohttp.ClientError:
+            raise unavailable from None
+        if status >= 500:  # it could not look (its database is down): not a refusal
+            raise CredentialCheckFailed(
+                unavailable.error, extra=unavailable.extra, headers=unavailable.headers
+            )
         if status != 200:
             return None
         who = msgspec.json.decode(body)

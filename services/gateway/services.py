@@ -41,6 +41,7 @@ from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.coalescing import Answer, PostCoalescer, relayable
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.settings import GatewaySettings
+from services.gateway.upstream import RETRY_SECONDS
 
 logger = logging.getLogger("emogo.gateway")
 
@@ -160,7 +161,11 @@ def upstream_failure(service: str, exc: Exception) -> AppError:
     (504), or an answer that is not valid HTTP (502)."""
     detail = {"service": service}
     if never_reached_service(exc):
-        return ServiceUnavailable(f"The {service} service is unavailable", extra=detail)
+        return ServiceUnavailable(
+            f"The {service} service is unavailable",
+            extra=detail,
+            headers={"Retry-After": str(RETRY_SECONDS)},
+        )
     if isinstance(exc, TimeoutError):
         return GatewayTimeout(f"The {service} service did not answer in time", extra=detail)
     return BadGateway(f"The {service} service gave no valid answer", extra=detail)

@@ -15,7 +15,7 @@ import msgspec
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from services.common.errors import AppError, BadGateway
+from services.common.errors import AppError, BadGateway, ServiceUnavailable
 from services.common.studies import StudyZones, row_study
 from services.gateway.balancing import Replicas
 
@@ -23,11 +23,20 @@ from services.gateway.balancing import Replicas
 RECORDS_PER_PAGE = 1000
 
 
-class ServiceDown(Exception):
-    """A service did not answer; the page shows a banner for its part."""
+# How long a client is told to wait before asking again when a service is down.
+RETRY_SECONDS = 5
+
+
+class ServiceDown(ServiceUnavailable):
+    """A service did not answer (or answered 5xx): a 503 with Retry-After wherever it
+    is not caught; the export page shows a banner for its part instead."""
 
     def __init__(self, service: str, reason: str) -> None:
-        super().__init__(f"{service}: {reason}")
+        super().__init__(
+            f"The {service} service is not answering",
+            extra={"service": service},
+            headers={"Retry-After": str(RETRY_SECONDS)},
+        )
         self.service = service
         self.reason = reason
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -22,7 +23,7 @@ from pymongo import MongoClient
 from generators.telemetry import dataset
 from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
 from tests.conftest import Stack, run_stack
-from tests.support import REPO, TOKENS, free_port, wait_until
+from tests.support import REPO, TOKENS, enrolled, free_port, wait_until
 
 DB_TIMEOUT_SECONDS = 2
 PARTICIPANTS, DAYS, START = 8, 10, date(2026, 9, 1)
@@ -175,3 +176,53 @@ def test_a_frozen_database_gives_503_with_retry_after_then_recovers(
             return device.post("/api/sentiments", json=record).status_code == 201
 
         wait_until(recovered, 30, "the stack to recover")
+
+
+def test_every_route_answers_503_with_retry_after_within_one_deadline(
+    faulty: tuple[Database, Stack],
+) -> None:
+    """Each request once waited one deadline per database step (the revocation check, the
+    token, the record), and the gateway's fan-outs answered 503 without Retry-After, or
+    500 (the daily table): 10 to 15 s at the default 5 s deadline. Now every request
+    answers 503 with Retry-After within one deadline (a client waiting 1.5 deadlines)."""
+    database, stack = faulty
+    study = f"frozen-{uuid.uuid4().hex[:6]}"
+    with stack.client("admin") as admin:
+        assert admin.post("/api/studies", json={"study_id": study, "name": "F"}).is_success
+        ta = admin.post("/api/viewer-tokens", json={"name": "TA", "study_ids": [study]})
+    phones = enrolled(stack, study, ["used", "fresh"])
+    viewer = {"Authorization": f"Bearer {TOKENS['viewer']}"}
+    assistant = {"Authorization": f"Bearer {ta.json()['token']}"}
+    record = {"emotion": "calm", "intensity": 0.5}
+    with httpx.Client(base_url=stack.gateway, timeout=1.5 * DB_TIMEOUT_SECONDS) as client:
+        assert client.post("/api/sentiments", json=record, headers=phones["used"]).is_success
+        database.signal(signal.SIGSTOP)
+        try:
+            answers = {
+                # The global viewer first: its read leaves the revocation check due.
+                "viewer list": client.get("/api/gps", headers=viewer),
+                "participant post": client.post(
+                    "/api/sentiments", json=record, headers=phones["used"]
+                ),
+                "fresh participant post": client.post(
+                    "/api/sentiments", json=record, headers=phones["fresh"]
+                ),
+                "study viewer list": client.get("/api/sentiments", headers=assistant),
+                "study viewer export": client.get("/api/export/sentiments.csv", headers=assistant),
+            }
+            for path in (
+                "/api/export/sentiments.csv",
+                "/api/export/everything.zip",
+                "/api/export/all",
+                "/api/export/daily.csv",
+                "/api/export/gps.parquet",
+                "/api/telemetry/compliance",
+                "/api/vlogs",
+            ):
+                answers[path] = client.get(path, headers=viewer)
+        finally:
+            database.signal(signal.SIGCONT)
+    for what, answer in answers.items():
+        assert answer.status_code == 503, (what, answer.status_code, answer.text[:200])
+        assert answer.headers["retry-after"].isdigit(), what
+        assert answer.json()["code"] == 503, what

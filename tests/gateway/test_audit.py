@@ -22,7 +22,7 @@ from pymongo import MongoClient
 from services.gateway.auditing import FLUSH_SECONDS
 from tests.conftest import Stack
 from tests.media.conftest import opencv_video, upload
-from tests.support import TOKENS, wait_until
+from tests.support import TOKENS, bearer, wait_until
 
 PARTICIPANT = f"P-audit-{uuid.uuid4().hex[:8]}"
 
@@ -474,9 +474,10 @@ def test_reads_of_receipts_and_logs_are_recorded(stack: Stack) -> None:
 
 
 def test_reads_journaled_before_a_kill_are_all_stored(stack: Stack, data: dict) -> None:
-    """Audited reads answered while the admin service is frozen, then a SIGKILL of the
-    gateway: each entry was on the gateway's disk before its answer completed, and the
-    next gateway sends them."""
+    """Audited reads answered while the admin service is frozen (so no entry can be
+    sent), then a SIGKILL of the gateway: each entry was on the gateway's disk before its
+    answer completed, and the next gateway sends them. Read with the environment's
+    viewer token: an issued one needs the admin service to answer (a frozen one is 503)."""
     marker = uuid.uuid4().hex
     reads = 20
     admin_process = psutil.Process(stack.supervisor.processes["admin"].pid)
@@ -487,7 +488,7 @@ def test_reads_journaled_before_a_kill_are_all_stored(stack: Stack, data: dict) 
                 answer = client.get(
                     "/api/sentiments/count",
                     params={"user_id": PARTICIPANT},
-                    headers={**data["ta"], "X-Request-ID": f"killed-{marker}-{n}"},
+                    headers={**bearer("viewer"), "X-Request-ID": f"killed-{marker}-{n}"},
                 )
                 assert answer.status_code == 200
         gateway = stack.supervisor.processes["gateway"]
