@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from litestar import Controller, MediaType, Request, Response, asgi, get
 from litestar.di import NamedDependency, Provide
 from litestar.handlers import ASGIRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream, Template
 from litestar.types import Receive, Scope, Send
@@ -62,7 +63,18 @@ class HealthController(Controller):
     path = "/"
     tags = ["health"]
 
-    @get("/health", operation_id="health", summary="Every service and the database")
+    @get(
+        "/health",
+        operation_id="health",
+        summary="Every service and the database",
+        # Unhealthy is still the report, with the failing part marked `down`.
+        responses={
+            503: ResponseSpec(
+                data_container=GatewayHealth,
+                description="A service or the database is down (the report says which)",
+            )
+        },
+    )
     async def health(self, request: Request) -> Response[GatewayHealth]:
         proxy: ReverseProxy = request.app.state.proxy
         report = await proxy.health()

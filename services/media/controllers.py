@@ -12,6 +12,7 @@ from litestar import (
     patch,
     post,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -38,6 +39,9 @@ from services.common.filters import (
     StudyPath,
 )
 from services.common.openapi import (
+    ALSO_SERVED_AS,
+    BINARY,
+    ErrorEnvelope,
     VlogIdPath,
     documented_body,
     documented_bytes,
@@ -148,6 +152,14 @@ UPLOAD_DESCRIPTION = (
     "decided by the file's bytes (MP4/MOV, WebM/MKV, AVI; else 415). 201 for a new vlog; "
     "the same participant sending the same bytes again gets the existing vlog with 200."
 )
+# What the byte routes send: the video in its own media type (a byte range of it with
+# 206, RFC 9110 §14) or the JPEG thumbnail; never JSON but for errors.
+VIDEO_ANSWER = {"video/*": BINARY, "application/octet-stream": BINARY}
+THUMBNAIL_ANSWER = {"image/jpeg": BINARY}
+RANGE_RESPONSES = {
+    206: ResponseSpec(data_container=bytes, description="The byte range asked for (Range)"),
+    416: ResponseSpec(data_container=ErrorEnvelope, description="The range is not satisfiable"),
+}
 StateFilter = Annotated[
     VlogState,
     QueryParameter(
@@ -292,6 +304,8 @@ class VlogController(Controller):
         "/download/{filename:str}",
         operation_id="downloadVlogByName",
         cache_control=STORED_BYTES_CACHING,
+        opt={ALSO_SERVED_AS: VIDEO_ANSWER},
+        responses=RANGE_RESPONSES,
         guards=[requires(*READERS)],
         summary="The seed's download path: `<id>.<ext>` as given in `video_url`",
     )
@@ -316,6 +330,8 @@ class VlogController(Controller):
         "/{vlog_id:str}/download",
         operation_id="downloadVlog",
         cache_control=STORED_BYTES_CACHING,
+        opt={ALSO_SERVED_AS: VIDEO_ANSWER},
+        responses=RANGE_RESPONSES,
         guards=[requires(*OWN_READERS)],
         summary="The original video, as an attachment named after the title",
     )
@@ -326,6 +342,8 @@ class VlogController(Controller):
         "/{vlog_id:str}/play",
         operation_id="playVlog",
         cache_control=STORED_BYTES_CACHING,
+        opt={ALSO_SERVED_AS: VIDEO_ANSWER},
+        responses=RANGE_RESPONSES,
         guards=[requires(*OWN_READERS)],
         summary="For a player: the H.264 preview when there is one, else the original, inline",
     )
@@ -347,6 +365,7 @@ class VlogController(Controller):
         "/{vlog_id:str}/thumbnail",
         operation_id="vlogThumbnail",
         cache_control=STORED_BYTES_CACHING,
+        opt={ALSO_SERVED_AS: THUMBNAIL_ANSWER},
         guards=[requires(*OWN_READERS)],
         summary="A JPEG of a frame near the start",
     )

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
+from services.gateway.schemas import GatewayHealth
 from tests.support import (
     TOKENS,
     PeakMemory,
@@ -198,6 +200,14 @@ def test_gateway_health_reports_each_service(rig: ProxyRig) -> None:
     assert body["database"] == "disconnected"
     assert set(body["services"]) == {"ingest", "media", "admin"}
     assert body["services"]["ingest"]["status"] == "down"
+    # As documented: the 503 is the report itself, not the error envelope.
+    document = httpx.get(f"{rig.url}/docs/gateway/openapi.json").json()
+    for status in ("200", "503"):
+        content = document["paths"]["/health"]["get"]["responses"][status]["content"]
+        assert content["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/GatewayHealth"
+        }
+    msgspec.convert(body, GatewayHealth, strict=False)
 
 
 def test_large_upload_streams_through_in_flat_memory(rig: ProxyRig) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import Stack
 from tests.ingest.conftest import new_participant
-from tests.media.conftest import sha256, upload
+from tests.media.conftest import h264_video, sha256, upload
 from tests.support import documented_path_form
 
 
@@ -149,3 +152,36 @@ def test_roles_for_reading(stack, stored: tuple[dict, bytes]) -> None:
         for url in (vlog["download_url"], vlog["play_url"], vlog["thumbnail_url"], "/api/vlogs"):
             assert anonymous.get(url).status_code == 401, url
             assert device.get(url).status_code == 403, url
+
+
+def test_the_byte_routes_answer_in_the_media_types_they_document(
+    stack: Stack, viewer: httpx.Client, tmp_path: Path
+) -> None:
+    """Downloads, plays and thumbnails were documented as JSON; each answer's type is now
+    one its operation documents (a range, 206, too)."""
+    with stack.client("device") as device:
+        video = h264_video(tmp_path / "typed.mp4", 41)
+        uploaded = device.post(
+            "/api/vlogs/upload",
+            data={"user_id": f"typed-{uuid.uuid4().hex[:6]}"},
+            files={"video": ("typed.mp4", video, "video/mp4")},
+        )
+    vlog_id = uploaded.json()["vlog"]["_id"]
+    document = viewer.get("/docs/media/openapi.json").json()["paths"]
+    answers = {
+        ("/api/vlogs/{vlog_id}/download", "200"): viewer.get(f"/api/vlogs/{vlog_id}/download"),
+        ("/api/vlogs/{vlog_id}/play", "206"): viewer.get(
+            f"/api/vlogs/{vlog_id}/play", headers={"Range": "bytes=0-99"}
+        ),
+        ("/api/vlogs/{vlog_id}/thumbnail", "200"): viewer.get(f"/api/vlogs/{vlog_id}/thumbnail"),
+        ("/api/vlogs/download/{filename}", "200"): viewer.get(f"/api/vlogs/download/{vlog_id}.mp4"),
+    }
+    for (path, status), answer in answers.items():
+        assert str(answer.status_code) == status, path
+        served = answer.headers["content-type"].split(";")[0]
+        documented = document[path]["get"]["responses"][status]["content"]
+        assert any(
+            served == kind or (kind.endswith("/*") and served.startswith(kind[:-1]))
+            for kind in documented
+        ), (path, served, list(documented))
+        assert "application/json" not in documented, path
