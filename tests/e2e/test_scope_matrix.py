@@ -109,6 +109,13 @@ def routes(m: Matrix) -> dict[str, str]:
     }
 
 
+def signed_in_as(stack: Stack, matrix: Matrix, credential: str) -> httpx.Client:
+    """A client of the gateway with the credential's token (none for `none`)."""
+    token = matrix.tokens[credential]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=stack.gateway, headers=headers, timeout=60)
+
+
 def expected_status(credential: str, route: str) -> int:
     if credential == "none":
         return 401
@@ -123,11 +130,9 @@ def expected_status(credential: str, route: str) -> int:
 def test_every_read_route_answers_each_credential_with_only_what_it_may_see(
     stack: Stack, matrix: Matrix, credential: str
 ) -> None:
-    token = matrix.tokens[credential]
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     hidden = [matrix.people[p] for p in matrix.people if p not in VISIBLE[credential]]
     shown = [matrix.people[p] for p in VISIBLE[credential]]
-    with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as client:
+    with signed_in_as(stack, matrix, credential) as client:
         for route, path in routes(matrix).items():
             response = client.get(path)
             wanted = expected_status(credential, route)
@@ -164,10 +169,8 @@ def test_writes_for_a_participant_of_study_a(stack: Stack, matrix: Matrix, crede
     """Who may store a sentiment naming participant a: admin and the device token (the
     global writers), and participant a themselves; nobody else, and nothing is stored
     for a refused one."""
-    token = matrix.tokens[credential]
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = {"user_id": matrix.people["a"], "emotion": "sad", "intensity": 0.2}
-    with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as client:
+    with signed_in_as(stack, matrix, credential) as client:
         status = client.post("/api/sentiments", json=body).status_code
     allowed = {"admin": 201, "device": 201, "participant a": 201, "none": 401}
     assert status == allowed.get(credential, 403), credential
@@ -191,11 +194,9 @@ EDITS = {
 def test_a_vlog_is_changed_only_by_who_may_and_every_change_is_audited(
     stack: Stack, matrix: Matrix, credential: str
 ) -> None:
-    token = matrix.tokens[credential]
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     path = f"/api/vlogs/{matrix.vlog['a']}"
     title = f"by {credential} {uuid.uuid4().hex[:6]}"
-    with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as client:
+    with signed_in_as(stack, matrix, credential) as client:
         empty = client.patch(path, json={})
         renamed = client.patch(path, json={"title": title})
     assert (empty.status_code, renamed.status_code) == (EDITS[credential],) * 2, empty.text
@@ -222,9 +223,8 @@ def test_an_export_of_a_study_not_covered_is_refused_before_its_first_byte(
     stack: Stack, matrix: Matrix, path: str
 ) -> None:
     """It once answered 200 and a cut 73-byte ZIP."""
-    headers = {"Authorization": f"Bearer {matrix.tokens['viewer A']}"}
     other_study = matrix.people["b"].replace("mb-", "matrix-b-")
-    with httpx.Client(base_url=stack.gateway, headers=headers, timeout=60) as client:
+    with signed_in_as(stack, matrix, "viewer A") as client:
         answer = client.get(path, params={"study_id": other_study})
     assert answer.status_code == 403, answer.text[:200]
     assert answer.headers["content-type"].startswith("application/json")

@@ -38,6 +38,20 @@ async def hold_until(
     return "finished"
 
 
+async def four_writers(
+    shared: UploadSlots, clock: Clock, release: asyncio.Event, received: int
+) -> list[asyncio.Task[str]]:
+    """Four writers holding every place, `received` bytes (plus their number) each when
+    the clock has moved 20 s on."""
+    uploads = [
+        asyncio.create_task(hold_until(shared, f"writer@{n}", release, received + n))
+        for n in range(4)
+    ]
+    await asyncio.sleep(0)
+    clock.now += 20
+    return uploads
+
+
 def test_one_writer_holds_at_most_its_share() -> None:
     async def scenario() -> None:
         clock, release = Clock(), asyncio.Event()
@@ -59,13 +73,8 @@ def test_a_newcomer_takes_the_place_of_the_slowest_trickle() -> None:
     async def scenario() -> None:
         clock, release = Clock(), asyncio.Event()
         shared = slots(clock)
-        # Four writers sending 1.5 KiB/s, 20 s in: 30 KiB each, one a little faster.
-        trickles = [
-            asyncio.create_task(hold_until(shared, f"slow@{n}", release, 30 * 1024 + n))
-            for n in range(4)
-        ]
-        await asyncio.sleep(0)
-        clock.now += 20
+        # Four writers sending 1.5 KiB/s, 20 s in: 30 KiB each, the first the slowest.
+        trickles = await four_writers(shared, clock, release, 30 * 1024)
         async with shared.hold("fifth@9") as place:
             assert place.writer == "fifth@9"
             outcomes = await asyncio.wait_for(asyncio.shield(trickles[0]), 5)
@@ -80,12 +89,7 @@ def test_uploads_that_keep_up_are_not_taken_over() -> None:
     async def scenario() -> None:
         clock, release = Clock(), asyncio.Event()
         shared = slots(clock)
-        fast = [
-            asyncio.create_task(hold_until(shared, f"fast@{n}", release, 20 * 1024 * 1024))
-            for n in range(4)
-        ]
-        await asyncio.sleep(0)
-        clock.now += 20
+        fast = await four_writers(shared, clock, release, 20 * 1024 * 1024)
         with pytest.raises(TooManyRequests, match="Too many uploads"):
             async with shared.hold("fifth@9"):
                 pass
