@@ -91,6 +91,15 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> World:
             )
             assert uploaded.status_code == 201, uploaded.text
             ids.setdefault("vlog", uploaded.json()["vlog"]["_id"])
+            # The seed's vlog by link: its address names them too.
+            linked = mine.post(
+                "/api/vlogs",
+                json={
+                    "video_url": f"https://videos.example.org/{user_id}/day2.mp4",
+                    "title": f"{user_id} day 2",
+                },
+            )
+            assert linked.status_code == 201, linked.text
     return World(
         study=study,
         plain_study=plain_study,
@@ -219,7 +228,8 @@ def test_a_viewer_filters_by_pseudonym_and_a_real_id_finds_nothing(
         mine = ta.get("/api/sentiments", params={"user_id": alias}).json()
         assert [r["user_id"] for r in mine] == [alias]
         assert ta.get("/api/gps/count", params={"user_id": alias}).json()["count"] == 3
-        assert ta.get("/api/vlogs/count", params={"user_id": alias}).json()["count"] == 1
+        # The uploaded one and the one by link.
+        assert ta.get("/api/vlogs/count", params={"user_id": alias}).json()["count"] == 2
         one = ta.get(f"/api/telemetry/participants/{alias}").json()
         assert (one["user_id"], one["sentiments"], one["gps_fixes"]) == (alias, 1, 3)
         # Guessing a real id confirms nothing.
@@ -251,7 +261,12 @@ def test_the_admin_sees_real_ids_and_the_exact_fixes(stack: Stack, world: World)
         assert sorted((f["latitude"], f["longitude"]) for f in fixes) == sorted(PLACES)
         assert {f["accuracy"] for f in fixes} == {4.5}
         vlogs = admin.get("/api/vlogs", params={"user_id": world.people[0]}).json()
-        assert vlogs[0]["title"] == f"diary of {world.people[0]}"
+        assert sorted(v["title"] for v in vlogs) == [
+            f"{world.people[0]} day 2",
+            f"diary of {world.people[0]}",
+        ]
+        [linked] = [v for v in vlogs if not v["has_file"]]
+        assert linked["video_url"] == f"https://videos.example.org/{world.people[0]}/day2.mp4"
         archive = zipfile.ZipFile(
             io.BytesIO(
                 admin.get("/api/export/everything.zip", params={"study_id": world.study}).content
