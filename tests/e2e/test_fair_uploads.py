@@ -22,7 +22,7 @@ TRICKLE_BYTES_PER_SECOND = 1536  # above the connections' minimum body rate (1 K
 
 fair_stack = stack_of_its_own(
     "emogo_fair_uploads",
-    EMOGO_MEDIA_UPLOAD_GRACE_SECONDS="2",
+    EMOGO_MEDIA_UPLOAD_GRACE_SECONDS="5",
     EMOGO_MEDIA_OPEN_RESUMABLE_PER_WRITER="3",
     EMOGO_ENROLMENT_ATTEMPTS_PER_ADDRESS="10000",
 )
