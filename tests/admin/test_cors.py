@@ -3,6 +3,7 @@ the admin API through the gateway only when the preflight and every answer say s
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import httpx
@@ -172,9 +173,11 @@ def test_a_browsers_resumable_upload_may_send_and_read_the_tus_headers(cors_stac
                 "Authorization": f"Bearer {TOKENS['device']}",
                 "Tus-Resumable": "1.0.0",
                 "Upload-Length": "100",
+                # Whose video: checked when the upload is created.
+                "Upload-Metadata": "user_id " + base64.b64encode(b"cors-phone").decode(),
             },
         )
-        assert created.status_code == 201
+        assert created.status_code == 201, created.text
         exposed = created.headers["access-control-expose-headers"].lower()
         for header in ("location", "upload-offset", "upload-expires", "tus-resumable"):
             assert header in exposed
