@@ -6,11 +6,12 @@ writers cannot keep everyone else's uploads out.
 
 - A writer (its credential and its address) holds at most `per_writer` places; one
   more is answered 429 at once.
-- An upload must keep up `min_rate` bytes a second (over its whole life, after a first
-  `grace` seconds). When every place is taken, a newcomer takes the place of the
-  slowest upload below that rate: that upload ends with 408, its bytes are removed
-  (the client may resume or send again), and the newcomer starts at once. Only when
-  every upload in progress keeps up the rate is a newcomer answered 429.
+- An upload must keep up `min_rate` bytes a second while its bytes arrive (over its
+  life so far, after a first `grace` seconds); once they are all here it is not
+  judged. When every place is taken, a newcomer takes the place of the slowest upload
+  below that rate: that upload ends with 408, its bytes are removed (the client may
+  resume or send again), and the newcomer starts at once. Only when every upload in
+  progress keeps up the rate is a newcomer answered 429.
 - A writer whose bytes are all here (a finished resumable upload) waits for a place
   at most `wait_seconds`, then gets 503 with Retry-After: it never waits unbounded.
 
@@ -38,6 +39,8 @@ class Place:
     started: float
     task: asyncio.Task | None
     received: int = 0
+    # Every byte is here (the rest is decoding and storing): no longer judged by rate.
+    received_all: bool = False
     taken_over: bool = False
     _released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -71,6 +74,7 @@ class UploadSlots:
             place
             for place in self.places
             if not place.taken_over
+            and not place.received_all
             and now - place.started >= self.grace
             and place.rate(now) < self.min_rate
         ]
@@ -156,6 +160,7 @@ class UploadSlots:
             async for chunk in chunks:
                 place.received += len(chunk)
                 yield chunk
+            place.received_all = True
 
         return counting()
 

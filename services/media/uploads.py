@@ -124,8 +124,8 @@ class Uploads:
         """A video whose bytes were stored piece by piece (a resumable upload): read
         back once for the same checks as every other upload. Its bytes are all here,
         so it waits for a place among the uploads in progress, for a bounded time."""
-        async with self.slots.hold_waiting(writer_key(writer, "stored")):
-            stored = self.storage.read_range(storage_id, 0, length - 1)
+        async with self.slots.hold_waiting(writer_key(writer, "stored")) as place:
+            stored = self.slots.metered(place, self.storage.read_range(storage_id, 0, length - 1))
             return await self._whole(filename, fields, stored, writer, stored_as=storage_id)
 
     async def _whole(

@@ -138,3 +138,34 @@ def test_a_finished_upload_waits_for_a_place_but_not_forever() -> None:
         await busy
 
     asyncio.run(scenario())
+
+
+def test_an_upload_whose_bytes_are_all_here_is_not_taken_over() -> None:
+    """Decoding a small video can take longer than its bytes took to arrive: its rate
+    falls, but it no longer holds anyone up by trickling."""
+
+    async def scenario() -> None:
+        clock, release = Clock(), asyncio.Event()
+        shared = slots(clock, total=1)
+
+        async def decoding() -> str:
+            async with shared.hold("a@1") as place:
+
+                async def one_piece():  # type: ignore[no-untyped-def]
+                    yield b"x" * 1024
+
+                async for _ in shared.metered(place, one_piece()):
+                    pass
+                await release.wait()
+            return "stored"
+
+        first = asyncio.create_task(decoding())
+        await asyncio.sleep(0)
+        clock.now += 60  # 1 KiB in a minute: far below the rate, but complete
+        with pytest.raises(TooManyRequests):
+            async with shared.hold("b@2"):
+                pass
+        release.set()
+        assert await first == "stored"
+
+    asyncio.run(scenario())
