@@ -185,17 +185,18 @@ async def verify(blocks: AsyncIterable[dict[str, Any]]) -> ChainCheck:
     hash of the entry before, each `hash` that of its own fields."""
     expected_seq, prev_hash, count = 1, GENESIS, 0
     async for block in blocks:
+        # The entries first: a removed or edited entry is named as such.
+        for document in block.get("entries") or []:
+            check = _entry_problem(document, expected_seq, prev_hash, count)
+            if check is not None:
+                return check
+            prev_hash, expected_seq, count = document["hash"], expected_seq + 1, count + 1
         problem = _block_problem(block)
         if problem is not None:
             first = block.get("_id") if isinstance(block.get("_id"), int) else expected_seq
             return ChainCheck(
                 ok=False, entries=count, first_broken_seq=first, reason=f"block {first} {problem}"
             )
-        for document in block["entries"]:
-            check = _entry_problem(document, expected_seq, prev_hash, count)
-            if check is not None:
-                return check
-            prev_hash, expected_seq, count = document["hash"], expected_seq + 1, count + 1
     return ChainCheck(ok=True, entries=count, last_hash=prev_hash if count else None)
 
 
