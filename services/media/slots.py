@@ -66,6 +66,8 @@ class UploadSlots:
         self.clock = clock
         self.places: list[Place] = []
         self._freed = asyncio.Condition()
+        # Set while a finished upload waits for a place (what the tests wait for).
+        self.someone_waits = asyncio.Event()
 
     def _slowest_behind(self) -> Place | None:
         """The upload in progress furthest below the minimum rate, past its grace."""
@@ -124,8 +126,10 @@ class UploadSlots:
                 place = self._admit(writer)
                 break
             except TooManyRequests:
+                self.someone_waits.set()
                 left = deadline - self.clock()
                 if left <= 0:
+                    self.someone_waits.clear()
                     raise ServiceUnavailable(
                         "Every upload place is busy; the bytes are kept: finish it again shortly",
                         headers={"Retry-After": str(RETRY_SECONDS)},
@@ -133,8 +137,14 @@ class UploadSlots:
                 async with self._freed:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._freed.wait(), timeout=min(left, 1.0))
+        self.someone_waits.clear()
         async with self._holding(place):
             yield place
+
+    async def wake_waiters(self) -> None:
+        """Lets every waiting finished upload look again (at the places and the clock)."""
+        async with self._freed:
+            self._freed.notify_all()
 
     @contextlib.asynccontextmanager
     async def _holding(self, place: Place) -> AsyncIterator[None]:
@@ -150,8 +160,7 @@ class UploadSlots:
             ) from None
         finally:
             self.places.remove(place)
-            async with self._freed:
-                self._freed.notify_all()
+            await self.wake_waiters()
 
     def metered(self, place: Place, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """`chunks`, counted into the place's rate as they arrive."""

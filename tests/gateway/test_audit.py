@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import psutil
 import pytest
 from pymongo import MongoClient
 
-from services.gateway.auditing import FLUSH_SECONDS
 from tests.conftest import Stack
 from tests.media.conftest import opencv_video, upload
 from tests.support import TOKENS, bearer, wait_until
@@ -41,9 +39,24 @@ def entries_of(stack: Stack, request_id: str, expected: int = 1) -> list[dict]:
         return len(found) >= expected
 
     wait_until(arrived, 15, f"the audit entry of {request_id}")
-    time.sleep(2.2)  # two more batches: a second entry would have arrived by now
+    everything_recorded_is_stored(stack)  # a second entry would be stored by now
     with stack.client("admin") as admin:
         return admin.get("/api/audit", params={"request_id": request_id}).json()
+
+
+def everything_recorded_is_stored(stack: Stack) -> None:
+    """Waits until every entry the gateway recorded so far is stored: one more audited
+    read is made, and the gateway sends its entries in the order it recorded them, so
+    once that read's entry is stored, so is every one before it."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    with stack.client("admin") as admin:
+        answer = admin.get("/api/sentiments/count", headers={"X-Request-ID": marker})
+        assert answer.status_code == 200
+
+        def stored() -> bool:
+            return bool(admin.get("/api/audit", params={"request_id": marker}).json())
+
+        wait_until(stored, 15, "the marker's audit entry")
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +152,7 @@ def recorded(stack: Stack, data: dict) -> dict[str, tuple[httpx.Response, list[d
         return all(request_id in entries for request_id, _ in answers.values())
 
     wait_until(all_arrived, 20, "an entry for every read")
-    time.sleep(2.2)  # two more batches: a second entry of any read would be here by now
+    everything_recorded_is_stored(stack)  # a second entry of any read would be stored now
     all_arrived()
     return {route: (answer, entries[request_id]) for route, (request_id, answer) in answers.items()}
 
@@ -204,11 +217,8 @@ def test_the_trail_pages_and_downloads(stack: Stack, data: dict) -> None:
                 client.get("/api/gps", params={"user_id": PARTICIPANT}, headers=data["ta"])
         # Entries arrive a batch a second: wait for these three, not for any three.
         wait_until(lambda: recorded_so_far(admin) >= before + 3, 15, "three more entries")
-        # And none still on its way: the count holds over a flush or two.
-        settled, now = -1, recorded_so_far(admin)
-        while now != settled:
-            time.sleep(2 * FLUSH_SECONDS)
-            settled, now = now, recorded_so_far(admin)
+        # And none still on its way.
+        everything_recorded_is_stored(stack)
         every = admin.get(
             "/api/audit", params={"credential_id": data["ta_token_id"], "limit": 1000}
         ).json()

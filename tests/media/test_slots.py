@@ -1,5 +1,6 @@
 """How upload places are shared (services.media.slots), in process with an injected
-clock: no processes, no sleeps."""
+clock: no processes, no sleeps. Each upload below says when it holds its place, and a
+finished upload when it waits for one, so the tests wait for those, never for time."""
 
 from __future__ import annotations
 
@@ -25,17 +26,26 @@ def slots(clock: Clock, total: int = 4, per_writer: int = 2) -> UploadSlots:
     )
 
 
-async def hold_until(
+async def holding(
     shared: UploadSlots, writer: str, release: asyncio.Event, received: int = 0
-) -> str:
-    """An upload that holds its place until `release`; what became of it."""
-    try:
-        async with shared.hold(writer) as place:
-            place.received = received
-            await release.wait()
-    except RequestTimeout:
-        return "taken over"
-    return "finished"
+) -> asyncio.Task[str]:
+    """An upload that holds its place until `release`, started and holding when this
+    returns; its task tells what became of it."""
+    holds = asyncio.Event()
+
+    async def upload() -> str:
+        try:
+            async with shared.hold(writer) as place:
+                place.received = received
+                holds.set()
+                await release.wait()
+        except RequestTimeout:
+            return "taken over"
+        return "finished"
+
+    task = asyncio.create_task(upload())
+    await holds.wait()
+    return task
 
 
 async def four_writers(
@@ -43,11 +53,7 @@ async def four_writers(
 ) -> list[asyncio.Task[str]]:
     """Four writers holding every place, `received` bytes (plus their number) each when
     the clock has moved 20 s on."""
-    uploads = [
-        asyncio.create_task(hold_until(shared, f"writer@{n}", release, received + n))
-        for n in range(4)
-    ]
-    await asyncio.sleep(0)
+    uploads = [await holding(shared, f"writer@{n}", release, received + n) for n in range(4)]
     clock.now += 20
     return uploads
 
@@ -56,8 +62,7 @@ def test_one_writer_holds_at_most_its_share() -> None:
     async def scenario() -> None:
         clock, release = Clock(), asyncio.Event()
         shared = slots(clock)
-        held = [asyncio.create_task(hold_until(shared, "phone@1", release)) for _ in range(2)]
-        await asyncio.sleep(0)
+        held = [await holding(shared, "phone@1", release) for _ in range(2)]
         with pytest.raises(TooManyRequests, match="uploads in progress"):
             async with shared.hold("phone@1"):
                 pass
@@ -95,8 +100,7 @@ def test_uploads_that_keep_up_are_not_taken_over() -> None:
                 pass
         # Within its first seconds an upload is not judged by its rate.
         young = slots(Clock(), total=1)
-        first = asyncio.create_task(hold_until(young, "a@1", release))
-        await asyncio.sleep(0)
+        first = await holding(young, "a@1", release)
         with pytest.raises(TooManyRequests):
             async with young.hold("b@2"):
                 pass
@@ -110,28 +114,25 @@ def test_a_finished_upload_waits_for_a_place_but_not_forever() -> None:
     async def scenario() -> None:
         clock, release = Clock(), asyncio.Event()
         shared = slots(clock, total=1)
-        busy = asyncio.create_task(hold_until(shared, "a@1", release, 10**9))
-        await asyncio.sleep(0)
+        busy = await holding(shared, "a@1", release, 10**9)
 
         async def finish() -> str:
             async with shared.hold_waiting("b@stored"):
                 return "stored"
 
         waiting = asyncio.create_task(finish())
-        await asyncio.sleep(0)
+        await shared.someone_waits.wait()
         assert not waiting.done()
         release.set()  # the place is freed: the waiter takes it at once
         assert await waiting == "stored"
         assert await busy == "finished"
 
         again = asyncio.Event()
-        busy = asyncio.create_task(hold_until(shared, "a@1", again, 10**9))
-        await asyncio.sleep(0)
+        busy = await holding(shared, "a@1", again, 10**9)
         late = asyncio.create_task(finish())
-        await asyncio.sleep(0)
+        await shared.someone_waits.wait()
         clock.now += shared.wait_seconds + 1
-        async with shared._freed:
-            shared._freed.notify_all()  # wakes the waiter to look at the clock again
+        await shared.wake_waiters()  # to look at the clock again
         with pytest.raises(ServiceUnavailable):
             await late
         again.set()
@@ -147,6 +148,7 @@ def test_an_upload_whose_bytes_are_all_here_is_not_taken_over() -> None:
     async def scenario() -> None:
         clock, release = Clock(), asyncio.Event()
         shared = slots(clock, total=1)
+        received = asyncio.Event()
 
         async def decoding() -> str:
             async with shared.hold("a@1") as place:
@@ -156,11 +158,12 @@ def test_an_upload_whose_bytes_are_all_here_is_not_taken_over() -> None:
 
                 async for _ in shared.metered(place, one_piece()):
                     pass
+                received.set()
                 await release.wait()
             return "stored"
 
         first = asyncio.create_task(decoding())
-        await asyncio.sleep(0)
+        await received.wait()
         clock.now += 60  # 1 KiB in a minute: far below the rate, but complete
         with pytest.raises(TooManyRequests):
             async with shared.hold("b@2"):
