@@ -56,7 +56,7 @@ from services.common.pagination import (
     encode_cursor,
     next_page_headers,
 )
-from services.common.privacy import PseudonymEntry
+from services.common.pseudonyms import PseudonymEntry
 from services.common.schemas import WireStruct
 
 # Entries one call may send; the gateway sends fewer.

@@ -39,7 +39,7 @@ from services.admin.settings import AdminSettings
 from services.common.auth import credential_id
 from services.common.errors import NotFound, ServiceUnavailable
 from services.common.openapi import error_responses
-from services.common.privacy import PseudonymEntry
+from services.common.pseudonyms import PseudonymEntry
 from services.common.schemas import Principal
 from services.common.timestamps import stored_now
 from services.common.tokens import CACHE_SECONDS, REVOCATION_BOUND_SECONDS

@@ -35,7 +35,7 @@ from services.common.errors import NotFound
 from services.common.localdays import local_today, zone_named
 from services.common.openapi import error_responses
 from services.common.periodic import Periodic
-from services.common.privacy import Protections, study_pseudonyms
+from services.common.protections import Protections, study_pseudonyms
 from services.common.studies import Study, StudyStatus
 from services.common.timestamps import stored_now
 

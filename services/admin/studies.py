@@ -36,8 +36,10 @@ from services.admin.study_schemas import (
 )
 from services.common.auth import Role
 from services.common.errors import Conflict, NotFound, field_error
+from services.common.grid import SMALLEST_GRID_M
 from services.common.openapi import documented_body, error_responses
-from services.common.privacy import SMALLEST_GRID_M, new_pseudonym_key, study_pseudonyms
+from services.common.protections import study_pseudonyms
+from services.common.pseudonyms import new_pseudonym_key
 from services.common.studies import (
     DEFAULT_SILENT_DAYS,
     DEFAULT_STUDY,

@@ -11,7 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from services.admin.receipts import DeletionReceipt
-from services.common.privacy import LARGEST_GRID_M, SMALLEST_GRID_M
+from services.common.grid import LARGEST_GRID_M, SMALLEST_GRID_M
 from services.common.schemas import (
     END_OF_TEXT,
     ONE_LINE_PATTERN,

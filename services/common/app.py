@@ -21,7 +21,8 @@ from services.common.health import HealthController
 from services.common.heap import settled_heap
 from services.common.logs import RequestContextMiddleware, configure_logging
 from services.common.openapi import document_errors
-from services.common.privacy import Protections, PseudonymEntry
+from services.common.protections import Protections
+from services.common.pseudonyms import PseudonymEntry
 from services.common.settings import ServiceSettings
 from services.common.studies import Study
 from services.common.tokens import AccessToken, IssuedTokens

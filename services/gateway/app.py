@@ -17,7 +17,7 @@ from xstatic.pkg import leaflet
 from services.common.app import build_app
 from services.common.openapi import GATEWAY_ERRORS
 from services.common.validation import ANY_QUERY
-from services.gateway.auditing import AuditMiddleware, AuditRecorder, admin_sender
+from services.gateway.auditing import AuditMiddleware
 from services.gateway.controllers import (
     PROXY_MOUNTS,
     ComplianceController,
@@ -28,6 +28,7 @@ from services.gateway.controllers import (
 from services.gateway.issued import IssuedTokensViaAdmin
 from services.gateway.journal import AuditJournal
 from services.gateway.pages import page_headers
+from services.gateway.recorder import AuditRecorder, admin_sender
 from services.gateway.services import ReverseProxy
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.turns import ExportTurns

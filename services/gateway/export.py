@@ -24,7 +24,7 @@ from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 
 from services.common import codebook
 from services.common.app import API_VERSION
-from services.common.privacy import described
+from services.common.protections import described
 from services.common.studies import DEFAULT_STUDY
 from services.gateway.daily import daily_table
 from services.gateway.fanout import one_read

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from services.common.codebook import KINDS, Treatment
-from services.common.privacy import DIGEST_PREFIX, digest
+from services.common.pseudonyms import DIGEST_PREFIX, digest
 from services.ingest.schemas import GpsFixOut, SentimentOut
 from services.media.schemas import VlogOut
 

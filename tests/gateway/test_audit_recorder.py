@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.audit import GENESIS, AuditEntry, block_of, chained, verify
-from services.gateway.auditing import AuditRecorder, Refused
 from services.gateway.journal import AuditJournal
+from services.gateway.recorder import AuditRecorder, Refused
 
 
 def entry(request_id: str, **filters: str) -> AuditEntry:
