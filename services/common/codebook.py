@@ -10,15 +10,11 @@ changes its version (minor for an added column, major for a removed or changed o
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, get_args, get_origin
-
-import msgspec
+from typing import Any
 
 from services.common.schemas import ParticipantId
 from services.common.values import (
@@ -120,12 +116,12 @@ class RecordKind:
         for variable in self.variables:
             if variable.pattern is None and variable.name == column:
                 return variable
-            if variable.pattern is not None and _pattern_regex(variable).fullmatch(column):
+            if variable.pattern is not None and pattern_regex(variable).fullmatch(column):
                 return variable
         return None
 
 
-def _pattern_regex(variable: Variable) -> re.Pattern[str]:
+def pattern_regex(variable: Variable) -> re.Pattern[str]:
     head, _, tail = variable.name.partition("{" + (variable.pattern or "") + "}")
     return re.compile(re.escape(head) + r"[a-z0-9_]+" + re.escape(tail))
 
@@ -408,128 +404,3 @@ DAILY = RecordKind(
     },
 )
 KINDS = {kind.name: kind for kind in (SENTIMENTS, GPS, VLOGS, DAILY)}
-
-
-# --- JSON Schema and CSV ------------------------------------------------------------
-
-
-def _schema_of(annotation: Any) -> dict[str, Any]:
-    """The JSON Schema of a column's type, with its range and description."""
-    if annotation is date:
-        return {"type": "string", "format": "date"}
-    return msgspec.json.schema(annotation)
-
-
-def variable_schema(variable: Variable) -> dict[str, Any]:
-    schema = _schema_of(variable.type | None if variable.optional else variable.type)
-    described = {**schema, "description": variable.description}
-    if schema.get("description") and schema["description"] != variable.description:
-        described["description"] = f"{variable.description} {schema['description']}"
-    for key, value in (
-        ("x-unit", variable.unit),
-        ("x-time", variable.time),
-        ("x-source", SOURCES.get(variable.source or "")),
-        ("x-only-in", list(variable.only_in) if variable.only_in else None),
-        ("x-category", variable.category or None),
-    ):
-        if value is not None:
-            described[key] = value
-    return described
-
-
-def kind_schema(kind: RecordKind) -> dict[str, Any]:
-    """A JSON Schema (2020-12) of one exported row of `kind`."""
-    properties: dict[str, Any] = {}
-    patterns: dict[str, Any] = {}
-    for variable in kind.variables:
-        if variable.pattern is not None:
-            patterns["^" + _pattern_regex(variable).pattern + "$"] = {
-                **variable_schema(variable),
-                "x-column": variable.name,
-            }
-        else:
-            properties[variable.name] = variable_schema(variable)
-    schema: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": kind.schema_id,
-        "title": kind.name,
-        "description": kind.description,
-        "x-schema-version": kind.version,
-        "type": "object",
-        "properties": properties,
-        "required": [
-            v.name for v in kind.variables if not v.optional and not v.pattern and not v.only_in
-        ],
-    }
-    if patterns:
-        schema["patternProperties"] = patterns
-    return schema
-
-
-def codebook() -> dict[str, Any]:
-    return {
-        "codebook": "EmoGo exports",
-        "schema_versions": {name: kind.version for name, kind in KINDS.items()},
-        "sources": SOURCES,
-        "kinds": {name: kind_schema(kind) for name, kind in KINDS.items()},
-    }
-
-
-def type_name(annotation: Any) -> str:
-    """A short type name for the CSV codebook."""
-    base = _base(annotation)
-    return {
-        str: "string",
-        float: "number",
-        int: "integer",
-        bool: "boolean",
-        datetime: "timestamp (UTC)",
-        date: "date",
-    }.get(base, "string")
-
-
-def _base(annotation: Any) -> Any:
-    """The plain type under Annotated and Optional."""
-    while get_origin(annotation) is not None:
-        annotation = next(a for a in get_args(annotation) if a is not type(None))
-    return annotation
-
-
-def base_type(variable: Variable) -> Any:
-    return _base(variable.type)
-
-
-def codebook_csv() -> bytes:
-    """variable, kind, type, unit, optional, allowed, time, description, source."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(
-        ["variable", "kind", "type", "unit", "optional", "allowed", "time", "description", "source"]
-    )
-    for name, kind in KINDS.items():
-        for variable in kind.variables:
-            schema = _schema_of(variable.type)
-            allowed = ", ".join(
-                f"{word} {schema[key]}"
-                for key, word in (
-                    ("minimum", ">="),
-                    ("maximum", "<="),
-                    ("minLength", "length >="),
-                    ("maxLength", "length <="),
-                )
-                if key in schema
-            )
-            writer.writerow(
-                [
-                    variable.name,
-                    name,
-                    type_name(variable.type),
-                    variable.unit or "",
-                    "yes" if variable.optional else "no",
-                    allowed,
-                    variable.time or "",
-                    variable.description,
-                    SOURCES.get(variable.source or "", ""),
-                ]
-            )
-    return ("\ufeff" + buffer.getvalue()).encode()

@@ -27,6 +27,7 @@ from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
 from services.common.pagination import decode_cursor
 from services.common.schemas import Liveness, utc_now
 from services.common.validation import ANY_QUERY
+from services.gateway import codebook_documents
 from services.gateway.charts import emotion_distribution, intensity_over_time
 from services.gateway.cockpit import heatmap, heatmap_days, stopped
 from services.gateway.compliance import as_csv, read_report
@@ -403,7 +404,7 @@ class ExportController(Controller):
         summary="What every column of every export means: a JSON Schema per kind",
     )
     async def codebook_json(self) -> Response[dict[str, Any]]:
-        return Response(codebook.codebook(), headers=_named("emogo-codebook.json"))
+        return Response(codebook_documents.codebook(), headers=_named("emogo-codebook.json"))
 
     @get(
         "/api/export/codebook.csv",
@@ -413,7 +414,7 @@ class ExportController(Controller):
     )
     async def codebook_csv(self) -> Response[bytes]:
         return Response(
-            codebook.codebook_csv(),
+            codebook_documents.codebook_csv(),
             media_type=MEDIA_TYPES["csv"],
             headers=_named("emogo-codebook.csv"),
         )

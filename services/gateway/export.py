@@ -26,6 +26,7 @@ from services.common import codebook
 from services.common.app import API_VERSION
 from services.common.protections import described
 from services.common.studies import DEFAULT_STUDY
+from services.gateway import codebook_documents
 from services.gateway.daily import daily_table
 from services.gateway.fanout import one_read
 from services.gateway.upstream import RECORDS_PER_PAGE, ServiceApi, ServiceDown
@@ -335,7 +336,7 @@ async def export_zip(
         async for name, pieces in one_read(rows, formats, spool_dir):
             yield data_file(name, pieces)
         yield data_file("codebook.json", _once(codebook_json()))
-        yield data_file("codebook.csv", _once(codebook.codebook_csv()))
+        yield data_file("codebook.csv", _once(codebook_documents.codebook_csv()))
         for vlog in vlogs:
             if vlog["zip_path"]:
                 download = api.stream("media", f"/api/vlogs/{vlog['_id']}/download")
@@ -380,7 +381,7 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 def codebook_json() -> bytes:
-    return json.dumps(codebook.codebook(), indent=2, ensure_ascii=False).encode()
+    return json.dumps(codebook_documents.codebook(), indent=2, ensure_ascii=False).encode()
 
 
 # --- the page -----------------------------------------------------------------------

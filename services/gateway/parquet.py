@@ -14,8 +14,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.common.codebook import RecordKind, Variable, base_type
+from services.common.codebook import RecordKind, Variable
 from services.common.studies import DEFAULT_STUDY
+from services.gateway.codebook_documents import base_type
 
 # Rows per row group: readers skip whole groups by their statistics; the writer holds
 # one group (its first costs ~70 MiB of library code and pools once per process, each

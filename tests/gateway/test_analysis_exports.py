@@ -26,6 +26,7 @@ import pytest
 
 from services.common import codebook
 from services.common.app import API_VERSION
+from services.gateway import codebook_documents
 from services.gateway.export import COLUMNS, ZIP_COLUMNS
 from services.ingest.features import EARTH_RADIUS_M
 from services.ingest.schemas import GpsFixOut, SentimentOut
@@ -260,7 +261,7 @@ def test_every_column_is_in_the_codebook_and_every_codebook_column_in_the_export
     stack: Stack, study: Study
 ) -> None:
     served = _get(stack, "/api/export/codebook.json").json()
-    assert served == json.loads(json.dumps(codebook.codebook()))
+    assert served == json.loads(json.dumps(codebook_documents.codebook()))
     for kind in KINDS:
         definition = codebook.KINDS[kind]
         csv_header = (
