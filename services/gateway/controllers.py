@@ -44,6 +44,7 @@ from services.gateway.export import (
     section,
     vlog_totals,
 )
+from services.gateway.health import gateway_health
 from services.gateway.maps import as_script_data, fallback_svg, read_track
 from services.gateway.pages import page
 from services.gateway.schemas import ComplianceReport, GatewayHealth
@@ -78,7 +79,7 @@ class HealthController(Controller):
     )
     async def health(self, request: Request) -> Response[GatewayHealth]:
         proxy: ReverseProxy = request.app.state.proxy
-        report = await proxy.health()
+        report = await gateway_health(proxy)
         return Response(report, status_code=200 if report.status == "healthy" else 503)
 
     @get("/ready", operation_id="ready", summary="Liveness of the gateway process itself")

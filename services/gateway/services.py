@@ -10,14 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import posixpath
-import time
-from collections.abc import AsyncIterator, Iterable
-from urllib.parse import unquote
+from collections.abc import AsyncIterator
 
 import aiohttp
 import anyio
-import msgspec
 from litestar.types import Receive, Scope, Send
 from multidict import CIMultiDict
 from yarl import URL
@@ -31,15 +27,21 @@ from services.common.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from services.common.schemas import utc_now
 from services.common.tokens import (
     TokenKind,
     issued_token_in,
 )
-from services.common.validation import ascii_integer
 from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.coalescing import Answer, PostCoalescer, relayable
-from services.gateway.schemas import GatewayHealth, ServiceHealth
+from services.gateway.forwarding import (
+    REPLACED_ON_RESPONSE,
+    declared_length,
+    end_to_end_headers,
+    has_body,
+    header_of,
+    is_internal,
+    upstream_request_headers,
+)
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import RETRY_SECONDS
 
@@ -64,36 +66,6 @@ ROUTES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Paths of the services that only the gateway itself calls: never forwarded from outside.
-INTERNAL_PATHS = frozenset({"/api/audit/entries"})
-
-
-def is_internal(raw_path: str) -> bool:
-    """Whether a request path, however spelled (escapes, dots, doubled or trailing
-    slashes), names an internal path."""
-    decoded = posixpath.normpath("/" + unquote(raw_path).lstrip("/"))
-    return decoded.lower() in INTERNAL_PATHS
-
-
-# RFC 9110 §7.6.1: connection-specific headers a proxy must not forward.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-# Set by the gateway itself (or by the request-id middleware) rather than copied.
-_REPLACED_ON_REQUEST = frozenset(
-    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
-)
-_REPLACED_ON_RESPONSE = frozenset({b"x-request-id", b"server", b"date"})
 # Responses up to this size are relayed in one piece.
 SMALL_BODY_BYTES = 1024 * 1024
 # Request bodies up to this size are read whole before a service is contacted.
@@ -101,59 +73,6 @@ BUFFERED_BODY_BYTES = 1024 * 1024
 # Idle upstream connections are dropped after this, before the service's own
 # keep-alive timeout (uvicorn's default, 5 s) closes them under a request.
 UPSTREAM_KEEPALIVE_SECONDS = 4.0
-
-
-def end_to_end_headers(
-    headers: Iterable[tuple[bytes, bytes]], also_drop: frozenset[bytes] = frozenset()
-) -> list[tuple[bytes, bytes]]:
-    """Headers without hop-by-hop ones, including any that `Connection` names."""
-    headers = [(name.lower(), value) for name, value in headers]
-    dropped = HOP_BY_HOP | also_drop if also_drop else HOP_BY_HOP
-    for name, value in headers:
-        if name == b"connection":
-            dropped = dropped | {token.strip().lower() for token in value.split(b",")}
-    return [(name, value) for name, value in headers if name not in dropped]
-
-
-def _header(scope: Scope, wanted: bytes) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name.lower() == wanted:
-            return value
-    return None
-
-
-def upstream_request_headers(scope: Scope, request_id: str) -> CIMultiDict[str]:
-    """The client's end-to-end headers, and the request id and forwarding chain that
-    the gateway sets, as the upstream request takes them."""
-    headers: CIMultiDict[str] = CIMultiDict()
-    prior = host = None
-    for name, value in end_to_end_headers(scope["headers"]):
-        if name in _REPLACED_ON_REQUEST:
-            if name == b"x-forwarded-for" and prior is None:
-                prior = value
-            elif name == b"host" and host is None:
-                host = value
-            continue
-        headers.add(name.decode("latin-1"), value.decode("latin-1"))
-    client = scope.get("client")
-    client_ip = client[0] if client else "unknown"
-    headers["x-request-id"] = request_id
-    headers["x-forwarded-for"] = f"{prior.decode('latin-1')}, {client_ip}" if prior else client_ip
-    headers["x-forwarded-proto"] = scope.get("scheme", "http")
-    if host:
-        headers["x-forwarded-host"] = host.decode("latin-1")
-    return headers
-
-
-def _has_body(scope: Scope) -> bool:
-    return _header(scope, b"content-length") not in (None, b"0") or (
-        _header(scope, b"transfer-encoding") is not None
-    )
-
-
-def _declared_length(scope: Scope) -> int | None:
-    value = _header(scope, b"content-length")
-    return ascii_integer(value.decode("latin-1")) if value is not None else None
 
 
 def upstream_failure(service: str, exc: Exception) -> AppError:
@@ -328,7 +247,7 @@ class ReverseProxy:
             raise upstream_failure(service, exc) from None
         return Answer(
             status=response.status,
-            headers=end_to_end_headers(response.raw_headers, _REPLACED_ON_RESPONSE),
+            headers=end_to_end_headers(response.raw_headers, REPLACED_ON_RESPONSE),
             body=content,
         )
 
@@ -376,12 +295,12 @@ class ReverseProxy:
         connection has a minimum rate, services.common.server), so clients that send
         slowly hold nothing but their own connection. Only a request with a role
         credential may stream a larger body, or one of unknown length, through."""
-        if not _has_body(scope):
+        if not has_body(scope):
             return None
-        length = _declared_length(scope)
+        length = declared_length(scope)
         if length is not None and length <= BUFFERED_BODY_BYTES:
             return await _whole_body(receive)
-        header = (_header(scope, b"authorization") or b"").decode("latin-1")
+        header = (header_of(scope, b"authorization") or b"").decode("latin-1")
         # A participant's token is checked by the service (the gateway has no
         # database) before it reads any of the body, so a forged one holds an
         # upstream connection only until the service answers 401.
@@ -403,7 +322,7 @@ class ReverseProxy:
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": end_to_end_headers(response.raw_headers, _REPLACED_ON_RESPONSE),
+                "headers": end_to_end_headers(response.raw_headers, REPLACED_ON_RESPONSE),
             }
         )
         length = response.content_length
@@ -446,55 +365,4 @@ class ReverseProxy:
         response.close()
         logger.warning(
             "upstream stream broke", extra={"service": service, "error": type(exc).__name__}
-        )
-
-    async def service_health(self, service: str) -> ServiceHealth:
-        """Up when any replica is ready; `replicas_up` says how many of how many are."""
-        replicas = self.upstreams[service]
-        results = await asyncio.gather(*(self._replica_health(url) for url in replicas.urls))
-        for url, result in zip(replicas.urls, results, strict=True):
-            if result.status == "up":
-                replicas.answered(url)
-            else:
-                replicas.failed(url)
-        up = [result for result in results if result.status == "up"]
-        best = up[0] if up else results[0]
-        if len(results) == 1:
-            return best
-        return ServiceHealth(
-            status=best.status,
-            database=best.database,
-            latency_ms=best.latency_ms,
-            error=best.error,
-            replicas=len(results),
-            replicas_up=len(up),
-        )
-
-    async def _replica_health(self, base: str) -> ServiceHealth:
-        started = time.perf_counter()
-        try:
-            async with self.session.get(f"{base}/ready", timeout=self.health_timeout) as answer:
-                status = answer.status
-                body = msgspec.json.decode(await answer.read())
-        except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError) as exc:
-            return ServiceHealth(status="down", database="unknown", error=type(exc).__name__)
-        latency = round((time.perf_counter() - started) * 1000, 2)
-        database = body.get("database", "unknown") if isinstance(body, dict) else "unknown"
-        return ServiceHealth(
-            status="up" if status == 200 else "down",
-            database=database,
-            latency_ms=latency,
-        )
-
-    async def health(self) -> GatewayHealth:
-        names = list(self.upstreams)
-        results = await asyncio.gather(*(self.service_health(n) for n in names))
-        services = dict(zip(names, results, strict=True))
-        all_up = all(s.status == "up" for s in results)
-        connected = all(s.database == "connected" for s in results)
-        return GatewayHealth(
-            status="healthy" if all_up and connected else "unhealthy",
-            database="connected" if connected else "disconnected",
-            timestamp=utc_now(),
-            services=services,
         )
