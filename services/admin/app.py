@@ -21,8 +21,9 @@ from services.admin.enrolment import EnrolmentController, EnrolmentLimits
 from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
 from services.admin.notices import NoticeController, NoticeSender
+from services.admin.participants import ParticipantController
 from services.admin.settings import AdminSettings, load_settings
-from services.admin.studies import ParticipantController, StudyController
+from services.admin.studies import StudyController
 from services.admin.tokens import ViewerTokenController
 from services.common.app import build_app
 from services.common.limits import SharedRateLimit

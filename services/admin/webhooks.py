@@ -18,6 +18,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from services.common.errors import field_error
+
 # What a refusal says (never the address a name resolved to).
 NOT_PUBLIC = "must point to a public address (not loopback, link-local, private or unspecified)"
 
@@ -38,23 +40,33 @@ async def addresses_of(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in found]
 
 
+def _host_and_port(url: str) -> tuple[str, int] | None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # not a number from 0 to 65535
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
 async def refusal(url: str, allow_private: bool) -> str | None:
     """Why a webhook may not be sent to `url`, or None when it may. A name that does not
     resolve now is let through: it is checked again before each delivery."""
     if allow_private or not url:
         return None
-    parts = urlsplit(url)
-    host = parts.hostname
-    if not host:
-        return "must name a host"
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return "has a port that is not a number from 0 to 65535"
-    found = await addresses_of(host, port)
-    if any(not _global(address) for address in found):
+    target = _host_and_port(url)
+    if target is None:
+        return "must name a host, and a port from 0 to 65535 if any"
+    if any(not _global(address) for address in await addresses_of(*target)):
         return NOT_PUBLIC
     return None
+
+
+async def check(url: str | None, allow_private: bool) -> None:
+    """422 naming `webhook_url` for a webhook that may not be set."""
+    reason = await refusal(url or "", allow_private)
+    if reason is not None:
+        raise field_error("webhook_url", reason)
 
 
 async def may_deliver(url: str, allow_private: bool) -> bool:
@@ -62,12 +74,6 @@ async def may_deliver(url: str, allow_private: bool) -> bool:
     addresses (or private ones are allowed)."""
     if allow_private:
         return True
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return False
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return False
-    found = await addresses_of(parts.hostname, port)
+    target = _host_and_port(url)
+    found = await addresses_of(*target) if target is not None else []
     return bool(found) and all(_global(address) for address in found)
