@@ -25,6 +25,7 @@ from services.media.resumable import ResumableUploadController
 from services.media.settings import MediaSettings, load_settings
 from services.media.storage import GridFSStorage
 from services.media.tus import Resumable
+from services.media.upload_controller import UploadController
 from services.media.uploads import Uploads
 
 logger = logging.getLogger("emogo.media")
@@ -80,7 +81,7 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         settings,
         title="EmoGo media",
         description="Video diaries (vlogs): upload, metadata, playback and download.",
-        route_handlers=[VlogController, ResumableUploadController],
+        route_handlers=[UploadController, VlogController, ResumableUploadController],
         documents=DOCUMENTS,
         extra_lifespan=[media_lifespan],
         options_headers=dict.fromkeys(

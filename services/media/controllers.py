@@ -14,7 +14,6 @@ from litestar import (
 )
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from services.common.auth import (
     OWN_READERS,
@@ -29,7 +28,6 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.clients import client_address
 from services.common.errors import NotFound
 from services.common.filters import (
     TIME_AND_PARTICIPANT,
@@ -44,9 +42,6 @@ from services.common.openapi import (
     ErrorEnvelope,
     VlogIdPath,
     documented_body,
-    documented_bytes,
-    documented_form,
-    error_responses,
 )
 from services.common.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -68,16 +63,15 @@ from services.media.schemas import (
     DeletedVlogs,
     ParticipantVlogDays,
     ParticipantVlogs,
-    UploadFields,
     VlogCount,
     VlogCreated,
     VlogEdit,
     VlogLinkIn,
     VlogOut,
 )
-from services.media.settings import UPLOAD_BODY_CEILING, MediaSettings
+from services.media.settings import MediaSettings
 from services.media.storage import VideoStorage
-from services.media.uploads import Uploads
+from services.media.upload_controller import created_answer
 
 
 def _settings(request: Request) -> MediaSettings:
@@ -118,40 +112,6 @@ def _original(request: Request, vlog: dict[str, Any], kind: str) -> Response[Any
     )
 
 
-def _created(vlog: dict[str, Any], duplicate: bool, message: str) -> Response[VlogCreated]:
-    wire = services.to_wire(vlog)
-    return Response(
-        VlogCreated(
-            message="Vlog already uploaded" if duplicate else message,
-            id=wire.id,
-            video_url=wire.video_url,
-            download_url=wire.download_url,
-            file_size=wire.file_size,
-            duplicate=duplicate,
-            vlog=wire,
-        ),
-        status_code=HTTP_200_OK if duplicate else HTTP_201_CREATED,
-    )
-
-
-# The type is decided by the bytes; these are what clients usually label them.
-RAW_UPLOAD_TYPES = (
-    "application/octet-stream",
-    "video/mp4",
-    "video/quicktime",
-    "video/webm",
-    "video/x-matroska",
-    "video/x-msvideo",
-)
-# 408: the upload was slower than the minimum rate while others waited for its place;
-# 429: more uploads at once than the service (or one writer) may have.
-UPLOAD_ERRORS = error_responses(408, 429)
-UPLOAD_DESCRIPTION = (
-    "The seed's multipart form: `user_id` (required), `video` (the file), `title`, "
-    "`description`, and optionally `timestamp` (when it was recorded). The type is "
-    "decided by the file's bytes (MP4/MOV, WebM/MKV, AVI; else 415). 201 for a new vlog; "
-    "the same participant sending the same bytes again gets the existing vlog with 200."
-)
 # What the byte routes send: the video in its own media type (a byte range of it with
 # 206, RFC 9110 §14) or the JPEG thumbnail; never JSON but for errors.
 VIDEO_ANSWER = {"video/*": BINARY, "application/octet-stream": BINARY}
@@ -174,57 +134,6 @@ class VlogController(Controller):
     dependencies = TIME_AND_PARTICIPANT
 
     @post(
-        "/upload",
-        operation_id="uploadVlog",
-        guards=[may_write()],
-        summary="Upload a video (multipart)",
-        description=UPLOAD_DESCRIPTION,
-        request_max_body_size=UPLOAD_BODY_CEILING,
-        operation_class=documented_form(UploadFields, "video", "The video file"),
-        responses=UPLOAD_ERRORS,
-    )
-    async def upload(self, request: Request) -> Response[VlogCreated]:
-        uploads: Uploads = request.app.state.uploads
-        vlog, duplicate = await uploads.from_form(
-            request.stream(),
-            request.headers.get("content-type", ""),
-            principal_of(request),
-            client_address(request),
-        )
-        return _created(vlog, duplicate, "Vlog uploaded successfully")
-
-    @post(
-        "/upload/raw",
-        operation_id="uploadVlogRaw",
-        guards=[may_write()],
-        summary="Upload a video as the request body, details in the query",
-        request_max_body_size=UPLOAD_BODY_CEILING,
-        operation_class=documented_bytes(*RAW_UPLOAD_TYPES),
-        responses=UPLOAD_ERRORS,
-    )
-    async def upload_raw(
-        self,
-        request: Request,
-        user_id: Annotated[
-            str | None,
-            QueryParameter(description="Whose video; a participant token's own when absent."),
-        ] = None,
-        filename: Annotated[str, QueryParameter(max_length=255)] = "video",
-        title: Annotated[str, QueryParameter(max_length=200)] = "",
-        description: Annotated[str, QueryParameter(max_length=5000)] = "",
-        timestamp: Annotated[str | None, QueryParameter(max_length=64)] = None,
-    ) -> Response[VlogCreated]:
-        uploads: Uploads = request.app.state.uploads
-        fields = {"title": title, "description": description}
-        for name, value in (("user_id", user_id), ("timestamp", timestamp)):
-            if value is not None:
-                fields[name] = value
-        vlog, duplicate = await uploads.from_body(
-            request.stream(), filename, fields, principal_of(request), client_address(request)
-        )
-        return _created(vlog, duplicate, "Vlog uploaded successfully")
-
-    @post(
         "/",
         operation_id="createVlogLink",
         guards=[may_write()],
@@ -245,7 +154,7 @@ class VlogController(Controller):
             "timestamp": record.timestamp,
         }
         vlog = await services.create_link(fields, study_of(principal), credential_id(principal))
-        return _created(vlog, False, "Vlog created successfully")
+        return created_answer(vlog, False, "Vlog created successfully")
 
     @get(
         "/",
