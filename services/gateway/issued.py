@@ -11,6 +11,14 @@ from services.gateway.services import ReverseProxy
 from services.gateway.upstream import RETRY_SECONDS
 
 
+def _unavailable(kind: type[ServiceUnavailable]) -> ServiceUnavailable:
+    return kind(
+        "The admin service is needed to check this credential and is unavailable",
+        extra={"service": "admin"},
+        headers={"Retry-After": str(RETRY_SECONDS)},
+    )
+
+
 class CredentialCheckFailed(ServiceUnavailable):
     """The admin service was reached but could not look the token up (it answered 5xx,
     or not in time): its database, which the other services share, is down or stalled,
@@ -40,24 +48,15 @@ class IssuedTokensViaAdmin:
             ) as answer:
                 return answer.status, await answer.read()
 
-        unavailable = ServiceUnavailable(
-            "The admin service is needed to check this credential and is unavailable",
-            extra={"service": "admin"},
-            headers={"Retry-After": str(RETRY_SECONDS)},
-        )
         try:
             status, body = await self.proxy.upstreams["admin"].send("GET", attempt)
         except TimeoutError:
             # Reached but too slow: its database most likely, which the services share.
-            raise CredentialCheckFailed(
-                unavailable.error, extra=unavailable.extra, headers=unavailable.headers
-            ) from None
+            raise _unavailable(CredentialCheckFailed) from None
         except aiohttp.ClientError:
-            raise unavailable from None
+            raise _unavailable(ServiceUnavailable) from None
         if status >= 500:  # it could not look (its database is down): not a refusal
-            raise CredentialCheckFailed(
-                unavailable.error, extra=unavailable.extra, headers=unavailable.headers
-            )
+            raise _unavailable(CredentialCheckFailed)
         if status != 200:
             return None
         who = msgspec.json.decode(body)
