@@ -28,7 +28,7 @@ format: $(INSTALLED)
 
 # Populates the stack `make run` started: a week of five participants and ten vlogs.
 # A study with five enrolled participants, then a week of their data sent with their
-# own tokens: the path a real study takes (see "Running a study" in the README).
+# own tokens: the path a real study takes (see docs/studies.md).
 demo: $(INSTALLED)
 	$(PY) -m generators enrol --study demo --name "Demo study" --participants 5 --top-up
 	$(PY) -m generators demo --study demo

@@ -9,7 +9,7 @@ record is acknowledged, so nothing is confirmed that is not stored, and a record
 refused by the database (a repeated client id) is refused alone.
 
 `bench/cpu_cost.py` measures what a single post costs with it, per process (the
-README's Scaling table).
+docs/reliability-and-scaling.md, its Scaling table).
 """
 
 from __future__ import annotations

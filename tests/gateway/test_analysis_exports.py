@@ -227,7 +227,7 @@ def test_pandas_and_duckdb_read_parquet_and_csv_alike(
 def test_duckdb_joins_daily_features_with_sentiments(
     stack: Stack, study: Study, tmp_path: Path
 ) -> None:
-    """The README's worked example."""
+    """The worked example of docs/export-page.md."""
     for kind in ("daily", "sentiments"):
         (tmp_path / f"{kind}.parquet").write_bytes(
             _get(stack, f"/api/export/{kind}.parquet", study_id=study.study_id).content
