@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,9 +17,21 @@ BASE = datetime(2025, 11, 20, tzinfo=UTC)
 
 
 def store(device: httpx.Client, kind: str, records: list[dict]) -> list[str]:
-    result = device.post(f"/api/{kind}/batch", json=records).json()
-    assert result["stored"] == len(records), result
-    return [outcome["id"] for outcome in result["results"]]
+    """Stores `records` as a phone does: each with a `client_id`, so a batch answered
+    503 (the database held past its deadline) is sent again after its Retry-After
+    without storing anything twice."""
+    records = [{"client_id": uuid.uuid4().hex, **record} for record in records]
+    for _ in range(5):
+        response = device.post(f"/api/{kind}/batch", json=records)
+        if response.status_code != 503:
+            break
+        time.sleep(float(response.headers["Retry-After"]))
+    assert response.status_code in (200, 201, 207), (response.status_code, response.text)
+    result = response.json()
+    outcomes = result["results"]
+    assert all(outcome["status"] in ("stored", "duplicate") for outcome in outcomes), result
+    assert len(outcomes) == len(records), result
+    return [outcome["id"] for outcome in outcomes]
 
 
 def walk(viewer: httpx.Client, path: str, params: dict | None = None) -> tuple[list[dict], int]:
