@@ -7,24 +7,47 @@ PY := $(VENV)/bin/python
 # Reinstall whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint format venv bench demo lock clean
+.PHONY: run test test-fast test-contract lint format docs docs-build docs-reference venv bench demo lock clean
 
 run: $(INSTALLED)
 	$(PY) -m services.launcher
 
-test: $(INSTALLED)
-	$(PY) -m ruff check .
+# Everything CI checks: lint (ruff, the import contract, types), the docs site, then
+# every test, the browser's and the bounded contract run's included.
+test: lint docs-build
 	scripts/ensure-chromium
 	scripts/ensure-tus-js-client
 	$(PY) -m pytest
 
+# The inner loop: unit and in-process tests, no browser, no contract run, no stack
+# restarts or fault injection.
+test-fast: $(INSTALLED)
+	$(PY) -m pytest -m "not slow and not browser and not contract"
+
+# The long contract fuzz (a time budget per document) that `make test` bounds by examples.
+test-contract: $(INSTALLED)
+	EMOGO_CONTRACT_MAX_TIME=45 $(PY) -m pytest -m contract
+
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 format: $(INSTALLED)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# The docs site (mkdocs.yml): served with live reload, or built as `make test` does.
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr 127.0.0.1:8008
+
+docs-build: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+# The reference pages made from the code (held to it by tests/test_docs.py).
+docs-reference: $(INSTALLED)
+	$(PY) -m services.gateway.codebook_documents > docs/codebook.md
 
 # Populates the stack `make run` started: a week of five participants and ten vlogs.
 # A study with five enrolled participants, then a week of their data sent with their
@@ -46,18 +69,22 @@ bench: $(INSTALLED)
 
 venv: $(INSTALLED)
 
-# requirements.lock: the exact, hash-checked dependencies the Docker image installs.
-# Run after changing the dependencies in pyproject.toml.
+# requirements.lock: the exact, hash-checked dependencies the Docker image installs;
+# requirements-dev.lock: the same versions plus the dev extras, which `make test`
+# installs. Run after changing the dependencies in pyproject.toml; renews both.
+LOCK_OPTIONS := --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
 lock: $(INSTALLED)
 	$(PY) -m pip install --quiet pip-tools
-	$(PY) -m piptools compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
-		--no-emit-find-links --output-file requirements.lock pyproject.toml
+	$(PY) -m piptools compile $(LOCK_OPTIONS) --output-file requirements.lock pyproject.toml
+	$(PY) -m piptools compile $(LOCK_OPTIONS) --extra dev --constraint requirements.lock \
+		--output-file requirements-dev.lock pyproject.toml
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EmoGo needs Python 3.11 or newer; found " + sys.version.split()[0] + " (set PYTHON=/path/to/python3.11)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(INSTALLED)
 
 clean:

@@ -32,7 +32,7 @@ def upload_resumable(
     path: Path,
     fields: dict[str, str],
     chunk_bytes: int,
-    progress: Callable[[int], None],
+    progress: Callable[[int], object],  # told how many bytes were sent; its answer is unused
     drop_at: float | None = None,
 ) -> bool:
     """Uploads `path`; returns whether the server had the same video already."""
@@ -61,7 +61,9 @@ def upload_resumable(
                         "Upload-Offset": str(offset),
                         "Content-Length": str(len(piece)),
                     },
-                    content=_body(piece, drop_after - offset if cut else None),
+                    content=_body(
+                        piece, drop_after - offset if drop_after is not None and cut else None
+                    ),
                 )
             except (httpx.TransportError, _Dropped) as lost:
                 drop_after = None  # once is enough

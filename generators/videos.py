@@ -75,7 +75,7 @@ def write_h264(spec: VideoSpec, path: Path) -> None:
 
 def write_mpeg4(spec: VideoSpec, path: Path) -> None:
     writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height)
+        str(path), cv2.VideoWriter.fourcc(*"mp4v"), spec.fps, (spec.width, spec.height)
     )
     for frame in frames(spec):
         writer.write(frame)

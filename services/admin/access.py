@@ -41,7 +41,7 @@ async def caller(request: ASGIConnection) -> Principal:
     if isinstance(cached, Principal):
         return cached
     principal = await _find_caller(request)
-    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]  # our own key in Litestar's scope
     return principal
 
 
@@ -83,7 +83,7 @@ async def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     names the user (`authorize_user`)."""
     if settings_of(connection).open_user_endpoints:
         return
-    principal = await caller(connection)  # type: ignore[arg-type]
+    principal = await caller(connection)
     if principal.role not in (Role.ADMIN, USER):
         raise Forbidden(
             f"The {principal.role} role may not do this; it needs: admin, or the user's own token"
@@ -96,7 +96,7 @@ SIGNED_IN = [for_roles(signed_in, (Role.ADMIN, USER))]
 
 async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """A guard: the admin credential only (a user's token gets 403, not 401)."""
-    principal = await caller(connection)  # type: ignore[arg-type]
+    principal = await caller(connection)
     if principal.role != Role.ADMIN:
         raise Forbidden(f"The {principal.role} role may not do this; it needs: admin")
 
@@ -106,7 +106,7 @@ ADMIN_ONLY = [for_roles(admin_only, (Role.ADMIN,))]
 
 async def readers(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """A guard: the admin or a viewer (a study viewer then sees its studies only)."""
-    principal = await caller(connection)  # type: ignore[arg-type]
+    principal = await caller(connection)
     if principal.role not in READERS:
         raise Forbidden(f"The {principal.role} role may not do this; it needs: admin, viewer")
 

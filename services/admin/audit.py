@@ -224,7 +224,7 @@ def _csv_row(document: dict[str, Any]) -> list[Any]:
     return row
 
 
-async def from_gateway(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def from_gateway(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
     """A guard: the gateway's own credential (EMOGO_SERVICE_TOKEN), never a role token,
     so that not even the admin can write into the trail that records the admin."""
     scheme, _, token = (connection.headers.get("authorization") or "").partition(" ")

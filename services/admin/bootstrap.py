@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
@@ -50,9 +51,9 @@ class Target:
         )
 
 
-async def problem_with(uri: str, db_name: str, **credentials: str) -> str | None:
+async def problem_with(uri: str, db_name: str, **credentials: Any) -> str | None:
     """None when these credentials can list, write and drop in `db_name`; else why not."""
-    client: AsyncMongoClient = AsyncMongoClient(
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         uri, serverSelectionTimeoutMS=TIMEOUT_MS, **credentials
     )
     try:
@@ -93,12 +94,12 @@ async def bootstrap(target: Target) -> str:
     options = {name.lower(): value for name, value in parsed["options"].items()}
     # Where the driver will authenticate the user, so that is where it must live.
     auth_db = options.get("authsource") or parsed.get("database") or "admin"
-    admin = {
+    admin: dict[str, Any] = {
         "username": target.admin_username,
         "password": target.admin_password,
         "authSource": "admin",
     }
-    client: AsyncMongoClient = AsyncMongoClient(
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         target.mongodb_uri, serverSelectionTimeoutMS=TIMEOUT_MS, **admin
     )
     role = {"role": "readWrite", "db": target.db_name}
@@ -116,7 +117,7 @@ async def bootstrap(target: Target) -> str:
     except OperationFailure as failure:
         raise BootstrapError(
             f"The admin credentials (MONGODB_ADMIN_USERNAME={target.admin_username!r}) could "
-            f"not create the application user: {failure.details.get('errmsg', failure)}"
+            f"not create the application user: {(failure.details or {}).get('errmsg', failure)}"
         ) from None
     finally:
         await client.close()

@@ -30,7 +30,7 @@ LOG_SERVICES = (*SERVICE_NAMES, "gateway")
 
 LineCount = Annotated[int, PathParameter(ge=1, le=MAX_TAIL_LINES)]
 ServiceChoice = Annotated[
-    Literal[LOG_SERVICES],  # type: ignore[valid-type]
+    Literal[LOG_SERVICES],  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
     QueryParameter(description="Whose log: admin (default), ingest, media or gateway."),
 ]
 FormatChoice = Annotated[

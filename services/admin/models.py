@@ -145,7 +145,7 @@ class AuditBlock(Document):
     never changed. `id` is the `seq` of its first entry, so two workers that chain
     a batch after the same entry collide on it."""
 
-    id: int  # type: ignore[assignment]
+    id: int  # type: ignore[assignment]  # our own key type in place of Beanie's ObjectId
     batch_id: str  # the gateway's id of the batch (a batch sent again is stored once)
     last_seq: int
     entries: list[dict[str, Any]]

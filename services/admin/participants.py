@@ -20,6 +20,7 @@ from services.admin.enrolment import issue_code
 from services.admin.models import Participant
 from services.admin.studies import STUDY_ERRORS, readable_study, stored_study
 from services.admin.study_schemas import (
+    CodeState,
     IssuedCode,
     IssuedCodes,
     ParticipantsIn,
@@ -38,7 +39,7 @@ from services.common.tokens import revoke_token
 from services.common.validation import read_record
 
 
-def _code_state(document: dict, now: datetime) -> str:
+def _code_state(document: dict, now: datetime) -> CodeState:
     if document.get("code_used_at") is not None:
         return "used"
     if document.get("code_digest") is None:

@@ -159,41 +159,41 @@ class PromptUpdate(CharacterRef):
 
 
 class AsrUpdate(CharacterRef):
-    asr_adapter: Literal[ASR_ADAPTERS]  # type: ignore[valid-type]
+    asr_adapter: Literal[ASR_ADAPTERS]  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
 
 
 class TtsUpdate(CharacterRef):
-    tts_adapter: Literal[TTS_ADAPTERS]  # type: ignore[valid-type]
+    tts_adapter: Literal[TTS_ADAPTERS]  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
     voice: Annotated[str, Meta(max_length=128)] = ""
     voice_speed: Annotated[float, Meta(ge=0.25, le=4.0)] = 1.0
 
 
 def _model_section(section: str) -> type[CharacterRef]:
     """`update_character_<section>`'s body: `<section>_adapter`, `<section>_model_override`."""
-    return msgspec.defstruct(
+    made: type[CharacterRef] = msgspec.defstruct(  # type: ignore[assignment]  # a subclass, as `bases` says
         f"{section.title()}Update",
         [
-            (f"{section}_adapter", Literal[MODEL_ADAPTERS]),  # type: ignore[valid-type]
+            (f"{section}_adapter", Literal[MODEL_ADAPTERS]),
             (f"{section}_model_override", ModelOverride, ""),
         ],
         bases=(CharacterRef,),
         kw_only=True,
         module=__name__,
     )
+    return made
 
 
 MODEL_SECTION_UPDATES = {section: _model_section(section) for section in MODEL_SECTIONS}
 
 # update_user_config: every key optional; null or absent leaves it unchanged; a key
 # the service does not know is refused by name rather than silently dropped.
-UserConfigUpdate = msgspec.defstruct(
+UserConfigUpdate: type[UserRef] = msgspec.defstruct(  # type: ignore[assignment]  # as `bases` says
     "UserConfigUpdate",
-    [("user_id", UserId)]
-    + [
+    [
         (name, Annotated[str, Meta(max_length=1024)] | None, None)
         for name in (*PROVIDER_KEYS, *PLAIN_SETTINGS)
     ],
-    bases=(WireStruct,),
+    bases=(UserRef,),
     kw_only=True,
     forbid_unknown_fields=True,
     module=__name__,
@@ -207,17 +207,17 @@ class CharacterTemplate(WireStruct, forbid_unknown_fields=True):
     avatar: Token
     scene_name: SceneName
     prompt: Annotated[str, Meta(max_length=20_000)]
-    tts_adapter: Literal[TTS_ADAPTERS]  # type: ignore[valid-type]
+    tts_adapter: Literal[TTS_ADAPTERS]  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
     voice: str = ""
     voice_speed: Annotated[float, Meta(ge=0.25, le=4.0)] = 1.0
-    asr_adapter: Literal[ASR_ADAPTERS] = "zoetrope"  # type: ignore[valid-type]
-    classification_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    asr_adapter: Literal[ASR_ADAPTERS] = "zoetrope"  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
+    classification_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
     classification_model_override: ModelOverride = ""
-    conversation_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    conversation_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
     conversation_model_override: ModelOverride = ""
-    reaction_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    reaction_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
     reaction_model_override: ModelOverride = ""
-    memory_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]
+    memory_adapter: Literal[MODEL_ADAPTERS] = "openai_omni"  # type: ignore[valid-type]  # a Literal over a tuple of names; msgspec reads it at run time
     memory_model_override: ModelOverride = ""
     acquaintance_threshold: Threshold = 5
     friend_threshold: Threshold = 10

@@ -69,9 +69,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdminSettings:
         )
     fields = common_fields("admin", env)
     return AdminSettings(
-        **fields,  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]  # fields checked one by one by common_fields
         secret_keys=keys,
-        service_token=read_service_token(env, fields["credentials"]),  # type: ignore[arg-type]
+        service_token=read_service_token(env, fields["credentials"]),  # type: ignore[arg-type]  # fields checked one by one by common_fields
         defaults_dir=Path(env.text("EMOGO_ADMIN_DEFAULTS_DIR", str(SHIPPED_DEFAULTS))).resolve(),
         user_token_seconds=env.number("EMOGO_USER_TOKEN_SECONDS", 7 * 86400.0, 60.0, 366 * 86400),
         sign_in_failures_allowed=env.integer("EMOGO_SIGN_IN_FAILURES_ALLOWED", 5, 1, 100),

@@ -143,13 +143,16 @@ class IssuedCodes(WireStruct):
     participants: list[IssuedCode]
 
 
+CodeState = Literal["none", "pending", "used", "expired"]
+
+
 class ParticipantView(WireStruct):
     # To a viewer of a pseudonymous study: the pseudonym.
     user_id: str
     status: Literal["active", "withdrawn"]
     created_at: datetime
     # none, pending (not used yet), used (exchanged for a token) or expired.
-    code: Literal["none", "pending", "used", "expired"]
+    code: CodeState
     has_token: bool
     code_expires_at: datetime | None = None
     enrolled_at: datetime | None = None

@@ -104,4 +104,6 @@ class ViewerTokenController(Controller):
         if await tokens.find_one(query, {"_id": 1}) is None:
             raise NotFound(f"No viewer token {token_id!r}")
         await revoke_token(token_id)
-        return _view(await tokens.find_one(query))
+        revoked = await tokens.find_one(query)
+        assert revoked is not None  # revoking keeps the document
+        return _view(revoked)

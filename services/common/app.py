@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, cast
 
 from beanie import Document
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import CacheControlHeader, State
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -137,7 +140,7 @@ class MethodSemantics:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"] if scope["type"] == "http" else None
+        method = scope["method"] if scope["type"] == ScopeType.HTTP else None
         if method == "OPTIONS":
             await self._options(scope, receive, send)
         elif method == "HEAD":
@@ -190,7 +193,7 @@ class MethodSemantics:
             await send(message)
 
         # A copy: the server reads the method from its own scope to send no content.
-        await self.app({**as_received, "method": "GET"}, receive, headers_only)
+        await self.app(cast("Scope", {**as_received, "method": "GET"}), receive, headers_only)
 
 
 def build_app(
@@ -201,8 +204,8 @@ def build_app(
     route_handlers: Sequence[ControllerRouterHandler],
     documents: Sequence[type[Document]] | None,
     include_health: bool = True,
-    extra_lifespan: Sequence = (),
-    template_config: TemplateConfig | None = None,
+    extra_lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    template_config: TemplateConfig[Any] | None = None,
     prepare_database: Callable[[], Awaitable[str]] | None = None,
     dependency_errors: tuple[int, ...] = (),
     options_headers: Mapping[str, Mapping[str, str]] | None = None,
@@ -262,7 +265,7 @@ def build_app(
     )
     # Wrap the whole ASGI handler, not each route, so that requests which match no
     # route (404, 405) also get a request id and an access line.
-    handler = MethodSemantics(app.asgi_handler, allowed_methods, options_headers)
+    handler: ASGIApp = MethodSemantics(app.asgi_handler, allowed_methods, options_headers)
     if inner_middleware is not None:
         handler = inner_middleware(handler, app.state)
     app.asgi_handler = RequestContextMiddleware(handler)

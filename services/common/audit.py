@@ -95,7 +95,7 @@ def instant(value: datetime) -> str:
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     """The hash of an entry whose `fields` (AuditEntry's) follow `prev_hash`."""
     canonical = {name: fields.get(name) for name in FIELDS}
-    canonical["time"] = instant(canonical["time"])
+    canonical["time"] = instant(fields["time"])
     canonical["participants"] = list(canonical["participants"] or [])
     canonical["filters"] = dict(canonical["filters"] or {})
     body = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

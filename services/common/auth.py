@@ -92,7 +92,7 @@ def is_viewer(authorization: str | None, credentials: Credentials) -> bool:
     return issued_token_in(authorization, TokenKind.VIEWER) is not None
 
 
-async def authenticate(connection: ASGIConnection) -> Principal:
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     """The request's principal; 401 with a Basic challenge when there is none."""
     cached = connection.scope.get(PRINCIPAL_SCOPE_KEY)
     if isinstance(cached, Principal):
@@ -110,7 +110,7 @@ async def authenticate(connection: ASGIConnection) -> Principal:
             else "Credentials required: send Authorization: Bearer <token> or HTTP Basic"
         )
         raise Unauthorized(message, headers=CHALLENGE)
-    connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+    connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]  # our own key in Litestar's scope
     return principal
 
 
@@ -132,7 +132,7 @@ async def issued_principal(header: str | None, issued: TokenFinder) -> Principal
     )
 
 
-Guard = Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 def for_roles(guard: Guard, roles: Iterable[str]) -> Guard:
@@ -145,7 +145,7 @@ def declared_roles(guard: Any) -> frozenset[str]:
     """The roles a guard lets through; a guard that declares none is a mistake found
     when the app is built, not at the first request."""
     roles = getattr(guard, ROLES_ATTRIBUTE, None)
-    if roles is None:
+    if not isinstance(roles, frozenset):
         name = getattr(guard, "__name__", repr(guard))
         raise TypeError(f"the guard {name} declares no roles (services.common.auth.for_roles)")
     return roles
@@ -156,7 +156,7 @@ def requires(*roles: Role) -> Guard:
     Litestar runs a plain function guard in a worker thread, a hop per request."""
     allowed = frozenset(roles)
 
-    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         _require_role(await authenticate(connection), allowed)
 
     guard.__name__ = f"requires_{'_or_'.join(sorted(r.value for r in allowed))}"
@@ -173,7 +173,7 @@ def may_write() -> Guard:
     """The guard of every write: a writer role, and for a participant an open study."""
     writers = frozenset(WRITERS)
 
-    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = await authenticate(connection)
         _require_role(principal, writers)
         if principal.role != Role.PARTICIPANT:
@@ -187,7 +187,7 @@ def may_write() -> Guard:
     return for_roles(guard, writers)
 
 
-def principal_of(connection: ASGIConnection) -> Principal:
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     """The principal the request's guard proved."""
     principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
     if not isinstance(principal, Principal):

@@ -8,10 +8,12 @@ the gateway saw."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.connection import ASGIConnection
 
 
-def client_address(connection: ASGIConnection) -> str:
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     forwarded = connection.headers.get("x-forwarded-for")
     if forwarded:
         return forwarded.split(",")[-1].strip()

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import pymongo
 from beanie import Document, init_beanie
@@ -36,7 +37,7 @@ def fail_fast_from_now() -> None:
     pymongo.timeout(FAIL_FAST_SECONDS).__enter__()
 
 
-def make_client(settings: ServiceSettings) -> AsyncMongoClient:
+def make_client(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
     """The process's client. Two promises are made here for every service:
 
     - Confirmed means durable: a write is acknowledged by a majority of the replica
@@ -56,10 +57,10 @@ def make_client(settings: ServiceSettings) -> AsyncMongoClient:
     )
 
 
-def durable_write_concern(uri: str) -> dict[str, object]:
+def durable_write_concern(uri: str) -> dict[str, Any]:
     """`w=majority, journal=True` unless the URI chooses its own write concern."""
     options = {name.strip().lower() for name, _, _ in (pair.partition("=") for pair in _query(uri))}
-    chosen: dict[str, object] = {}
+    chosen: dict[str, Any] = {}
     if "w" not in options:
         chosen["w"] = "majority"
     if "journal" not in options:
@@ -72,7 +73,7 @@ def _query(uri: str) -> list[str]:
     return [pair for pair in query.replace(";", "&").split("&") if pair]
 
 
-async def ping(client: AsyncMongoClient) -> bool:
+async def ping(client: AsyncMongoClient[dict[str, Any]]) -> bool:
     try:
         await asyncio.wait_for(client.admin.command("ping"), PING_TIMEOUT_SECONDS)
     except (PyMongoError, TimeoutError, OSError):
@@ -81,7 +82,9 @@ async def ping(client: AsyncMongoClient) -> bool:
 
 
 async def _init_beanie_with_retry(
-    client: AsyncMongoClient, settings: ServiceSettings, documents: Sequence[type[Document]]
+    client: AsyncMongoClient[dict[str, Any]],
+    settings: ServiceSettings,
+    documents: Sequence[type[Document]],
 ) -> None:
     """The database may start after the service (compose, launcher): retry until the deadline."""
     deadline = time.monotonic() + settings.db_startup_timeout

@@ -15,6 +15,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.types import ExceptionHandlersMap
 from pymongo.errors import ConnectionFailure, PyMongoError
 
@@ -189,7 +190,7 @@ def validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _json(
     body: dict[str, Any], status_code: int, headers: dict[str, str] | None = None
-) -> Response:
+) -> Response[Any]:
     return Response(
         content=body, status_code=status_code, media_type=MediaType.JSON, headers=headers
     )
@@ -212,19 +213,23 @@ def _litestar_field_errors(exc: ValidationException) -> list[dict[str, Any]]:
     return errors
 
 
-def handle_app_error(_: Request, exc: AppError) -> Response:
+def handle_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
     if isinstance(exc, FieldError):
         return _json(validation_body(exc.errors), 422, exc.headers)
     return _json(error_body(exc.status_code, exc.error, **exc.extra), exc.status_code, exc.headers)
 
 
-def handle_http_exception(request: Request, exc: HTTPException) -> Response:
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, ValidationException):
         return _json(validation_body(_litestar_field_errors(exc)), 422, exc.headers)
     status = exc.status_code
     if status == 413:
         handler = request.scope.get("route_handler")
-        limit = handler.resolve_request_max_body_size() if handler else None
+        limit = (
+            handler.resolve_request_max_body_size()
+            if isinstance(handler, HTTPRouteHandler)
+            else None
+        )
         error = f"The request body is larger than the limit of {limit} bytes"
         return _json(error_body(413, error, limit=limit), 413)
     if exc.detail == CLIENT_DISCONNECTED:
@@ -238,7 +243,7 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     return _json(error_body(status, exc.detail), status, exc.headers)
 
 
-def handle_database_error(request: Request, exc: PyMongoError) -> Response:
+def handle_database_error(request: Request[Any, Any, Any], exc: PyMongoError) -> Response[Any]:
     """Unreachable, or past an operation's deadline (`timeoutMS`): the request was
     fine and may be retried, so 503 with Retry-After. Anything else is unexpected."""
     if not isinstance(exc, ConnectionFailure) and not exc.timeout:
@@ -250,12 +255,12 @@ def handle_database_error(request: Request, exc: PyMongoError) -> Response:
     return _json(error_body(503, error), 503, {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 
-def handle_unexpected(request: Request, exc: Exception) -> Response:
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return _json(error_body(500, "Internal server error"), 500)
 
 
-def handle_too_deep(request: Request, exc: Exception) -> Response:
+def handle_too_deep(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A body nested deeper than a decoder follows (Litestar's own decoding of a typed
     body, or a batch's items): the client's mistake, not the server's."""
     return handle_app_error(request, BadRequest("The body nests arrays or objects too deeply"))
@@ -270,12 +275,12 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
 }
 
 
-def error_response(request: Request, exc: Exception) -> Response:
+def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The answer the app's exception handling gives `exc`, for a handler that answers
     several requests in one (the posts the gateway relays together) and must give each
     what it would have got alone."""
     for kind in type(exc).__mro__:
         handler = EXCEPTION_HANDLERS.get(kind)
         if handler is not None:
-            return handler(request, exc)  # type: ignore[arg-type,return-value]
+            return handler(request, exc)
     return handle_unexpected(request, exc)

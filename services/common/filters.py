@@ -56,7 +56,7 @@ async def provide_span(since: InstantFilter = None, until: InstantFilter = None)
 
 
 async def provide_window(
-    request: Request,
+    request: Request[Any, Any, Any],
     span: MongoFilter,
     user_id: ParticipantFilter = None,
     study_id: StudyFilter = None,
@@ -68,7 +68,10 @@ async def provide_window(
 
 
 async def participant_window(
-    request: Request, span: dict[str, Any], user_id: str | None, study_id: str | None = None
+    request: Request[Any, Any, Any],
+    span: dict[str, Any],
+    user_id: str | None,
+    study_id: str | None = None,
 ) -> dict[str, Any]:
     """`span` narrowed to what the credential reaches (of `study_id`) and to `user_id`,
     which a viewer of a pseudonymous study names by the pseudonym they were shown."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, Request, Response, get
 
 from services.common.database import ping
@@ -13,13 +15,13 @@ class HealthController(Controller):
     tags = ["health"]
 
     @get("/health", operation_id="health", summary="Liveness: the process answers")
-    async def health(self, request: Request) -> Liveness:
+    async def health(self, request: Request[Any, Any, Any]) -> Liveness:
         return Liveness(
             status="healthy", service=request.app.state.settings.service, timestamp=utc_now()
         )
 
     @get("/ready", operation_id="ready", summary="Readiness: the database answers a ping")
-    async def ready(self, request: Request) -> Response[Readiness]:
+    async def ready(self, request: Request[Any, Any, Any]) -> Response[Readiness]:
         client = getattr(request.app.state, "mongo", None)
         connected = client is not None and await ping(client)
         body = Readiness(

@@ -60,7 +60,9 @@ class SharedRateLimit:
         minute = int(now // WINDOW_SECONDS)
         windows = RateWindow.get_pymongo_collection()
         ids = [f"{self.name}:{key}:{minute}", f"{self.name}:{key}:{minute - 1}"]
-        found = {row["_id"]: row["requests"] async for row in windows.find({"_id": {"$in": ids}})}
+        found: dict[str, float] = {
+            row["_id"]: row["requests"] async for row in windows.find({"_id": {"$in": ids}})
+        }
         weight = 1 - (now - minute * WINDOW_SECONDS) / WINDOW_SECONDS
         return found.get(ids[0], 0) + found.get(ids[1], 0) * weight
 
@@ -81,7 +83,8 @@ class SharedRateLimit:
             return_document=ReturnDocument.AFTER,
         )
         previous = await windows.find_one({"_id": f"{self.name}:{key}:{minute - 1}"})
-        earlier = previous["requests"] if previous else 0
+        earlier: int = previous["requests"] if previous else 0
+        assert current is not None  # an upsert returning the document after it
         weight = 1 - elapsed / WINDOW_SECONDS
         if earlier * weight + current["requests"] <= self.per_minute:
             return

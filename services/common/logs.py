@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -88,7 +89,7 @@ class RedactingJsonFormatter(logging.Formatter):
         self._encoder = msgspec.json.Encoder(enc_hook=str)
 
     def format(self, record: logging.LogRecord) -> str:
-        made = record.__dict__.get("_emogo_line")
+        made: str | None = record.__dict__.get("_emogo_line")
         if made is not None:
             return made
         entry: dict[str, object] = {
@@ -176,7 +177,7 @@ def configure_logging(
     # looked up for each record (the logging HOWTO's "Optimization" table): a system
     # call and a walk up the stack per access line.
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     # Per-request client logs would repeat our access line and may carry query strings.
     for noisy in ("httpx", "httpcore", "pymongo", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -202,7 +203,7 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         incoming = None

@@ -62,7 +62,8 @@ def _record_schema(record_type: type) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [record_type], ref_template="#/components/schemas/{name}"
     )
-    return components[record_type.__name__]
+    schema: dict[str, Any] = components[record_type.__name__]
+    return schema
 
 
 def _operation_with_body(content: dict[str, OpenAPIMediaType]) -> type[Operation]:
@@ -92,9 +93,9 @@ def documented_body(record_type: type, *, batch: bool = False) -> type[Operation
         array = {"type": "array", "items": item}
         # NDJSON (one record per line) is taken too, as the operation's description
         # says; it is not listed, since no JSON Schema can say what it may not be.
-        content = {"application/json": OpenAPIMediaType(schema=array)}  # type: ignore[arg-type]
+        content = {"application/json": OpenAPIMediaType(schema=array)}  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
     else:
-        content = {"application/json": OpenAPIMediaType(schema=record_schema)}  # type: ignore[arg-type]
+        content = {"application/json": OpenAPIMediaType(schema=record_schema)}  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
     return _operation_with_body(content)
 
 
@@ -108,14 +109,14 @@ def documented_form(fields_type: type, file_field: str, file_description: str) -
     }
     schema["required"] = [*schema.get("required", []), file_field]
     return _operation_with_body(
-        {"multipart/form-data": OpenAPIMediaType(schema=schema)}  # type: ignore[arg-type]
+        {"multipart/form-data": OpenAPIMediaType(schema=schema)}  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
     )
 
 
 def documented_bytes(*media_types: str) -> type[Operation]:
     """An Operation class whose body is a file's bytes, in any of `media_types`."""
     return _operation_with_body(
-        {media_type: OpenAPIMediaType(schema=BINARY) for media_type in media_types}  # type: ignore[arg-type]
+        {media_type: OpenAPIMediaType(schema=BINARY) for media_type in media_types}  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
     )
 
 

@@ -13,7 +13,7 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -44,6 +44,8 @@ CursorParameter = Annotated[
 ]
 INVALID_CURSOR = "is not a cursor this API handed out (take it from the X-Next-Cursor header)"
 
+T = TypeVar("T")
+
 
 class Order(StrEnum):
     ASC = "asc"
@@ -59,7 +61,7 @@ def encode_cursor(values: tuple[Any, ...]) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(values)).rstrip(b"=").decode()
 
 
-def decode_cursor(token: str, shape: type[Any]) -> Any:
+def decode_cursor(token: str, shape: type[T]) -> T:
     """The values `encode_cursor` packed, as `shape` (a tuple type); 422 otherwise."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))

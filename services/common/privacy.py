@@ -231,28 +231,31 @@ DISGUISE_SCOPE_KEY = "emogo_disguise"
 Row = TypeVar("Row", bound=msgspec.Struct)
 
 
-async def disguise_of(connection: ASGIConnection) -> Disguise | None:
+async def disguise_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Disguise | None:
     """How to disguise what the request's (proven) principal is sent; worked out once
     per request."""
     if DISGUISE_SCOPE_KEY in connection.scope:
-        return connection.scope[DISGUISE_SCOPE_KEY]  # type: ignore[literal-required]
+        known: Disguise | None = connection.scope[DISGUISE_SCOPE_KEY]  # type: ignore[literal-required]  # our own key in Litestar's scope
+        return known
     protections: Protections | None = connection.app.state.get("protections")
     disguise = None
     if protections is not None:
         disguise = await disguise_for(protections, principal_of(connection))
-    connection.scope[DISGUISE_SCOPE_KEY] = disguise  # type: ignore[literal-required]
+    connection.scope[DISGUISE_SCOPE_KEY] = disguise  # type: ignore[literal-required]  # our own key in Litestar's scope
     return disguise
 
 
-async def disguised_rows(connection: ASGIConnection, rows: list[Row]) -> list[Row]:
+async def disguised_rows(
+    connection: ASGIConnection[Any, Any, Any, Any], rows: list[Row]
+) -> list[Row]:
     """Rows naming a participant (`user_id`) of a study (`study_id`) as the request's
     principal is shown them."""
     disguise = await disguise_of(connection)
     if disguise is None:
         return rows
-    await disguise.learn({record_study(row.study_id) for row in rows})  # type: ignore[attr-defined]
+    await disguise.learn({record_study(row.study_id) for row in rows})  # type: ignore[attr-defined]  # records of every kind carry study_id and user_id
     shown = [
-        msgspec.structs.replace(row, user_id=disguise.user(row.study_id, row.user_id))  # type: ignore[attr-defined]
+        msgspec.structs.replace(row, user_id=disguise.user(row.study_id, row.user_id))  # type: ignore[attr-defined]  # records of every kind carry study_id and user_id
         for row in rows
     ]
     await disguise.flush()

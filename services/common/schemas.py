@@ -77,7 +77,7 @@ class Readiness(WireStruct):
     timestamp: datetime
 
 
-class Principal(WireStruct, frozen=True):
+class Principal(WireStruct, frozen=True):  # type: ignore[misc]  # msgspec allows it; mypy applies dataclass rules
     """Who a request acts for: a role; for per-user and participant tokens the user it
     may reach; for issued tokens their studies and id (the global tokens have none)."""
 

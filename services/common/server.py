@@ -128,8 +128,8 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
         # --- connection ------------------------------------------------------------
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(LingeringTransport(transport, self))  # type: ignore[arg-type]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn's protocol, given a transport that lingers
+            super().connection_made(LingeringTransport(transport, self))  # type: ignore[arg-type]  # a transport that lingers, standing in for asyncio's
             if limits.max_per_client and self.client:
                 self._address = self.client[0]
                 open_per_client[self._address] += 1
@@ -160,7 +160,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             if self.lingering:
                 self._dropped += len(data)
                 if self._dropped > limits.linger_bytes:
-                    self.transport._transport.close()  # type: ignore[attr-defined]
+                    self.transport._transport.close()  # type: ignore[attr-defined]  # uvicorn keeps the wrapped transport here
                 return
             try:
                 self.parser.feed_data(data)
@@ -179,18 +179,18 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def linger(self) -> None:
             """Sends what is written and shuts the sending side; reads and drops the rest
             of the body until the client closes, or the bounds are reached."""
-            real = self.transport._transport  # type: ignore[attr-defined]
+            real = self.transport._transport  # type: ignore[attr-defined]  # uvicorn keeps the wrapped transport here
             self.lingering = True
             self._cancel_timers()
             if real.can_write_eof():
                 real.write_eof()
             self._linger_timer = self.loop.call_later(limits.linger_seconds, real.close)
 
-        def eof_received(self) -> bool | None:
+        def eof_received(self) -> None:
             if self.lingering:
-                self.transport._transport.close()  # type: ignore[attr-defined]
-                return None
-            return super().eof_received()
+                self.transport._transport.close()  # type: ignore[attr-defined]  # uvicorn keeps the wrapped transport here
+                return
+            super().eof_received()
 
         def _refuse(self, status: int, error: str) -> None:
             self._cancel_timers()

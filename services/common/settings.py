@@ -319,4 +319,4 @@ def connection_limits(service: str, env: Environment) -> ConnectionLimits:
 def load_service_settings(
     service: str, environ: Mapping[str, str] | None = None
 ) -> ServiceSettings:
-    return ServiceSettings(**common_fields(service, Environment(environ)))  # type: ignore[arg-type]
+    return ServiceSettings(**common_fields(service, Environment(environ)))  # type: ignore[arg-type]  # fields checked one by one by common_fields

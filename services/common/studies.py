@@ -151,10 +151,12 @@ class StudyZones:
         return filters
 
 
-async def open_study(study_id: str) -> dict:
+async def open_study(study_id: str) -> dict[str, Any]:
     """The study, if it exists (else 404) and is open (else 403: it takes nothing new,
     neither data nor participants)."""
-    study = await Study.get_pymongo_collection().find_one({"study_id": study_id})
+    study: dict[str, Any] | None = await Study.get_pymongo_collection().find_one(
+        {"study_id": study_id}
+    )
     if study is None:
         raise NotFound(f"No study {study_id!r}")
     if study["status"] == StudyStatus.CLOSED:

@@ -104,7 +104,7 @@ LAST_USE_EVERY_SECONDS = 60.0
 class TokenFinder(Protocol):
     """Finds what an issued token proves: its live document, or None."""
 
-    async def find(self, token: str) -> dict | None: ...
+    async def find(self, token: str) -> dict[str, Any] | None: ...
 
 
 def revocations() -> Any:
@@ -160,13 +160,13 @@ class IssuedTokens:
         self._generation: int | None = None
         self._next_revocation_check = 0.0
         self._last_noted: dict[str, float] = {}
-        self._notes: set[asyncio.Task] = set()
+        self._notes: set[asyncio.Task[None]] = set()
 
-    async def find(self, token: str) -> dict | None:
+    async def find(self, token: str) -> dict[str, Any] | None:
         """The live (not revoked) document of an issued token, or None."""
         await self._follow_revocations()
         digest = token_digest(token)
-        document = await self._tokens.get(
+        document: dict[str, Any] | None = await self._tokens.get(
             digest,
             lambda: AccessToken.get_pymongo_collection().find_one(
                 {"token_sha256": digest, "revoked_at": None},
@@ -203,9 +203,10 @@ class IssuedTokens:
             study = await Study.get_pymongo_collection().find_one(
                 {"study_id": study_id}, {"status": 1}
             )
-            return study is None or study["status"] == StudyStatus.CLOSED
+            return study is None or bool(study["status"] == StudyStatus.CLOSED)
 
-        return await self._closed.get(study_id, look_up)
+        closed: bool = await self._closed.get(study_id, look_up)
+        return closed
 
     def _note_use(self, token_id: str, now: float) -> None:
         if self._last_noted.get(token_id, 0.0) + LAST_USE_EVERY_SECONDS > now:

@@ -191,7 +191,7 @@ def _declared_query_parameters(
     """(every query name the handler and its dependencies declare, those that may repeat)."""
     key = (handler.fn, frozenset(handler.paths), path_parameters)
     if (declared := _DECLARED.get(key)) is None:
-        kwargs_model = handler.create_kwargs_model(dict.fromkeys(path_parameters))  # type: ignore[arg-type]
+        kwargs_model = handler.create_kwargs_model(dict.fromkeys(path_parameters))  # type: ignore[arg-type]  # only the names matter here
         query = [p for p in kwargs_model.expected_query_params if p.param_type is ParamType.QUERY]
         declared = _DECLARED[key] = (
             frozenset(p.field_alias for p in query),
@@ -200,7 +200,7 @@ def _declared_query_parameters(
     return declared
 
 
-async def reject_unknown_query_parameters(request: Request) -> None:
+async def reject_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
     """Every HTTP handler's `before_request` hook: query parameters are scalars the
     handler declares, nothing else.
 
@@ -241,7 +241,7 @@ async def drain(chunks: AsyncIterator[bytes], budget: int = DRAIN_BYTES) -> None
                 return
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
     """The whole body, refusing with 413 as soon as it passes `limit` bytes."""
     too_large = PayloadTooLarge(
         f"The request body is larger than the limit of {limit} bytes", extra={"limit": limit}
@@ -270,7 +270,7 @@ def is_json_media_type(content_type: str | None) -> bool:
     )
 
 
-def require_json(request: Request) -> None:
+def require_json(request: Request[Any, Any, Any]) -> None:
     """415 for a body labelled as something other than JSON (`text/plain`, a form):
     what a client labels wrongly is rarely what it meant to send. An unlabelled body
     is read as JSON, as the seed's clients expect."""
@@ -281,7 +281,7 @@ def require_json(request: Request) -> None:
         )
 
 
-async def read_record(request: Request, record_type: type[T]) -> T:
+async def read_record(request: Request[Any, Any, Any], record_type: type[T]) -> T:
     """The request's JSON body as `record_type`: strict types, and every problem named
     (also NaN and Infinity, which Litestar's own decoding would refuse wholesale)."""
     require_json(request)

@@ -87,7 +87,7 @@ class BandedReader:
 
     def __init__(
         self,
-        collection: AsyncCollection,
+        collection: AsyncCollection[dict[str, Any]],
         query: dict[str, Any],
         ceiling: datetime,
         days: DaysWithData | None,
@@ -104,7 +104,11 @@ class BandedReader:
         self.projection = projection
 
     async def _find(
-        self, bounds: dict[str, Any], order: Order, limit: int, extra: dict[str, Any] | None = None
+        self,
+        bounds: dict[str, Any] | datetime,  # a range of times, or one instant
+        order: Order,
+        limit: int,
+        extra: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         direction = 1 if order is Order.ASC else -1
         found = self.collection.find(

@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from services.common.audit import AuditEntry
 from services.common.auth import (
@@ -122,8 +123,13 @@ async def _send_error(send: Send, error: ServiceUnavailable) -> None:
         (b"content-length", str(len(body)).encode()),
         *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
     ]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": error.status_code,
+        "headers": headers,
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class ResponseTally:
@@ -137,7 +143,7 @@ class ResponseTally:
         self.lines = 0
         self.json: list[bytes] | None = None
 
-    def start(self, message: Message) -> None:
+    def start(self, message: HTTPResponseStartEvent) -> None:
         self.status = message["status"]
         for name, value in message.get("headers", []):
             if name.lower() == b"content-type":
@@ -190,7 +196,7 @@ class AuditMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         recorder: AuditRecorder | None = self.state.get("audit")
-        if scope["type"] != "http" or recorder is None:
+        if scope["type"] != ScopeType.HTTP or recorder is None:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
@@ -266,7 +272,7 @@ class AuditMiddleware:
                 token_name=UNRESOLVED_NAME,
             )
         if principal is not None:  # the gateway's own guards need not ask again
-            scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+            scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]  # our own key in Litestar's scope
         return principal
 
     @staticmethod

@@ -27,7 +27,7 @@ COOLDOWN_SECONDS = 5.0
 Answer = TypeVar("Answer")
 
 
-def never_reached_service(exc: aiohttp.ClientError) -> bool:
+def never_reached_service(exc: BaseException) -> bool:
     """Refused, unreachable, or no connection free or made in time: nothing was sent."""
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -127,7 +127,7 @@ def intensity_over_time(points: Iterable[Mapping[str, Any]]) -> Markup | None:
     return _svg("".join(parts), "Mean intensity per day, by emotion")
 
 
-def gps_track(fixes: list[Mapping[str, Any]], size: int = 220) -> Markup | None:
+def gps_track(fixes: Sequence[Mapping[str, Any]], size: int = 220) -> Markup | None:
     """A participant's fixes in time order as a line, scaled to fit (equirectangular,
     longitudes shrunk by the cosine of the latitude so shapes keep their proportions)."""
     if not fixes:

@@ -106,9 +106,7 @@ def _label(day: str, first: str) -> str:
     return f"{when.day}" if when.weekday() == 0 else ""
 
 
-def _cell(
-    person: ParticipantCompliance, name: str, day: str, full: tuple[float, float, float]
-) -> str:
+def _cell(person: ParticipantCompliance, name: str, day: str, full: tuple[float, ...]) -> str:
     """One participant-day; `name` is the participant's id, escaped, and `full` what
     fills a cell of each measure in their study. Written out directly: the heatmap has
     thousands of cells."""

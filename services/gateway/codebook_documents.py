@@ -135,3 +135,35 @@ def codebook_csv() -> bytes:
                 ]
             )
     return ("\ufeff" + buffer.getvalue()).encode()
+
+
+def codebook_markdown() -> str:
+    """The codebook as the docs site's reference page (docs/codebook.md): one table per
+    record kind, the same rows as codebook.csv. tests/test_docs.py holds the page to it."""
+    rows = list(csv.reader(io.StringIO(codebook_csv().decode().lstrip("\ufeff"))))
+    header, body = rows[0], rows[1:]
+    lines = [
+        "# Codebook",
+        "",
+        "Every column of every export, made from the declarations in",
+        "`services/common/codebook.py` (regenerate with `make docs-reference`). Each export's",
+        "ZIP carries the same codebook as `codebook.json` (a JSON Schema per kind) and",
+        "`codebook.csv`.",
+    ]
+    for name, kind in KINDS.items():
+        lines += ["", f"## {name}", "", kind.description, ""]
+        columns = [column for column in header if column != "kind"]
+        lines.append("| " + " | ".join(columns) + " |")
+        lines.append("|" + "---|" * len(columns))
+        for row in body:
+            cells = dict(zip(header, row, strict=True))
+            if cells["kind"] != name:
+                continue
+            values = [cells[column].replace("|", "\\|") for column in columns]
+            values[0] = f"`{values[0]}`"
+            lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(codebook_markdown(), end="")

@@ -196,7 +196,10 @@ async def read_report(
     credential from admin (studies), ingest and media (activity) at once; `vlogs`: the
     same media activity already being read for the same filters."""
     wanted = {k: v for k, v in filters.items() if k in ("study_id", "user_id") and v}
-    studies, telemetry, vlogs = await asyncio.gather(
+    studies: list[dict[str, Any]]
+    telemetry: list[dict[str, Any]]
+    activity: list[dict[str, Any]]
+    studies, telemetry, activity = await asyncio.gather(
         api.json("admin", "/api/studies"),
         api.json("ingest", "/api/telemetry/activity", wanted),
         vlogs or api.json("media", "/api/vlogs/activity", wanted),
@@ -212,4 +215,4 @@ async def read_report(
         study_id: [p for p in participants if p["user_id"] == wanted.get("user_id", p["user_id"])]
         for study_id, participants in zip(enrolling, lists, strict=True)
     }
-    return report(studies, telemetry, vlogs, enrolled, now, fallback_zone)
+    return report(studies, telemetry, activity, enrolled, now, fallback_zone)

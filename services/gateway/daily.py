@@ -11,7 +11,7 @@ from typing import Any
 from services.common.codebook import DAILY, column_word
 from services.gateway.upstream import ServiceApi
 
-NO_TELEMETRY = {
+NO_TELEMETRY: dict[str, Any] = {
     "sentiments": 0,
     "mean_intensity": None,
     "emotions": {},

@@ -28,7 +28,7 @@ from services.common.protections import described
 from services.common.studies import DEFAULT_STUDY
 from services.gateway import codebook_documents
 from services.gateway.daily import daily_table
-from services.gateway.fanout import one_read
+from services.gateway.fanout import Format, one_read
 from services.gateway.upstream import RECORDS_PER_PAGE, ServiceApi, ServiceDown
 
 # Pieces of the ZIP handed over at once: fewer, larger hand-overs from its worker thread.
@@ -307,7 +307,7 @@ async def export_zip(
         # Each kind is read once for its three files (services.gateway.fanout).
         for kind in ("sentiments", "gps"):
             parquet = partial(as_parquet, codebook.KINDS[kind], COLUMNS[kind], provenance=made)
-            formats = [
+            formats: list[tuple[str, Format]] = [
                 (f"{kind}.csv", partial(as_csv, COLUMNS[kind])),
                 (f"{kind}.ndjson", as_ndjson),
                 (f"{kind}.parquet", parquet),

@@ -66,9 +66,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         port = env.port(f"EMOGO_{name.upper()}_PORT", DEFAULT_PORTS[name])
         upstreams[name] = env.http_urls(f"EMOGO_{name.upper()}_URL", f"http://127.0.0.1:{port}")
     fields = common_fields("gateway", env)
-    data_dir: Path = fields["data_dir"]  # type: ignore[assignment]
+    data_dir: Path = fields["data_dir"]  # type: ignore[assignment]  # fields checked one by one by common_fields
     return GatewaySettings(
-        **fields,  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]  # fields checked one by one by common_fields
         upstreams=upstreams,
         connect_timeout=env.number("EMOGO_GATEWAY_CONNECT_TIMEOUT", 3.0, 0.1, 60.0),
         pool_timeout=env.number("EMOGO_GATEWAY_POOL_TIMEOUT", 5.0, 0.1, 60.0),
@@ -81,7 +81,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         map_tiles=_tile_url(env.raw("EMOGO_MAP_TILES")),
         map_attribution=env.text("EMOGO_MAP_ATTRIBUTION", OSM_ATTRIBUTION),
         audit=env.flag("EMOGO_AUDIT", True),
-        service_token=read_service_token(env, fields["credentials"]),  # type: ignore[arg-type]
+        service_token=read_service_token(env, fields["credentials"]),  # type: ignore[arg-type]  # fields checked one by one by common_fields
         audit_journal_dir=Path(
             env.text("EMOGO_AUDIT_JOURNAL_DIR", str(data_dir / "audit-journal"))
         ).resolve(),

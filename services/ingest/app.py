@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pymongo
 from litestar import Litestar
+from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.folding import RECOUNT_TIMEOUT_SECONDS, RollupFolder, ensure_rollups
 from services.ingest.inserts import GroupInserter
-from services.ingest.kinds import KINDS
+from services.ingest.kinds import KINDS, TelemetryKind
 from services.ingest.models import DOCUMENTS
 from services.ingest.settings import IngestSettings, load_settings
 
@@ -34,13 +36,16 @@ async def rollups_ready(app: Litestar) -> AsyncIterator[None]:
         await folder.stop()
 
 
+def _collection_of(kind: TelemetryKind) -> Callable[[], AsyncCollection[Any]]:
+    """The kind's collection as it is when asked (Beanie binds it at start-up)."""
+    return lambda: kind.collection
+
+
 @asynccontextmanager
 async def grouped_inserts(app: Litestar) -> AsyncIterator[None]:
     """Single records go to the database in groups (services.ingest.inserts); what was
     handed over is sent before the app stops."""
-    app.state.inserters = {
-        kind.key: GroupInserter(lambda kind=kind: kind.collection) for kind in KINDS
-    }
+    app.state.inserters = {kind.key: GroupInserter(_collection_of(kind)) for kind in KINDS}
     try:
         yield
     finally:

@@ -174,7 +174,7 @@ async def answer_alone(kind: TelemetryKind, request: Request, body: msgspec.Raw)
     except Exception as exc:  # each post's refusal is its own, as if it came alone
         refusal = error_response(request, exc)
         return PostAnswer(
-            status=refusal.status_code,
+            status=refusal.status_code or 500,  # error_response always sets one
             body=msgspec.Raw(msgspec.json.encode(refusal.content)),
             headers=dict(refusal.headers),
         )
@@ -203,7 +203,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             responses=error_responses(409),
             status_code=201,
         )
-        async def create(self, request: Request) -> Created[kind.record_out]:
+        async def create(self, request: Request) -> Created[kind.record_out]:  # type: ignore[name-defined]  # the kind's own type, resolved by Litestar
             require_json(request)
             return await store_one(kind, request, await request.body())
 
@@ -258,7 +258,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             order: OrderParameter = Order.DESC,
             limit: PageSize = DEFAULT_PAGE_SIZE,
             cursor: CursorParameter = None,
-        ) -> Response[list[kind.record_out]]:
+        ) -> Response[list[kind.record_out]]:  # type: ignore[name-defined]  # resolved by Litestar
             records, next_cursor = await services.list_page(
                 kind,
                 selection,
@@ -299,7 +299,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             guards=[requires(*OWN_READERS)],
             summary=f"One {kind.noun}",
         )
-        async def get_one(self, request: Request, record_id: RecordIdPath) -> kind.record_out:
+        async def get_one(self, request: Request, record_id: RecordIdPath) -> kind.record_out:  # type: ignore[name-defined]  # resolved by Litestar
             # Another participant's record is as if it did not exist.
             return await services.get_one(
                 kind, record_id, own_scope(principal_of(request)), await disguise_of(request)

@@ -172,7 +172,7 @@ class DaysSeen(Document):
     """The days a kind of record was stored on, for one participant (`<kind>|<user>`)
     or anyone (`<kind>|*`): `days` maps "YYYY-MM-DD" to true (services.ingest.days)."""
 
-    id: str  # type: ignore[assignment]
+    id: str  # type: ignore[assignment]  # our own key type in place of Beanie's ObjectId
     days: dict[str, bool] = {}
 
     class Settings:

@@ -22,7 +22,7 @@ class IngestSettings(ServiceSettings, frozen=True, kw_only=True):
 def load_settings(environ: Mapping[str, str] | None = None) -> IngestSettings:
     env = Environment(environ)
     return IngestSettings(
-        **common_fields("ingest", env),  # type: ignore[arg-type]
+        **common_fields("ingest", env),  # type: ignore[arg-type]  # fields checked one by one by common_fields
         max_batch_records=env.integer("EMOGO_INGEST_MAX_BATCH_RECORDS", 1000, 1, 100_000),
         max_batch_bytes=env.integer(
             "EMOGO_INGEST_MAX_BATCH_BYTES", 8 * 1024 * 1024, 1024, BATCH_BODY_CEILING

@@ -27,6 +27,7 @@ async def participant_summaries(
     previous page, and the returned cursor the last id of this one when more follow.
     Each collection gives at most `limit + 1` participants, which is enough to know
     the first `limit` of their union and whether there are more."""
+    rows: list[dict[str, Any]] | None
     if disguise is not None:
         rows = await participant_rows(window)
     else:
@@ -38,7 +39,7 @@ async def participant_summaries(
             await disguise.flush()
         return _participants_from(rows, after, limit)
     match = window if after is None else {"$and": [window, {"user_id": {"$gt": after}}]}
-    first_page = [{"$sort": {"_id": 1}}, {"$limit": limit + 1}]
+    first_page: list[dict[str, Any]] = [{"$sort": {"_id": 1}}, {"$limit": limit + 1}]
     per_emotion = {
         "$group": {
             "_id": {"user_id": "$user_id", "emotion": "$emotion"},

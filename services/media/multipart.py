@@ -13,12 +13,15 @@ Each part must be read (or skipped) before the next one comes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:  # python-multipart declares its callbacks' types for checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 from services.common.errors import BadRequest, UnsupportedMediaType, field_error
 
@@ -36,7 +39,7 @@ class _Events:
     _value: bytearray = field(default_factory=bytearray)
     _headers: dict[str, str] = field(default_factory=dict)
 
-    def callbacks(self) -> dict[str, Callable[..., None]]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._headers.clear,
             "on_header_field": lambda d, s, e: self._field.extend(d[s:e]),

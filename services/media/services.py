@@ -168,6 +168,7 @@ async def create_link(
         written_by=written_by,
     )
     await vlog.insert()
+    assert vlog.id is not None  # set by the insert
     return await get_vlog(vlog.id)
 
 

@@ -40,9 +40,9 @@ class MediaSettings(ServiceSettings, frozen=True, kw_only=True):
 def load_settings(environ: Mapping[str, str] | None = None) -> MediaSettings:
     env = Environment(environ)
     fields = common_fields("media", env)
-    data_dir: Path = fields["data_dir"]  # type: ignore[assignment]
+    data_dir: Path = fields["data_dir"]  # type: ignore[assignment]  # fields checked one by one by common_fields
     return MediaSettings(
-        **fields,  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]  # fields checked one by one by common_fields
         max_upload_bytes=env.integer(
             "EMOGO_MEDIA_MAX_UPLOAD_BYTES", 512 * MiB, 1024, UPLOAD_BODY_CEILING
         ),

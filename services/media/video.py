@@ -213,10 +213,10 @@ def make_preview(source: Path, target: Path, max_height: int) -> None:
         streams = [video_in, *([audio_in] if audio_in is not None else [])]
         for packet in reading.demux(*streams):
             for frame in packet.decode():
-                if packet.stream is video_in:
+                if isinstance(frame, av.VideoFrame):
                     scaled = frame.reformat(width=width, height=height, format="yuv420p")
                     writing.mux(video_out.encode(scaled))
-                elif audio_out is not None and resampler is not None:
+                elif isinstance(frame, av.AudioFrame) and audio_out and resampler:
                     for resampled in resampler.resample(frame):
                         writing.mux(audio_out.encode(resampled))
         writing.mux(video_out.encode(None))
