@@ -1,5 +1,5 @@
 """What logging costs each request: a request id and the JSON access line, written
-as every process writes them (`services.common.logs`: the redacting JSON formatter,
+as every process writes them (`services.common.runtime.logs`: the redacting JSON formatter,
 the rotating file), against the standard library's plain `logging` of the same
 message to a file with its default format, in the same run. Prints microseconds
 per request for both and their ratio.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common.logs import access_logger, configure_logging, new_request_id
+from services.common.runtime.logs import access_logger, configure_logging, new_request_id
 
 FIELDS = {
     "method": "POST",

@@ -1,5 +1,5 @@
 """What the connection limits cost: uvicorn's stock httptools protocol against the
-guarded one every process uses (services/common/server.py), side by side.
+guarded one every process uses (services/common/runtime/server.py), side by side.
 
 Two uvicorn processes serve the same minimal ASGI app (so the protocol is most of
 the work), one with each protocol; rounds alternate between them: small POSTs with
@@ -28,7 +28,7 @@ from tests.support import free_port, http_ok, wait_until
 SERVER = """
 import sys
 import uvicorn
-from services.common.server import ConnectionLimits, guarded_protocol
+from services.common.runtime.server import ConnectionLimits, guarded_protocol
 
 async def app(scope, receive, send):
     if scope["type"] != "http":

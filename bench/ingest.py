@@ -32,7 +32,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from support import bearer, embedded_database, rate, throwaway_stack
 
-from services.common.database import durable_write_concern
+from services.common.runtime.database import durable_write_concern
 from services.ingest.models import telemetry_indexes
 from tests.support import PeakMemory
 

@@ -33,8 +33,8 @@ from pymongo import AsyncMongoClient, MongoClient
 from support import bearer, embedded_database, throwaway_stack
 
 from generators.telemetry import dataset
-from services.common.timestamps import stored_now
-from services.common.validation import convert_record
+from services.common.web.timestamps import stored_now
+from services.common.web.validation import convert_record
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 from services.ingest.services import to_document

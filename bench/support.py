@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common.settings import Credentials
+from services.common.runtime.settings import Credentials
 from services.launcher import (
     StackConfig,
     Supervisor,

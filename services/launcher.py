@@ -26,7 +26,7 @@ import httpx
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from services.common.settings import (
+from services.common.runtime.settings import (
     DEFAULT_PORTS,
     SERVICE_NAMES,
     SERVICE_TOKEN_VARIABLE,

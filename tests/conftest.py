@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.settings import Credentials
+from services.common.runtime.settings import Credentials
 from services.launcher import (
     StackConfig,
     Supervisor,

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psutil
 
-from services.common.settings import DEFAULT_PORTS, Credentials
+from services.common.runtime.settings import DEFAULT_PORTS, Credentials
 from services.launcher import StackConfig
 
 REPO = Path(__file__).resolve().parent.parent

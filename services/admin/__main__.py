@@ -2,6 +2,6 @@
 
 from services.admin.app import create_app
 from services.admin.settings import load_settings
-from services.common.serve import serve
+from services.common.runtime.serve import serve
 
 serve(load_settings, create_app)

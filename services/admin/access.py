@@ -10,19 +10,19 @@ from litestar.handlers.base import BaseRouteHandler
 
 from services.admin import services
 from services.admin.settings import AdminSettings
-from services.common.auth import (
+from services.common.research.auth import (
     CHALLENGE,
     PRINCIPAL_SCOPE_KEY,
     READERS,
     USER,
     Role,
-    for_roles,
     issued_principal,
     principal_from_header,
 )
-from services.common.clients import client_address
-from services.common.errors import Forbidden, NotFound, Unauthorized
-from services.common.schemas import Principal
+from services.common.web.clients import client_address
+from services.common.web.errors import Forbidden, NotFound, Unauthorized
+from services.common.web.guards import for_roles
+from services.common.web.schemas import Principal
 
 
 def settings_of(request: ASGIConnection) -> AdminSettings:

@@ -18,6 +18,7 @@ from services.admin.controllers import (
 )
 from services.admin.deletions import ReceiptController
 from services.admin.enrolment import EnrolmentController, EnrolmentLimits
+from services.admin.limits import SharedRateLimit
 from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
 from services.admin.notices import NoticeController, NoticeSender
@@ -25,9 +26,9 @@ from services.admin.participants import ParticipantController
 from services.admin.settings import AdminSettings, load_settings
 from services.admin.studies import StudyController
 from services.admin.tokens import ViewerTokenController
-from services.common.app import build_app
-from services.common.limits import SharedRateLimit
-from services.common.studies import ensure_default_study
+from services.common.research.studies import ensure_default_study
+from services.common.research.wiring import SHARED_DOCUMENTS, shared_state
+from services.common.web.app import build_app
 
 
 @asynccontextmanager
@@ -74,7 +75,8 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
             AuditAppendController,
             ReceiptController,
         ],
-        documents=DOCUMENTS,
+        documents=[*DOCUMENTS, *SHARED_DOCUMENTS],
+        state=shared_state(),
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,
         extra_lifespan=[default_study, silence_notices],
     )

@@ -1,5 +1,5 @@
 """The audit trail's store: entries the gateway sends are appended to one hash chain
-(services.common.audit), and the admin reads, downloads and verifies them.
+(services.common.research.audit), and the admin reads, downloads and verifies them.
 
 Each batch is stored as one block (one insert, whatever its size: a recorded read
 costs the database a fraction of a write). Appending is safe with any number of
@@ -33,7 +33,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.admin.access import ADMIN_ONLY
 from services.admin.models import AuditBlock
-from services.common.audit import (
+from services.common.research.audit import (
     FIELDS,
     GENESIS,
     AuditBatch,
@@ -44,11 +44,13 @@ from services.common.audit import (
     chained,
     verify,
 )
-from services.common.auth import CHALLENGE, for_roles
-from services.common.errors import Forbidden, ServiceUnavailable, Unauthorized, field_error
-from services.common.filters import time_span
-from services.common.openapi import NDJSON_MEDIA_TYPE, error_responses
-from services.common.pagination import (
+from services.common.research.auth import CHALLENGE
+from services.common.research.filters import time_span
+from services.common.research.pseudonyms import PseudonymEntry
+from services.common.web.errors import Forbidden, ServiceUnavailable, Unauthorized, field_error
+from services.common.web.guards import for_roles
+from services.common.web.openapi import NDJSON_MEDIA_TYPE, error_responses
+from services.common.web.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
     PageSize,
@@ -56,8 +58,7 @@ from services.common.pagination import (
     encode_cursor,
     next_page_headers,
 )
-from services.common.pseudonyms import PseudonymEntry
-from services.common.schemas import WireStruct
+from services.common.web.schemas import WireStruct
 
 # Entries one call may send; the gateway sends fewer.
 MOST_PER_CALL = 1000

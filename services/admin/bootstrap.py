@@ -23,7 +23,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
-from services.common.settings import ConfigError, Environment
+from services.common.runtime.settings import ConfigError, Environment
 
 USER_EXISTS = 51003
 TIMEOUT_MS = 5000

@@ -55,10 +55,10 @@ from services.admin.schemas import (
     UserRef,
     WhoAmI,
 )
-from services.common.errors import AppError
-from services.common.openapi import ALSO_EMPTY, documented_body, error_responses
-from services.common.tokens import AccessToken
-from services.common.validation import read_record
+from services.common.research.tokens import AccessToken
+from services.common.web.errors import AppError
+from services.common.web.openapi import ALSO_EMPTY, documented_body, error_responses
+from services.common.web.validation import read_record
 
 
 def done() -> Response[Any]:

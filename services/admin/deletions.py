@@ -36,13 +36,13 @@ from services.admin.receipts import (
     sign,
 )
 from services.admin.settings import AdminSettings
-from services.common.auth import credential_id
-from services.common.errors import NotFound, ServiceUnavailable
-from services.common.openapi import error_responses
-from services.common.pseudonyms import PseudonymEntry
-from services.common.schemas import Principal
-from services.common.timestamps import stored_now
-from services.common.tokens import CACHE_SECONDS, REVOCATION_BOUND_SECONDS
+from services.common.research.auth import credential_id
+from services.common.research.pseudonyms import PseudonymEntry
+from services.common.research.tokens import CACHE_SECONDS, REVOCATION_BOUND_SECONDS
+from services.common.web.errors import NotFound, ServiceUnavailable
+from services.common.web.openapi import error_responses
+from services.common.web.schemas import Principal
+from services.common.web.timestamps import stored_now
 
 STEPS = ("telemetry", "vlogs")
 ALSO_DELETED = [

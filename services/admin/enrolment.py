@@ -25,17 +25,17 @@ from litestar import Controller, Request, post
 from pymongo.errors import PyMongoError
 
 from services.admin.access import settings_of
+from services.admin.limits import SharedRateLimit
 from services.admin.models import Participant
 from services.admin.study_schemas import Enrolled, Enrolment, IssuedCode
 from services.admin.tokens import issue_token
-from services.common.clients import client_address
-from services.common.errors import FieldError
-from services.common.limits import SharedRateLimit
-from services.common.openapi import documented_body, error_responses
-from services.common.studies import open_study
-from services.common.timestamps import stored_now
-from services.common.tokens import AccessToken, TokenKind, revoke_token
-from services.common.validation import read_record
+from services.common.research.studies import open_study
+from services.common.research.tokens import AccessToken, TokenKind, revoke_token
+from services.common.web.clients import client_address
+from services.common.web.errors import FieldError
+from services.common.web.openapi import documented_body, error_responses
+from services.common.web.timestamps import stored_now
+from services.common.web.validation import read_record
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 10

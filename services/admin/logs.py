@@ -13,10 +13,10 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
 from services.admin.access import ADMIN_ONLY, settings_of
-from services.common.errors import ServiceUnavailable
-from services.common.logs import Redactor, log_file, tail
-from services.common.openapi import ALSO_SERVED_AS, TEXT, error_responses
-from services.common.settings import SERVICE_NAMES
+from services.common.runtime.logs import Redactor, log_file, tail
+from services.common.runtime.settings import SERVICE_NAMES
+from services.common.web.errors import ServiceUnavailable
+from services.common.web.openapi import ALSO_SERVED_AS, TEXT, error_responses
 
 MAX_TAIL_LINES = 10_000
 LOG_LINES = {

@@ -14,7 +14,7 @@ from beanie import Document
 from pydantic import ConfigDict
 from pymongo import IndexModel
 
-from services.common.limits import RateWindow
+from services.admin.limits import RateWindow
 
 
 class UserCredential(Document):
@@ -89,7 +89,7 @@ class Participant(Document):
     """A research participant enrolled in a study (not a companion-app user).
 
     The enrolment code is kept only as an HMAC under the server's secret key, and
-    `token_id` names the participant's current token (services.common.tokens)."""
+    `token_id` names the participant's current token (services.common.research.tokens)."""
 
     study_id: str
     user_id: str
@@ -140,7 +140,7 @@ class SilenceNotice(Document):
 
 
 class AuditBlock(Document):
-    """Entries of the audit trail (services.common.audit) stored together, as one
+    """Entries of the audit trail (services.common.research.audit) stored together, as one
     batch from the gateway arrived: one insert per batch, not per entry. Appended,
     never changed. `id` is the `seq` of its first entry, so two workers that chain
     a batch after the same entry collide on it."""

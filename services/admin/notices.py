@@ -31,13 +31,13 @@ from services.admin.access import ADMIN_ONLY
 from services.admin.models import SilenceNotice
 from services.admin.settings import AdminSettings
 from services.admin.study_schemas import NoticeView
-from services.common.errors import NotFound
-from services.common.localdays import local_today, zone_named
-from services.common.openapi import error_responses
-from services.common.periodic import Periodic
-from services.common.protections import Protections, study_pseudonyms
-from services.common.studies import Study, StudyStatus
-from services.common.timestamps import stored_now
+from services.common.research.localdays import local_today, zone_named
+from services.common.research.protections import Protections, study_pseudonyms
+from services.common.research.studies import Study, StudyStatus
+from services.common.runtime.periodic import Periodic
+from services.common.web.errors import NotFound
+from services.common.web.openapi import error_responses
+from services.common.web.timestamps import stored_now
 
 logger = logging.getLogger("emogo.admin")
 

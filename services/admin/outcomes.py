@@ -9,7 +9,7 @@ the seed's clients never send it and keep getting the seed's answers.
 from __future__ import annotations
 
 from services.admin.services import UsernameTaken
-from services.common.errors import AppError, TooManyRequests
+from services.common.web.errors import AppError, TooManyRequests
 
 SUCCESS = 200
 FAILURE = 500

@@ -27,16 +27,16 @@ from services.admin.study_schemas import (
     ParticipantView,
     Withdrawal,
 )
-from services.common.auth import Role
-from services.common.errors import Conflict, NotFound, field_error
-from services.common.openapi import documented_body, error_responses
-from services.common.protections import study_pseudonyms
-from services.common.studies import (
+from services.common.research.auth import Role
+from services.common.research.protections import study_pseudonyms
+from services.common.research.studies import (
     open_study,
 )
-from services.common.timestamps import stored_now
-from services.common.tokens import revoke_token
-from services.common.validation import read_record
+from services.common.research.tokens import revoke_token
+from services.common.web.errors import Conflict, NotFound, field_error
+from services.common.web.openapi import documented_body, error_responses
+from services.common.web.timestamps import stored_now
+from services.common.web.validation import read_record
 
 
 def _code_state(document: dict, now: datetime) -> CodeState:

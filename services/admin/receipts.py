@@ -15,7 +15,7 @@ import hmac
 import json
 from typing import Any
 
-from services.common.schemas import WireStruct
+from services.common.web.schemas import WireStruct
 
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
 

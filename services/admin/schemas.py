@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from services.common.schemas import (
+from services.common.web.schemas import (
     END_OF_TEXT,
     PARTICIPANT_PATTERN,
     SHORT_LINE_PATTERN,

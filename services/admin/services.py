@@ -39,14 +39,14 @@ from services.admin.schemas import (
     UserConfigView,
 )
 from services.admin.settings import AdminSettings
-from services.common.errors import (
+from services.common.web.errors import (
     BadRequest,
     Conflict,
     Forbidden,
     NotFound,
     TooManyRequests,
 )
-from services.common.schemas import utc_now
+from services.common.web.schemas import utc_now
 
 SHIPPED_MOTION_KEYWORDS = Path(__file__).resolve().parent / "defaults" / "motion_keywords.json"
 # OWASP's Argon2id setting for interactive sign-in: 19 MiB, 2 passes, 1 lane.

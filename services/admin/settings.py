@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.common.settings import (
+from services.common.runtime.settings import (
     DEFAULT_PORTS,
     ConfigError,
     Environment,

@@ -24,19 +24,19 @@ from services.admin.study_schemas import (
     StudyUpdate,
     StudyView,
 )
-from services.common.errors import Conflict, NotFound, field_error
-from services.common.grid import SMALLEST_GRID_M
-from services.common.openapi import documented_body, error_responses
-from services.common.pseudonyms import new_pseudonym_key
-from services.common.studies import (
+from services.common.research.grid import SMALLEST_GRID_M
+from services.common.research.pseudonyms import new_pseudonym_key
+from services.common.research.studies import (
     DEFAULT_SILENT_DAYS,
     DEFAULT_STUDY,
     Study,
     StudyStatus,
     is_time_zone,
 )
-from services.common.timestamps import stored_now
-from services.common.validation import read_record
+from services.common.web.errors import Conflict, NotFound, field_error
+from services.common.web.openapi import documented_body, error_responses
+from services.common.web.timestamps import stored_now
+from services.common.web.validation import read_record
 
 STUDY_ERRORS = error_responses(401, 403, 404)
 StatusFilter = Annotated[

@@ -11,15 +11,15 @@ import msgspec
 from msgspec import Meta
 
 from services.admin.receipts import DeletionReceipt
-from services.common.grid import LARGEST_GRID_M, SMALLEST_GRID_M
-from services.common.schemas import (
+from services.common.research.grid import LARGEST_GRID_M, SMALLEST_GRID_M
+from services.common.research.studies import StudyId
+from services.common.web.schemas import (
     END_OF_TEXT,
     ONE_LINE_PATTERN,
     ParticipantId,
     WireStruct,
     worded,
 )
-from services.common.studies import StudyId
 
 StudyName = Annotated[str, Meta(min_length=1, max_length=200, pattern=ONE_LINE_PATTERN)]
 TimeZoneName = Annotated[

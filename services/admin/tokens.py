@@ -10,11 +10,8 @@ from litestar.params import FromPath
 
 from services.admin.access import ADMIN_ONLY
 from services.admin.study_schemas import ViewerTokenIn, ViewerTokenIssued, ViewerTokenView
-from services.common.errors import NotFound, field_error
-from services.common.openapi import documented_body, error_responses
-from services.common.studies import Study
-from services.common.timestamps import stored_now
-from services.common.tokens import (
+from services.common.research.studies import Study
+from services.common.research.tokens import (
     AccessToken,
     TokenKind,
     new_token,
@@ -22,7 +19,10 @@ from services.common.tokens import (
     revoke_token,
     token_digest,
 )
-from services.common.validation import read_record
+from services.common.web.errors import NotFound, field_error
+from services.common.web.openapi import documented_body, error_responses
+from services.common.web.timestamps import stored_now
+from services.common.web.validation import read_record
 
 
 async def issue_token(

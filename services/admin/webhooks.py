@@ -18,7 +18,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from services.common.errors import field_error
+from services.common.web.errors import field_error
 
 # What a refusal says (never the address a name resolved to).
 NOT_PUBLIC = "must point to a public address (not loopback, link-local, private or unspecified)"

@@ -1,6 +1,6 @@
 """`python -m services.gateway` runs the gateway."""
 
-from services.common.serve import serve
+from services.common.runtime.serve import serve
 from services.gateway.app import create_app
 from services.gateway.settings import load_settings
 

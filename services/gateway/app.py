@@ -14,9 +14,9 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from xstatic.pkg import leaflet
 
-from services.common.app import build_app
-from services.common.openapi import GATEWAY_ERRORS
-from services.common.validation import ANY_QUERY
+from services.common.web.app import build_app
+from services.common.web.openapi import GATEWAY_ERRORS
+from services.common.web.validation import ANY_QUERY
 from services.gateway.auditing import AuditMiddleware
 from services.gateway.controllers import (
     PROXY_MOUNTS,

@@ -24,17 +24,17 @@ import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-from services.common.audit import AuditEntry
-from services.common.auth import (
+from services.common.research.audit import AuditEntry
+from services.common.research.auth import (
     PRINCIPAL_SCOPE_KEY,
     Role,
     credential_id,
     issued_principal,
     principal_from_header,
 )
-from services.common.errors import ServiceUnavailable, error_body
-from services.common.schemas import Principal
-from services.common.tokens import TokenKind, issued_token_in, token_digest
+from services.common.research.tokens import TokenKind, issued_token_in, token_digest
+from services.common.web.errors import ServiceUnavailable, error_body
+from services.common.web.schemas import Principal
 from services.gateway.issued import CredentialCheckFailed
 from services.gateway.recorder import AuditRecorder
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import msgspec
 from multidict import CIMultiDict
 
-from services.common.errors import BadGateway
-from services.common.schemas import RELAYED_POST_BYTES, RELAYED_POSTS_MOST, PostAnswers
-from services.common.validation import is_json_media_type
+from services.common.web.errors import BadGateway
+from services.common.web.schemas import RELAYED_POST_BYTES, RELAYED_POSTS_MOST, PostAnswers
+from services.common.web.validation import is_json_media_type
 
 # The paths whose single posts are relayed together (ingest's single writes).
 RELAYED_PATHS = frozenset({"/api/sentiments", "/api/gps"})

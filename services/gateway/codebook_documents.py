@@ -1,6 +1,6 @@
 """The codebook as documents: a JSON Schema per record kind (`codebook.json`) and one
 table of every column (`codebook.csv`), both made from the declarations in
-services.common.codebook, and each column's base type, which Parquet files are typed
+services.common.research.codebook, and each column's base type, which Parquet files are typed
 by. The gateway alone serves them (exports, the ZIP)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, get_args, get_origin
 
 import msgspec
 
-from services.common.codebook import KINDS, SOURCES, RecordKind, Variable, pattern_regex
+from services.common.research.codebook import KINDS, SOURCES, RecordKind, Variable, pattern_regex
 
 
 def _schema_of(annotation: Any) -> dict[str, Any]:
@@ -146,9 +146,9 @@ def codebook_markdown() -> str:
         "# Codebook",
         "",
         "Every column of every export, made from the declarations in",
-        "`services/common/codebook.py` (regenerate with `make docs-reference`). Each export's",
-        "ZIP carries the same codebook as `codebook.json` (a JSON Schema per kind) and",
-        "`codebook.csv`.",
+        "`services/common/research/codebook.py` (regenerate with `make docs-reference`).",
+        "Each export's ZIP carries the same codebook as `codebook.json` (a JSON Schema per",
+        "kind) and `codebook.csv`.",
     ]
     for name, kind in KINDS.items():
         lines += ["", f"## {name}", "", kind.description, ""]

@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from services.common.localdays import local_today, zone_named
-from services.common.studies import DEFAULT_SILENT_DAYS, DEFAULT_STUDY
+from services.common.research.localdays import local_today, zone_named
+from services.common.research.studies import DEFAULT_SILENT_DAYS, DEFAULT_STUDY
 from services.gateway.export import spreadsheet_safe
 from services.gateway.schemas import (
     ComplianceReport,

@@ -18,15 +18,20 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream, Template
 from litestar.types import Receive, Scope, Send
 
-from services.common import codebook
-from services.common.auth import READERS, is_viewer, requires
-from services.common.errors import NotFound, field_error
-from services.common.filters import InstantFilter, ParticipantFilter, StudyFilter, time_span
-from services.common.localdays import local_midnight
-from services.common.openapi import ALSO_SERVED_AS, BINARY, TEXT
-from services.common.pagination import decode_cursor
-from services.common.schemas import Liveness, utc_now
-from services.common.validation import ANY_QUERY
+from services.common.research import codebook
+from services.common.research.auth import READERS, is_viewer, requires
+from services.common.research.filters import (
+    InstantFilter,
+    ParticipantFilter,
+    StudyFilter,
+    time_span,
+)
+from services.common.research.localdays import local_midnight
+from services.common.web.errors import NotFound, field_error
+from services.common.web.openapi import ALSO_SERVED_AS, BINARY, TEXT
+from services.common.web.pagination import decode_cursor
+from services.common.web.schemas import Liveness, utc_now
+from services.common.web.validation import ANY_QUERY
 from services.gateway import codebook_documents
 from services.gateway.charts import emotion_distribution, intensity_over_time
 from services.gateway.cockpit import heatmap, heatmap_days, stopped

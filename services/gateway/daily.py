@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.common.codebook import DAILY, column_word
+from services.common.research.codebook import DAILY, column_word
 from services.gateway.upstream import ServiceApi
 
 NO_TELEMETRY: dict[str, Any] = {

@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 
 from stream_zip import NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, async_stream_zip
 
-from services.common import codebook
-from services.common.app import API_VERSION
-from services.common.protections import described
-from services.common.studies import DEFAULT_STUDY
+from services.common.research import codebook
+from services.common.research.protections import described
+from services.common.research.studies import DEFAULT_STUDY
+from services.common.web.app import API_VERSION
 from services.gateway import codebook_documents
 from services.gateway.daily import daily_table
 from services.gateway.fanout import Format, one_read

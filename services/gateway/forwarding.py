@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from litestar.types import Scope
 from multidict import CIMultiDict
 
-from services.common.validation import ascii_integer
+from services.common.web.validation import ascii_integer
 
 # Paths of the services that only the gateway itself calls: never forwarded from outside.
 INTERNAL_PATHS = frozenset({"/api/audit/entries"})

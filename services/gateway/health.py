@@ -9,7 +9,7 @@ import time
 import aiohttp
 import msgspec
 
-from services.common.schemas import utc_now
+from services.common.web.schemas import utc_now
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 from services.gateway.services import ReverseProxy
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import msgspec
 
-from services.common.errors import ServiceUnavailable
-from services.common.tokens import CACHE_SECONDS, Remembered, TokenKind, token_digest
+from services.common.research.tokens import CACHE_SECONDS, Remembered, TokenKind, token_digest
+from services.common.web.errors import ServiceUnavailable
 from services.gateway.services import ReverseProxy
 from services.gateway.upstream import RETRY_SECONDS
 
@@ -29,7 +29,7 @@ class CredentialCheckFailed(ServiceUnavailable):
 class IssuedTokensViaAdmin:
     """What a token the admin service issued proves, for the gateway, which has no
     database: the admin service's `whoami` answers, kept as long as every service
-    keeps its own reading (services.common.tokens.CACHE_SECONDS). The services check
+    keeps its own reading (services.common.research.tokens.CACHE_SECONDS). The services check
     the token again on every call the gateway makes for it."""
 
     def __init__(self, proxy: ReverseProxy, cache_seconds: float = CACHE_SECONDS) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from services.common.audit import AuditEntry
+from services.common.research.audit import AuditEntry
 
 logger = logging.getLogger("emogo.audit")
 SUFFIX = ".ndjson"

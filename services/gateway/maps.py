@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from markupsafe import Markup
 
-from services.common.localdays import local_day_and_hour, zone_named
+from services.common.research.localdays import local_day_and_hour, zone_named
 from services.gateway.charts import PALETTE, gps_track
 
 # Points sent to the browser (a semester's fixes of one participant is ~17,000), and

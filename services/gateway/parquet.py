@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.common.codebook import RecordKind, Variable
-from services.common.studies import DEFAULT_STUDY
+from services.common.research.codebook import RecordKind, Variable
+from services.common.research.studies import DEFAULT_STUDY
 from services.gateway.codebook_documents import base_type
 
 # Rows per row group: readers skip whole groups by their statistics; the writer holds

@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from services.common.audit import AuditBatch, AuditEntry
-from services.common.periodic import Periodic
+from services.common.research.audit import AuditBatch, AuditEntry
+from services.common.runtime.periodic import Periodic
 from services.gateway.journal import AuditJournal, Segment
 
 logger = logging.getLogger("emogo.audit")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from services.common.schemas import WireStruct
+from services.common.web.schemas import WireStruct
 
 
 class ServiceHealth(WireStruct, omit_defaults=True):

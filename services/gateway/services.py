@@ -26,18 +26,18 @@ from litestar.types import (
 from multidict import CIMultiDict
 from yarl import URL
 
-from services.common.auth import CHALLENGE, principal_from_header
-from services.common.errors import (
+from services.common.research.auth import CHALLENGE, principal_from_header
+from services.common.research.tokens import (
+    TokenKind,
+    issued_token_in,
+)
+from services.common.web.errors import (
     AppError,
     BadGateway,
     GatewayTimeout,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
-)
-from services.common.tokens import (
-    TokenKind,
-    issued_token_in,
 )
 from services.gateway.balancing import Replicas, never_reached_service
 from services.gateway.coalescing import Answer, PostCoalescer, relayable
@@ -303,7 +303,7 @@ class ReverseProxy:
     ) -> bytes | AsyncIterator[bytes] | None:
         """What goes upstream as the body. An upstream connection is held only by a
         request whose body is here: a small body is read whole first (its client's
-        connection has a minimum rate, services.common.server), so clients that send
+        connection has a minimum rate, services.common.runtime.server), so clients that send
         slowly hold nothing but their own connection. Only a request with a role
         credential may stream a larger body, or one of unknown length, through."""
         if not has_body(scope):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from services.common.settings import (
+from services.common.runtime.settings import (
     DEFAULT_PORTS,
     SERVICE_NAMES,
     ConfigError,

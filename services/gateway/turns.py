@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from services.common.errors import ServiceUnavailable
+from services.common.web.errors import ServiceUnavailable
 
 RETRY_SECONDS = 15
 

@@ -15,8 +15,8 @@ import msgspec
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from services.common.errors import AppError, BadGateway, ServiceUnavailable
-from services.common.studies import StudyZones, row_study
+from services.common.research.studies import StudyZones, row_study
+from services.common.web.errors import AppError, BadGateway, ServiceUnavailable
 from services.gateway.balancing import Replicas
 
 # Vlogs asked for per request while every record is read.

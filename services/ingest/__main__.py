@@ -1,6 +1,6 @@
 """`python -m services.ingest` runs the ingest service."""
 
-from services.common.serve import serve
+from services.common.runtime.serve import serve
 from services.ingest.app import create_app
 from services.ingest.settings import load_settings
 

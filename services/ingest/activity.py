@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.common.localdays import hour_count, local_day_and_hour
-from services.common.studies import DEFAULT_STUDY, StudyZones
+from services.common.research.localdays import hour_count, local_day_and_hour
+from services.common.research.studies import DEFAULT_STUDY, StudyZones
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS
 from services.ingest.rollups import (
     CALENDAR,

@@ -10,7 +10,8 @@ import pymongo
 from litestar import Litestar
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.app import build_app
+from services.common.research.wiring import SHARED_DOCUMENTS, shared_state
+from services.common.web.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.folding import RECOUNT_TIMEOUT_SECONDS, RollupFolder, ensure_rollups
 from services.ingest.inserts import GroupInserter
@@ -59,6 +60,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         title="EmoGo ingest",
         description="Sentiments and GPS fixes sent by participants' phones.",
         route_handlers=[SentimentController, GpsController, TelemetryController],
-        documents=DOCUMENTS,
+        documents=[*DOCUMENTS, *SHARED_DOCUMENTS],
+        state=shared_state(),
         extra_lifespan=[rollups_ready, grouped_inserts],
     )

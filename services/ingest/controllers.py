@@ -10,7 +10,7 @@ from litestar.di import Provide
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
-from services.common.auth import (
+from services.common.research.auth import (
     OWN_READERS,
     READERS,
     Role,
@@ -21,8 +21,7 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.errors import BadRequest, NotFound, error_response, field_error
-from services.common.filters import (
+from services.common.research.filters import (
     TIME_AND_PARTICIPANT,
     MongoFilter,
     ParticipantPath,
@@ -30,13 +29,16 @@ from services.common.filters import (
     StudyPath,
     participant_window,
 )
-from services.common.openapi import (
+from services.common.research.privacy import disguise_of, disguised_rows
+from services.common.research.studies import StudyZones
+from services.common.web.errors import BadRequest, NotFound, error_response, field_error
+from services.common.web.openapi import (
     NDJSON_MEDIA_TYPE,
     RecordIdPath,
     documented_body,
     error_responses,
 )
-from services.common.pagination import (
+from services.common.web.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
     Order,
@@ -46,15 +48,13 @@ from services.common.pagination import (
     encode_cursor,
     next_page_headers,
 )
-from services.common.privacy import disguise_of, disguised_rows
-from services.common.schemas import (
+from services.common.web.schemas import (
     RELAYED_POST_BYTES,
     RELAYED_POSTS_MOST,
     PostAnswer,
     PostAnswers,
 )
-from services.common.studies import StudyZones
-from services.common.validation import decode_json, read_body, require_json
+from services.common.web.validation import decode_json, read_body, require_json
 from services.ingest import deletions, services, summaries
 from services.ingest.activity import participant_activity
 from services.ingest.daily import daily_rows, ndjson_lines

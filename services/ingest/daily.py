@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from services.common.localdays import local_day_and_hour, whole_days
-from services.common.privacy import Disguise
-from services.common.studies import DEFAULT_STUDY, StudyZones, record_study
+from services.common.research.localdays import local_day_and_hour, whole_days
+from services.common.research.privacy import Disguise
+from services.common.research.studies import DEFAULT_STUDY, StudyZones, record_study
 from services.ingest import services
 from services.ingest.features import Mood, Movement, StayFinder, place_days
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS

@@ -1,5 +1,5 @@
 """Which days have records: what lets a list page jump over time without any
-(services.common.windows), read in one or two small documents.
+(services.common.web.windows), read in one or two small documents.
 
 Folded days come with their counts from the rollups: the state document's day totals
 for everyone, a participant's totals (spread over their first to last day) for one
@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo import UpdateOne
 
-from services.common.windows import DaysWithData
+from services.common.web.windows import DaysWithData
 from services.ingest.kinds import TelemetryKind
 from services.ingest.models import DaysSeen, RollupTotal
 from services.ingest.rollups import PARTICIPANT, read_state

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.common.studies import record_study, row_study
+from services.common.research.studies import record_study, row_study
 from services.ingest.days import forget_participant
 from services.ingest.folding import recount_totals
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS

@@ -1,6 +1,6 @@
 """Daily mobility and mood features of one participant, computed while their records
 stream by in time order: memory holds one participant's days and stays, never their
-fixes. The methods and their sources are in the codebook (services.common.codebook,
+fixes. The methods and their sources are in the codebook (services.common.research.codebook,
 kind `daily`)."""
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ import pymongo
 from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from services.common.periodic import Periodic
-from services.common.studies import DEFAULT_STUDY, StudyZones
-from services.common.timestamps import stored_now
+from services.common.research.studies import DEFAULT_STUDY, StudyZones
+from services.common.runtime.periodic import Periodic
+from services.common.web.timestamps import stored_now
 from services.ingest.inserts import DUPLICATE_KEY
 from services.ingest.kinds import KINDS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal

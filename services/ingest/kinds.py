@@ -11,8 +11,8 @@ import msgspec
 from beanie import Document
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.errors import field_error
-from services.common.studies import DEFAULT_STUDY
+from services.common.research.studies import DEFAULT_STUDY
+from services.common.web.errors import field_error
 from services.ingest.models import GpsFix, Sentiment
 from services.ingest.schemas import GpsFixIn, GpsFixOut, SentimentIn, SentimentOut
 

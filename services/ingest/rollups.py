@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 
 from pymongo import ReplaceOne
 
-from services.common.localdays import local_day_and_hour
-from services.common.studies import StudyZones, row_study
+from services.common.research.localdays import local_day_and_hour
+from services.common.research.studies import StudyZones, row_study
 from services.ingest.kinds import KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.models import DailyRollup, RollupState, RollupTotal
 

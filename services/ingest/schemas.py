@@ -8,8 +8,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-from services.common.schemas import ClientId, ParticipantId, WireStruct
-from services.common.values import (
+from services.common.research.values import (
     Accuracy,
     Emotion,
     Heading,
@@ -22,6 +21,7 @@ from services.common.values import (
     PlaceName,
     Speed,
 )
+from services.common.web.schemas import ClientId, ParticipantId, WireStruct
 
 R = TypeVar("R")
 Instant = Annotated[

@@ -19,8 +19,9 @@ from pymongo.errors import (
     DuplicateKeyError,
 )
 
-from services.common.auth import Role, written_as
-from services.common.errors import (
+from services.common.research.auth import Role, written_as
+from services.common.research.privacy import Disguise
+from services.common.web.errors import (
     BadRequest,
     Conflict,
     FieldError,
@@ -29,12 +30,11 @@ from services.common.errors import (
     UnsupportedMediaType,
     field_error,
 )
-from services.common.pagination import Order, TimeCursor, with_next_cursor
-from services.common.privacy import Disguise
-from services.common.schemas import Principal
-from services.common.timestamps import recorded_at, stored_now
-from services.common.validation import convert_record, decode_json, is_json_media_type
-from services.common.windows import BandedReader
+from services.common.web.pagination import Order, TimeCursor, with_next_cursor
+from services.common.web.schemas import Principal
+from services.common.web.timestamps import recorded_at, stored_now
+from services.common.web.validation import convert_record, decode_json, is_json_media_type
+from services.common.web.windows import BandedReader
 from services.ingest.days import REGISTER, days_with_data
 from services.ingest.inserts import DUPLICATE_KEY, GroupInserter
 from services.ingest.kinds import TelemetryKind
@@ -287,7 +287,7 @@ async def banded_reader(
     max_ahead: timedelta,
     projection: dict[str, Any] | None = None,
 ) -> BandedReader:
-    """Reads `query`'s records a time band at a time (services.common.windows)."""
+    """Reads `query`'s records a time band at a time (services.common.web.windows)."""
     user_id = query.get("user_id")
     days = await days_with_data(kind, user_id if isinstance(user_id, str) else None)
     # No record is stored with a time further ahead than writes accept (plus a margin

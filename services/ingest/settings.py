@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.common.settings import Environment, ServiceSettings, common_fields
+from services.common.runtime.settings import Environment, ServiceSettings, common_fields
 
 # The handler-level body limit of batch endpoints; EMOGO_INGEST_MAX_BATCH_BYTES can
 # only lower it. (Litestar needs an explicit limit per handler.)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.common.privacy import Disguise
-from services.common.studies import StudyZones
+from services.common.research.privacy import Disguise
+from services.common.research.studies import StudyZones
 from services.ingest.kinds import GPS_FIXES, KINDS, SENTIMENTS, TelemetryKind
 from services.ingest.rollups import level_for, rollup_rows
 from services.ingest.schemas import (

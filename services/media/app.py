@@ -13,10 +13,11 @@ import msgspec
 import pymongo
 from litestar import Litestar
 
-from services.common.app import build_app
-from services.common.database import INDEX_BUILD_TIMEOUT_SECONDS
-from services.common.periodic import Periodic
-from services.common.workers import WORKER_VARIABLE
+from services.common.research.wiring import SHARED_DOCUMENTS, shared_state
+from services.common.runtime.database import INDEX_BUILD_TIMEOUT_SECONDS
+from services.common.runtime.periodic import Periodic
+from services.common.runtime.workers import WORKER_VARIABLE
+from services.common.web.app import build_app
 from services.media import services, tus
 from services.media.controllers import VlogController
 from services.media.models import DOCUMENTS
@@ -82,7 +83,8 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         title="EmoGo media",
         description="Video diaries (vlogs): upload, metadata, playback and download.",
         route_handlers=[UploadController, VlogController, ResumableUploadController],
-        documents=DOCUMENTS,
+        documents=[*DOCUMENTS, *SHARED_DOCUMENTS],
+        state=shared_state(),
         extra_lifespan=[media_lifespan],
         options_headers=dict.fromkeys(
             (tus.PATH, f"{tus.PATH}/{{upload_id:str}}"),

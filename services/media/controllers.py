@@ -15,7 +15,7 @@ from litestar import (
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
-from services.common.auth import (
+from services.common.research.auth import (
     OWN_READERS,
     READERS,
     Role,
@@ -28,22 +28,24 @@ from services.common.auth import (
     study_of,
     written_as,
 )
-from services.common.errors import NotFound
-from services.common.filters import (
+from services.common.research.filters import (
     TIME_AND_PARTICIPANT,
     MongoFilter,
     ParticipantPath,
     StudyFilter,
     StudyPath,
 )
-from services.common.openapi import (
+from services.common.research.privacy import disguise_of, disguised_rows
+from services.common.research.studies import StudyZones
+from services.common.web.errors import NotFound
+from services.common.web.openapi import (
     ALSO_SERVED_AS,
     BINARY,
     ErrorEnvelope,
     VlogIdPath,
     documented_body,
 )
-from services.common.pagination import (
+from services.common.web.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
     Order,
@@ -51,9 +53,7 @@ from services.common.pagination import (
     PageSize,
     next_page_headers,
 )
-from services.common.privacy import disguise_of, disguised_rows
-from services.common.studies import StudyZones
-from services.common.validation import convert_record, decode_json, read_record, require_json
+from services.common.web.validation import convert_record, decode_json, read_record, require_json
 from services.media import services
 from services.media.delivery import STORED_BYTES_CACHING, content_disposition, send_stored
 from services.media.models import PreviewState, VlogState

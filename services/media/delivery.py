@@ -14,12 +14,12 @@ from litestar import Request, Response
 from litestar.datastructures import CacheControlHeader
 from litestar.response import Stream
 
-from services.common.errors import RangeNotSatisfiable
+from services.common.web.errors import RangeNotSatisfiable
 
 SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # The bytes of a vlog never change (its sha256 is a strong validator): the viewer's
 # browser may keep them, so seeking back in a video fetches nothing twice. A handler's
-# own `cache_control`, in place of every answer's no-store (services.common.app).
+# own `cache_control`, in place of every answer's no-store (services.common.web.app).
 STORED_BYTES_CACHING = CacheControlHeader(private=True, max_age=86400)
 
 

@@ -37,7 +37,7 @@ class Vlog(Document):
     study_id: str | None = None
     title: str = ""
     description: str = ""
-    # The credential that sent it (services.common.auth.credential_id): a device may
+    # The credential that sent it (services.common.research.auth.credential_id): a device may
     # change only the vlogs its own credential wrote.
     written_by: str | None = None
     # When it was recorded (the seed's `timestamp`), and when it reached the server.
@@ -71,7 +71,7 @@ class Vlog(Document):
     preview_claimed_until: datetime | None = None
     preview_writing_id: PydanticObjectId | None = None
 
-    # Replaced by participant_sha256_study_unique (services.common.database).
+    # Replaced by participant_sha256_study_unique (services.common.runtime.database).
     retired_indexes: ClassVar[tuple[str, ...]] = ("participant_sha256_unique",)
 
     class Settings:
@@ -91,7 +91,7 @@ class Vlog(Document):
                 partialFilterExpression={"sha256": {"$type": "string"}},
             ),
             IndexModel([("state", pymongo.ASCENDING), ("uploaded_at", 1)], name="state_age"),
-            # Lists read ready vlogs one time band at a time (services.common.windows);
+            # Lists read ready vlogs one time band at a time (services.common.web.windows);
             # an index must name every field of such a query, or the embedded database
             # reads the whole collection for each band.
             IndexModel([("state", 1), ("timestamp", 1), ("_id", 1)], name="state_time"),
@@ -118,7 +118,7 @@ class TusUpload(Document):
     writer_role: str
     writer_user_id: str | None = None
     writer_studies: list[str] | None = None
-    # The credential that created it (services.common.auth.credential_id): what one
+    # The credential that created it (services.common.research.auth.credential_id): what one
     # writer may have open is limited (services.media.tus).
     writer_id: str | None = None
     created_at: datetime

@@ -23,7 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 if TYPE_CHECKING:  # python-multipart declares its callbacks' types for checkers only
     from python_multipart.multipart import MultipartCallbacks
 
-from services.common.errors import BadRequest, UnsupportedMediaType, field_error
+from services.common.web.errors import BadRequest, UnsupportedMediaType, field_error
 
 MAX_FIELD_BYTES = 10 * 1024
 MAX_PARTS = 20

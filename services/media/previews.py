@@ -13,7 +13,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from services.common.timestamps import stored_now
+from services.common.web.timestamps import stored_now
 from services.media import video
 from services.media.models import WITHOUT_THUMBNAIL, PreviewState, VlogState, collection
 from services.media.receiving import FLUSH_BYTES

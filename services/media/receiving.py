@@ -17,12 +17,12 @@ from typing import Any
 
 from bson import ObjectId
 
-from services.common.errors import (
+from services.common.web.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     field_error,
 )
-from services.common.timestamps import stored_now
+from services.common.web.timestamps import stored_now
 from services.media import video
 from services.media.models import Vlog, VlogState, collection
 from services.media.storage import StoredWriter, VideoStorage

@@ -6,9 +6,9 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, head, patch, post
 from litestar.params import FromPath
 
-from services.common.auth import WRITERS, may_write, principal_of, requires
-from services.common.errors import EXCEPTION_HANDLERS
-from services.common.openapi import error_responses
+from services.common.research.auth import WRITERS, may_write, principal_of, requires
+from services.common.web.errors import EXCEPTION_HANDLERS
+from services.common.web.openapi import error_responses
 from services.media import tus
 from services.media.models import TusUpload
 from services.media.settings import UPLOAD_BODY_CEILING
@@ -30,7 +30,7 @@ def _finished(stored: tuple[dict[str, Any], bool] | None) -> dict[str, str]:
 
 def _tus_headers(**extra: str) -> dict[str, str]:
     # Without Cache-Control: no-store, which tus asks of every answer about an upload,
-    # is every answer's already (services.common.app).
+    # is every answer's already (services.common.web.app).
     return {"Tus-Resumable": tus.VERSION, **extra}
 
 

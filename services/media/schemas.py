@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from services.common.schemas import END_OF_TEXT, ParticipantId, WireStruct, worded
+from services.common.web.schemas import END_OF_TEXT, ParticipantId, WireStruct, worded
 
 Title = Annotated[str, Meta(max_length=200)]
 Description = Annotated[str, Meta(max_length=5000)]

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from services.common.errors import (
+from services.common.research.localdays import local_day_and_hour
+from services.common.research.privacy import Disguise
+from services.common.research.studies import DEFAULT_STUDY, StudyZones, record_study
+from services.common.web.errors import (
     NotFound,
     field_error,
 )
-from services.common.localdays import local_day_and_hour
-from services.common.pagination import Order, TimeCursor, with_next_cursor
-from services.common.privacy import Disguise
-from services.common.schemas import utc_now
-from services.common.studies import DEFAULT_STUDY, StudyZones, record_study
-from services.common.timestamps import recorded_at, stored_now
-from services.common.windows import BandedReader
+from services.common.web.pagination import Order, TimeCursor, with_next_cursor
+from services.common.web.schemas import utc_now
+from services.common.web.timestamps import recorded_at, stored_now
+from services.common.web.windows import BandedReader
 from services.media import video
 from services.media.models import (
     OWNED_BYTES,
@@ -189,7 +189,7 @@ async def list_page(
     cursor: str | None,
     disguise: Disguise | None = None,
 ) -> tuple[list[VlogOut], str | None]:
-    """A page of vlogs read in time bands (services.common.windows): its cost follows
+    """A page of vlogs read in time bands (services.common.web.windows): its cost follows
     the page, not every vlog ever recorded."""
     position = TimeCursor.decode(cursor, order) if cursor is not None else None
     now = stored_now()
@@ -310,7 +310,7 @@ async def activity(query: dict[str, Any], zones: StudyZones) -> list[Participant
 
 
 async def edit(vlog_id: ObjectId, changes: dict[str, str], scope: dict[str, Any]) -> dict[str, Any]:
-    """Changes a vlog that matches `scope` (services.common.auth.edit_scope); the scope
+    """Changes a vlog that matches `scope` (services.common.research.auth.edit_scope); the scope
     is part of the update's own filter, so no other vlog can be changed."""
     if not changes:
         return await get_vlog(vlog_id, scope=scope)

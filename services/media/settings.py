@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.common.settings import Environment, ServiceSettings, common_fields, temp_dir
+from services.common.runtime.settings import Environment, ServiceSettings, common_fields, temp_dir
 
 # The handler-level body limit of uploads; EMOGO_MEDIA_MAX_UPLOAD_BYTES can only lower
 # it. (Litestar needs an explicit limit per handler.)

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from services.common.errors import RequestTimeout, ServiceUnavailable, TooManyRequests
+from services.common.web.errors import RequestTimeout, ServiceUnavailable, TooManyRequests
 
 RETRY_SECONDS = 10
 

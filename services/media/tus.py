@@ -28,8 +28,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from services.common.auth import Role, credential_id, written_as
-from services.common.errors import (
+from services.common.research.auth import Role, credential_id, written_as
+from services.common.web.errors import (
     AppError,
     BadRequest,
     ChecksumMismatch,
@@ -41,9 +41,9 @@ from services.common.errors import (
     TooManyRequests,
     UnsupportedMediaType,
 )
-from services.common.schemas import Principal
-from services.common.timestamps import stored_now
-from services.common.validation import MOST_DIGITS, ascii_integer
+from services.common.web.schemas import Principal
+from services.common.web.timestamps import stored_now
+from services.common.web.validation import MOST_DIGITS, ascii_integer
 from services.media.models import TusUpload
 from services.media.services import get_vlog
 from services.media.storage import MissingChunk, VideoStorage

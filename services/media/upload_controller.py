@@ -15,12 +15,12 @@ from litestar import (
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from services.common.auth import (
+from services.common.research.auth import (
     may_write,
     principal_of,
 )
-from services.common.clients import client_address
-from services.common.openapi import (
+from services.common.web.clients import client_address
+from services.common.web.openapi import (
     documented_bytes,
     documented_form,
     error_responses,

@@ -18,11 +18,11 @@ import msgspec
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from services.common.auth import credential_id, study_of, written_as
-from services.common.errors import AppError, Conflict, RequestTimeout, field_error
-from services.common.schemas import Principal
-from services.common.timestamps import recorded_at, stored_now
-from services.common.validation import convert_record, drain
+from services.common.research.auth import credential_id, study_of, written_as
+from services.common.web.errors import AppError, Conflict, RequestTimeout, field_error
+from services.common.web.schemas import Principal
+from services.common.web.timestamps import recorded_at, stored_now
+from services.common.web.validation import convert_record, drain
 from services.media import multipart, video
 from services.media.models import WITHOUT_THUMBNAIL, PreviewState, VlogState, collection
 from services.media.receiving import VIDEO_FIELD, IncomingVideo

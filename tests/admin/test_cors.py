@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from services.common.settings import ConfigError, Environment, cors_origins
+from services.common.runtime.settings import ConfigError, Environment, cors_origins
 from tests.conftest import Stack, stack_of_its_own
 from tests.support import TOKENS
 

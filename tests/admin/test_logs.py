@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.logs import tail
+from services.common.runtime.logs import tail
 from tests.conftest import Stack
 from tests.support import TOKENS
 

@@ -7,11 +7,11 @@ from pathlib import Path
 from litestar import Litestar, get, post
 from litestar.params import FromPath, JSONBody
 
-from services.common.app import build_app
-from services.common.auth import READERS, WRITERS, Role, requires
-from services.common.errors import Conflict, NotFound, field_error
-from services.common.schemas import WireStruct
-from services.common.settings import load_service_settings
+from services.common.research.auth import READERS, WRITERS, Role, requires
+from services.common.runtime.settings import load_service_settings
+from services.common.web.app import build_app
+from services.common.web.errors import Conflict, NotFound, field_error
+from services.common.web.schemas import WireStruct
 from tests.support import TOKENS
 
 

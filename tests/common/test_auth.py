@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from services.common.auth import principal_from_header
-from services.common.settings import Credentials
+from services.common.research.auth import principal_from_header
+from services.common.runtime.settings import Credentials
 from tests.common.apps import make_app
 from tests.support import TOKENS, basic, bearer
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from services.common.errors import explain
+from services.common.web.errors import explain
 from tests.common.apps import make_app
 from tests.support import TOKENS, bearer
 

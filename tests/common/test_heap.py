@@ -1,5 +1,5 @@
 """A started service keeps what start-up built out of the garbage collector's walks,
-and collects its youngest generation less often (services.common.heap; the saving is
+and collects its youngest generation less often (services.common.runtime.heap; the saving is
 measured by bench/cpu_versus.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from litestar.testing import TestClient
 
-from services.common.heap import YOUNG_OBJECTS_PER_COLLECTION
+from services.common.runtime.heap import YOUNG_OBJECTS_PER_COLLECTION
 from tests.common.apps import make_app
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from services.common.logs import Redactor, configure_logging, new_request_id
+from services.common.runtime.logs import Redactor, configure_logging, new_request_id
 from tests.common.apps import make_app
 from tests.support import TOKENS, bearer
 

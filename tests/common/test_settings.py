@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.settings import ConfigError, load_service_settings
+from services.common.runtime.settings import ConfigError, load_service_settings
 from services.gateway.settings import load_settings as load_gateway_settings
 from tests.support import SERVICE_TOKEN, TOKENS
 
@@ -124,7 +124,7 @@ def test_the_service_token_is_required_and_no_role_token() -> None:
 
 
 def test_forwarded_addresses_are_believed_only_from_configured_proxies() -> None:
-    from services.common.serve import server_config
+    from services.common.runtime.serve import server_config
 
     settings = load_gateway_settings(BASE)
     assert settings.trusted_proxies == ()

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.common.timestamps import check_plausible, parse_instant
+from services.common.web.timestamps import check_plausible, parse_instant
 
 EXPECTED = datetime(2025, 11, 23, 3, 8, 40, 123000, tzinfo=UTC)
 
@@ -50,7 +50,7 @@ def test_plausibility() -> None:
 def test_a_span_widened_to_whole_local_days() -> None:
     from datetime import datetime
 
-    from services.common.localdays import whole_days, zone_named
+    from services.common.research.localdays import whole_days, zone_named
 
     taipei = zone_named("Asia/Taipei")  # UTC+8: local midnight is 16:00 UTC the day before
     span = {"$gte": datetime(2026, 3, 4, 3, 0), "$lt": datetime(2026, 3, 4, 3, 5)}

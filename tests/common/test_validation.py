@@ -9,11 +9,11 @@ import pytest
 from bson import ObjectId
 from litestar.testing import TestClient
 
-from services.common import validation
-from services.common.errors import BadRequest, FieldError
-from services.common.pagination import Order, TimeCursor, decode_cursor, encode_cursor
-from services.common.schemas import ParticipantId
-from services.common.validation import (
+from services.common.web import validation
+from services.common.web.errors import BadRequest, FieldError
+from services.common.web.pagination import Order, TimeCursor, decode_cursor, encode_cursor
+from services.common.web.schemas import ParticipantId
+from services.common.web.validation import (
     NonFinite,
     convert_record,
     decode_json,

@@ -12,8 +12,8 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from services.common.pagination import Order, TimeCursor
-from services.common.windows import BandedReader, DaysWithData
+from services.common.web.pagination import Order, TimeCursor
+from services.common.web.windows import BandedReader, DaysWithData
 
 START = datetime(2025, 3, 1)
 CEILING = datetime(2026, 1, 1, tzinfo=UTC)

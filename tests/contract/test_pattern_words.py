@@ -15,7 +15,7 @@ import services.admin.app
 import services.gateway.app
 import services.ingest.app
 import services.media.app  # noqa: F401
-from services.common.schemas import PATTERN_RULES
+from services.common.web.schemas import PATTERN_RULES
 from tests.conftest import Stack
 
 STUDY_RULE = "must be 2-63 characters: lower-case letters, digits and - (starting with a letter"

@@ -1,7 +1,7 @@
 """Every operation of the four OpenAPI documents, with every kind of credential, through
 the gateway: the outcome each operation declares for it.
 
-An operation's security requirement names the roles it is for (services.common.auth
+An operation's security requirement names the roles it is for (services.common.research.auth
 declares them on the guards; a guard without roles fails the app's build). So a route
 added later is walked the day it is added. For each operation and credential:
 no credential is 401 on a secured operation; a role the operation is not for is 403;

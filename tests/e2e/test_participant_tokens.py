@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from services.common.tokens import REVOCATION_BOUND_SECONDS
+from services.common.research.tokens import REVOCATION_BOUND_SECONDS
 from tests.conftest import Stack
 from tests.media.conftest import h264_video, noise_video
 

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from pymongo import MongoClient
 
-from services.common.grid import METRES_PER_DEGREE, coarsened, grid_steps
-from services.common.pseudonyms import pseudonym
+from services.common.research.grid import METRES_PER_DEGREE, coarsened, grid_steps
+from services.common.research.pseudonyms import pseudonym
 from tests.conftest import Stack
 from tests.media.conftest import h264_video
 from tests.support import enrolled, wait_until

@@ -24,8 +24,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from services.common import codebook
-from services.common.app import API_VERSION
+from services.common.research import codebook
+from services.common.web.app import API_VERSION
 from services.gateway import codebook_documents
 from services.gateway.export import COLUMNS, ZIP_COLUMNS
 from services.ingest.features import EARTH_RADIUS_M

@@ -9,7 +9,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.common.audit import GENESIS, AuditEntry, block_of, chained, verify
+from services.common.research.audit import GENESIS, AuditEntry, block_of, chained, verify
 from services.gateway.journal import AuditJournal
 from services.gateway.recorder import AuditRecorder, Refused
 

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from services.common.errors import ServiceUnavailable
+from services.common.web.errors import ServiceUnavailable
 from services.gateway.turns import ExportTurns
 
 

@@ -12,7 +12,7 @@ from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from services.common.studies import Study, StudyZones
+from services.common.research.studies import Study, StudyZones
 from services.ingest import deletions, folding, rollups, summaries
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS

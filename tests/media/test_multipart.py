@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.common.errors import BadRequest, FieldError, UnsupportedMediaType
+from services.common.web.errors import BadRequest, FieldError, UnsupportedMediaType
 from services.media import multipart
 
 BOUNDARY = "----emogo-test-boundary"

@@ -11,8 +11,8 @@ import pytest
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
 
-from services.common.errors import Gone
-from services.common.schemas import Principal
+from services.common.web.errors import Gone
+from services.common.web.schemas import Principal
 from services.media.models import DOCUMENTS
 from services.media.previews import PreviewWorker
 from services.media.storage import GridFSStorage

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from services.common.errors import RequestTimeout, ServiceUnavailable, TooManyRequests
+from services.common.web.errors import RequestTimeout, ServiceUnavailable, TooManyRequests
 from services.media.slots import UploadSlots
 
 

@@ -1,0 +1,106 @@
+"""Rate limits that hold across every process and replica of a service.
+
+Counts live in MongoDB, one small document per key and minute, so two workers (or
+two machines) behind one gateway refuse the same client at the same point. The
+rate over the last minute is estimated as a sliding window from the current and
+the previous fixed minute (the previous one weighted by how much of it still lies
+within the last 60 s), which smooths the burst a plain fixed window allows at its
+edges. A request is counted first and uncounted if it is refused, so concurrent
+requests cannot all slip under the limit and refused ones do not extend the wait.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime, timedelta
+
+from beanie import Document
+from pymongo import IndexModel, ReturnDocument
+
+from services.common.web.errors import TooManyRequests
+
+WINDOW_SECONDS = 60
+
+
+class RateWindow(Document):
+    """Requests of one key (`<limit>:<client>`) in one fixed minute."""
+
+    requests: int = 0
+    # Removed by the TTL index once the window can no longer matter.
+    expires_at: datetime
+
+    class Settings:
+        name = "rate_limits"
+        indexes = [IndexModel([("expires_at", 1)], name="expire", expireAfterSeconds=0)]
+
+
+class SharedRateLimit:
+    """At most `per_minute` requests per key in any minute, across processes."""
+
+    def __init__(self, name: str, per_minute: int, message: str) -> None:
+        self.name = name
+        self.per_minute = per_minute
+        self.message = message
+
+    async def count(self, key: str, now: float | None = None) -> None:
+        """Counts one event of `key` (a failure, say) without checking any limit."""
+        now = time.time() if now is None else now
+        minute = int(now // WINDOW_SECONDS)
+        expires = datetime.fromtimestamp((minute + 2) * WINDOW_SECONDS, UTC) + timedelta(minutes=1)
+        await RateWindow.get_pymongo_collection().update_one(
+            {"_id": f"{self.name}:{key}:{minute}"},
+            {"$inc": {"requests": 1}, "$setOnInsert": {"expires_at": expires}},
+            upsert=True,
+        )
+
+    async def rate(self, key: str, now: float | None = None) -> float:
+        """The events of `key` over the last minute (the sliding estimate)."""
+        now = time.time() if now is None else now
+        minute = int(now // WINDOW_SECONDS)
+        windows = RateWindow.get_pymongo_collection()
+        ids = [f"{self.name}:{key}:{minute}", f"{self.name}:{key}:{minute - 1}"]
+        found: dict[str, float] = {
+            row["_id"]: row["requests"] async for row in windows.find({"_id": {"$in": ids}})
+        }
+        weight = 1 - (now - minute * WINDOW_SECONDS) / WINDOW_SECONDS
+        return found.get(ids[0], 0) + found.get(ids[1], 0) * weight
+
+    def refusal(self, retry_after: int = WINDOW_SECONDS) -> TooManyRequests:
+        return TooManyRequests(self.message, headers={"Retry-After": str(retry_after)})
+
+    async def check(self, key: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        minute = int(now // WINDOW_SECONDS)
+        elapsed = now - minute * WINDOW_SECONDS
+        windows = RateWindow.get_pymongo_collection()
+        current_id = f"{self.name}:{key}:{minute}"
+        expires = datetime.fromtimestamp((minute + 2) * WINDOW_SECONDS, UTC) + timedelta(minutes=1)
+        current = await windows.find_one_and_update(
+            {"_id": current_id},
+            {"$inc": {"requests": 1}, "$setOnInsert": {"expires_at": expires}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        previous = await windows.find_one({"_id": f"{self.name}:{key}:{minute - 1}"})
+        earlier: int = previous["requests"] if previous else 0
+        assert current is not None  # an upsert returning the document after it
+        weight = 1 - elapsed / WINDOW_SECONDS
+        if earlier * weight + current["requests"] <= self.per_minute:
+            return
+        await windows.update_one({"_id": current_id}, {"$inc": {"requests": -1}})
+        raise TooManyRequests(
+            self.message,
+            headers={
+                "Retry-After": str(self._retry_after(earlier, current["requests"] - 1, elapsed))
+            },
+        )
+
+    def _retry_after(self, earlier: int, current: int, elapsed: float) -> int:
+        """Seconds until one more request fits, if no other comes meanwhile."""
+        if current >= self.per_minute:  # only the next minute frees room
+            return max(1, math.ceil(WINDOW_SECONDS - elapsed))
+        # earlier * (1 - (elapsed + wait) / W) + current + 1 <= per_minute
+        room = (self.per_minute - current - 1) / earlier
+        wait = WINDOW_SECONDS * (1 - room) - elapsed
+        return max(1, math.ceil(wait - 1e-6))  # not a second more for rounding
