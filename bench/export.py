@@ -228,7 +228,7 @@ async def parquet_run(config, pids: dict[str, int], fixes: int) -> None:
         f"RSS growth gateway {gateway.growth / MiB:.0f} MiB, ingest {ingest.growth / MiB:.0f} MiB"
     )
     # The ZIP holds the fixes as CSV, NDJSON and Parquet and the daily table twice, from
-    # one read of each (services.gateway.fanout): at best one NDJSON export plus one
+    # one read of each (services.gateway.exports.fanout): at best one NDJSON export plus one
     # daily table.
     one_read_each = fixes / max(rates["ndjson"]) + seconds
     with PeakMemory(pids["gateway"]) as gateway, PeakMemory(pids["ingest"]) as ingest:

@@ -141,7 +141,7 @@ def bare_relay_app(upstream: str):
     import aiohttp
     from yarl import URL
 
-    from services.gateway.services import ReverseProxy
+    from services.gateway.proxy.relay import ReverseProxy
 
     # The gateway's defaults (services.gateway.settings).
     settings = SimpleNamespace(

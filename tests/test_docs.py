@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.gateway.codebook_documents import codebook_markdown
+from services.gateway.exports.codebook_documents import codebook_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

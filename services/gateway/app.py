@@ -17,21 +17,19 @@ from xstatic.pkg import leaflet
 from services.common.web.app import build_app
 from services.common.web.openapi import GATEWAY_ERRORS
 from services.common.web.validation import ANY_QUERY
-from services.gateway.auditing import AuditMiddleware
-from services.gateway.controllers import (
-    PROXY_MOUNTS,
-    ComplianceController,
-    ExportController,
-    HealthController,
-    PagesController,
-)
-from services.gateway.issued import IssuedTokensViaAdmin
-from services.gateway.journal import AuditJournal
-from services.gateway.pages import page_headers
-from services.gateway.recorder import AuditRecorder, admin_sender
-from services.gateway.services import ReverseProxy
+from services.gateway.audit.auditing import AuditMiddleware
+from services.gateway.audit.journal import AuditJournal
+from services.gateway.audit.recorder import AuditRecorder, admin_sender
+from services.gateway.deps import DEPENDENCIES
+from services.gateway.exports.controller import ComplianceController, ExportController
+from services.gateway.exports.turns import ExportTurns
+from services.gateway.health import HealthController
+from services.gateway.pages.controller import ExportPagesController, PagesController
+from services.gateway.pages.headers import page_headers
+from services.gateway.proxy.issued import IssuedTokensViaAdmin
+from services.gateway.proxy.relay import ReverseProxy
+from services.gateway.proxy.routes import PROXY_MOUNTS
 from services.gateway.settings import GatewaySettings, load_settings
-from services.gateway.turns import ExportTurns
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The pages' own scripts: files, so that the pages' policy allows no inline script.
@@ -68,6 +66,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         route_handlers=[
             HealthController,
             PagesController,
+            ExportPagesController,
             ExportController,
             ComplianceController,
             create_static_files_router(
@@ -93,6 +92,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         include_health=False,
         extra_lifespan=[upstream_client],
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        dependencies=DEPENDENCIES,
         dependency_errors=GATEWAY_ERRORS,
         inner_middleware=AuditMiddleware,
     )

@@ -1,5 +1,5 @@
 """The gateway's `/health`: every service's readiness (each replica's `/ready`), and
-the database as the services see it."""
+the database as the services see it; `/ready`, the gateway process itself."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import time
 
 import aiohttp
 import msgspec
+from litestar import Controller, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
-from services.common.web.schemas import utc_now
+from services.common.web.schemas import Liveness, utc_now
+from services.gateway.proxy.relay import ReverseProxy
 from services.gateway.schemas import GatewayHealth, ServiceHealth
-from services.gateway.services import ReverseProxy
 
 
 async def service_health(proxy: ReverseProxy, service: str) -> ServiceHealth:
@@ -67,3 +69,28 @@ async def gateway_health(proxy: ReverseProxy) -> GatewayHealth:
         timestamp=utc_now(),
         services=services,
     )
+
+
+class HealthController(Controller):
+    path = "/"
+    tags = ["health"]
+
+    @get(
+        "/health",
+        operation_id="health",
+        summary="Every service and the database",
+        # Unhealthy is still the report, with the failing part marked `down`.
+        responses={
+            503: ResponseSpec(
+                data_container=GatewayHealth,
+                description="A service or the database is down (the report says which)",
+            )
+        },
+    )
+    async def health(self, proxy: ReverseProxy) -> Response[GatewayHealth]:
+        report = await gateway_health(proxy)
+        return Response(report, status_code=200 if report.status == "healthy" else 503)
+
+    @get("/ready", operation_id="ready", summary="Liveness of the gateway process itself")
+    async def ready(self) -> Liveness:
+        return Liveness(status="healthy", service="gateway", timestamp=utc_now())

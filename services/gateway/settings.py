@@ -22,7 +22,7 @@ OSM_ATTRIBUTION = "© OpenStreetMap contributors"
 
 
 class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
-    # Each service's base URLs: one, or several replicas (services.gateway.balancing).
+    # Each service's base URLs: one, or several replicas (services.gateway.proxy.balancing).
     upstreams: dict[str, tuple[str, ...]]
     # Connecting and taking a pooled connection should be quick; a failure there
     # means the service is down (503). Reads and writes carry videos of hundreds of
@@ -34,7 +34,7 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     health_timeout: float
     max_upstream_connections: int
     # Single posts of one credential that meet a request in flight go to ingest
-    # together (services.gateway.coalescing), gathered for at most `relay_linger`
+    # together (services.gateway.proxy.coalescing), gathered for at most `relay_linger`
     # seconds once the last one is answered. Off only to measure what it saves.
     relay_together: bool
     relay_linger: float
@@ -43,18 +43,18 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     map_tiles: str
     map_attribution: str
     # Record reads of participant data and changes in the audit trail
-    # (services.gateway.auditing). Off only to measure what recording costs.
+    # (services.gateway.audit.auditing). Off only to measure what recording costs.
     audit: bool
     # Its own credential towards the admin service, for appending to the audit trail;
     # and the folder of its audit journal (entries kept on disk until stored).
     service_token: str
     audit_journal_dir: Path
     # Exports that cost memory (ZIP, Parquet) made at once per process, and how long
-    # another waits for a turn before 503 (services.gateway.turns).
+    # another waits for a turn before 503 (services.gateway.exports.turns).
     heavy_exports: int
     export_wait_seconds: float
     # Where the ZIP export spools the files that follow the one streaming
-    # (services.gateway.fanout).
+    # (services.gateway.exports.fanout).
     temp_dir: Path
 
 

@@ -332,7 +332,7 @@ def test_the_gateway_balances_replicas_and_passes_over_one_that_is_down(replicas
         r["client_id"] for r in records
     )
     # Both replicas stored records before the second one went down: posts sent alone
-    # or relayed together (services.gateway.coalescing).
+    # or relayed together (services.gateway.proxy.coalescing).
     for log in (
         replicas.config.log_dir / "ingest.log",
         replicas.config.data_dir.parent / "second" / "logs" / "ingest.log",

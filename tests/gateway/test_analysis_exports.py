@@ -26,8 +26,8 @@ import pytest
 
 from services.common.research import codebook
 from services.common.web.app import API_VERSION
-from services.gateway import codebook_documents
-from services.gateway.export import COLUMNS, ZIP_COLUMNS
+from services.gateway.exports import codebook_documents
+from services.gateway.exports.formats import COLUMNS, ZIP_COLUMNS
 from services.ingest.features import EARTH_RADIUS_M
 from services.ingest.schemas import GpsFixOut, SentimentOut
 from services.media.schemas import VlogOut

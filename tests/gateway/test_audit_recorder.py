@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.research.audit import GENESIS, AuditEntry, block_of, chained, verify
-from services.gateway.journal import AuditJournal
-from services.gateway.recorder import AuditRecorder, Refused
+from services.gateway.audit.journal import AuditJournal
+from services.gateway.audit.recorder import AuditRecorder, Refused
 
 
 def entry(request_id: str, **filters: str) -> AuditEntry:

@@ -1,5 +1,5 @@
 """Single posts of one credential that arrive together go to ingest together
-(services.gateway.coalescing), and each client still gets the answer it would have
+(services.gateway.proxy.coalescing), and each client still gets the answer it would have
 had alone: stored once, refused alone, with the same status, headers and body."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from multidict import CIMultiDict
 from pymongo import MongoClient
 
-from services.gateway.coalescing import relayable
+from services.gateway.proxy.coalescing import relayable
 from tests.conftest import Stack
 from tests.support import TOKENS, bearer, enrolled
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.gateway.compliance import as_csv, report
+from services.gateway.exports.compliance import as_csv, report
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)  # 18:00 in Taipei, 2026-11-30
 STUDY = {

@@ -6,21 +6,15 @@ import asyncio
 import csv
 import io
 
-from services.gateway.charts import (
+from services.gateway.exports.archive import video_path
+from services.gateway.exports.formats import COLUMNS, as_csv, spreadsheet_safe
+from services.gateway.pages.charts import (
     emotion_colour,
     emotion_distribution,
     gps_track,
     intensity_over_time,
 )
-from services.gateway.export import (
-    COLUMNS,
-    as_csv,
-    human_bytes,
-    local_time,
-    merge_participants,
-    spreadsheet_safe,
-    video_path,
-)
+from services.gateway.pages.export_page import human_bytes, local_time, merge_participants
 
 
 def test_charts_escape_labels_and_say_nothing_without_data() -> None:

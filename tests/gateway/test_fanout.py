@@ -1,4 +1,4 @@
-"""One read of rows, several files (services.gateway.fanout): every file whole, the
+"""One read of rows, several files (services.gateway.exports.fanout): every file whole, the
 rows read once, and no export left waiting when a file or the read fails."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from services.gateway import fanout
-from services.gateway.fanout import one_read
+from services.gateway.exports import fanout
+from services.gateway.exports.fanout import one_read
 
 DEADLINE_SECONDS = 10
 

@@ -1,6 +1,6 @@
 """Which headers cross the gateway, unit by unit."""
 
-from services.gateway.forwarding import end_to_end_headers, upstream_request_headers
+from services.gateway.proxy.forwarding import end_to_end_headers, upstream_request_headers
 
 
 def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped() -> None:

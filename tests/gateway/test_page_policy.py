@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.gateway.pages import tile_origin
+from services.gateway.pages.headers import tile_origin
 from services.gateway.settings import OSM_TILES
 from tests.ingest.conftest import new_participant
 

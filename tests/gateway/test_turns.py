@@ -1,4 +1,4 @@
-"""Turns of the exports that cost memory (services.gateway.turns), in process."""
+"""Turns of the exports that cost memory (services.gateway.exports.turns), in process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import gc
 import pytest
 
 from services.common.web.errors import ServiceUnavailable
-from services.gateway.turns import ExportTurns
+from services.gateway.exports.turns import ExportTurns
 
 
 async def pieces(count: int):  # type: ignore[no-untyped-def]

@@ -12,6 +12,8 @@ blocks whose other fields (the indexes searches use) are derived from the entrie
 
 An entry is made storable when it is made (`AuditEntry.__post_init__`): whatever a
 request put in it, no entry can be refused by the database and hold up the others.
+
+Written by the gateway, stored by the admin service.
 """
 
 from __future__ import annotations

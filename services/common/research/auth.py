@@ -6,6 +6,9 @@ user name and the token as the password, so a browser can sign in to the export
 page and click its links. The environment's global tokens are compared in constant
 time; tokens the admin service issued (services.common.research.tokens) are looked up by
 their SHA-256 in every service that has the database.
+
+Owned by no service: every service checks credentials with it; the admin service issues
+the tokens it looks up.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ types), and the ranges come from the value types the services validate records w
 (services.common.research.values), so the codebook, the exports and the validation cannot
 drift apart. Each record kind has a schema version: a change to a kind's columns
 changes its version (minor for an added column, major for a removed or changed one).
+
+Owned by the gateway's exports, which publish it (services.gateway.exports.codebook_documents);
+kept here because privacy reads each field's treatment and ingest's daily features their
+declarations.
 """
 
 from __future__ import annotations

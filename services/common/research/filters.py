@@ -1,5 +1,8 @@
 """The filters every list, count, stream and summary shares: one participant and a
-time window, from validated scalar query parameters (never a client-made query)."""
+time window, from validated scalar query parameters (never a client-made query).
+
+Owned by no service: ingest and media read their lists through it.
+"""
 
 from __future__ import annotations
 

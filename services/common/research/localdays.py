@@ -2,6 +2,9 @@
 is counted (a Taipei course's evening report belongs to that evening, not to the UTC
 day after). A local day lasts 23 or 25 hours where daylight saving time starts or
 ends; hours are counted from its midnight, so such a day has hours 0-22 or 0-24.
+
+Pure functions; owned by no service (ingest counts in local days, the gateway reports
+them).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ receives a real id or an exact fix, whichever route or export they use. The admi
 and a participant reading their own records, see everything. So that a viewer can
 filter by a pseudonym they were shown, each one handed out is written down and looked
 up when it comes back.
+
+Owned by no service: applied by every service that sends records to viewers; the
+protections it applies are the admin service's data.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The value types records are validated with: ranges and meanings that the services
 check on the way in and the codebook (services.common.research.codebook) documents on the way
-out, so the two cannot drift."""
+out, so the two cannot drift.
+
+Owned by no service: ingest and media check records with them, the codebook documents
+them.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from beanie import Document
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import CacheControlHeader, State
+from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -206,6 +207,7 @@ def build_app(
     prepare_database: Callable[[], Awaitable[str]] | None = None,
     dependency_errors: tuple[int, ...] = (),
     options_headers: Mapping[str, Mapping[str, str]] | None = None,
+    dependencies: Mapping[str, Provide] | None = None,
     inner_middleware: Callable[[ASGIApp, State], ASGIApp] | None = None,
 ) -> Litestar:
     """The app every service's `create_app()` returns.
@@ -236,6 +238,7 @@ def build_app(
     app = Litestar(
         cors_config=cors_config(settings.cors_origins),
         route_handlers=handlers,
+        dependencies=dict(dependencies or {}),
         state=app_state,
         lifespan=[*lifespan, *extra_lifespan, settled_heap],
         exception_handlers=EXCEPTION_HANDLERS,

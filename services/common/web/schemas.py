@@ -89,7 +89,7 @@ class Principal(WireStruct, frozen=True):  # type: ignore[misc]  # msgspec allow
     token_name: str | None = None
 
 
-# Single posts relayed together (services.gateway.coalescing): at most this many in
+# Single posts relayed together (services.gateway.proxy.coalescing): at most this many in
 # one request, each body at most this large. A phone's record is a few hundred bytes.
 RELAYED_POSTS_MOST = 64
 RELAYED_POST_BYTES = 16 * 1024

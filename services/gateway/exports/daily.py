@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from services.common.research.codebook import DAILY, column_word
-from services.gateway.upstream import ServiceApi
+from services.gateway.proxy.upstream import ServiceApi
 
 NO_TELEMETRY: dict[str, Any] = {
     "sentiments": 0,

@@ -2,7 +2,7 @@
 (services.admin.audit), without losing one and without one holding up the others.
 
 `AuditRecorder` journals each entry on local disk, synced, as it is recorded
-(services.gateway.journal), and sends the journaled entries in batches every
+(services.gateway.audit.journal), and sends the journaled entries in batches every
 FLUSH_SECONDS: the read being recorded waits for no database, and the database takes
 one insert a second. A batch that could not be sent is sent again under the same id
 (the admin service stores a batch id once); a batch refused is split in halves down to
@@ -21,7 +21,7 @@ import msgspec
 
 from services.common.research.audit import AuditBatch, AuditEntry
 from services.common.runtime.periodic import Periodic
-from services.gateway.journal import AuditJournal, Segment
+from services.gateway.audit.journal import AuditJournal, Segment
 
 logger = logging.getLogger("emogo.audit")
 
@@ -36,7 +36,7 @@ class Refused(Exception):
 
 
 class AuditRecorder:
-    """Entries journaled on disk (services.gateway.journal) as they are recorded and
+    """Entries journaled on disk (services.gateway.audit.journal) as they are recorded and
     sent to the admin service in batches.
 
     A batch that could not be sent (the admin service down or busy) is sent again under

@@ -14,7 +14,7 @@ import msgspec
 from markupsafe import Markup
 
 from services.common.research.localdays import local_day_and_hour, zone_named
-from services.gateway.charts import PALETTE, gps_track
+from services.gateway.pages.charts import PALETTE, gps_track
 
 # Points sent to the browser (a semester's fixes of one participant is ~17,000), and
 # drawn in the SVG fallback.

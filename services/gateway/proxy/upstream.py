@@ -17,7 +17,7 @@ from yarl import URL
 
 from services.common.research.studies import StudyZones, row_study
 from services.common.web.errors import AppError, BadGateway, ServiceUnavailable
-from services.gateway.balancing import Replicas
+from services.gateway.proxy.balancing import Replicas
 
 # Vlogs asked for per request while every record is read.
 RECORDS_PER_PAGE = 1000

@@ -9,7 +9,7 @@ and name, never the secret), the action, study, participants and filters, record
 bytes served, status, request id and client address. Phones' new records are not
 recorded one by one.
 
-Each entry is handed to the recorder (services.gateway.recorder), which has it on
+Each entry is handed to the recorder (services.gateway.audit.recorder), which has it on
 disk before the answer's last piece is sent.
 """
 
@@ -35,8 +35,8 @@ from services.common.research.auth import (
 from services.common.research.tokens import TokenKind, issued_token_in, token_digest
 from services.common.web.errors import ServiceUnavailable, error_body
 from services.common.web.schemas import Principal
-from services.gateway.issued import CredentialCheckFailed
-from services.gateway.recorder import AuditRecorder
+from services.gateway.audit.recorder import AuditRecorder
+from services.gateway.proxy.issued import CredentialCheckFailed
 
 logger = logging.getLogger("emogo.audit")
 

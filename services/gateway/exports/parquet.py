@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from services.common.research.codebook import RecordKind, Variable
 from services.common.research.studies import DEFAULT_STUDY
-from services.gateway.codebook_documents import base_type
+from services.gateway.exports.codebook_documents import base_type
 
 # Rows per row group: readers skip whole groups by their statistics; the writer holds
 # one group (its first costs ~70 MiB of library code and pools once per process, each

@@ -39,9 +39,9 @@ from services.common.web.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from services.gateway.balancing import Replicas, never_reached_service
-from services.gateway.coalescing import Answer, PostCoalescer, relayable
-from services.gateway.forwarding import (
+from services.gateway.proxy.balancing import Replicas, never_reached_service
+from services.gateway.proxy.coalescing import Answer, PostCoalescer, relayable
+from services.gateway.proxy.forwarding import (
     REPLACED_ON_RESPONSE,
     declared_length,
     end_to_end_headers,
@@ -50,8 +50,8 @@ from services.gateway.forwarding import (
     is_internal,
     upstream_request_headers,
 )
+from services.gateway.proxy.upstream import RETRY_SECONDS
 from services.gateway.settings import GatewaySettings
-from services.gateway.upstream import RETRY_SECONDS
 
 logger = logging.getLogger("emogo.gateway")
 
@@ -272,7 +272,7 @@ class ReverseProxy:
         replayable: bool,
     ) -> aiohttp.ClientResponse:
         """The service's answer, from the next replica that takes the request
-        (services.gateway.balancing says when another replica may be tried)."""
+        (services.gateway.proxy.balancing says when another replica may be tried)."""
 
         async def attempt(base: str) -> aiohttp.ClientResponse:
             url = URL(base + target, encoded=True)

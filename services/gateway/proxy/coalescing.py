@@ -87,7 +87,7 @@ class PostCoalescer:
 
     async def post(self, service: str, path: str, headers: CIMultiDict[str], body: bytes) -> Answer:
         """The answer to this post; raises what a failed upstream request means
-        (services.gateway.services.upstream_failure)."""
+        (services.gateway.proxy.relay.upstream_failure)."""
         key = (service, path, headers["authorization"])
         answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(_Waiting(headers, body, answered))

@@ -1,5 +1,5 @@
 """The export page's cockpit: who stopped reporting, and a heatmap of what arrived from
-each participant on each local day (services.gateway.compliance has the numbers).
+each participant on each local day (services.gateway.exports.compliance has the numbers).
 
 The heatmap is one HTML table (rows: participants, columns: local days), so screen
 readers read it as a table and each cell's numbers are in its text and its tooltip.
@@ -19,7 +19,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from services.gateway.compliance import KINDS
+from services.gateway.exports.compliance import KINDS
 from services.gateway.schemas import ComplianceReport, DayCell, ParticipantCompliance
 
 # The newest days shown; older ones are in the compliance report.

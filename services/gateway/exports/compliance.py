@@ -23,7 +23,8 @@ import msgspec
 
 from services.common.research.localdays import local_today, zone_named
 from services.common.research.studies import DEFAULT_SILENT_DAYS, DEFAULT_STUDY
-from services.gateway.export import spreadsheet_safe
+from services.gateway.exports.formats import spreadsheet_safe
+from services.gateway.proxy.upstream import ServiceApi
 from services.gateway.schemas import (
     ComplianceReport,
     DayCell,
@@ -31,7 +32,6 @@ from services.gateway.schemas import (
     ParticipantCompliance,
     StudyCompliance,
 )
-from services.gateway.upstream import ServiceApi
 
 # Each kind: the day cell's field, and the expectation per day it is held against.
 KINDS = (

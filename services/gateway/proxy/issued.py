@@ -7,8 +7,8 @@ import msgspec
 
 from services.common.research.tokens import CACHE_SECONDS, Remembered, TokenKind, token_digest
 from services.common.web.errors import ServiceUnavailable
-from services.gateway.services import ReverseProxy
-from services.gateway.upstream import RETRY_SECONDS
+from services.gateway.proxy.relay import ReverseProxy
+from services.gateway.proxy.upstream import RETRY_SECONDS
 
 
 def _unavailable(kind: type[ServiceUnavailable]) -> ServiceUnavailable:

@@ -2,7 +2,7 @@
 (end to end, RFC 9110 §7.6.1) and those the gateway sets itself (the request id, the
 forwarding chain), whether a request has a body and its declared length, and the
 paths of the services that are never forwarded from outside. Pure functions over an
-ASGI scope; the reverse proxy (services.gateway.services) uses them."""
+ASGI scope; the reverse proxy (services.gateway.proxy.relay) uses them."""
 
 from __future__ import annotations
 

@@ -1,0 +1,87 @@
+"""What the gateway's handlers are given, registered once on the app: its settings, the
+services' API read with the caller's own credential, the turns large exports take, and
+the filters the page, the exports and the compliance report share.
+
+Handlers declare these by name and type (`api: ServiceApi`, `settings: GatewaySettings`);
+nothing reaches a handler through `request.app.state`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+
+from services.common.research.auth import is_viewer
+from services.common.research.filters import (
+    InstantFilter,
+    ParticipantFilter,
+    StudyFilter,
+    time_span,
+)
+from services.gateway.exports.turns import ExportTurns
+from services.gateway.proxy.relay import ReverseProxy
+from services.gateway.proxy.upstream import ServiceApi
+from services.gateway.settings import GatewaySettings
+
+# The filters of a page or an export, as a dependency named `filters`.
+Filters = NamedDependency[dict[str, Any]]
+
+
+async def provide_settings(state: State) -> GatewaySettings:
+    settings: GatewaySettings = state.settings
+    return settings
+
+
+async def provide_proxy(state: State) -> ReverseProxy:
+    proxy: ReverseProxy = state.proxy
+    return proxy
+
+
+async def provide_turns(state: State) -> ExportTurns:
+    turns: ExportTurns = state.export_turns
+    return turns
+
+
+async def provide_api(
+    request: Request[Any, Any, Any], proxy: ReverseProxy, settings: GatewaySettings
+) -> ServiceApi:
+    """The services' API as the caller may read it: every request made with the
+    caller's own credential, so the services decide what it covers."""
+    authorization = request.headers.get("authorization")
+    return ServiceApi(
+        session=proxy.session,
+        upstreams=proxy.upstreams,
+        authorization=authorization,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        fallback_zone=settings.display_timezone,
+        viewer=is_viewer(authorization, settings.credentials),
+    )
+
+
+async def provide_export_filters(
+    user_id: ParticipantFilter = None,
+    since: InstantFilter = None,
+    until: InstantFilter = None,
+    study_id: StudyFilter = None,
+) -> dict[str, Any]:
+    """The page's filters, checked here (422 naming the field) and passed on as given;
+    the services decide whether the credential covers the study."""
+    time_span(since, until)
+    return {"user_id": user_id, "since": since, "until": until, "study_id": study_id}
+
+
+async def provide_compliance_filters(
+    user_id: ParticipantFilter = None, study_id: StudyFilter = None
+) -> dict[str, Any]:
+    return {"user_id": user_id, "study_id": study_id}
+
+
+DEPENDENCIES = {
+    "settings": Provide(provide_settings),
+    "proxy": Provide(provide_proxy),
+    "turns": Provide(provide_turns),
+    "api": Provide(provide_api),
+}
