@@ -8,7 +8,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from services.admin import services
+from services.admin.companion import accounts
 from services.admin.settings import AdminSettings
 from services.common.research.auth import (
     CHALLENGE,
@@ -29,7 +29,7 @@ def settings_of(request: ASGIConnection) -> AdminSettings:
     return request.app.state.settings
 
 
-def vault_of(request: Request) -> services.KeyVault:
+def vault_of(request: Request) -> accounts.KeyVault:
     return request.app.state.vault
 
 
@@ -55,7 +55,7 @@ async def _find_caller(request: ASGIConnection) -> Principal:
         return principal
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        user_id = await services.session_user(token.strip())
+        user_id = await accounts.session_user(token.strip())
         if user_id is not None:
             return Principal(role=USER, user_id=user_id)
     message = "Invalid credentials" if header else "Credentials required"

@@ -7,25 +7,27 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
-from services.admin import services
-from services.admin.audit import AuditAppendController, AuditController
 from services.admin.bootstrap import Target, bootstrap
-from services.admin.controllers import (
-    CharacterController,
+from services.admin.companion import accounts
+from services.admin.companion.account_controller import (
     CredentialController,
     OrchestratorController,
+)
+from services.admin.companion.character_controller import (
+    CharacterController,
     UserConfigController,
 )
-from services.admin.deletions import ReceiptController
-from services.admin.enrolment import EnrolmentController, EnrolmentLimits
+from services.admin.companion.logs import LogController
 from services.admin.limits import SharedRateLimit
-from services.admin.logs import LogController
 from services.admin.models import DOCUMENTS
-from services.admin.notices import NoticeController, NoticeSender
-from services.admin.participants import ParticipantController
+from services.admin.research.audit import AuditAppendController, AuditController
+from services.admin.research.deletions import ReceiptController
+from services.admin.research.enrolment import EnrolmentController, EnrolmentLimits
+from services.admin.research.notices import NoticeController, NoticeSender
+from services.admin.research.participants import ParticipantController
+from services.admin.research.studies import StudyController
+from services.admin.research.viewer_tokens import ViewerTokenController
 from services.admin.settings import AdminSettings, load_settings
-from services.admin.studies import StudyController
-from services.admin.tokens import ViewerTokenController
 from services.common.research.studies import ensure_default_study
 from services.common.research.wiring import SHARED_DOCUMENTS, shared_state
 from services.common.web.app import build_app
@@ -39,7 +41,7 @@ async def default_study(_: Litestar) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def silence_notices(app: Litestar) -> AsyncIterator[None]:
-    """Each study's daily notice of who stopped reporting (services.admin.notices)."""
+    """Each study's daily notice of who stopped reporting (services.admin.research.notices)."""
     sender = NoticeSender(app.state.settings)
     sender.start()
     try:
@@ -81,8 +83,8 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
         extra_lifespan=[default_study, silence_notices],
     )
     # Read and checked now, so a broken defaults folder stops the start-up.
-    app.state.defaults = services.Defaults(settings.defaults_dir)
-    app.state.vault = services.KeyVault(settings.secret_keys)
+    app.state.defaults = accounts.Defaults(settings.defaults_dir)
+    app.state.vault = accounts.KeyVault(settings.secret_keys)
     app.state.sign_in_limiter = SharedRateLimit(
         "sign-in",
         settings.sign_in_requests_per_minute,

@@ -118,7 +118,7 @@ class Participant(Document):
 
 class SilenceNotice(Document):
     """A study's notice of one local day: who stopped reporting since the day before,
-    and its delivery to the study's webhook (services.admin.notices)."""
+    and its delivery to the study's webhook (services.admin.research.notices)."""
 
     study_id: str
     day: str  # the study's local day it was made on

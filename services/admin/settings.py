@@ -43,7 +43,7 @@ class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
     enrolment_code_seconds: float
     enrolment_attempts_per_address: int
     enrolment_attempts_per_study: int
-    # Daily notices of participants who stopped reporting (services.admin.notices): where
+    # Daily notices of participants who stopped reporting (services.admin.research.notices): where
     # the compliance report is read (the gateway), how often studies are checked, and
     # the first retry's delay (doubling after each failure) and the attempts allowed.
     gateway_url: str
@@ -51,7 +51,7 @@ class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
     notice_retry_seconds: float
     notice_attempts: int
     # Webhooks may point to loopback, link-local and private addresses (a receiver on
-    # the lab's own network); off by default (services.admin.webhooks).
+    # the lab's own network); off by default (services.admin.research.webhooks).
     webhook_allow_private: bool
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ import json
 import pytest
 from pymongo import MongoClient
 
-from services.admin.schemas import TTS_ADAPTERS
+from services.admin.companion.schemas import TTS_ADAPTERS
 from tests.admin.test_users import sign_up
 from tests.conftest import Stack
 

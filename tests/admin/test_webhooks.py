@@ -1,4 +1,4 @@
-"""Where a webhook may point (services.admin.webhooks): checked on addresses as the
+"""Where a webhook may point (services.admin.research.webhooks): checked on addresses as the
 HTTP client would resolve them, every spelling of an internal address refused."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from services.admin.webhooks import NOT_PUBLIC, may_deliver, refusal
+from services.admin.research.webhooks import NOT_PUBLIC, may_deliver, refusal
 from tests.e2e.test_silence_notices import INTERNAL
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.admin.notices import newly_stopped, retry_delay
+from services.admin.research.notices import newly_stopped, retry_delay
 from tests.conftest import Stack, stack_of_its_own
 from tests.support import wait_until
 

@@ -265,7 +265,7 @@ def verify_command(stack: Stack) -> subprocess.CompletedProcess[str]:
         "PATH": "/usr/bin:/bin",
     }
     return subprocess.run(
-        [sys.executable, "-m", "services.admin.audit", "verify"],
+        [sys.executable, "-m", "services.admin.research.audit", "verify"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,5 +1,5 @@
 """Sending the audit trail's entries to the admin service, which chains and stores them
-(services.admin.audit), without losing one and without one holding up the others.
+(services.admin.research.audit), without losing one and without one holding up the others.
 
 `AuditRecorder` journals each entry on local disk, synced, as it is recorded
 (services.gateway.audit.journal), and sends the journaled entries in batches every

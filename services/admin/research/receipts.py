@@ -1,6 +1,6 @@
 """Deletion receipts: what a deletion removed, when and for whom, signed with the
 server's secret so that the server can later confirm a receipt it is shown is one it
-made, unchanged (services.admin.deletions makes them).
+made, unchanged (services.admin.research.deletions makes them).
 
 The signature is HMAC-SHA256 of the receipt's other fields in canonical JSON (sorted
 keys, no spaces), with a key derived from the first EMOGO_SECRET_KEY; every key in

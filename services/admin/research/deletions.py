@@ -28,7 +28,7 @@ from litestar.params import FromPath
 
 from services.admin.access import ADMIN_ONLY, settings_of
 from services.admin.models import DeletionJob
-from services.admin.receipts import (
+from services.admin.research.receipts import (
     SIGNATURE_ALGORITHM,
     DeletionReceipt,
     ReceiptCheck,

@@ -1,6 +1,6 @@
 """Studies: the admin creates, renames, moves to another time zone and closes them, and
 viewers read those they may see (the export page's study selector and time zone).
-Their participants are in services.admin.participants. The environment's global
+Their participants are in services.admin.research.participants. The environment's global
 tokens write to the study `default`, which always exists and cannot be closed."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from litestar.params import FromPath, QueryParameter
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from services.admin import webhooks
 from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
-from services.admin.deletions import delete_data
-from services.admin.receipts import DeletionReceipt
-from services.admin.study_schemas import (
+from services.admin.research import webhooks
+from services.admin.research.deletions import delete_data
+from services.admin.research.receipts import DeletionReceipt
+from services.admin.research.schemas import (
     Expectations,
     StudyIn,
     StudyUpdate,

@@ -1,6 +1,6 @@
 """Wire types of research studies: studies, their participants and enrolment, viewer
 tokens, daily notices, withdrawal (apart from the companion app's contract in
-services.admin.schemas)."""
+services.admin.companion.schemas)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from services.admin.receipts import DeletionReceipt
+from services.admin.research.receipts import DeletionReceipt
 from services.common.research.grid import LARGEST_GRID_M, SMALLEST_GRID_M
 from services.common.research.studies import StudyId
 from services.common.web.schemas import (

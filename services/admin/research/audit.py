@@ -8,7 +8,7 @@ the `seq` of its first entry, so a worker that lost a race to another one's batc
 refused, reads the new end of the chain and chains its batch again. No route changes
 or deletes an entry.
 
-    python -m services.admin.audit verify    # checks the whole chain (MONGODB_URI)
+    python -m services.admin.research.audit verify    # checks the whole chain (MONGODB_URI)
 """
 
 from __future__ import annotations
@@ -378,5 +378,5 @@ async def _verify_command() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["verify"]:
-        sys.exit("usage: python -m services.admin.audit verify")
+        sys.exit("usage: python -m services.admin.research.audit verify")
     sys.exit(asyncio.run(_verify_command()))

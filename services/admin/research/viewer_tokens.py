@@ -9,7 +9,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath
 
 from services.admin.access import ADMIN_ONLY
-from services.admin.study_schemas import ViewerTokenIn, ViewerTokenIssued, ViewerTokenView
+from services.admin.research.schemas import ViewerTokenIn, ViewerTokenIssued, ViewerTokenView
 from services.common.research.studies import Study
 from services.common.research.tokens import (
     AccessToken,

@@ -26,11 +26,11 @@ from litestar.params import FromPath
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from services.admin import webhooks
 from services.admin.access import ADMIN_ONLY
 from services.admin.models import SilenceNotice
+from services.admin.research import webhooks
+from services.admin.research.schemas import NoticeView
 from services.admin.settings import AdminSettings
-from services.admin.study_schemas import NoticeView
 from services.common.research.localdays import local_today, zone_named
 from services.common.research.protections import Protections, study_pseudonyms
 from services.common.research.studies import Study, StudyStatus

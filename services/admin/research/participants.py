@@ -1,5 +1,5 @@
 """Participants of a study: the admin enrols them (ids given, or generated) and issues
-their enrolment codes (services.admin.enrolment trades a code for a token), withdraws
+their enrolment codes (services.admin.research.enrolment trades a code for a token), withdraws
 them (keeping or deleting their data, with a signed receipt); readers covering the
 study list them."""
 
@@ -15,11 +15,10 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
-from services.admin.deletions import delete_data
-from services.admin.enrolment import issue_code
 from services.admin.models import Participant
-from services.admin.studies import STUDY_ERRORS, readable_study, stored_study
-from services.admin.study_schemas import (
+from services.admin.research.deletions import delete_data
+from services.admin.research.enrolment import issue_code
+from services.admin.research.schemas import (
     CodeState,
     IssuedCode,
     IssuedCodes,
@@ -27,6 +26,7 @@ from services.admin.study_schemas import (
     ParticipantView,
     Withdrawal,
 )
+from services.admin.research.studies import STUDY_ERRORS, readable_study, stored_study
 from services.common.research.auth import Role
 from services.common.research.protections import study_pseudonyms
 from services.common.research.studies import (

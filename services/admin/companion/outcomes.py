@@ -8,7 +8,7 @@ the seed's clients never send it and keep getting the seed's answers.
 
 from __future__ import annotations
 
-from services.admin.services import UsernameTaken
+from services.admin.companion.accounts import UsernameTaken
 from services.common.web.errors import AppError, TooManyRequests
 
 SUCCESS = 200

@@ -27,8 +27,8 @@ from pymongo.errors import PyMongoError
 from services.admin.access import settings_of
 from services.admin.limits import SharedRateLimit
 from services.admin.models import Participant
-from services.admin.study_schemas import Enrolled, Enrolment, IssuedCode
-from services.admin.tokens import issue_token
+from services.admin.research.schemas import Enrolled, Enrolment, IssuedCode
+from services.admin.research.viewer_tokens import issue_token
 from services.common.research.studies import open_study
 from services.common.research.tokens import AccessToken, TokenKind, revoke_token
 from services.common.web.clients import client_address
