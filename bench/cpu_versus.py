@@ -29,7 +29,7 @@ import httpx
 from cpu_cost import alternating_blocks, drive, median_and_range, single_posts
 from support import bearer, started_pair, throwaway_stack
 
-from services.launcher import StackConfig
+from services.launcher.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ("gateway", "ingest")

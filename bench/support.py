@@ -17,14 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.common.runtime.settings import Credentials
-from services.launcher import (
-    StackConfig,
-    Supervisor,
-    local_mongodb_uri,
-    mongo_ready,
-    secantus_argv,
-    stack_specs,
-)
+from services.launcher.config import StackConfig, local_mongodb_uri
+from services.launcher.database import mongo_ready, secantus_argv
+from services.launcher.supervisor import Supervisor, stack_specs
 from tests.support import free_port, http_ok, stack_config, wait_until
 
 

@@ -14,14 +14,9 @@ import httpx
 import pytest
 
 from services.common.runtime.settings import Credentials
-from services.launcher import (
-    StackConfig,
-    Supervisor,
-    local_mongodb_uri,
-    mongo_ready,
-    secantus_argv,
-    stack_specs,
-)
+from services.launcher.config import StackConfig, local_mongodb_uri
+from services.launcher.database import mongo_ready, secantus_argv
+from services.launcher.supervisor import Supervisor, stack_specs
 from tests.support import TOKENS, bearer, free_port, service_environ, stack_config, wait_until
 
 

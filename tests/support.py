@@ -20,7 +20,7 @@ import httpx
 import psutil
 
 from services.common.runtime.settings import DEFAULT_PORTS, Credentials
-from services.launcher import StackConfig
+from services.launcher.config import StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
 # Encrypts provider keys in the admin service under test.

@@ -12,7 +12,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
+from services.launcher.config import local_mongodb_uri
+from services.launcher.database import mongo_ready, secantus_argv
 from tests.support import (
     REPO,
     free_port,

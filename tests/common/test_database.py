@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from pymongo import MongoClient
 
-from services.launcher import local_mongodb_uri
+from services.launcher.config import local_mongodb_uri
 from tests.conftest import start_secantus
 from tests.support import (
     bearer,

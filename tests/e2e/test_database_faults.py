@@ -21,7 +21,8 @@ import pytest
 from pymongo import MongoClient
 
 from generators.telemetry import dataset
-from services.launcher import local_mongodb_uri, mongo_ready, secantus_argv
+from services.launcher.config import local_mongodb_uri
+from services.launcher.database import mongo_ready, secantus_argv
 from tests.conftest import Stack, run_stack
 from tests.support import REPO, TOKENS, enrolled, free_port, wait_until
 

@@ -14,7 +14,7 @@ import httpx
 import psutil
 from pymongo import MongoClient
 
-from services.launcher import local_mongodb_uri
+from services.launcher.config import local_mongodb_uri
 from tests.support import REPO, TOKENS, bearer, free_port, http_ok, wait_until
 
 PORT_NAMES = ("GATEWAY", "INGEST", "MEDIA", "ADMIN", "DB")

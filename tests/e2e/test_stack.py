@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.launcher import Supervisor
+from services.launcher.supervisor import Supervisor
 from tests.conftest import run_stack
 from tests.support import TOKENS, basic, bearer, http_ok, wait_until
 
