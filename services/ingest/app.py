@@ -13,10 +13,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from services.common.research.wiring import SHARED_DOCUMENTS, shared_state
 from services.common.web.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
-from services.ingest.folding import RECOUNT_TIMEOUT_SECONDS, RollupFolder, ensure_rollups
+from services.ingest.folding import RECOUNT_TIMEOUT_SECONDS
 from services.ingest.inserts import GroupInserter
 from services.ingest.kinds import KINDS, TelemetryKind
 from services.ingest.models import DOCUMENTS
+from services.ingest.rollup_worker import RollupFolder, ensure_rollups
 from services.ingest.settings import IngestSettings, load_settings
 
 

@@ -2,12 +2,10 @@
 
 import asyncio
 from datetime import timedelta
-from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
-from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from services.common.research.auth import (
@@ -58,6 +56,7 @@ from services.common.web.validation import decode_json, read_body, require_json
 from services.ingest import deletions, services, summaries
 from services.ingest.activity import participant_activity
 from services.ingest.daily import daily_rows, ndjson_lines
+from services.ingest.deps import provide_gps_filter, provide_sentiment_filter
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
     BatchResult,
@@ -71,44 +70,6 @@ from services.ingest.schemas import (
     TimelinePoint,
 )
 from services.ingest.settings import BATCH_BODY_CEILING, IngestSettings
-
-
-async def provide_sentiment_filter(
-    window: MongoFilter,
-    emotion: Annotated[
-        str | None, QueryParameter(max_length=64, description="Only this emotion (any case).")
-    ] = None,
-) -> dict[str, Any]:
-    return {**window, "emotion": emotion.strip().lower()} if emotion is not None else window
-
-
-async def provide_gps_filter(
-    request: Request,
-    window: MongoFilter,
-    bbox: Annotated[
-        str | None,
-        QueryParameter(
-            max_length=200,
-            description="Only fixes inside minLon,minLat,maxLon,maxLat (WGS 84, OGC order; "
-            "minLon > maxLon crosses the antimeridian). To a viewer, fixes of studies that "
-            "show GPS on a grid are left out (422 when only such studies are reachable).",
-        ),
-    ] = None,
-) -> dict[str, Any]:
-    if bbox is None:
-        return window
-    disguise = await disguise_of(request)
-    if disguise is not None:
-        boxed = disguise.box_scope(window)
-        if boxed is None:
-            raise field_error(
-                "bbox",
-                "is not available here: study "
-                + ", ".join(disguise.gridded_studies())
-                + " shows viewers GPS rounded to a grid, and a box would reveal finer places",
-            )
-        window = boxed
-    return {**window, **services.bounding_box(bbox)}
 
 
 def _settings(request: Request) -> IngestSettings:

@@ -54,7 +54,7 @@ from services.common.web.pagination import (
     next_page_headers,
 )
 from services.common.web.validation import convert_record, decode_json, read_record, require_json
-from services.media import services
+from services.media import activity, services
 from services.media.delivery import STORED_BYTES_CACHING, content_disposition, send_stored
 from services.media.models import PreviewState, VlogState
 from services.media.resumable import resumable_of
@@ -196,7 +196,7 @@ class VlogController(Controller):
     )
     async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantVlogDays]:
         zones = await StudyZones.load(_settings(request).display_timezone)
-        rows = await services.activity({**window, "state": VlogState.READY}, zones)
+        rows = await activity.activity({**window, "state": VlogState.READY}, zones)
         return await disguised_rows(request, rows)
 
     @get(
@@ -207,7 +207,7 @@ class VlogController(Controller):
     )
     async def participants(self, request: Request, window: MongoFilter) -> list[ParticipantVlogs]:
         query = {**window, "state": VlogState.READY}
-        return await services.participants(query, await disguise_of(request))
+        return await activity.participants(query, await disguise_of(request))
 
     @get(
         "/download/{filename:str}",

@@ -1,5 +1,5 @@
 """Every field a record kind has, on the wire or in an export, declares how a viewer of
-a protected study is shown it (services.common.research.codebook.Treatment); privacy applies
+a protected study is shown it (services.common.research.columns.Treatment); privacy applies
 those declarations, so a field added without one fails here, not in a viewer's hands."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from services.common.research.codebook import KINDS, Treatment
+from services.common.research.codebook import KINDS
+from services.common.research.columns import Treatment
 from services.common.research.pseudonyms import DIGEST_PREFIX, digest
 from services.ingest.schemas import GpsFixOut, SentimentOut
 from services.media.schemas import VlogOut

@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from services.common.research.studies import Study, StudyZones
-from services.ingest import deletions, folding, rollups, summaries
+from services.ingest import deletions, folding, rollup_worker, rollups, summaries
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS
 from services.ingest.models import DOCUMENTS
 
@@ -243,7 +243,7 @@ def test_a_study_moved_to_another_zone_is_recounted(mongodb_uri: str, db_name: s
         late["timestamp"] += timedelta(minutes=30)
         late["received_at"] = datetime.now(UTC) - timedelta(minutes=5)
         await SENTIMENTS.collection.insert_one(late)
-        folder = folding.RollupFolder(settle_seconds=1, fallback_zone="UTC")
+        folder = rollup_worker.RollupFolder(settle_seconds=1, fallback_zone="UTC")
 
         async def local_days() -> list[str]:
             rows = await rollups.rollup_rows({"study_id": study_id}, rollups.DAILY)
@@ -253,13 +253,13 @@ def test_a_study_moved_to_another_zone_is_recounted(mongodb_uri: str, db_name: s
         await folder.step()  # the first count
         assert await local_days() == ["2026-03-01"]
         state = await rollups.read_state()
-        assert folding.moved_studies(state, await StudyZones.load("UTC")) == []
+        assert rollup_worker.moved_studies(state, await StudyZones.load("UTC")) == []
 
         await database["studies"].update_one(
             {"study_id": study_id}, {"$set": {"time_zone": "Asia/Taipei"}}
         )
         zones = await StudyZones.load("UTC")
-        assert folding.moved_studies(await rollups.read_state(), zones) == [study_id]
+        assert rollup_worker.moved_studies(await rollups.read_state(), zones) == [study_id]
         await folder.step()  # sees the move: recounts
         assert await local_days() == ["2026-03-02"]
         assert (await rollups.read_state())["zones"][study_id] == "Asia/Taipei"

@@ -23,7 +23,8 @@ import msgspec
 from litestar.connection import ASGIConnection
 
 from services.common.research.auth import principal_of
-from services.common.research.codebook import KINDS, Treatment
+from services.common.research.codebook import KINDS
+from services.common.research.columns import Treatment
 from services.common.research.grid import coarsened
 from services.common.research.protections import UNKNOWN_STUDY_SECONDS, Protections, StudyProtection
 from services.common.research.pseudonyms import PSEUDONYM_PREFIX, PseudonymEntry, digest, pseudonym

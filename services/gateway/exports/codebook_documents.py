@@ -12,7 +12,8 @@ from typing import Any, get_args, get_origin
 
 import msgspec
 
-from services.common.research.codebook import KINDS, SOURCES, RecordKind, Variable, pattern_regex
+from services.common.research.codebook import KINDS, SOURCES
+from services.common.research.columns import RecordKind, Variable, pattern_regex
 
 
 def _schema_of(annotation: Any) -> dict[str, Any]:

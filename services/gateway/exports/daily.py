@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.common.research.codebook import DAILY, column_word
+from services.common.research.codebook import DAILY
+from services.common.research.columns import column_word
 from services.gateway.proxy.upstream import ServiceApi
 
 NO_TELEMETRY: dict[str, Any] = {

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from services.common.research import codebook
+from services.common.research.columns import RecordKind
 from services.gateway.proxy.upstream import RECORDS_PER_PAGE
 
 KINDS = ("sentiments", "gps", "vlogs")
@@ -24,7 +25,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 async def as_parquet(
-    kind: codebook.RecordKind,
+    kind: RecordKind,
     columns: list[str],
     rows: AsyncIterator[dict[str, Any]],
     provenance: dict[str, Any],

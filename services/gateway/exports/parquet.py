@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.common.research.codebook import RecordKind, Variable
+from services.common.research.columns import RecordKind, Variable
 from services.common.research.studies import DEFAULT_STUDY
 from services.gateway.exports.codebook_documents import base_type
 
