@@ -8,7 +8,7 @@ from litestar.params import FromPath
 
 from services.common.research.auth import WRITERS, may_write, principal_of, requires
 from services.common.web.errors import EXCEPTION_HANDLERS
-from services.common.web.openapi import error_responses
+from services.common.web.openapi import documented_bytes, error_responses
 from services.media import tus
 from services.media.models import TusUpload
 from services.media.settings import UPLOAD_BODY_CEILING
@@ -72,6 +72,8 @@ class ResumableUploadController(Controller):
         summary="Create a resumable upload (tus creation): Upload-Length, Upload-Metadata, "
         "and optionally its first bytes",
         request_max_body_size=UPLOAD_BODY_CEILING,
+        # creation-with-upload: the first bytes, optional.
+        operation_class=documented_bytes(tus.PATCH_TYPE, required=False),
         responses=error_responses(409, 412, 413, 415, 460),
         status_code=201,
     )
@@ -114,6 +116,7 @@ class ResumableUploadController(Controller):
         guards=[may_write()],
         summary="Append bytes at Upload-Offset (application/offset+octet-stream)",
         request_max_body_size=UPLOAD_BODY_CEILING,
+        operation_class=documented_bytes(tus.PATCH_TYPE),
         responses=error_responses(404, 409, 410, 412, 413, 415, 460),
         status_code=204,
     )

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from services.common.research import codebook
-from services.common.web.app import API_VERSION
+from services.common.web.api_docs import API_VERSION
 from services.gateway.exports import codebook_documents
 from services.gateway.exports.formats import COLUMNS, ZIP_COLUMNS
 from services.ingest.features import EARTH_RADIUS_M

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
@@ -49,7 +49,7 @@ from services.common.research.filters import time_span
 from services.common.research.pseudonyms import PseudonymEntry
 from services.common.web.errors import Forbidden, ServiceUnavailable, Unauthorized, field_error
 from services.common.web.guards import for_roles
-from services.common.web.openapi import NDJSON_MEDIA_TYPE, error_responses
+from services.common.web.openapi import NDJSON_MEDIA_TYPE, documented_body, error_responses
 from services.common.web.pagination import (
     DEFAULT_PAGE_SIZE,
     CursorParameter,
@@ -59,6 +59,7 @@ from services.common.web.pagination import (
     next_page_headers,
 )
 from services.common.web.schemas import WireStruct
+from services.common.web.validation import read_record
 
 # Entries one call may send; the gateway sends fewer.
 MOST_PER_CALL = 1000
@@ -248,9 +249,11 @@ class AuditAppendController(Controller):
         operation_id="appendAuditEntries",
         summary="Append entries to the audit trail (the gateway sends what it recorded)",
         guards=[for_roles(from_gateway, ("service",))],
+        operation_class=documented_body(AuditBatch),
         responses=error_responses(401, 403, 503),
     )
-    async def append_entries(self, data: AuditBatch) -> Stored:
+    async def append_entries(self, request: Request) -> Stored:
+        data = await read_record(request, AuditBatch)  # by hand: docs/adr/0005
         if not data.entries:
             return Stored(stored=0)
         if len(data.entries) > MOST_PER_CALL:

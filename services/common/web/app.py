@@ -12,9 +12,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.enums import ScopeType
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 from litestar.template import TemplateConfig
 from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
@@ -23,33 +20,14 @@ from services.common.runtime.database import mongo_lifespan
 from services.common.runtime.heap import settled_heap
 from services.common.runtime.logs import RequestContextMiddleware, configure_logging
 from services.common.runtime.settings import ServiceSettings
+from services.common.web.api_docs import openapi_config, swagger_assets
 from services.common.web.errors import EXCEPTION_HANDLERS
 from services.common.web.health import HealthController
 from services.common.web.openapi import document_errors
 from services.common.web.validation import reject_unknown_query_parameters
 
-API_VERSION = "0.1.0"
 # What every operation of a service with a database answers when the database fails.
 DATABASE_ERRORS = (503,)
-
-
-def openapi_config(service: str, title: str, description: str) -> OpenAPIConfig:
-    """Each service documents itself under `/docs/<service>`, a path the gateway
-    forwards unchanged, so the docs UI works both directly and through the gateway."""
-    return OpenAPIConfig(
-        title=title,
-        version=API_VERSION,
-        description=description,
-        path=f"/docs/{service}",
-        render_plugins=[SwaggerRenderPlugin(path="/")],
-        components=Components(
-            security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer"),
-                "basic": SecurityScheme(type="http", scheme="basic"),
-            }
-        ),
-        security=[{"bearer": []}, {"basic": []}],
-    )
 
 
 # What browser clients send and may read: the credential, the body's type, the
@@ -233,7 +211,11 @@ def build_app(
     app_state = State({**(state or {}), "settings": settings})
     if documents is not None:
         lifespan.append(mongo_lifespan(settings, list(dict.fromkeys(documents)), prepare_database))
-    handlers = [*([HealthController] if include_health else []), *route_handlers]
+    handlers = [
+        *([HealthController] if include_health else []),
+        swagger_assets(settings.service),
+        *route_handlers,
+    ]
     allowed_methods: dict[str, set[str]] = {}
     app = Litestar(
         cors_config=cors_config(settings.cors_origins),

@@ -66,8 +66,10 @@ def _record_schema(record_type: type) -> dict[str, Any]:
     return schema
 
 
-def _operation_with_body(content: dict[str, OpenAPIMediaType]) -> type[Operation]:
-    body = RequestBody(content=content, required=True)
+def _operation_with_body(
+    content: dict[str, OpenAPIMediaType], *, required: bool = True
+) -> type[Operation]:
+    body = RequestBody(content=content, required=required)
 
     @dataclass
     class OperationWithBody(Operation):
@@ -113,10 +115,11 @@ def documented_form(fields_type: type, file_field: str, file_description: str) -
     )
 
 
-def documented_bytes(*media_types: str) -> type[Operation]:
+def documented_bytes(*media_types: str, required: bool = True) -> type[Operation]:
     """An Operation class whose body is a file's bytes, in any of `media_types`."""
     return _operation_with_body(
-        {media_type: OpenAPIMediaType(schema=BINARY) for media_type in media_types}  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
+        {media_type: OpenAPIMediaType(schema=BINARY) for media_type in media_types},  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
+        required=required,
     )
 
 

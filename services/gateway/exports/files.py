@@ -13,7 +13,7 @@ from typing import Any
 from services.common.research import codebook
 from services.common.research.protections import described
 from services.common.research.studies import DEFAULT_STUDY
-from services.common.web.app import API_VERSION
+from services.common.web.api_docs import API_VERSION
 from services.gateway.exports.daily import daily_table
 from services.gateway.exports.formats import (
     COLUMNS,
