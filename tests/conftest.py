@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar.testing import TestClient
 
 from services.common.runtime.settings import Credentials
 from services.launcher.config import StackConfig, local_mongodb_uri
@@ -93,6 +95,30 @@ SESSION_DB_TIMEOUT_SECONDS = 20
 FOLD_WAIT_SECONDS = 2 * SESSION_DB_TIMEOUT_SECONDS + 30
 
 
+# The session stack's settings, which the in-process apps read too.
+SESSION_ENV = dict(
+    EMOGO_MEDIA_MAX_UPLOAD_BYTES=str(16 * 1024 * 1024),
+    EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000",
+    EMOGO_ENROLMENT_ATTEMPTS_PER_ADDRESS="10000",
+    # Studies with a webhook get their daily notice within a second, retried quickly.
+    EMOGO_NOTICE_CHECK_SECONDS="1",
+    EMOGO_NOTICE_RETRY_SECONDS="0.3",
+    # The tests' webhook receivers listen on loopback (refused by default: their
+    # own test starts a stack without this).
+    EMOGO_WEBHOOK_ALLOW_PRIVATE="true",
+    # No internet here: maps show their offline drawing (tests/gateway/test_maps.py
+    # starts a tile server of its own).
+    EMOGO_MAP_TILES="off",
+    # The embedded database (WiredTiger underneath) sometimes holds every write for
+    # about 10 s on this suite's shared database: writers wait in WiredTiger's
+    # page-in loop for a page locked by its eviction. Past the default 5 s deadline
+    # a write answers 503 with Retry-After, which phones honour; the tests here
+    # post once, so their deadline outlasts the stall. The 503 itself is tested
+    # with a database of its own (tests/e2e/test_database_faults.py).
+    EMOGO_DB_TIMEOUT=str(SESSION_DB_TIMEOUT_SECONDS),
+)
+
+
 @pytest.fixture(scope="session")
 def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack for the session. Tests that share it keep apart by participant id;
@@ -101,30 +127,75 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     # sign-ins and enrolments tests make from one address (the limiters have tests of
     # their own).
     with run_stack(
-        mongodb_uri,
-        tmp_path_factory.mktemp("stack"),
-        "emogo_session",
-        EMOGO_MEDIA_MAX_UPLOAD_BYTES=str(16 * 1024 * 1024),
-        EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000",
-        EMOGO_ENROLMENT_ATTEMPTS_PER_ADDRESS="10000",
-        # Studies with a webhook get their daily notice within a second, retried quickly.
-        EMOGO_NOTICE_CHECK_SECONDS="1",
-        EMOGO_NOTICE_RETRY_SECONDS="0.3",
-        # The tests' webhook receivers listen on loopback (refused by default: their
-        # own test starts a stack without this).
-        EMOGO_WEBHOOK_ALLOW_PRIVATE="true",
-        # No internet here: maps show their offline drawing (tests/gateway/test_maps.py
-        # starts a tile server of its own).
-        EMOGO_MAP_TILES="off",
-        # The embedded database (WiredTiger underneath) sometimes holds every write for
-        # about 10 s on this suite's shared database: writers wait in WiredTiger's
-        # page-in loop for a page locked by its eviction. Past the default 5 s deadline
-        # a write answers 503 with Retry-After, which phones honour; the tests here
-        # post once, so their deadline outlasts the stall. The 503 itself is tested
-        # with a database of its own (tests/e2e/test_database_faults.py).
-        EMOGO_DB_TIMEOUT=str(SESSION_DB_TIMEOUT_SECONDS),
+        mongodb_uri, tmp_path_factory.mktemp("stack"), "emogo_session", **SESSION_ENV
     ) as running:
         yield running
+
+
+class _SharedTransport(httpx.BaseTransport):
+    """The running app's transport, lent to another client: closing that client leaves
+    the app running."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response: httpx.Response = self.inner.handle_request(request)
+        return response
+
+
+class InProcess:
+    """A service's app (its own `create_app(settings)`) inside the test process, on the
+    session's database: route behaviour without the gateway hop or another process.
+    What only processes show (proxying, workers, faults) stays with the stack."""
+
+    def __init__(self, running: TestClient[Any]) -> None:
+        self.running = running
+
+    def client(self, role: str | None = None) -> httpx.Client:
+        """A client of the app signed in as `role`, sharing the one running app (one
+        event loop, one lifespan)."""
+        return httpx.Client(
+            transport=_SharedTransport(self.running._transport),
+            base_url=str(self.running.base_url),
+            headers=bearer(role) if role else {},
+        )
+
+
+@contextmanager
+def in_process(service: str, stack: Stack, data_dir: Path, **extra_env: str) -> Iterator[InProcess]:
+    """`service`'s app built from the settings a process of the session's stack reads."""
+    environ = service_environ(
+        stack.config.mongodb_uri,
+        data_dir,
+        stack.db_name,
+        **{**SESSION_ENV, **extra_env},
+    )
+    module = importlib.import_module(f"services.{service}.app")
+    settings_module = importlib.import_module(f"services.{service}.settings")
+    app = module.create_app(settings_module.load_settings(environ))
+    with TestClient(app, base_url="http://127.0.0.1", timeout=30) as running:
+        yield InProcess(running)
+
+
+@pytest.fixture(scope="module")
+def ingest_app(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    # Per module: Beanie binds its documents to one client and event loop, and domain
+    # tests (tests/ingest/test_rollups.py) bind them to their own.
+    with in_process("ingest", stack, tmp_path_factory.mktemp("ingest_app")) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def media_app(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    with in_process("media", stack, tmp_path_factory.mktemp("media_app")) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def admin_app(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    with in_process("admin", stack, tmp_path_factory.mktemp("admin_app")) as app:
+        yield app
 
 
 def stack_of_its_own(db_name: str, **extra_env: str) -> Any:

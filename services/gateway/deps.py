@@ -26,8 +26,12 @@ from services.gateway.proxy.relay import ReverseProxy
 from services.gateway.proxy.upstream import ServiceApi
 from services.gateway.settings import GatewaySettings
 
-# The filters of a page or an export, as a dependency named `filters`.
+# What handlers declare, by these names: `filters: Filters`, `api: Api`, ...
 Filters = NamedDependency[dict[str, Any]]
+Api = NamedDependency[ServiceApi]
+Settings = NamedDependency[GatewaySettings]
+Proxy = NamedDependency[ReverseProxy]
+Turns = NamedDependency[ExportTurns]
 
 
 async def provide_settings(state: State) -> GatewaySettings:
@@ -46,7 +50,7 @@ async def provide_turns(state: State) -> ExportTurns:
 
 
 async def provide_api(
-    request: Request[Any, Any, Any], proxy: ReverseProxy, settings: GatewaySettings
+    request: Request[Any, Any, Any], proxy: Proxy, settings: Settings
 ) -> ServiceApi:
     """The services' API as the caller may read it: every request made with the
     caller's own credential, so the services decide what it covers."""

@@ -12,6 +12,7 @@ from litestar import Controller, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from services.common.web.schemas import Liveness, utc_now
+from services.gateway.deps import Proxy
 from services.gateway.proxy.relay import ReverseProxy
 from services.gateway.schemas import GatewayHealth, ServiceHealth
 
@@ -87,7 +88,7 @@ class HealthController(Controller):
             )
         },
     )
-    async def health(self, proxy: ReverseProxy) -> Response[GatewayHealth]:
+    async def health(self, proxy: Proxy) -> Response[GatewayHealth]:
         report = await gateway_health(proxy)
         return Response(report, status_code=200 if report.status == "healthy" else 503)
 

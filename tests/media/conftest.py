@@ -1,5 +1,9 @@
 """Real videos for the media tests: drawn with NumPy and OpenCV, written by OpenCV
-(MPEG-4 Part 2, MJPEG, VP8) or encoded to H.264 with PyAV, as phones and the seed make them."""
+(MPEG-4 Part 2, MJPEG, VP8) or encoded to H.264 with PyAV, as phones and the seed make them.
+
+The `device` and `viewer` clients talk to the media app in process (tests/conftest.py
+`in_process`) on the session's database; tests that stop or restart the service use
+the stack."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 import pytest
 from pymongo import MongoClient
 
-from tests.conftest import Stack
+from tests.conftest import InProcess, Stack
 from tests.support import wait_until
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 480, 30, 3
@@ -143,3 +147,15 @@ def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
         chunked = set(database["videos.chunks"].distinct("files_id"))
     assert files == owned
     assert chunked <= files
+
+
+@pytest.fixture
+def device(media_app: InProcess) -> Iterator[httpx.Client]:
+    with media_app.client("device") as client:
+        yield client
+
+
+@pytest.fixture
+def viewer(media_app: InProcess) -> Iterator[httpx.Client]:
+    with media_app.client("viewer") as client:
+        yield client

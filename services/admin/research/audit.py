@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
 from litestar.response import Stream
@@ -278,7 +278,7 @@ class AuditController(Controller):
     )
     async def listing(
         self,
-        wanted: EntryFilter,
+        wanted: NamedDependency[EntryFilter],
         limit: PageSize = DEFAULT_PAGE_SIZE,
         cursor: CursorParameter = None,
     ) -> Response[list[StoredAuditEntry]]:
@@ -317,7 +317,7 @@ class AuditController(Controller):
         media_type=NDJSON_MEDIA_TYPE,
         responses=error_responses(401, 403),
     )
-    async def download_ndjson(self, wanted: EntryFilter) -> Stream:
+    async def download_ndjson(self, wanted: NamedDependency[EntryFilter]) -> Stream:
         return _download(wanted, as_csv=False)
 
     @get(
@@ -327,7 +327,7 @@ class AuditController(Controller):
         media_type="text/csv",
         responses=error_responses(401, 403),
     )
-    async def download_csv(self, wanted: EntryFilter) -> Stream:
+    async def download_csv(self, wanted: NamedDependency[EntryFilter]) -> Stream:
         return _download(wanted, as_csv=True)
 
 

@@ -16,17 +16,21 @@ from services.common.research.auth import READERS, requires
 from services.common.web.errors import NotFound
 from services.common.web.openapi import ALSO_SERVED_AS, BINARY, TEXT
 from services.common.web.schemas import utc_now
-from services.gateway.deps import Filters, provide_compliance_filters, provide_export_filters
+from services.gateway.deps import (
+    Api,
+    Filters,
+    Settings,
+    Turns,
+    provide_compliance_filters,
+    provide_export_filters,
+)
 from services.gateway.exports import codebook_documents
 from services.gateway.exports.archive import export_zip
 from services.gateway.exports.compliance import as_csv, read_report
 from services.gateway.exports.files import export_all, export_file
 from services.gateway.exports.formats import MEDIA_TYPES
 from services.gateway.exports.responses import attachment, in_turn, named, stamp, started
-from services.gateway.exports.turns import ExportTurns
-from services.gateway.proxy.upstream import ServiceApi
 from services.gateway.schemas import ComplianceReport
-from services.gateway.settings import GatewaySettings
 
 EXPORT_NAME = re.compile(r"^(sentiments|gps|vlogs|daily)\.(csv|ndjson|json|parquet)$")
 
@@ -45,7 +49,7 @@ class ExportController(Controller):
         summary="The seed's export of everything",
         opt={ALSO_SERVED_AS: {"application/json": {"type": "object"}}},
     )
-    async def export_all(self, api: ServiceApi, filters: Filters) -> Stream:
+    async def export_all(self, api: Api, filters: Filters) -> Stream:
         pieces = await started(export_all(api, filters))
         return attachment(f"emogo-all-{stamp()}.json", "application/json", pieces)
 
@@ -56,7 +60,7 @@ class ExportController(Controller):
         opt={ALSO_SERVED_AS: {"application/zip": BINARY}},
     )
     async def export_zip(
-        self, api: ServiceApi, settings: GatewaySettings, turns: ExportTurns, filters: Filters
+        self, api: Api, settings: Settings, turns: Turns, filters: Filters
     ) -> Stream:
         pieces = await in_turn(turns, export_zip(api, filters, settings.temp_dir))
         return attachment(f"emogo-export-{stamp()}.zip", "application/zip", pieces)
@@ -97,7 +101,7 @@ class ExportController(Controller):
         },
     )
     async def export_records(
-        self, api: ServiceApi, turns: ExportTurns, name: FromPath[str], filters: Filters
+        self, api: Api, turns: Turns, name: FromPath[str], filters: Filters
     ) -> Stream:
         match = EXPORT_NAME.match(name)
         if match is None:
@@ -130,9 +134,7 @@ class ComplianceController(Controller):
         summary="Per participant: what arrived per local day, rates against the study's "
         "expectations, and who stopped reporting (first)",
     )
-    async def compliance(
-        self, api: ServiceApi, settings: GatewaySettings, filters: Filters
-    ) -> ComplianceReport:
+    async def compliance(self, api: Api, settings: Settings, filters: Filters) -> ComplianceReport:
         return await read_report(api, filters, utc_now(), settings.display_timezone)
 
     @get(
@@ -143,7 +145,7 @@ class ComplianceController(Controller):
         opt={ALSO_SERVED_AS: {"text/csv": TEXT}},
     )
     async def compliance_csv(
-        self, api: ServiceApi, settings: GatewaySettings, filters: Filters
+        self, api: Api, settings: Settings, filters: Filters
     ) -> Response[bytes]:
         report = await read_report(api, filters, utc_now(), settings.display_timezone)
         return Response(

@@ -17,7 +17,7 @@ from services.common.research.auth import READERS, requires
 from services.common.research.localdays import local_midnight
 from services.common.web.errors import field_error
 from services.common.web.validation import ANY_QUERY
-from services.gateway.deps import Filters, provide_export_filters
+from services.gateway.deps import Api, Filters, Settings, provide_export_filters
 from services.gateway.pages.export_page import (
     build_export_page,
     local_time,
@@ -26,8 +26,6 @@ from services.gateway.pages.export_page import (
 )
 from services.gateway.pages.headers import page
 from services.gateway.pages.maps import as_script_data, fallback_svg, read_track
-from services.gateway.proxy.upstream import ServiceApi
-from services.gateway.settings import GatewaySettings
 
 DOCS = (
     ("gateway", "Gateway: health, exports"),
@@ -82,8 +80,8 @@ class ExportPagesController(Controller):
     async def export_page(
         self,
         request: Request[Any, Any, Any],
-        api: ServiceApi,
-        settings: GatewaySettings,
+        api: Api,
+        settings: Settings,
         filters: Filters,
         vlogs_cursor: VlogsCursor = None,
         people_cursor: PeopleCursor = None,
@@ -97,8 +95,8 @@ class ExportPagesController(Controller):
     async def map_page(
         self,
         request: Request[Any, Any, Any],
-        api: ServiceApi,
-        settings: GatewaySettings,
+        api: Api,
+        settings: Settings,
         filters: Filters,
         days: MapDays = MAP_DAYS,
     ) -> Template:
