@@ -227,3 +227,13 @@ device = _signed_in_client("device", "device")
 viewer = _signed_in_client("viewer", "viewer")
 admin = _signed_in_client("admin", "admin")
 anonymous = _signed_in_client(None, "anonymous")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e starts processes of its own: `e2e` and `slow`."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
+        if "contract" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

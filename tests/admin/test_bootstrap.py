@@ -24,6 +24,9 @@ from tests.support import (
     wait_until,
 )
 
+# Processes of its own (see pyproject.toml markers).
+pytestmark = pytest.mark.slow
+
 ROOT = ("root", "root-password-0123")
 APP = ("emogo_app", "app-password-0123")
 

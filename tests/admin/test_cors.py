@@ -13,6 +13,10 @@ from services.common.runtime.settings import ConfigError, Environment, cors_orig
 from tests.conftest import Stack, stack_of_its_own
 from tests.support import TOKENS
 
+# Processes of its own (see pyproject.toml markers).
+pytestmark = pytest.mark.slow
+
+
 FRONT_END = "https://app.example.org"
 DEV_SERVER = "http://localhost:5173"
 

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from services.launcher.config import local_mongodb_uri
@@ -23,6 +24,9 @@ from tests.support import (
     stop,
     wait_until,
 )
+
+# Processes of its own (see pyproject.toml markers).
+pytestmark = pytest.mark.slow
 
 
 def start_ingest(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen[bytes], str]:

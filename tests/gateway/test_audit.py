@@ -316,6 +316,7 @@ def test_a_changed_or_removed_entry_breaks_the_chain_there(stack: Stack, data: d
             assert admin.get("/api/audit/verify").json()["ok"] is True
 
 
+@pytest.mark.slow
 def test_entries_waiting_at_shutdown_are_stored(stack: Stack, data: dict) -> None:
     request_id = f"audit-{uuid.uuid4().hex}"
     with stack.client() as client:
@@ -379,6 +380,7 @@ def test_concurrent_batches_make_one_chain(stack: Stack) -> None:
         assert admin.get("/api/audit/verify").json()["ok"] is True
 
 
+@pytest.mark.slow
 def test_a_read_while_the_admin_service_is_down_is_still_recorded(stack: Stack) -> None:
     """The services check issued tokens themselves, so a read can be served while the
     admin service (which names tokens, and keeps the trail) is down: its entry waits
@@ -483,6 +485,7 @@ def test_reads_of_receipts_and_logs_are_recorded(stack: Stack) -> None:
             assert entry["credential_id"] == "env:admin"
 
 
+@pytest.mark.slow
 def test_reads_journaled_before_a_kill_are_all_stored(stack: Stack, data: dict) -> None:
     """Audited reads answered while the admin service is frozen (so no entry can be
     sent), then a SIGKILL of the gateway: each entry was on the gateway's disk before its

@@ -232,6 +232,7 @@ def test_compliance_needs_a_reader(stack: Stack, device: httpx.Client, study: di
     assert bad.status_code in (403, 422)
 
 
+@pytest.mark.browser
 def test_the_cockpit_in_a_real_browser(stack: Stack, viewer: httpx.Client, study: dict) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     study_id = study["study_id"]

@@ -206,6 +206,7 @@ def test_the_zip_reads_each_kind_once_and_holds_what_the_single_exports_hold(
     }, reads
 
 
+@pytest.mark.browser
 def test_in_a_real_browser(stack: Stack, study: dict) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     who = study["user_id"]

@@ -19,6 +19,10 @@ from PIL import Image
 from tests.conftest import Stack, stack_of_its_own
 from tests.support import bearer, free_port, policy_refusals, viewer_in_chromium
 
+# Processes of its own (see pyproject.toml markers).
+pytestmark = pytest.mark.slow
+
+
 TILE_PORT = free_port()
 
 
@@ -86,6 +90,7 @@ def send_track(stack: Stack) -> str:
     return user_id
 
 
+@pytest.mark.browser
 def test_the_track_on_tiles_from_a_local_server(
     tiled_stack: Stack, tile_server: TileServer
 ) -> None:
@@ -130,6 +135,7 @@ def test_the_track_on_tiles_from_a_local_server(
         browser.close()
 
 
+@pytest.mark.browser
 def test_the_offline_drawing_when_tiles_are_off(stack: Stack, viewer: httpx.Client) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     user_id = send_track(stack)

@@ -26,6 +26,9 @@ from tests.support import (
     wait_until,
 )
 
+# Processes of its own (see pyproject.toml markers).
+pytestmark = pytest.mark.slow
+
 MiB = 1024 * 1024
 # A body far larger than the memory the gateway may grow by while passing it on.
 LARGE_BODY = 256 * MiB

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from tests.conftest import Stack
@@ -207,6 +208,7 @@ def test_an_empty_window_has_zero_totals(viewer: httpx.Client) -> None:
     assert page == {"participants": [], "next_cursor": None}
 
 
+@pytest.mark.slow
 def test_daily_rollups_agree_with_the_records_and_are_rebuilt(
     stack: Stack, device: httpx.Client, viewer: httpx.Client, participant: str
 ) -> None:

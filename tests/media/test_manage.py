@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
@@ -114,6 +115,7 @@ def test_abandoned_uploads_are_cleaned_up(
     assert viewer.post("/api/vlogs/maintenance/cleanup").status_code == 403
 
 
+@pytest.mark.slow
 def test_videos_survive_a_restart_of_the_service(
     stack: Stack, device: httpx.Client, viewer: httpx.Client, videos: dict[str, bytes]
 ) -> None:

@@ -57,6 +57,7 @@ def offset_of(client: httpx.Client, location: str) -> int:
     return int(answer.headers["upload-offset"])
 
 
+@pytest.mark.slow
 def test_an_upload_resumes_after_a_restart_and_becomes_a_vlog(stack: Stack, tmp_path: Path) -> None:
     video = h264_video(tmp_path / "diary.mp4", 31)
     who = f"P-{uuid.uuid4().hex[:10]}"
@@ -220,6 +221,7 @@ def test_checksums_first_bytes_expiry_and_a_second_upload_of_the_same_video(
         assert_nothing_half_stored(stack, viewer)  # nor the checked requests' spool files
 
 
+@pytest.mark.slow
 def test_tuspy_uploads_in_chunks_and_resumes_after_the_service_dies(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -267,6 +269,7 @@ def test_tuspy_uploads_in_chunks_and_resumes_after_the_service_dies(
 TUS_JS_CLIENT = REPO / ".cache" / "tus-js-client" / "4.3.1" / "tus.min.js"
 
 
+@pytest.mark.browser
 def test_tus_js_client_uploads_from_a_browser(stack: Stack, tmp_path: Path) -> None:
     """tus-js-client's browser build (from npm) in Debian's chromium, in chunks, as a web
     app would; the stored video is the file, byte for byte."""
