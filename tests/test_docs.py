@@ -59,3 +59,16 @@ def test_every_decision_record_is_listed() -> None:
     assert len(records) >= 6
     index = (DOCS / "adr" / "index.md").read_text()
     assert [name for name in records if f"({name})" not in index] == []
+
+
+def test_every_module_the_docs_name_exists() -> None:
+    """A module moved or renamed takes its mentions in the docs with it."""
+    named = re.compile(r"\b((?:services|generators|tests|bench)/[\w/]+\.py)\b")
+    missing = {
+        f"{page.relative_to(ROOT)}: {path}"
+        for page in [ROOT / "README.md", *DOCS.rglob("*.md")]
+        if not page.is_symlink() and "benchmarks" not in page.parts
+        for path in named.findall(page.read_text())
+        if not (ROOT / path).exists()
+    }
+    assert missing == set()
