@@ -37,6 +37,7 @@ from services.common.research.filters import (
 )
 from services.common.research.privacy import disguise_of, disguised_rows
 from services.common.research.studies import StudyZones
+from services.common.web.bodies import Record, json_body
 from services.common.web.errors import NotFound
 from services.common.web.openapi import (
     ALSO_SERVED_AS,
@@ -53,7 +54,7 @@ from services.common.web.pagination import (
     PageSize,
     next_page_headers,
 )
-from services.common.web.validation import convert_record, decode_json, read_record, require_json
+from services.common.web.validation import convert_record, decode_json, require_json
 from services.media import activity, services
 from services.media.delivery import STORED_BYTES_CACHING, content_disposition, send_stored
 from services.media.models import PreviewState, VlogState
@@ -290,16 +291,17 @@ class VlogController(Controller):
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
+    @json_body
     @patch(
         "/{vlog_id:str}",
         operation_id="editVlog",
         guards=[may_write()],
         summary="Change the title or description (the admin any vlog; a participant their "
         "own; a device only what it uploaded: another is 404)",
-        operation_class=documented_body(VlogEdit),
     )
-    async def edit(self, request: Request, vlog_id: VlogIdPath) -> VlogOut:
-        changes = await read_record(request, VlogEdit)
+    async def edit(
+        self, request: Request, vlog_id: VlogIdPath, changes: Record[VlogEdit]
+    ) -> VlogOut:
         given = {"title": changes.title, "description": changes.description}
         fields = {name: value.strip() for name, value in given.items() if value is not None}
         principal = principal_of(request)

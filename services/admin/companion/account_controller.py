@@ -39,6 +39,7 @@ from services.admin.companion.schemas import (
 )
 from services.admin.models import UserConfig, UserCredential
 from services.common.research.tokens import AccessToken
+from services.common.web.bodies import Record, json_body
 from services.common.web.errors import AppError
 from services.common.web.openapi import ALSO_EMPTY, documented_body, error_responses
 from services.common.web.validation import read_record
@@ -189,21 +190,21 @@ class CredentialController(Controller):
         text = outcomes.message("password_changed", body.language)
         return Response(PasswordChanged(auth_code=outcomes.SUCCESS, auth_msg=text))
 
+    @json_body
     @post(
         "/create_user",
         operation_id="createUser",
         guards=SIGNED_IN,
         summary="The user's default config and a read-only copy of every default character",
-        operation_class=documented_body(UserRef),
         responses=error_responses(401, 403, 404, 409),
         status_code=200,
     )
-    async def create_user(self, request: Request) -> Response[None]:
-        body = await read_record(request, UserRef)
-        await authorize_user(request, body.user_id)
-        await users.create_user(request.app.state.defaults, vault_of(request), body.user_id)
+    async def create_user(self, request: Request, record: Record[UserRef]) -> Response[None]:
+        await authorize_user(request, record.user_id)
+        await users.create_user(request.app.state.defaults, vault_of(request), record.user_id)
         return done()
 
+    @json_body
     @post(
         "/delete_user",
         operation_id="deleteUser",
@@ -212,30 +213,30 @@ class CredentialController(Controller):
         description="The current front end also sends the account's `username` and "
         "`password`, which must belong to `user_id`, and `language`; it gets the outcome "
         "in the body.",
-        operation_class=documented_body(UserDeletion),
         responses=USER_ERRORS,
         status_code=200,
         opt={ALSO_EMPTY: True},
     )
-    async def delete_user(self, request: Request) -> Response[Deleted | None]:
-        body = await read_record(request, UserDeletion)
-        await authorize_user(request, body.user_id)
-        if body.language is None:
-            await users.delete_user(body.user_id)
+    async def delete_user(
+        self, request: Request, record: Record[UserDeletion]
+    ) -> Response[Deleted | None]:
+        await authorize_user(request, record.user_id)
+        if record.language is None:
+            await users.delete_user(record.user_id)
             return done()
         try:
-            if body.username is None or body.password is None:
+            if record.username is None or record.password is None:
                 raise accounts.SignInRejected("username and password are required")
             settings = settings_of(request)
-            credential = await accounts.check_password(settings, body.username, body.password)
-            if credential.user_id != body.user_id:
+            credential = await accounts.check_password(settings, record.username, record.password)
+            if credential.user_id != record.user_id:
                 raise accounts.SignInRejected("the account is not this user's")
         except AppError as problem:
-            code, text = outcomes.failure(problem, body.language)
+            code, text = outcomes.failure(problem, record.language)
             return Response(Deleted(user_id="", auth_code=code, auth_msg=text))
-        await users.delete_user(body.user_id)
-        text = outcomes.message("deleted", body.language)
-        return Response(Deleted(user_id=body.user_id, auth_code=outcomes.SUCCESS, auth_msg=text))
+        await users.delete_user(record.user_id)
+        text = outcomes.message("deleted", record.language)
+        return Response(Deleted(user_id=record.user_id, auth_code=outcomes.SUCCESS, auth_msg=text))
 
 
 class OrchestratorController(Controller):

@@ -37,6 +37,7 @@ from services.admin.companion.schemas import (
     UserConfigUpdate,
     UserConfigView,
 )
+from services.common.web.bodies import Record, json_body
 from services.common.web.openapi import documented_body
 from services.common.web.validation import read_record
 
@@ -46,23 +47,24 @@ class UserConfigController(Controller):
     guards = SIGNED_IN
     tags = ["user config"]
 
+    @json_body
     @post(
         "/update_user_config",
         operation_id="updateUserConfig",
         summary="Set provider keys and settings; only the fields given change",
         description="Keys are encrypted at rest and never returned, at most masked. "
         'null or absent leaves a field unchanged; "" clears a key.',
-        operation_class=documented_body(UserConfigUpdate),
         responses=USER_ERRORS,
         status_code=200,
     )
-    async def update_user_config(self, request: Request) -> Response[None]:
-        body = await read_record(request, UserConfigUpdate)
-        await authorize_user(request, body.user_id)
+    async def update_user_config(
+        self, request: Request, record: Record[UserConfigUpdate]
+    ) -> Response[None]:
+        await authorize_user(request, record.user_id)
         changes = {
-            name: getattr(body, name) for name in body.__struct_fields__ if name != "user_id"
+            name: getattr(record, name) for name in record.__struct_fields__ if name != "user_id"
         }
-        await users.update_user_config(vault_of(request), body.user_id, changes)
+        await users.update_user_config(vault_of(request), record.user_id, changes)
         return done()
 
     @get(
@@ -186,32 +188,34 @@ class CharacterController(Controller):
         await authorize_user(request, user_id)
         return await users.missing_secrets(user_id, character_id)
 
+    @json_body
     @post(
         "/duplicate_character",
         operation_id="duplicateCharacter",
         summary="An editable copy, renamed when a name is given",
-        operation_class=documented_body(DuplicateCharacter),
         responses=CHARACTER_ERRORS,
         status_code=200,
     )
-    async def duplicate_character(self, request: Request) -> CharacterIdReply:
-        body = await read_record(request, DuplicateCharacter)
-        await authorize_user(request, body.user_id)
-        copy_id = await users.duplicate(body.user_id, body.character_id, body.character_name)
+    async def duplicate_character(
+        self, request: Request, record: Record[DuplicateCharacter]
+    ) -> CharacterIdReply:
+        await authorize_user(request, record.user_id)
+        copy_id = await users.duplicate(record.user_id, record.character_id, record.character_name)
         return CharacterIdReply(character_id=copy_id)
 
+    @json_body
     @post(
         "/delete_character",
         operation_id="deleteCharacter",
         summary="Delete an editable character (read-only ones: 403)",
-        operation_class=documented_body(CharacterRef),
         responses=CHARACTER_ERRORS,
         status_code=200,
     )
-    async def delete_character(self, request: Request) -> Response[None]:
-        body = await read_record(request, CharacterRef)
-        await authorize_user(request, body.user_id)
-        await users.delete_character(body.user_id, body.character_id)
+    async def delete_character(
+        self, request: Request, record: Record[CharacterRef]
+    ) -> Response[None]:
+        await authorize_user(request, record.user_id)
+        await users.delete_character(record.user_id, record.character_id)
         return done()
 
     update_character_name = _update_handler("name", NameUpdate, "Rename a character")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -187,17 +187,23 @@ MODEL_SECTION_UPDATES = {section: _model_section(section) for section in MODEL_S
 
 # update_user_config: every key optional; null or absent leaves it unchanged; a key
 # the service does not know is refused by name rather than silently dropped.
-UserConfigUpdate: type[UserRef] = msgspec.defstruct(  # type: ignore[assignment]  # as `bases` says
-    "UserConfigUpdate",
-    [
-        (name, Annotated[str, Meta(max_length=1024)] | None, None)
-        for name in (*PROVIDER_KEYS, *PLAIN_SETTINGS)
-    ],
-    bases=(UserRef,),
-    kw_only=True,
-    forbid_unknown_fields=True,
-    module=__name__,
-)
+if TYPE_CHECKING:  # to a type checker, a UserRef; its keys are made below
+
+    class UserConfigUpdate(UserRef):
+        pass
+
+else:
+    UserConfigUpdate = msgspec.defstruct(
+        "UserConfigUpdate",
+        [
+            (name, Annotated[str, Meta(max_length=1024)] | None, None)
+            for name in (*PROVIDER_KEYS, *PLAIN_SETTINGS)
+        ],
+        bases=(UserRef,),
+        kw_only=True,
+        forbid_unknown_fields=True,
+        module=__name__,
+    )
 
 
 class CharacterTemplate(WireStruct, forbid_unknown_fields=True):

@@ -31,11 +31,11 @@ from services.admin.research.schemas import Enrolled, Enrolment, IssuedCode
 from services.admin.research.viewer_tokens import issue_token
 from services.common.research.studies import open_study
 from services.common.research.tokens import AccessToken, TokenKind, revoke_token
+from services.common.web.bodies import Record, json_body
 from services.common.web.clients import client_address
 from services.common.web.errors import FieldError
-from services.common.web.openapi import documented_body, error_responses
+from services.common.web.openapi import error_responses
 from services.common.web.timestamps import stored_now
-from services.common.web.validation import read_record
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 10
@@ -142,17 +142,16 @@ class EnrolmentController(Controller):
     path = "/api/enrol"
     tags = ["studies"]
 
+    @json_body
     @post(
         "/",
         operation_id="enrol",
         summary="Exchange an enrolment code for the participant's token (open; rate-limited)",
-        operation_class=documented_body(Enrolment),
         responses=error_responses(403, 404, 429),
         status_code=201,
         security=[],
     )
-    async def enrol(self, request: Request) -> Enrolled:
-        enrolment = await read_record(request, Enrolment)
+    async def enrol(self, request: Request, enrolment: Record[Enrolment]) -> Enrolled:
         limits: EnrolmentLimits = request.app.state.enrolment_limits
         address = client_address(request)
         await limits.per_address.check(address)

@@ -33,6 +33,7 @@ from services.common.research.studies import (
     open_study,
 )
 from services.common.research.tokens import revoke_token
+from services.common.web.bodies import Record, json_body
 from services.common.web.errors import Conflict, NotFound, field_error
 from services.common.web.openapi import documented_body, error_responses
 from services.common.web.timestamps import stored_now
@@ -79,18 +80,19 @@ class ParticipantController(Controller):
     # Guards are per handler (a controller's guards add to a handler's): every handler
     # names its own.
 
+    @json_body
     @post(
         "/",
         guards=ADMIN_ONLY,
         operation_id="enrolParticipants",
         summary="Add participants (ids given, or generated) and issue their enrolment codes",
-        operation_class=documented_body(ParticipantsIn),
         # 403: the study is closed; 409: an id is in the study already.
         responses=error_responses(401, 403, 404, 409),
         status_code=201,
     )
-    async def add(self, request: Request, study_id: FromPath[str]) -> IssuedCodes:
-        wanted = await read_record(request, ParticipantsIn)
+    async def add(
+        self, request: Request, study_id: FromPath[str], wanted: Record[ParticipantsIn]
+    ) -> IssuedCodes:
         if (wanted.user_ids is None) == (wanted.count is None):
             raise field_error("body", "give either user_ids or count, not both or neither")
         await open_study(study_id)

@@ -33,10 +33,10 @@ from services.common.research.studies import (
     StudyStatus,
     is_time_zone,
 )
+from services.common.web.bodies import Record, json_body
 from services.common.web.errors import Conflict, NotFound, field_error
-from services.common.web.openapi import documented_body, error_responses
+from services.common.web.openapi import error_responses
 from services.common.web.timestamps import stored_now
-from services.common.web.validation import read_record
 
 STUDY_ERRORS = error_responses(401, 403, 404)
 StatusFilter = Annotated[
@@ -128,18 +128,17 @@ class StudyController(Controller):
     path = "/api/studies"
     tags = ["studies"]
 
+    @json_body
     @post(
         "/",
         guards=ADMIN_ONLY,
         operation_id="createStudy",
         summary="Create a study",
-        operation_class=documented_body(StudyIn),
         # 409: a study with this id exists already.
         responses=error_responses(401, 403, 409),
         status_code=201,
     )
-    async def create(self, request: Request) -> StudyView:
-        study = await read_record(request, StudyIn)
+    async def create(self, request: Request, study: Record[StudyIn]) -> StudyView:
         _checked_time_zone(study.time_zone)
         await webhooks.check(study.webhook_url, settings_of(request).webhook_allow_private)
         now = stored_now()
@@ -189,16 +188,17 @@ class StudyController(Controller):
         await readable_study(request, study_id)
         return await _find(study_id, settings_of(request).display_timezone)
 
+    @json_body
     @patch(
         "/{study_id:str}",
         guards=ADMIN_ONLY,
         operation_id="updateStudy",
         summary="Rename a study, change its time zone or what it expects of participants",
-        operation_class=documented_body(StudyUpdate),
         responses=STUDY_ERRORS,
     )
-    async def update(self, request: Request, study_id: FromPath[str]) -> StudyView:
-        update = await read_record(request, StudyUpdate)
+    async def update(
+        self, request: Request, study_id: FromPath[str], update: Record[StudyUpdate]
+    ) -> StudyView:
         _checked_time_zone(update.time_zone)
         await webhooks.check(update.webhook_url, settings_of(request).webhook_allow_private)
         changes = {

@@ -19,10 +19,10 @@ from services.common.research.tokens import (
     revoke_token,
     token_digest,
 )
+from services.common.web.bodies import Record, json_body
 from services.common.web.errors import NotFound, field_error
-from services.common.web.openapi import documented_body, error_responses
+from services.common.web.openapi import error_responses
 from services.common.web.timestamps import stored_now
-from services.common.web.validation import read_record
 
 
 async def issue_token(
@@ -54,16 +54,15 @@ class ViewerTokenController(Controller):
     tags = ["studies"]
     guards = ADMIN_ONLY
 
+    @json_body
     @post(
         "/",
         operation_id="createViewerToken",
         summary="A viewer token for some studies (shown once)",
-        operation_class=documented_body(ViewerTokenIn),
         responses=error_responses(401, 403),
         status_code=201,
     )
-    async def create(self, request: Request) -> ViewerTokenIssued:
-        wanted = await read_record(request, ViewerTokenIn)
+    async def create(self, request: Request, wanted: Record[ViewerTokenIn]) -> ViewerTokenIssued:
         study_ids = list(dict.fromkeys(wanted.study_ids))
         known = {
             doc["study_id"]
