@@ -81,6 +81,7 @@ def test_every_answer_matches_the_openapi_document(
     run = subprocess.run(
         command,
         cwd=REPO,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.contract.hooks"},
         capture_output=True,
         text=True,
         timeout=int(MAX_TIME or 0) + 600,

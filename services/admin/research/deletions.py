@@ -40,7 +40,7 @@ from services.common.research.auth import credential_id
 from services.common.research.pseudonyms import PseudonymEntry
 from services.common.research.tokens import CACHE_SECONDS, REVOCATION_BOUND_SECONDS
 from services.common.web.errors import NotFound, ServiceUnavailable
-from services.common.web.openapi import documented_body, error_responses
+from services.common.web.openapi import documented_object, error_responses
 from services.common.web.schemas import Principal
 from services.common.web.timestamps import stored_now
 from services.common.web.validation import read_record
@@ -234,7 +234,10 @@ class ReceiptController(Controller):
         "/verify",
         operation_id="verifyDeletionReceipt",
         summary="Whether a receipt is one this server signed, unchanged",
-        operation_class=documented_body(DeletionReceipt),
+        operation_class=documented_object(
+            "A deletion receipt as this server gave it. Any object is answered: "
+            "`valid` says whether it is one this server signed, unchanged."
+        ),
         responses=error_responses(401, 403),
         status_code=200,
     )

@@ -101,6 +101,12 @@ def documented_body(record_type: type, *, batch: bool = False) -> type[Operation
     return _operation_with_body(content)
 
 
+def documented_object(description: str) -> type[Operation]:
+    """An Operation class whose request body is any JSON object, as `description` says."""
+    schema = {"type": "object", "description": description}
+    return _operation_with_body({"application/json": OpenAPIMediaType(schema=schema)})  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
+
+
 def documented_form(fields_type: type, file_field: str, file_description: str) -> type[Operation]:
     """An Operation class whose body is a multipart form: `fields_type`'s fields as
     text parts, and one file part."""
