@@ -18,6 +18,7 @@ from services.admin.companion.character_controller import (
     UserConfigController,
 )
 from services.admin.companion.logs import LogController
+from services.admin.deps import DEPENDENCIES
 from services.admin.limits import SharedRateLimit
 from services.admin.models import DOCUMENTS
 from services.admin.research.audit import AuditAppendController, AuditController
@@ -79,6 +80,7 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
         ],
         documents=[*DOCUMENTS, *SHARED_DOCUMENTS],
         state=shared_state(),
+        dependencies=DEPENDENCIES,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,
         extra_lifespan=[default_study, silence_notices],
     )

@@ -21,6 +21,7 @@ from services.common.research.filters import (
     StudyFilter,
     time_span,
 )
+from services.common.web.given import Given
 from services.gateway.exports.turns import ExportTurns
 from services.gateway.proxy.relay import ReverseProxy
 from services.gateway.proxy.upstream import ServiceApi
@@ -28,10 +29,10 @@ from services.gateway.settings import GatewaySettings
 
 # What handlers declare, by these names: `filters: Filters`, `api: Api`, ...
 Filters = NamedDependency[dict[str, Any]]
-Api = NamedDependency[ServiceApi]
-Settings = NamedDependency[GatewaySettings]
-Proxy = NamedDependency[ReverseProxy]
-Turns = NamedDependency[ExportTurns]
+Api = Given[ServiceApi]
+Settings = Given[GatewaySettings]
+Proxy = Given[ReverseProxy]
+Turns = Given[ExportTurns]
 
 
 async def provide_settings(state: State) -> GatewaySettings:

@@ -13,6 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from services.common.research.wiring import SHARED_DOCUMENTS, shared_state
 from services.common.web.app import build_app
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
+from services.ingest.deps import DEPENDENCIES
 from services.ingest.folding import RECOUNT_TIMEOUT_SECONDS
 from services.ingest.inserts import GroupInserter
 from services.ingest.kinds import KINDS, TelemetryKind
@@ -63,5 +64,6 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         route_handlers=[SentimentController, GpsController, TelemetryController],
         documents=[*DOCUMENTS, *SHARED_DOCUMENTS],
         state=shared_state(),
+        dependencies=DEPENDENCIES,
         extra_lifespan=[rollups_ready, grouped_inserts],
     )

@@ -19,6 +19,7 @@ from services.common.research.auth import (
     study_of,
     written_as,
 )
+from services.common.research.deps import CallerDisguise, CallerPrincipal
 from services.common.research.filters import (
     TIME_AND_PARTICIPANT,
     MongoFilter,
@@ -27,7 +28,7 @@ from services.common.research.filters import (
     StudyPath,
     participant_window,
 )
-from services.common.research.privacy import disguise_of, disguised_rows
+from services.common.research.privacy import disguised_rows
 from services.common.research.studies import StudyZones
 from services.common.web.errors import BadRequest, NotFound, error_response, field_error
 from services.common.web.openapi import (
@@ -56,7 +57,7 @@ from services.common.web.validation import decode_json, read_body, require_json
 from services.ingest import deletions, services, summaries
 from services.ingest.activity import participant_activity
 from services.ingest.daily import daily_rows, ndjson_lines
-from services.ingest.deps import provide_gps_filter, provide_sentiment_filter
+from services.ingest.deps import Settings, provide_gps_filter, provide_sentiment_filter
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.schemas import (
     BatchResult,
@@ -76,8 +77,8 @@ def _settings(request: Request) -> IngestSettings:
     return request.app.state.settings
 
 
-def _max_ahead(request: Request) -> timedelta:
-    return timedelta(seconds=_settings(request).max_seconds_ahead)
+def _max_ahead(settings: IngestSettings) -> timedelta:
+    return timedelta(seconds=settings.max_seconds_ahead)
 
 
 BATCH_DESCRIPTION = (
@@ -120,7 +121,7 @@ async def store_one(kind: TelemetryKind, request: Request, body: bytes) -> Creat
         kind,
         request.app.state.inserters[kind.key],
         raw,
-        _max_ahead(request),
+        _max_ahead(_settings(request)),
         study_of(principal),
     )
     return Created(
@@ -194,15 +195,15 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             request_max_body_size=BATCH_BODY_CEILING,
             status_code=200,
         )
-        async def create_batch(self, request: Request) -> BatchResult:
-            settings = _settings(request)
+        async def create_batch(
+            self, settings: Settings, principal: CallerPrincipal, request: Request
+        ) -> BatchResult:
             body = await read_body(request, settings.max_batch_bytes)
             content_type = request.headers.get("content-type", "")
             items = services.split_batch(body, content_type, settings.max_batch_records)
-            principal = principal_of(request)
             items = services.batch_as_participant(principal, items)
             return await services.insert_batch(
-                kind, items, _max_ahead(request), study_of(principal)
+                kind, items, _max_ahead(settings), study_of(principal)
             )
 
         @get(
@@ -214,6 +215,8 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         )
         async def list_records(
             self,
+            settings: Settings,
+            disguise: CallerDisguise,
             request: Request,
             selection: MongoFilter,
             order: OrderParameter = Order.DESC,
@@ -226,8 +229,8 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
                 order,
                 limit,
                 cursor,
-                _max_ahead(request),
-                await disguise_of(request),
+                _max_ahead(settings),
+                disguise,
             )
             query = dict(request.query_params)
             return Response(records, headers=next_page_headers(route, query, next_cursor))
@@ -248,10 +251,10 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             summary=f"Every matching {kind.noun} as NDJSON, oldest first",
             media_type=NDJSON_MEDIA_TYPE,
         )
-        async def stream(self, request: Request, selection: MongoFilter) -> Stream:
-            records = services.stream_ndjson(
-                kind, selection, _max_ahead(request), await disguise_of(request)
-            )
+        async def stream(
+            self, settings: Settings, disguise: CallerDisguise, selection: MongoFilter
+        ) -> Stream:
+            records = services.stream_ndjson(kind, selection, _max_ahead(settings), disguise)
             return Stream(records, media_type=NDJSON_MEDIA_TYPE)
 
         @get(
@@ -260,11 +263,11 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             guards=[requires(*OWN_READERS)],
             summary=f"One {kind.noun}",
         )
-        async def get_one(self, request: Request, record_id: RecordIdPath) -> kind.record_out:  # type: ignore[name-defined]  # resolved by Litestar
+        async def get_one(
+            self, disguise: CallerDisguise, principal: CallerPrincipal, record_id: RecordIdPath
+        ) -> kind.record_out:  # type: ignore[name-defined]  # resolved by Litestar
             # Another participant's record is as if it did not exist.
-            return await services.get_one(
-                kind, record_id, own_scope(principal_of(request)), await disguise_of(request)
-            )
+            return await services.get_one(kind, record_id, own_scope(principal), disguise)
 
     RecordsController.__name__ = RecordsController.__qualname__ = f"{one}Controller"
     return RecordsController
@@ -298,8 +301,8 @@ class TelemetryController(Controller):
         guards=[requires(*READERS)],
         summary="Per local day (of each study's time zone) and emotion: count and mean intensity",
     )
-    async def timeline(self, request: Request, window: MongoFilter) -> list[TimelinePoint]:
-        return await summaries.timeline(window, _settings(request).display_timezone)
+    async def timeline(self, settings: Settings, window: MongoFilter) -> list[TimelinePoint]:
+        return await summaries.timeline(window, settings.display_timezone)
 
     @get(
         "/activity",
@@ -308,8 +311,10 @@ class TelemetryController(Controller):
         summary="Per participant and local day of their study: sentiments, GPS fixes, hours "
         "with a fix; and their last record of each kind",
     )
-    async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantActivity]:
-        rows = await participant_activity(window, _settings(request).display_timezone)
+    async def activity(
+        self, settings: Settings, request: Request, window: MongoFilter
+    ) -> list[ParticipantActivity]:
+        rows = await participant_activity(window, settings.display_timezone)
         return await disguised_rows(request, rows)
 
     @get(
@@ -322,9 +327,11 @@ class TelemetryController(Controller):
         "kind `daily`). One participant's records are read at a time, in time order.",
         media_type=NDJSON_MEDIA_TYPE,
     )
-    async def daily(self, request: Request, window: MongoFilter) -> Stream:
-        zones = await StudyZones.load(_settings(request).display_timezone)
-        rows = daily_rows(window, zones, _max_ahead(request), await disguise_of(request))
+    async def daily(
+        self, settings: Settings, disguise: CallerDisguise, window: MongoFilter
+    ) -> Stream:
+        zones = await StudyZones.load(settings.display_timezone)
+        rows = daily_rows(window, zones, _max_ahead(settings), disguise)
         return Stream(ndjson_lines(rows), media_type=NDJSON_MEDIA_TYPE)
 
     @get(
@@ -335,15 +342,13 @@ class TelemetryController(Controller):
     )
     async def participants(
         self,
-        request: Request,
+        disguise: CallerDisguise,
         window: MongoFilter,
         limit: PageSize = DEFAULT_PAGE_SIZE,
         cursor: CursorParameter = None,
     ) -> ParticipantPage:
         after = decode_cursor(cursor, tuple[str])[0] if cursor else None
-        rows, last = await summaries.participant_summaries(
-            window, after, limit, await disguise_of(request)
-        )
+        rows, last = await summaries.participant_summaries(window, after, limit, disguise)
         return ParticipantPage(
             participants=rows, next_cursor=encode_cursor((last,)) if last else None
         )

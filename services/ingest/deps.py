@@ -1,4 +1,5 @@
-"""What ingest's handlers are given besides their path and query: each kind's filters
+"""What ingest's handlers are given besides their path and query: the settings and the
+caller (registered once on the app, DEPENDENCIES), and each kind's filters
 (a participant and time window, narrowed to what the credential reaches, plus the
 kind's own: an emotion, a bounding box), as `Provide` chains into a typed dependency
 (services.common.research.filters).
@@ -7,14 +8,19 @@ kind's own: an emotion, a bounding box), as `Provide` chains into a typed depend
 from typing import Annotated, Any
 
 from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.params import QueryParameter
 
+from services.common.research.deps import CALLER_DEPENDENCIES
 from services.common.research.filters import (
     MongoFilter,
 )
 from services.common.research.privacy import disguise_of
 from services.common.web.errors import field_error
+from services.common.web.given import Given
 from services.ingest import services
+from services.ingest.settings import IngestSettings
 
 
 async def provide_sentiment_filter(
@@ -53,3 +59,14 @@ async def provide_gps_filter(
             )
         window = boxed
     return {**window, **services.bounding_box(bbox)}
+
+
+Settings = Given[IngestSettings]
+
+
+async def provide_settings(state: State) -> IngestSettings:
+    settings: IngestSettings = state.settings
+    return settings
+
+
+DEPENDENCIES = {**CALLER_DEPENDENCIES, "settings": Provide(provide_settings)}

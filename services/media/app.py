@@ -20,6 +20,7 @@ from services.common.runtime.workers import WORKER_VARIABLE
 from services.common.web.app import build_app
 from services.media import services, tus
 from services.media.controllers import VlogController
+from services.media.deps import DEPENDENCIES
 from services.media.models import DOCUMENTS
 from services.media.previews import PreviewWorker
 from services.media.resumable import ResumableUploadController
@@ -85,6 +86,7 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
         route_handlers=[UploadController, VlogController, ResumableUploadController],
         documents=[*DOCUMENTS, *SHARED_DOCUMENTS],
         state=shared_state(),
+        dependencies=DEPENDENCIES,
         extra_lifespan=[media_lifespan],
         options_headers=dict.fromkeys(
             (tus.PATH, f"{tus.PATH}/{{upload_id:str}}"),

@@ -28,6 +28,7 @@ from services.common.research.auth import (
     study_of,
     written_as,
 )
+from services.common.research.deps import CallerDisguise, CallerPrincipal
 from services.common.research.filters import (
     TIME_AND_PARTICIPANT,
     MongoFilter,
@@ -57,8 +58,8 @@ from services.common.web.pagination import (
 from services.common.web.validation import convert_record, decode_json, require_json
 from services.media import activity, services
 from services.media.delivery import STORED_BYTES_CACHING, content_disposition, send_stored
+from services.media.deps import ResumableUploads, Settings, Storage
 from services.media.models import PreviewState, VlogState
-from services.media.resumable import resumable_of
 from services.media.schemas import (
     CleanupReport,
     DeletedVlogs,
@@ -70,17 +71,7 @@ from services.media.schemas import (
     VlogLinkIn,
     VlogOut,
 )
-from services.media.settings import MediaSettings
-from services.media.storage import VideoStorage
 from services.media.upload_controller import created_answer
-
-
-def _settings(request: Request) -> MediaSettings:
-    return request.app.state.settings
-
-
-def _storage(request: Request) -> VideoStorage:
-    return request.app.state.storage
 
 
 def _scope(request: Request) -> dict[str, Any]:
@@ -141,9 +132,10 @@ class VlogController(Controller):
         summary="Record a vlog whose video lives elsewhere (the seed's `video_url`)",
         operation_class=documented_body(VlogLinkIn),
     )
-    async def create_link(self, request: Request) -> Response[VlogCreated]:
+    async def create_link(
+        self, principal: CallerPrincipal, request: Request
+    ) -> Response[VlogCreated]:
         require_json(request)
-        principal = principal_of(request)
         raw = written_as(principal, decode_json(await request.body()))
         record = convert_record(raw, VlogLinkIn)
         fields = {
@@ -165,6 +157,7 @@ class VlogController(Controller):
     )
     async def list_vlogs(
         self,
+        disguise: CallerDisguise,
         request: Request,
         window: MongoFilter,
         in_state: StateFilter = VlogState.READY,
@@ -173,7 +166,7 @@ class VlogController(Controller):
         cursor: CursorParameter = None,
     ) -> Response[list[VlogOut]]:
         vlogs, next_cursor = await services.list_page(
-            {**window, "state": in_state}, order, limit, cursor, await disguise_of(request)
+            {**window, "state": in_state}, order, limit, cursor, disguise
         )
         headers = next_page_headers(self.path, dict(request.query_params), next_cursor)
         return Response(vlogs, headers=headers)
@@ -195,8 +188,10 @@ class VlogController(Controller):
         summary="Per participant: vlogs, bytes, seconds, first and last; and per local day of "
         "their study the vlogs and their seconds",
     )
-    async def activity(self, request: Request, window: MongoFilter) -> list[ParticipantVlogDays]:
-        zones = await StudyZones.load(_settings(request).display_timezone)
+    async def activity(
+        self, settings: Settings, request: Request, window: MongoFilter
+    ) -> list[ParticipantVlogDays]:
+        zones = await StudyZones.load(settings.display_timezone)
         rows = await activity.activity({**window, "state": VlogState.READY}, zones)
         return await disguised_rows(request, rows)
 
@@ -206,9 +201,11 @@ class VlogController(Controller):
         guards=[requires(*READERS)],
         summary="Per participant: vlogs, bytes, total duration, first and last recording",
     )
-    async def participants(self, request: Request, window: MongoFilter) -> list[ParticipantVlogs]:
+    async def participants(
+        self, disguise: CallerDisguise, window: MongoFilter
+    ) -> list[ParticipantVlogs]:
         query = {**window, "state": VlogState.READY}
-        return await activity.participants(query, await disguise_of(request))
+        return await activity.participants(query, disguise)
 
     @get(
         "/download/{filename:str}",
@@ -300,11 +297,14 @@ class VlogController(Controller):
         "own; a device only what it uploaded: another is 404)",
     )
     async def edit(
-        self, request: Request, vlog_id: VlogIdPath, changes: Record[VlogEdit]
+        self,
+        principal: CallerPrincipal,
+        request: Request,
+        vlog_id: VlogIdPath,
+        changes: Record[VlogEdit],
     ) -> VlogOut:
         given = {"title": changes.title, "description": changes.description}
         fields = {name: value.strip() for name, value in given.items() if value is not None}
-        principal = principal_of(request)
         vlog = await services.edit(services.parse_vlog_id(vlog_id), fields, edit_scope(principal))
         return services.to_wire(await _shown(request, vlog))
 
@@ -315,8 +315,8 @@ class VlogController(Controller):
         summary="Delete one vlog and its bytes",
         status_code=200,
     )
-    async def delete_one(self, request: Request, vlog_id: VlogIdPath) -> DeletedVlogs:
-        return await services.delete_one(_storage(request), services.parse_vlog_id(vlog_id))
+    async def delete_one(self, storage: Storage, vlog_id: VlogIdPath) -> DeletedVlogs:
+        return await services.delete_one(storage, services.parse_vlog_id(vlog_id))
 
     @delete(
         "/participants/{user_id:str}",
@@ -327,9 +327,9 @@ class VlogController(Controller):
         status_code=200,
     )
     async def delete_participant(
-        self, request: Request, user_id: ParticipantPath, study_id: StudyFilter = None
+        self, storage: Storage, user_id: ParticipantPath, study_id: StudyFilter = None
     ) -> DeletedVlogs:
-        return await services.delete_participant(_storage(request), user_id, study_id)
+        return await services.delete_participant(storage, user_id, study_id)
 
     @delete(
         "/studies/{study_id:str}",
@@ -338,8 +338,8 @@ class VlogController(Controller):
         summary="Delete every vlog of one study, bytes, previews and thumbnails included",
         status_code=200,
     )
-    async def delete_study(self, request: Request, study_id: StudyPath) -> DeletedVlogs:
-        return await services.delete_study(_storage(request), study_id)
+    async def delete_study(self, storage: Storage, study_id: StudyPath) -> DeletedVlogs:
+        return await services.delete_study(storage, study_id)
 
     @post(
         "/maintenance/cleanup",
@@ -348,8 +348,10 @@ class VlogController(Controller):
         summary="Remove uploads that never completed (also runs every few minutes)",
         status_code=200,
     )
-    async def cleanup(self, request: Request) -> CleanupReport:
-        older = timedelta(seconds=_settings(request).stale_upload_seconds)
-        removed = await services.remove_stale_uploads(_storage(request), older)
-        removed += await resumable_of(request).remove_expired()
+    async def cleanup(
+        self, settings: Settings, storage: Storage, resumable: ResumableUploads
+    ) -> CleanupReport:
+        older = timedelta(seconds=settings.stale_upload_seconds)
+        removed = await services.remove_stale_uploads(storage, older)
+        removed += await resumable.remove_expired()
         return CleanupReport(removed_uploads=removed)

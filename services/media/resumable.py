@@ -6,17 +6,14 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, head, patch, post
 from litestar.params import FromPath
 
-from services.common.research.auth import WRITERS, may_write, principal_of, requires
+from services.common.research.auth import WRITERS, may_write, requires
+from services.common.research.deps import CallerPrincipal
 from services.common.web.errors import EXCEPTION_HANDLERS
 from services.common.web.openapi import documented_bytes, error_responses
 from services.media import tus
+from services.media.deps import ResumableUploads
 from services.media.models import TusUpload
 from services.media.settings import UPLOAD_BODY_CEILING
-from services.media.tus import Resumable
-
-
-def resumable_of(request: Request) -> Resumable:
-    return request.app.state.resumable
 
 
 def _finished(stored: tuple[dict[str, Any], bool] | None) -> dict[str, str]:
@@ -77,7 +74,9 @@ class ResumableUploadController(Controller):
         responses=error_responses(409, 412, 413, 415, 460),
         status_code=201,
     )
-    async def create(self, request: Request) -> Response[None]:
+    async def create(
+        self, resumable: ResumableUploads, principal: CallerPrincipal, request: Request
+    ) -> Response[None]:
         tus.require_version(request.headers)
         length = tus.header_number(request.headers, "Upload-Length")
         metadata = tus.parse_metadata(request.headers.get("upload-metadata"))
@@ -86,8 +85,7 @@ class ResumableUploadController(Controller):
         if with_bytes:
             tus.check_patch_type(request.headers.get("content-type"))
         checksum = tus.parse_checksum(request.headers.get("upload-checksum"))
-        resumable = resumable_of(request)
-        writer = principal_of(request)
+        writer = principal
         upload = await resumable.create(writer, length, metadata)
         headers = _tus_headers(Location=f"{self.path}/{upload.id}")
         if with_bytes:
@@ -104,9 +102,15 @@ class ResumableUploadController(Controller):
         summary="How much of the upload is stored (Upload-Offset)",
         responses=error_responses(404, 410, 412),
     )
-    async def offset(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
+    async def offset(
+        self,
+        resumable: ResumableUploads,
+        principal: CallerPrincipal,
+        request: Request,
+        upload_id: FromPath[str],
+    ) -> Response[None]:
         tus.require_version(request.headers)
-        upload = await resumable_of(request).find(upload_id, principal_of(request))
+        upload = await resumable.find(upload_id, principal)
         headers = _position(upload.offset, upload, **{"Upload-Length": str(upload.length)})
         return Response(None, status_code=200, headers=headers)
 
@@ -120,11 +124,16 @@ class ResumableUploadController(Controller):
         responses=error_responses(404, 409, 410, 412, 413, 415, 460),
         status_code=204,
     )
-    async def append(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
+    async def append(
+        self,
+        resumable: ResumableUploads,
+        principal: CallerPrincipal,
+        request: Request,
+        upload_id: FromPath[str],
+    ) -> Response[None]:
         tus.require_version(request.headers)
         tus.check_patch_type(request.headers.get("content-type"))
-        resumable = resumable_of(request)
-        writer = principal_of(request)
+        writer = principal
         upload = await resumable.find(upload_id, writer)
         offset = tus.header_number(request.headers, "Upload-Offset")
         checksum = tus.parse_checksum(request.headers.get("upload-checksum"))
@@ -140,8 +149,13 @@ class ResumableUploadController(Controller):
         responses=error_responses(404, 410, 412),
         status_code=204,
     )
-    async def terminate(self, request: Request, upload_id: FromPath[str]) -> Response[None]:
+    async def terminate(
+        self,
+        resumable: ResumableUploads,
+        principal: CallerPrincipal,
+        request: Request,
+        upload_id: FromPath[str],
+    ) -> Response[None]:
         tus.require_version(request.headers)
-        resumable = resumable_of(request)
-        await resumable.terminate(await resumable.find(upload_id, principal_of(request)))
+        await resumable.terminate(await resumable.find(upload_id, principal))
         return Response(None, status_code=204, headers=_tus_headers())

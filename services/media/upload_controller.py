@@ -17,8 +17,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from services.common.research.auth import (
     may_write,
-    principal_of,
 )
+from services.common.research.deps import CallerPrincipal
 from services.common.web.clients import client_address
 from services.common.web.openapi import (
     documented_bytes,
@@ -26,12 +26,12 @@ from services.common.web.openapi import (
     error_responses,
 )
 from services.media import services
+from services.media.deps import UploadPaths
 from services.media.schemas import (
     UploadFields,
     VlogCreated,
 )
 from services.media.settings import UPLOAD_BODY_CEILING
-from services.media.uploads import Uploads
 
 
 def created_answer(vlog: dict[str, Any], duplicate: bool, message: str) -> Response[VlogCreated]:
@@ -84,12 +84,13 @@ class UploadController(Controller):
         operation_class=documented_form(UploadFields, "video", "The video file"),
         responses=UPLOAD_ERRORS,
     )
-    async def upload(self, request: Request) -> Response[VlogCreated]:
-        uploads: Uploads = request.app.state.uploads
+    async def upload(
+        self, uploads: UploadPaths, principal: CallerPrincipal, request: Request
+    ) -> Response[VlogCreated]:
         vlog, duplicate = await uploads.from_form(
             request.stream(),
             request.headers.get("content-type", ""),
-            principal_of(request),
+            principal,
             client_address(request),
         )
         return created_answer(vlog, duplicate, "Vlog uploaded successfully")
@@ -105,6 +106,8 @@ class UploadController(Controller):
     )
     async def upload_raw(
         self,
+        uploads: UploadPaths,
+        principal: CallerPrincipal,
         request: Request,
         user_id: Annotated[
             str | None,
@@ -115,12 +118,11 @@ class UploadController(Controller):
         description: Annotated[str, QueryParameter(max_length=5000)] = "",
         timestamp: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[VlogCreated]:
-        uploads: Uploads = request.app.state.uploads
         fields = {"title": title, "description": description}
         for name, value in (("user_id", user_id), ("timestamp", timestamp)):
             if value is not None:
                 fields[name] = value
         vlog, duplicate = await uploads.from_body(
-            request.stream(), filename, fields, principal_of(request), client_address(request)
+            request.stream(), filename, fields, principal, client_address(request)
         )
         return created_answer(vlog, duplicate, "Vlog uploaded successfully")

@@ -16,8 +16,6 @@ from services.admin.access import (
     authorize_user,
     caller,
     limit_sign_in,
-    settings_of,
-    vault_of,
 )
 from services.admin.companion import accounts, outcomes, users
 from services.admin.companion.replies import OPEN_ERRORS, USER_ERRORS, done
@@ -37,6 +35,7 @@ from services.admin.companion.schemas import (
     UserRef,
     WhoAmI,
 )
+from services.admin.deps import Settings, Vault
 from services.admin.models import UserConfig, UserCredential
 from services.common.research.tokens import AccessToken
 from services.common.web.bodies import Record, json_body
@@ -140,10 +139,11 @@ class CredentialController(Controller):
         responses=OPEN_ERRORS,
         status_code=200,
     )
-    async def authenticate_user(self, request: Request) -> SignedIn | SignInOutcome:
+    async def authenticate_user(
+        self, settings: Settings, vault: Vault, request: Request
+    ) -> SignedIn | SignInOutcome:
         await limit_sign_in(request)
         body = await read_record(request, SignIn)
-        settings = settings_of(request)
         if body.language is None:
             credential = await accounts.check_password(settings, body.username, body.password)
             token, expires_at = await accounts.start_session(settings, credential.user_id)
@@ -154,7 +154,7 @@ class CredentialController(Controller):
             code, text = outcomes.failure(problem, body.language)
             return SignInOutcome(user_id="", auth_code=code, auth_msg=text)
         defaults = request.app.state.defaults
-        await users.ensure_user(defaults, vault_of(request), credential.user_id)
+        await users.ensure_user(defaults, vault, credential.user_id)
         token, expires_at = await accounts.start_session(settings, credential.user_id)
         return SignInOutcome(
             user_id=credential.user_id,
@@ -173,10 +173,11 @@ class CredentialController(Controller):
         status_code=200,
         opt={ALSO_EMPTY: True},
     )
-    async def update_user_password(self, request: Request) -> Response[PasswordChanged | None]:
+    async def update_user_password(
+        self, settings: Settings, request: Request
+    ) -> Response[PasswordChanged | None]:
         await limit_sign_in(request)
         body = await read_record(request, PasswordChange)
-        settings = settings_of(request)
         try:
             credential = await accounts.check_password(settings, body.username, body.password)
         except AppError as problem:
@@ -199,9 +200,11 @@ class CredentialController(Controller):
         responses=error_responses(401, 403, 404, 409),
         status_code=200,
     )
-    async def create_user(self, request: Request, record: Record[UserRef]) -> Response[None]:
+    async def create_user(
+        self, vault: Vault, request: Request, record: Record[UserRef]
+    ) -> Response[None]:
         await authorize_user(request, record.user_id)
-        await users.create_user(request.app.state.defaults, vault_of(request), record.user_id)
+        await users.create_user(request.app.state.defaults, vault, record.user_id)
         return done()
 
     @json_body
@@ -218,7 +221,7 @@ class CredentialController(Controller):
         opt={ALSO_EMPTY: True},
     )
     async def delete_user(
-        self, request: Request, record: Record[UserDeletion]
+        self, settings: Settings, request: Request, record: Record[UserDeletion]
     ) -> Response[Deleted | None]:
         await authorize_user(request, record.user_id)
         if record.language is None:
@@ -227,7 +230,6 @@ class CredentialController(Controller):
         try:
             if record.username is None or record.password is None:
                 raise accounts.SignInRejected("username and password are required")
-            settings = settings_of(request)
             credential = await accounts.check_password(settings, record.username, record.password)
             if credential.user_id != record.user_id:
                 raise accounts.SignInRejected("the account is not this user's")

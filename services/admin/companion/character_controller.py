@@ -15,7 +15,6 @@ from litestar.params import FromPath
 from services.admin.access import (
     SIGNED_IN,
     authorize_user,
-    vault_of,
 )
 from services.admin.companion import users
 from services.admin.companion.replies import CHARACTER_ERRORS, USER_ERRORS, UserIdPath, done
@@ -37,6 +36,7 @@ from services.admin.companion.schemas import (
     UserConfigUpdate,
     UserConfigView,
 )
+from services.admin.deps import Vault
 from services.common.web.bodies import Record, json_body
 from services.common.web.openapi import documented_body
 from services.common.web.validation import read_record
@@ -58,13 +58,13 @@ class UserConfigController(Controller):
         status_code=200,
     )
     async def update_user_config(
-        self, request: Request, record: Record[UserConfigUpdate]
+        self, vault: Vault, request: Request, record: Record[UserConfigUpdate]
     ) -> Response[None]:
         await authorize_user(request, record.user_id)
         changes = {
             name: getattr(record, name) for name in record.__struct_fields__ if name != "user_id"
         }
-        await users.update_user_config(vault_of(request), record.user_id, changes)
+        await users.update_user_config(vault, record.user_id, changes)
         return done()
 
     @get(
@@ -73,9 +73,11 @@ class UserConfigController(Controller):
         summary="A user's settings, and which keys are set (masked)",
         responses=USER_ERRORS,
     )
-    async def get_user_config(self, request: Request, user_id: UserIdPath) -> UserConfigView:
+    async def get_user_config(
+        self, vault: Vault, request: Request, user_id: UserIdPath
+    ) -> UserConfigView:
         await authorize_user(request, user_id)
-        return users.config_view(vault_of(request), await users.user_config(user_id))
+        return users.config_view(vault, await users.user_config(user_id))
 
     async def _options(
         self, request: Request, user_id: str, needs: dict[str, tuple[str, ...]]

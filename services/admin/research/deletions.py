@@ -26,7 +26,8 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 
-from services.admin.access import ADMIN_ONLY, settings_of
+from services.admin.access import ADMIN_ONLY
+from services.admin.deps import Settings
 from services.admin.models import DeletionJob
 from services.admin.research.receipts import (
     SIGNATURE_ALGORITHM,
@@ -241,8 +242,8 @@ class ReceiptController(Controller):
         responses=error_responses(401, 403),
         status_code=200,
     )
-    async def verify(self, request: Request) -> ReceiptCheck:
+    async def verify(self, settings: Settings, request: Request) -> ReceiptCheck:
         # Read by hand (docs/adr/0005): a body that is not JSON is a 400, never a 500,
         # and a receipt edited into another shape is still answered (as not valid).
         receipt = await read_record(request, dict[str, Any])
-        return check(receipt, settings_of(request).secret_keys)
+        return check(receipt, settings.secret_keys)

@@ -24,7 +24,7 @@ import segno
 from litestar import Controller, Request, post
 from pymongo.errors import PyMongoError
 
-from services.admin.access import settings_of
+from services.admin.deps import Settings
 from services.admin.limits import SharedRateLimit
 from services.admin.models import Participant
 from services.admin.research.schemas import Enrolled, Enrolment, IssuedCode
@@ -151,15 +151,15 @@ class EnrolmentController(Controller):
         status_code=201,
         security=[],
     )
-    async def enrol(self, request: Request, enrolment: Record[Enrolment]) -> Enrolled:
+    async def enrol(
+        self, settings: Settings, request: Request, enrolment: Record[Enrolment]
+    ) -> Enrolled:
         limits: EnrolmentLimits = request.app.state.enrolment_limits
         address = client_address(request)
         await limits.per_address.check(address)
         await limits.hold_back_guessers(enrolment.study_id, address)
         try:
-            return await exchange(
-                enrolment.study_id, enrolment.code, settings_of(request).secret_keys
-            )
+            return await exchange(enrolment.study_id, enrolment.code, settings.secret_keys)
         except FieldError:
             await limits.failed(enrolment.study_id, address)
             raise

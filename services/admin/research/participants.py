@@ -14,7 +14,8 @@ from litestar.params import FromPath
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
-from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
+from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller
+from services.admin.deps import Settings
 from services.admin.models import Participant
 from services.admin.research.deletions import delete_data
 from services.admin.research.enrolment import issue_code
@@ -91,7 +92,11 @@ class ParticipantController(Controller):
         status_code=201,
     )
     async def add(
-        self, request: Request, study_id: FromPath[str], wanted: Record[ParticipantsIn]
+        self,
+        settings: Settings,
+        request: Request,
+        study_id: FromPath[str],
+        wanted: Record[ParticipantsIn],
     ) -> IssuedCodes:
         if (wanted.user_ids is None) == (wanted.count is None):
             raise field_error("body", "give either user_ids or count, not both or neither")
@@ -111,7 +116,6 @@ class ParticipantController(Controller):
             raise Conflict(
                 f"Already in the study: {', '.join(sorted(present))}", extra={"user_ids": present}
             )
-        settings = settings_of(request)
         now = stored_now()
         documents, shown = [], []
         for user_id in user_ids:
@@ -166,14 +170,13 @@ class ParticipantController(Controller):
         status_code=200,
     )
     async def reissue(
-        self, request: Request, study_id: FromPath[str], user_id: FromPath[str]
+        self, settings: Settings, study_id: FromPath[str], user_id: FromPath[str]
     ) -> IssuedCode:
         await open_study(study_id)
         collection = Participant.get_pymongo_collection()
         found = await collection.find_one({"study_id": study_id, "user_id": user_id})
         if found is None or found["status"] != "active":
             raise NotFound(f"No active participant {user_id!r} in study {study_id!r}")
-        settings = settings_of(request)
         changes, issued = issue_code(found, settings.secret_keys, settings.enrolment_code_seconds)
         await collection.update_one({"_id": found["_id"]}, {"$set": {**changes, "token_id": None}})
         await revoke_token(found.get("token_id"))
@@ -193,7 +196,7 @@ class ParticipantController(Controller):
         status_code=200,
     )
     async def withdraw(
-        self, request: Request, study_id: FromPath[str], user_id: FromPath[str]
+        self, settings: Settings, request: Request, study_id: FromPath[str], user_id: FromPath[str]
     ) -> ParticipantView:
         asked = await read_record(request, Withdrawal) if await request.body() else Withdrawal()
         await stored_study(study_id)
@@ -218,6 +221,6 @@ class ParticipantController(Controller):
             return view
         withdrawn_at = (updated or found).get("withdrawn_at") or now
         receipt = await delete_data(
-            settings_of(request), study_id, user_id, await caller(request), withdrawn_at
+            settings, study_id, user_id, await caller(request), withdrawn_at
         )
         return msgspec.structs.replace(view, deletion_receipt=receipt)

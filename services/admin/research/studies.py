@@ -14,7 +14,8 @@ from litestar.params import FromPath, QueryParameter
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller, settings_of
+from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller
+from services.admin.deps import Settings
 from services.admin.research import webhooks
 from services.admin.research.deletions import delete_data
 from services.admin.research.receipts import DeletionReceipt
@@ -138,9 +139,9 @@ class StudyController(Controller):
         responses=error_responses(401, 403, 409),
         status_code=201,
     )
-    async def create(self, request: Request, study: Record[StudyIn]) -> StudyView:
+    async def create(self, settings: Settings, study: Record[StudyIn]) -> StudyView:
         _checked_time_zone(study.time_zone)
-        await webhooks.check(study.webhook_url, settings_of(request).webhook_allow_private)
+        await webhooks.check(study.webhook_url, settings.webhook_allow_private)
         now = stored_now()
         document = {
             "study_id": study.study_id,
@@ -159,7 +160,7 @@ class StudyController(Controller):
             await Study.get_pymongo_collection().insert_one(document)
         except DuplicateKeyError:
             raise Conflict(f"A study {study.study_id!r} exists already") from None
-        return _view(document, settings_of(request).display_timezone)
+        return _view(document, settings.display_timezone)
 
     @get(
         "/",
@@ -168,13 +169,15 @@ class StudyController(Controller):
         summary="Every study the caller may see (a study viewer: its own)",
         responses=STUDY_ERRORS,
     )
-    async def listing(self, request: Request, status: StatusFilter = None) -> list[StudyView]:
+    async def listing(
+        self, settings: Settings, request: Request, status: StatusFilter = None
+    ) -> list[StudyView]:
         query: dict = {"status": status} if status else {}
         scope = (await caller(request)).study_ids
         if scope is not None:
             query["study_id"] = {"$in": list(scope)}
         cursor = Study.get_pymongo_collection().find(query).sort("study_id", 1)
-        zone = settings_of(request).display_timezone
+        zone = settings.display_timezone
         return [_view(document, zone) async for document in cursor]
 
     @get(
@@ -184,9 +187,9 @@ class StudyController(Controller):
         summary="One study (another study is 404 to a study viewer, as if absent)",
         responses=STUDY_ERRORS,
     )
-    async def one(self, request: Request, study_id: FromPath[str]) -> StudyView:
+    async def one(self, settings: Settings, request: Request, study_id: FromPath[str]) -> StudyView:
         await readable_study(request, study_id)
-        return await _find(study_id, settings_of(request).display_timezone)
+        return await _find(study_id, settings.display_timezone)
 
     @json_body
     @patch(
@@ -197,10 +200,10 @@ class StudyController(Controller):
         responses=STUDY_ERRORS,
     )
     async def update(
-        self, request: Request, study_id: FromPath[str], update: Record[StudyUpdate]
+        self, settings: Settings, study_id: FromPath[str], update: Record[StudyUpdate]
     ) -> StudyView:
         _checked_time_zone(update.time_zone)
-        await webhooks.check(update.webhook_url, settings_of(request).webhook_allow_private)
+        await webhooks.check(update.webhook_url, settings.webhook_allow_private)
         changes = {
             field: value
             for field, value in (("name", update.name), ("time_zone", update.time_zone))
@@ -214,7 +217,7 @@ class StudyController(Controller):
                 {"study_id": study_id, "pseudonym_key": None},
                 {"$set": {"pseudonym_key": new_pseudonym_key()}},
             )
-        return await _change(study_id, changes, settings_of(request).display_timezone)
+        return await _change(study_id, changes, settings.display_timezone)
 
     @post(
         "/{study_id:str}/close",
@@ -225,7 +228,7 @@ class StudyController(Controller):
         responses=error_responses(401, 403, 404, 409),
         status_code=200,
     )
-    async def close(self, request: Request, study_id: FromPath[str]) -> StudyView:
+    async def close(self, settings: Settings, study_id: FromPath[str]) -> StudyView:
         if study_id == DEFAULT_STUDY:
             raise Conflict("The default study stays open: the global device token writes to it")
         collection = Study.get_pymongo_collection()
@@ -235,7 +238,7 @@ class StudyController(Controller):
             {"study_id": study_id, "status": StudyStatus.ACTIVE.value},
             {"$set": {"status": StudyStatus.CLOSED.value, "closed_at": now, "updated_at": now}},
         )
-        return await _find(study_id, settings_of(request).display_timezone)
+        return await _find(study_id, settings.display_timezone)
 
     @post(
         "/{study_id:str}/delete-data",
@@ -249,10 +252,12 @@ class StudyController(Controller):
         responses=error_responses(401, 403, 404, 409, 503),
         status_code=200,
     )
-    async def delete_study_data(self, request: Request, study_id: FromPath[str]) -> DeletionReceipt:
+    async def delete_study_data(
+        self, settings: Settings, request: Request, study_id: FromPath[str]
+    ) -> DeletionReceipt:
         study = await stored_study(study_id)
         if study["status"] != StudyStatus.CLOSED.value:
             raise Conflict(f"Close study {study_id!r} before deleting its data")
         return await delete_data(
-            settings_of(request), study_id, None, await caller(request), study["closed_at"]
+            settings, study_id, None, await caller(request), study["closed_at"]
         )
