@@ -7,10 +7,12 @@ the stack."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -20,10 +22,34 @@ import pytest
 from pymongo import MongoClient
 
 from tests.conftest import InProcess, Stack
-from tests.support import wait_until
+from tests.support import REPO, wait_until
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 480, 30, 3
 FRAMES = FPS * SECONDS
+# Made once per machine and kept, keyed by this file's text and the clip's arguments:
+# encoding (libx265 above all) is most of what the videos cost.
+CACHE = REPO / ".cache" / "test-videos"
+_THIS_FILE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def cached(make: Callable[..., bytes]) -> Callable[..., bytes]:
+    """`make(path, *args)` as before, from the cache when this clip was made already."""
+
+    @functools.wraps(make)
+    def made(path: Path, *args: Any, **kwargs: Any) -> bytes:
+        key = hashlib.sha256(repr((make.__name__, args, sorted(kwargs.items()))).encode())
+        kept = CACHE / f"{_THIS_FILE}-{key.hexdigest()[:16]}{path.suffix}"
+        if kept.exists():
+            path.write_bytes(kept.read_bytes())
+            return path.read_bytes()
+        data = make(path, *args, **kwargs)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(kept)  # whole or not at all, whoever else is writing it
+        return data
+
+    return made
 
 
 def frames(seed: int) -> Iterator[np.ndarray]:
@@ -37,6 +63,7 @@ def frames(seed: int) -> Iterator[np.ndarray]:
         yield frame
 
 
+@cached
 def opencv_video(path: Path, fourcc: str, seed: int) -> bytes:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (WIDTH, HEIGHT))
     assert writer.isOpened(), fourcc
@@ -46,6 +73,7 @@ def opencv_video(path: Path, fourcc: str, seed: int) -> bytes:
     return path.read_bytes()
 
 
+@cached
 def noise_video(path: Path) -> bytes:
     """MPEG-4 Part 2 of random pixels, which compress badly: several MiB, more than the
     gateway reads whole (1 MiB), and an H.264 preview of several MiB too."""
@@ -57,6 +85,7 @@ def noise_video(path: Path) -> bytes:
     return path.read_bytes()
 
 
+@cached
 def h264_video(path: Path, seed: int, faststart: bool = False) -> bytes:
     """H.264 in MP4. With `faststart` its index comes before the frames, as phones and
     web encoders write it: a copy cut off part-way still opens and claims the full length."""
@@ -70,6 +99,7 @@ def h264_video(path: Path, seed: int, faststart: bool = False) -> bytes:
     return path.read_bytes()
 
 
+@cached
 def iphone_like_video(path: Path, seed: int) -> bytes:
     """HEVC in a QuickTime file with AAC sound, as iPhones record: no browser plays it."""
     with av.open(str(path), "w", format="mov") as container:
