@@ -109,8 +109,16 @@ def _original(request: Request, vlog: dict[str, Any], kind: str) -> Response[Any
 VIDEO_ANSWER = {"video/*": BINARY, "application/octet-stream": BINARY}
 THUMBNAIL_ANSWER = {"image/jpeg": BINARY}
 RANGE_RESPONSES = {
-    206: ResponseSpec(data_container=bytes, description="The byte range asked for (Range)"),
-    416: ResponseSpec(data_container=ErrorEnvelope, description="The range is not satisfiable"),
+    206: ResponseSpec(
+        generate_examples=False,
+        data_container=bytes,
+        description="The byte range asked for (Range)",
+    ),
+    416: ResponseSpec(
+        generate_examples=False,
+        data_container=ErrorEnvelope,
+        description="The range is not satisfiable",
+    ),
 }
 StateFilter = Annotated[
     VlogState,

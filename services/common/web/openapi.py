@@ -182,13 +182,18 @@ ERROR_MEANINGS = {
 
 
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the errors a handler can answer, with their body schema."""
+    """OpenAPI entries for the errors a handler can answer, with their body schema (and
+    no examples made up by Litestar: a document shows real examples or none)."""
     responses = {
-        code: ResponseSpec(data_container=ErrorEnvelope, description=ERROR_MEANINGS[code])
+        code: ResponseSpec(
+            generate_examples=False, data_container=ErrorEnvelope, description=ERROR_MEANINGS[code]
+        )
         for code in codes
     }
     responses[422] = ResponseSpec(
-        data_container=ValidationEnvelope, description="Invalid input: each field and why"
+        generate_examples=False,
+        data_container=ValidationEnvelope,
+        description="Invalid input: each field and why",
     )
     return responses
 
