@@ -18,7 +18,9 @@ from tests.conftest import Stack, stack_of_its_own
 from tests.media.conftest import h264_video
 from tests.support import enrolled, wait_until
 
-TRICKLE_BYTES_PER_SECOND = 1536  # above the connections' minimum body rate (1 KiB/s)
+# Four times the connections' minimum body rate (1 KiB/s, which a busy machine's
+# scheduling must not push a trickle under), an eighth of an upload's (32 KiB/s).
+TRICKLE_BYTES_PER_SECOND = 4096
 
 fair_stack = stack_of_its_own(
     "emogo_fair_uploads",
