@@ -132,6 +132,11 @@ def stack(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield running
 
 
+# The in-process apps running now: tests that wait for background work to finish wait
+# for theirs too (tests/media/conftest.py `assert_nothing_half_stored`).
+RUNNING_APPS: list[InProcess] = []
+
+
 class _SharedTransport(httpx.BaseTransport):
     """The running app's transport, lent to another client: closing that client leaves
     the app running."""
@@ -151,6 +156,12 @@ class InProcess:
 
     def __init__(self, running: TestClient[Any]) -> None:
         self.running = running
+
+    @property
+    def temp_dir(self) -> Path | None:
+        """Where the app keeps temporary files (media: uploads and previews in progress)."""
+        temp_dir: Path | None = getattr(self.running.app.state.settings, "temp_dir", None)
+        return temp_dir
 
     def client(self, role: str | None = None) -> httpx.Client:
         """A client of the app signed in as `role`, sharing the one running app (one
@@ -175,7 +186,12 @@ def in_process(service: str, stack: Stack, data_dir: Path, **extra_env: str) -> 
     settings_module = importlib.import_module(f"services.{service}.settings")
     app = module.create_app(settings_module.load_settings(environ))
     with TestClient(app, base_url="http://127.0.0.1", timeout=30) as running:
-        yield InProcess(running)
+        started = InProcess(running)
+        RUNNING_APPS.append(started)
+        try:
+            yield started
+        finally:
+            RUNNING_APPS.remove(started)
 
 
 @pytest.fixture(scope="module")

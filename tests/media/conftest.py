@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from pymongo import MongoClient
 
-from tests.conftest import InProcess, Stack
+from tests.conftest import RUNNING_APPS, InProcess, Stack
 from tests.support import REPO, wait_until
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 480, 30, 3
@@ -160,9 +160,10 @@ def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
     """Every stored byte belongs to a finished vlog, and no temporary copy is left
     (once background previews, also of vlogs deleted meanwhile, have finished)."""
     wait_for_previews(viewer)
-    temp_dir = stack.config.data_dir / "tmp"
+    # The stack's media process and the in-process media app both make previews.
+    temp_dirs = [stack.config.data_dir / "tmp", *(app.temp_dir for app in RUNNING_APPS)]
     wait_until(
-        lambda: not [p for p in temp_dir.rglob("*") if p.is_file()],
+        lambda: not [p for d in temp_dirs if d for p in d.rglob("*") if p.is_file()],
         60,
         "temporary copies to be removed",
     )
