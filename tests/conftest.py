@@ -194,6 +194,19 @@ def in_process(service: str, stack: Stack, data_dir: Path, **extra_env: str) -> 
             RUNNING_APPS.remove(started)
 
 
+def in_process_client(app_fixture: str, role: str | None, name: str) -> Any:
+    """A fixture: a client of the in-process app `app_fixture`, signed in as `role`
+    (anonymous when None); the in-process twin of `_signed_in_client`."""
+
+    @pytest.fixture(name=name)
+    def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+        app: InProcess = request.getfixturevalue(app_fixture)
+        with app.client(role) as signed_in:
+            yield signed_in
+
+    return client
+
+
 @pytest.fixture(scope="module")
 def ingest_app(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     # Per module: Beanie binds its documents to one client and event loop, and domain

@@ -3,30 +3,17 @@ registered once on the app: the settings, the key vault and the caller."""
 
 from __future__ import annotations
 
-from litestar.datastructures import State
-from litestar.di import Provide
-
 from services.admin.companion.accounts import KeyVault
 from services.admin.settings import AdminSettings
 from services.common.research.deps import CALLER_DEPENDENCIES
-from services.common.web.given import Given
+from services.common.web.given import Given, from_state
 
 Settings = Given[AdminSettings]
 Vault = Given[KeyVault]
 
 
-async def provide_settings(state: State) -> AdminSettings:
-    settings: AdminSettings = state.settings
-    return settings
-
-
-async def provide_vault(state: State) -> KeyVault:
-    vault: KeyVault = state.vault
-    return vault
-
-
 DEPENDENCIES = {
     **CALLER_DEPENDENCIES,
-    "settings": Provide(provide_settings),
-    "vault": Provide(provide_vault),
+    "settings": from_state("settings"),
+    "vault": from_state("vault"),
 }

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from services.common.research.auth import is_viewer
@@ -21,7 +20,7 @@ from services.common.research.filters import (
     StudyFilter,
     time_span,
 )
-from services.common.web.given import Given
+from services.common.web.given import Given, from_state
 from services.gateway.exports.turns import ExportTurns
 from services.gateway.proxy.relay import ReverseProxy
 from services.gateway.proxy.upstream import ServiceApi
@@ -33,21 +32,6 @@ Api = Given[ServiceApi]
 Settings = Given[GatewaySettings]
 Proxy = Given[ReverseProxy]
 Turns = Given[ExportTurns]
-
-
-async def provide_settings(state: State) -> GatewaySettings:
-    settings: GatewaySettings = state.settings
-    return settings
-
-
-async def provide_proxy(state: State) -> ReverseProxy:
-    proxy: ReverseProxy = state.proxy
-    return proxy
-
-
-async def provide_turns(state: State) -> ExportTurns:
-    turns: ExportTurns = state.export_turns
-    return turns
 
 
 async def provide_api(
@@ -85,8 +69,8 @@ async def provide_compliance_filters(
 
 
 DEPENDENCIES = {
-    "settings": Provide(provide_settings),
-    "proxy": Provide(provide_proxy),
-    "turns": Provide(provide_turns),
+    "settings": from_state("settings"),
+    "proxy": from_state("proxy"),
+    "turns": from_state("export_turns"),
     "api": Provide(provide_api),
 }

@@ -8,8 +8,6 @@ kind's own: an emotion, a bounding box), as `Provide` chains into a typed depend
 from typing import Annotated, Any
 
 from litestar import Request
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.params import QueryParameter
 
 from services.common.research.deps import CALLER_DEPENDENCIES
@@ -18,7 +16,7 @@ from services.common.research.filters import (
 )
 from services.common.research.privacy import disguise_of
 from services.common.web.errors import field_error
-from services.common.web.given import Given
+from services.common.web.given import Given, from_state
 from services.ingest import services
 from services.ingest.settings import IngestSettings
 
@@ -64,9 +62,4 @@ async def provide_gps_filter(
 Settings = Given[IngestSettings]
 
 
-async def provide_settings(state: State) -> IngestSettings:
-    settings: IngestSettings = state.settings
-    return settings
-
-
-DEPENDENCIES = {**CALLER_DEPENDENCIES, "settings": Provide(provide_settings)}
+DEPENDENCIES = {**CALLER_DEPENDENCIES, "settings": from_state("settings")}

@@ -5,21 +5,7 @@ by tests/e2e."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from tests.conftest import in_process_client
 
-import httpx
-import pytest
-
-from tests.conftest import InProcess
-
-
-@pytest.fixture
-def admin(admin_app: InProcess) -> Iterator[httpx.Client]:
-    with admin_app.client("admin") as client:
-        yield client
-
-
-@pytest.fixture
-def anonymous(admin_app: InProcess) -> Iterator[httpx.Client]:
-    with admin_app.client() as client:
-        yield client
+admin = in_process_client("admin_app", "admin", "admin")
+anonymous = in_process_client("admin_app", None, "anonymous")

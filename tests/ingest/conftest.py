@@ -6,12 +6,10 @@ participant ids of its own."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.conftest import InProcess
+from tests.conftest import in_process_client
 
 
 def new_participant() -> str:
@@ -23,13 +21,5 @@ def participant() -> str:
     return new_participant()
 
 
-@pytest.fixture
-def device(ingest_app: InProcess) -> Iterator[httpx.Client]:
-    with ingest_app.client("device") as client:
-        yield client
-
-
-@pytest.fixture
-def viewer(ingest_app: InProcess) -> Iterator[httpx.Client]:
-    with ingest_app.client("viewer") as client:
-        yield client
+device = in_process_client("ingest_app", "device", "device")
+viewer = in_process_client("ingest_app", "viewer", "viewer")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,21 +10,24 @@ import httpx
 import pytest
 
 from tests.ingest.conftest import new_participant
-from tests.support import documented_path_form
+from tests.support import documented_path_form, wait_until
 
 BASE = datetime(2025, 11, 20, tzinfo=UTC)
 
 
 def store(device: httpx.Client, kind: str, records: list[dict]) -> list[str]:
     """Stores `records` as a phone does: each with a `client_id`, so a batch answered
-    503 (the database held past its deadline) is sent again after its Retry-After
+    503 (the database held past its deadline) is sent again, until it is answered,
     without storing anything twice."""
     records = [{"client_id": uuid.uuid4().hex, **record} for record in records]
-    for _ in range(5):
-        response = device.post(f"/api/{kind}/batch", json=records)
-        if response.status_code != 503:
-            break
-        time.sleep(float(response.headers["Retry-After"]))
+    answers: list[httpx.Response] = []
+
+    def answered() -> bool:
+        answers.append(device.post(f"/api/{kind}/batch", json=records))
+        return answers[-1].status_code != 503
+
+    wait_until(answered, 120, f"the {kind} batch to be taken")
+    response = answers[-1]
     assert response.status_code in (200, 201, 207), (response.status_code, response.text)
     result = response.json()
     outcomes = result["results"]

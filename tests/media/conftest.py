@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from pymongo import MongoClient
 
-from tests.conftest import RUNNING_APPS, InProcess, Stack
+from tests.conftest import RUNNING_APPS, Stack, in_process_client
 from tests.support import REPO, wait_until
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 480, 30, 3
@@ -180,13 +180,5 @@ def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
     assert chunked <= files
 
 
-@pytest.fixture
-def device(media_app: InProcess) -> Iterator[httpx.Client]:
-    with media_app.client("device") as client:
-        yield client
-
-
-@pytest.fixture
-def viewer(media_app: InProcess) -> Iterator[httpx.Client]:
-    with media_app.client("viewer") as client:
-        yield client
+device = in_process_client("media_app", "device", "device")
+viewer = in_process_client("media_app", "viewer", "viewer")
