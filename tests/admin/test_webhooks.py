@@ -30,3 +30,14 @@ def test_a_name_that_does_not_resolve_is_not_delivered_to() -> None:
     url = "https://no-such-host.invalid/hook"
     assert asyncio.run(refusal(url, allow_private=False)) is None  # checked again later
     assert asyncio.run(may_deliver(url, allow_private=False)) is False
+
+
+@pytest.mark.parametrize("url", ["https://D!]", "https://[::1/x", "http://host:0x50/", "https://"])
+def test_a_url_without_a_readable_host_is_refused_even_where_private_ones_are_allowed(
+    url: str,
+) -> None:
+    for allow_private in (False, True):
+        assert (
+            asyncio.run(refusal(url, allow_private))
+            == "must name a host, and a port from 0 to 65535 if any"
+        )

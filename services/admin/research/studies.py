@@ -6,7 +6,6 @@ tokens write to the study `default`, which always exists and cannot be closed.""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Controller, Request, get, patch, post
@@ -46,8 +45,6 @@ StatusFilter = Annotated[
 
 
 def _view(document: dict, fallback_zone: str) -> StudyView:
-    webhook = document.get("webhook_url") or ""
-    parts = urlsplit(webhook)
     return StudyView(
         study_id=document["study_id"],
         name=document["name"],
@@ -56,7 +53,7 @@ def _view(document: dict, fallback_zone: str) -> StudyView:
         status=document["status"],
         expectations=msgspec.convert(document.get("expectations") or {}, Expectations),
         silent_after_days=document.get("silent_after_days", DEFAULT_SILENT_DAYS),
-        webhook=f"{parts.scheme}://{parts.hostname}/…" if webhook else None,
+        webhook=webhooks.shown(document.get("webhook_url") or ""),
         pseudonyms=bool(document.get("pseudonyms")),
         gps_grid_m=document.get("gps_grid_m") or None,
         created_at=document["created_at"],

@@ -41,22 +41,30 @@ async def addresses_of(host: str, port: int) -> list[str]:
 
 
 def _host_and_port(url: str) -> tuple[str, int] | None:
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)  # ValueError for a host such as "D!]" (a broken IPv6 form)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:  # not a number from 0 to 65535
+    except ValueError:  # or a port that is not a number from 0 to 65535
         return None
     return (parts.hostname, port) if parts.hostname else None
+
+
+def shown(url: str) -> str | None:
+    """Where notices go, without the rest of the URL (often a secret), or None."""
+    target = _host_and_port(url) if url else None
+    return f"{urlsplit(url).scheme}://{target[0]}/…" if target else None
 
 
 async def refusal(url: str, allow_private: bool) -> str | None:
     """Why a webhook may not be sent to `url`, or None when it may. A name that does not
     resolve now is let through: it is checked again before each delivery."""
-    if allow_private or not url:
+    if not url:
         return None
     target = _host_and_port(url)
     if target is None:
         return "must name a host, and a port from 0 to 65535 if any"
+    if allow_private:
+        return None
     if any(not _global(address) for address in await addresses_of(*target)):
         return NOT_PUBLIC
     return None
