@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services.admin.research.notices import newly_stopped, retry_delay
-from tests.conftest import Stack, stack_of_its_own
+from tests.conftest import SESSION_ENV, Stack, stack_of_its_own
 from tests.support import wait_until
 
 
@@ -48,6 +48,16 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# `stack` here is a stack of its own whose admin service checks for notices every
+# second and retries quickly (every other stack checks at the default pace).
+stack = stack_of_its_own(
+    "emogo_notices",
+    **SESSION_ENV,
+    EMOGO_NOTICE_CHECK_SECONDS="1",
+    EMOGO_NOTICE_RETRY_SECONDS="0.3",
+)
 
 
 @pytest.fixture

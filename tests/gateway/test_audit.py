@@ -6,7 +6,6 @@ are stored before it exits."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import uuid
@@ -14,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 from pymongo import MongoClient
 
 from tests.conftest import Stack
 from tests.media.conftest import opencv_video, upload
-from tests.support import TOKENS, bearer, wait_until
+from tests.support import TOKENS, wait_until
 
 PARTICIPANT = f"P-audit-{uuid.uuid4().hex[:8]}"
 
@@ -157,7 +155,12 @@ def recorded(stack: Stack, data: dict) -> dict[str, tuple[httpx.Response, list[d
     return {route: (answer, entries[request_id]) for route, (request_id, answer) in answers.items()}
 
 
-@pytest.mark.parametrize(("route", "query", "records"), READS, ids=[r[0] for r in READS])
+# Ids without the random participant, so every test worker collects the same tests.
+@pytest.mark.parametrize(
+    ("route", "query", "records"),
+    READS,
+    ids=[r[0].replace(PARTICIPANT, "{participant}") for r in READS],
+)
 def test_each_read_of_participant_data_leaves_one_entry(
     data: dict, recorded: dict, route: str, query: dict, records: int | None
 ) -> None:
@@ -316,25 +319,6 @@ def test_a_changed_or_removed_entry_breaks_the_chain_there(stack: Stack, data: d
             assert admin.get("/api/audit/verify").json()["ok"] is True
 
 
-@pytest.mark.slow
-def test_entries_waiting_at_shutdown_are_stored(stack: Stack, data: dict) -> None:
-    request_id = f"audit-{uuid.uuid4().hex}"
-    with stack.client() as client:
-        answer = client.get(
-            "/api/gps",
-            params={"user_id": PARTICIPANT},
-            headers={**data["ta"], "X-Request-ID": request_id},
-        )
-        assert answer.status_code == 200
-    # At once, before the next batch would go: stopping sends what is waiting.
-    gateway = stack.supervisor.processes["gateway"]
-    gateway.terminate()
-    gateway.wait(15)
-    stack.supervisor.start("gateway")
-    stack.supervisor.wait_ready("gateway")
-    assert len(stored_entries(stack, lambda entry: entry["request_id"] == request_id)) == 1
-
-
 def test_concurrent_batches_make_one_chain(stack: Stack) -> None:
     """Batches sent at once to the admin service (as several gateway workers do) are
     chained one after another: no entry lost, no fork."""
@@ -378,39 +362,6 @@ def test_concurrent_batches_make_one_chain(stack: Stack) -> None:
     assert len(stored) == 40
     with stack.client("admin") as admin:
         assert admin.get("/api/audit/verify").json()["ok"] is True
-
-
-@pytest.mark.slow
-def test_a_read_while_the_admin_service_is_down_is_still_recorded(stack: Stack) -> None:
-    """The services check issued tokens themselves, so a read can be served while the
-    admin service (which names tokens, and keeps the trail) is down: its entry waits
-    in the gateway and names the token by its digest."""
-    with stack.client("admin") as admin:
-        minted = admin.post(
-            "/api/viewer-tokens", json={"name": "TA Down", "study_ids": ["default"]}
-        )
-        assert minted.status_code == 201, minted.text
-    token = minted.json()["token"]
-    request_id = f"audit-{uuid.uuid4().hex}"
-    admin_process = stack.supervisor.processes["admin"]
-    admin_process.terminate()
-    admin_process.wait(15)
-    try:
-        with stack.client() as client:
-            answer = client.get(
-                "/api/gps",
-                params={"user_id": PARTICIPANT},
-                headers={"Authorization": f"Bearer {token}", "X-Request-ID": request_id},
-            )
-        served = answer.status_code
-    finally:
-        stack.supervisor.start("admin")
-        stack.supervisor.wait_ready("admin")
-    assert served == 200
-    (entry,) = entries_of(stack, request_id)
-    assert entry["credential_id"] == "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
-    assert entry["role"] == "unresolved"
-    assert token not in str(entry)
 
 
 FORGED = {
@@ -483,45 +434,6 @@ def test_reads_of_receipts_and_logs_are_recorded(stack: Stack) -> None:
             (entry,) = entries_of(stack, f"log-{n}-{marker}")
             assert entry["action"] == f"GET {path}"
             assert entry["credential_id"] == "env:admin"
-
-
-@pytest.mark.slow
-def test_reads_journaled_before_a_kill_are_all_stored(stack: Stack, data: dict) -> None:
-    """Audited reads answered while the admin service is frozen (so no entry can be
-    sent), then a SIGKILL of the gateway: each entry was on the gateway's disk before its
-    answer completed, and the next gateway sends them. Read with the environment's
-    viewer token: an issued one needs the admin service to answer (a frozen one is 503)."""
-    marker = uuid.uuid4().hex
-    reads = 20
-    admin_process = psutil.Process(stack.supervisor.processes["admin"].pid)
-    admin_process.suspend()
-    try:
-        with stack.client() as client:
-            for n in range(reads):
-                answer = client.get(
-                    "/api/sentiments/count",
-                    params={"user_id": PARTICIPANT},
-                    headers={**bearer("viewer"), "X-Request-ID": f"killed-{marker}-{n}"},
-                )
-                assert answer.status_code == 200
-        gateway = stack.supervisor.processes["gateway"]
-        gateway.kill()
-        gateway.wait(15)
-    finally:
-        admin_process.resume()
-    stack.supervisor.start("gateway")
-    stack.supervisor.wait_ready("gateway")
-
-    def kept(entry: dict) -> bool:
-        return entry["request_id"].startswith(f"killed-{marker}-")
-
-    wait_until(lambda: len(stored_entries(stack, kept)) >= reads, 30, "the journaled entries")
-    found = stored_entries(stack, kept)
-    assert sorted(e["request_id"] for e in found) == sorted(
-        f"killed-{marker}-{n}" for n in range(reads)
-    )
-    with stack.client("admin") as admin:
-        assert admin.get("/api/audit/verify").json()["ok"] is True
 
 
 def test_an_edited_index_or_an_added_field_breaks_verification(stack: Stack, data: dict) -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import httpx
-import pytest
 from pymongo import MongoClient
 
 from tests.conftest import Stack
 from tests.ingest.test_read import store
 from tests.ingest.test_write import count
-from tests.support import wait_until
 
 
 def test_a_participants_summary(
@@ -206,93 +203,3 @@ def test_an_empty_window_has_zero_totals(viewer: httpx.Client) -> None:
     }
     page = viewer.get("/api/telemetry/participants", params=window).json()
     assert page == {"participants": [], "next_cursor": None}
-
-
-@pytest.mark.slow
-def test_daily_rollups_agree_with_the_records_and_are_rebuilt(
-    stack: Stack, device: httpx.Client, viewer: httpx.Client, participant: str
-) -> None:
-    store(
-        device,
-        "sentiments",
-        [
-            {
-                "user_id": participant,
-                "emotion": ("happy", "sad")[i % 2],
-                "intensity": (i % 7) / 7,
-                "timestamp": f"2025-06-{1 + i % 4:02d}T{i % 24:02d}:30:00Z",
-            }
-            for i in range(40)
-        ],
-    )
-    store(
-        device,
-        "gps",
-        [
-            {
-                "user_id": participant,
-                "latitude": 1,
-                "longitude": 2,
-                "timestamp": f"2025-06-0{d}T12:00:00Z",
-            }
-            for d in (1, 3)
-        ],
-    )
-    # Day-aligned windows are answered from the rollups; a window that starts one
-    # second after midnight has to read the records. Both cover the same data.
-    from_rollups = {"user_id": participant, "since": "2025-06-01"}
-    from_records = {"user_id": participant, "since": "2025-05-31T00:00:01Z"}
-    paths = (
-        "/api/telemetry/summary",
-        "/api/telemetry/timeline",
-        "/api/telemetry/participants",
-        f"/api/telemetry/participants/{participant}",
-    )
-
-    def answers(window: dict) -> list:
-        return [viewer.get(path, params=window).json() for path in paths]
-
-    expected = answers(from_records)
-    assert answers(from_rollups) == expected
-    assert expected[0]["sentiments"] == 40
-    assert len(expected[1]) == 4  # one emotion per day in this data
-
-    # Rollups lost (or data from before they existed): rebuilt when ingest starts.
-    with MongoClient(stack.config.mongodb_uri) as client:
-        client[stack.db_name]["telemetry_daily"].delete_many({})
-    restart_ingest(stack)
-    assert answers(from_rollups) == expected
-
-    # Rows of the version before studies (no `study`): recounted when ingest starts.
-    with MongoClient(stack.config.mongodb_uri) as client:
-        database = client[stack.db_name]
-        old_row = {
-            "kind": "sentiments",
-            "user_id": participant,
-            "day": "2025-06-02",
-            "emotion": "happy",
-            "records": 99,
-            "intensity_sum": 9.0,
-            "first": datetime(2025, 6, 2, tzinfo=UTC),
-            "last": datetime(2025, 6, 2, tzinfo=UTC),
-            "folded_to": datetime(2025, 6, 3, tzinfo=UTC),
-        }
-        database["telemetry_daily"].insert_one(old_row)
-        database["telemetry_daily_state"].update_one({"_id": "rollups"}, {"$set": {"version": 1}})
-    restart_ingest(stack)
-    assert answers(from_rollups) == expected
-    with MongoClient(stack.config.mongodb_uri) as client:
-        daily = client[stack.db_name]["telemetry_daily"]
-        wait_until(
-            lambda: daily.count_documents({"study": {"$exists": False}}) == 0,
-            30,
-            "the recount to replace the rows without a study",
-        )
-    assert answers(from_rollups) == expected
-
-
-def restart_ingest(stack: Stack) -> None:
-    stack.supervisor.processes["ingest"].terminate()
-    stack.supervisor.processes["ingest"].wait(15)
-    stack.supervisor.start("ingest")
-    stack.supervisor.wait_ready("ingest")

@@ -1,11 +1,11 @@
-"""Listing, editing and deleting vlogs, abandoned uploads, and a restart of the service."""
+"""Listing, editing and deleting vlogs, and abandoned uploads. (A restart of the service:
+tests/e2e/test_restarts.py.)"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
@@ -113,17 +113,3 @@ def test_abandoned_uploads_are_cleaned_up(
         assert database["vlogs"].count_documents({"_id": vlog_id}) == 0
         assert database["videos.chunks"].count_documents({"files_id": storage_id}) == 0
     assert viewer.post("/api/vlogs/maintenance/cleanup").status_code == 403
-
-
-@pytest.mark.slow
-def test_videos_survive_a_restart_of_the_service(
-    stack: Stack, device: httpx.Client, viewer: httpx.Client, videos: dict[str, bytes]
-) -> None:
-    vlog = upload(device, new_participant(), videos["h264"]).json()["vlog"]
-    stack.supervisor.processes["media"].terminate()
-    stack.supervisor.processes["media"].wait(15)
-    stack.supervisor.start("media")
-    stack.supervisor.wait_ready("media")
-    response = viewer.get(vlog["download_url"])
-    assert response.status_code == 200
-    assert sha256(response.content) == sha256(videos["h264"])

@@ -1,6 +1,7 @@
 """Resumable uploads (tus 1.0.0) through the gateway: an upload goes on where it
-stopped, also after the media service restarts, and ends as an ordinary vlog; the
-protocol's refusals are the ones the specification names."""
+stopped and ends as an ordinary vlog; the protocol's refusals are the ones the
+specification names. (After a restart or a kill of the media service:
+tests/e2e/test_restarts.py.)"""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import cv2
 import httpx
-import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 from pymongo import MongoClient
@@ -55,61 +54,6 @@ def offset_of(client: httpx.Client, location: str) -> int:
     assert answer.status_code == 200, answer.status_code
     assert answer.headers["cache-control"] == "no-store"
     return int(answer.headers["upload-offset"])
-
-
-@pytest.mark.slow
-def test_an_upload_resumes_after_a_restart_and_becomes_a_vlog(stack: Stack, tmp_path: Path) -> None:
-    video = h264_video(tmp_path / "diary.mp4", 31)
-    who = f"P-{uuid.uuid4().hex[:10]}"
-    with stack.client("device") as device, stack.client("viewer") as viewer:
-        options = device.options("/api/vlogs/tus")
-        assert options.status_code == 204, options.headers
-        assert options.headers.get("tus-version") == "1.0.0", dict(options.headers)
-        assert "creation" in options.headers["tus-extension"].split(",")
-        assert "termination" in options.headers["tus-extension"].split(",")
-        assert int(options.headers["tus-max-size"]) > len(video)
-
-        location = create(device, len(video), user_id=who, title="Morning", filename="diary.mp4")
-        half = len(video) // 2
-        first = send(device, location, 0, video[:half])
-        assert first.status_code == 204, first.text
-        assert first.headers["upload-offset"] == str(half)
-        assert offset_of(device, location) == half
-
-        # The offset a client was told is stored: it survives the service.
-        media = stack.supervisor.processes["media"]
-        media.terminate()
-        media.wait(15)
-        stack.supervisor.start("media")
-        stack.supervisor.wait_ready("media")
-        assert offset_of(device, location) == half
-
-        # What the specification refuses, and nothing changes.
-        assert send(device, location, 0, video[half:]).status_code == 409
-        wrong_type = device.patch(
-            location, headers={**TUS, "Upload-Offset": str(half)}, content=video[half:]
-        )
-        assert wrong_type.status_code == 415
-        no_version = device.patch(
-            location, headers={**PATCH_TYPE, "Upload-Offset": str(half)}, content=b"x"
-        )
-        assert no_version.status_code == 412
-        assert no_version.headers["tus-version"] == "1.0.0"
-        # Every answer speaks the protocol, refusals included.
-        assert no_version.headers["tus-resumable"] == "1.0.0"
-        assert device.head(f"{location}0", headers=TUS).headers["tus-resumable"] == "1.0.0"
-        assert offset_of(device, location) == half
-
-        last = send(device, location, half, video[half:])
-        assert last.status_code == 204, last.text
-        assert last.headers["upload-offset"] == str(len(video))
-        vlog_id = last.headers["x-vlog-id"]
-        vlog = viewer.get(f"/api/vlogs/{vlog_id}").json()
-        assert (vlog["user_id"], vlog["title"], vlog["state"]) == (who, "Morning", "ready")
-        assert vlog["sha256"] == hashlib.sha256(video).hexdigest()
-        assert viewer.get(f"/api/vlogs/{vlog_id}/download").content == video
-        # Sending the last part again changes nothing.
-        assert offset_of(device, location) == len(video)
 
 
 def test_a_refused_video_and_a_terminated_upload_leave_nothing(stack: Stack) -> None:
@@ -219,51 +163,6 @@ def test_checksums_first_bytes_expiry_and_a_second_upload_of_the_same_video(
         assert device.head(left, headers=TUS).status_code == 404
     with stack.client("viewer") as viewer:
         assert_nothing_half_stored(stack, viewer)  # nor the checked requests' spool files
-
-
-@pytest.mark.slow
-def test_tuspy_uploads_in_chunks_and_resumes_after_the_service_dies(
-    stack: Stack, tmp_path: Path
-) -> None:
-    """`tuspy`, a tus client nobody here wrote, through the gateway: a few chunks, the
-    media service killed and restarted, then a new uploader for the same URL goes on
-    where the server says and the vlog's download has the file's sha256."""
-    path = tmp_path / "noise.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
-    noise = np.random.default_rng(11)
-    for _ in range(30):
-        writer.write(noise.integers(0, 255, (480, 640, 3), dtype=np.uint8))
-    writer.release()
-    video = path.read_bytes()
-    assert len(video) > 3 * 1024 * 1024
-    who = f"P-{uuid.uuid4().hex[:10]}"
-    chunk = 256 * 1024
-    tus_client = TusClient(f"{stack.gateway}/api/vlogs/tus", headers=bearer("device"))
-    details = {"user_id": who, "title": "tuspy", "filename": "noise.mp4"}
-    # tuspy leaves a file it opens itself unclosed: it is given one to read.
-    with path.open("rb") as stream:
-        uploader = tus_client.uploader(file_stream=stream, chunk_size=chunk, metadata=details)
-        uploader.upload_chunk()
-        uploader.upload_chunk()
-        assert uploader.offset == 2 * chunk
-
-        media = stack.supervisor.processes["media"]
-        media.kill()
-        media.wait(15)
-        stack.supervisor.start("media")
-        stack.supervisor.wait_ready("media")
-
-        # Larger chunks now: a request of several MiB is stored a piece at a time.
-        resumed = tus_client.uploader(
-            file_stream=stream, url=uploader.url, chunk_size=3 * 1024 * 1024
-        )
-        assert resumed.offset == 2 * chunk  # asked the server (HEAD), not remembered
-        resumed.upload()
-    with stack.client("viewer") as viewer:
-        [vlog] = viewer.get("/api/vlogs", params={"user_id": who}).json()
-        assert vlog["sha256"] == hashlib.sha256(video).hexdigest()
-        downloaded = viewer.get(f"/api/vlogs/{vlog['_id']}/download").content
-    assert hashlib.sha256(downloaded).hexdigest() == hashlib.sha256(video).hexdigest()
 
 
 TUS_JS_CLIENT = REPO / ".cache" / "tus-js-client" / "4.3.1" / "tus.min.js"
