@@ -12,21 +12,28 @@ INSTALLED := $(VENV)/.installed
 run: $(INSTALLED)
 	$(PY) -m services.launcher
 
+# The tests run in several workers (pytest-xdist), each with its own database server
+# and session stack, each taking whole modules (a module's own stack starts once), the
+# long modules first (tests/conftest.py). Three keep two cores busy: much of a test's
+# time is spent waiting on processes. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 3
+PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
+
 # Everything CI checks: lint (ruff, the import contract, types), the docs site, then
 # every test, the browser's and the bounded contract run's included.
 test: lint docs-build
 	scripts/ensure-chromium
 	scripts/ensure-tus-js-client
-	$(PY) -m pytest
+	$(PYTEST)
 
 # The inner loop: unit and in-process tests, no browser, no contract run, no stack
 # restarts or fault injection.
 test-fast: $(INSTALLED)
-	$(PY) -m pytest -m "not slow and not browser and not contract"
+	$(PYTEST) -m "not slow and not browser and not contract"
 
 # The long contract fuzz (a time budget per document) that `make test` bounds by examples.
 test-contract: $(INSTALLED)
-	EMOGO_CONTRACT_MAX_TIME=45 $(PY) -m pytest -m contract
+	EMOGO_CONTRACT_MAX_TIME=45 $(PYTEST) -m contract
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

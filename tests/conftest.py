@@ -100,9 +100,6 @@ SESSION_ENV = dict(
     EMOGO_MEDIA_MAX_UPLOAD_BYTES=str(16 * 1024 * 1024),
     EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000",
     EMOGO_ENROLMENT_ATTEMPTS_PER_ADDRESS="10000",
-    # Studies with a webhook get their daily notice within a second, retried quickly.
-    EMOGO_NOTICE_CHECK_SECONDS="1",
-    EMOGO_NOTICE_RETRY_SECONDS="0.3",
     # The tests' webhook receivers listen on loopback (refused by default: their
     # own test starts a stack without this).
     EMOGO_WEBHOOK_ALLOW_PRIVATE="true",
@@ -259,10 +256,25 @@ anonymous = _signed_in_client(None, "anonymous")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e starts processes of its own: `e2e` and `slow`."""
+    """Every test under tests/e2e starts processes of its own: `e2e` and `slow`. The
+    long modules go first (the contract run, then e2e, then modules with slow tests),
+    so that the test workers (`make test` runs several, each taking whole modules) do
+    not end with one of them running a long module alone."""
     for item in items:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.slow)
         if "contract" in item.path.parts:
             item.add_marker(pytest.mark.slow)
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(
+        key=lambda item: (
+            0
+            if "contract" in item.path.parts
+            else 1
+            if "e2e" in item.path.parts
+            else 2
+            if item.path in slow_modules
+            else 3
+        )
+    )

@@ -56,6 +56,7 @@ QUERIES = [
 ]
 
 
+@pytest.mark.slow  # thousands of small pages read from the database
 @pytest.mark.parametrize("query", QUERIES)
 def test_pages_and_walks_match_one_sorted_query(
     mongodb_uri: str, db_name: str, query: dict

@@ -108,7 +108,7 @@ def test_timestamps_are_stored_in_utc(
 @pytest.mark.parametrize(
     "timestamp",
     [
-        (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        pytest.param((datetime.now(UTC) + timedelta(days=3)).isoformat(), id="in-3-days"),
         0,
         "1999-12-31T23:59:59Z",
         "yesterday",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,9 +45,10 @@ def cached(make: Callable[..., bytes]) -> Callable[..., bytes]:
             return path.read_bytes()
         data = make(path, *args, **kwargs)
         CACHE.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_suffix(".part")
+        # Whole or not at all, whichever test worker writes it first.
+        partial = kept.with_suffix(f".{os.getpid()}.part")
         partial.write_bytes(data)
-        partial.replace(kept)  # whole or not at all, whoever else is writing it
+        partial.replace(kept)
         return data
 
     return made
