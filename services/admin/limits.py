@@ -11,16 +11,20 @@ requests cannot all slip under the limit and refused ones do not extend the wait
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from datetime import UTC, datetime, timedelta
 
 from beanie import Document
 from pymongo import IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from services.common.web.errors import TooManyRequests
 
 WINDOW_SECONDS = 60
+# Tries to count a request: the first of a window makes it, then counts.
+COUNT_ATTEMPTS = 3
 
 
 class RateWindow(Document):
@@ -76,15 +80,9 @@ class SharedRateLimit:
         windows = RateWindow.get_pymongo_collection()
         current_id = f"{self.name}:{key}:{minute}"
         expires = datetime.fromtimestamp((minute + 2) * WINDOW_SECONDS, UTC) + timedelta(minutes=1)
-        current = await windows.find_one_and_update(
-            {"_id": current_id},
-            {"$inc": {"requests": 1}, "$setOnInsert": {"expires_at": expires}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+        current = await self._count_one(current_id, expires)
         previous = await windows.find_one({"_id": f"{self.name}:{key}:{minute - 1}"})
         earlier: int = previous["requests"] if previous else 0
-        assert current is not None  # an upsert returning the document after it
         weight = 1 - elapsed / WINDOW_SECONDS
         if earlier * weight + current["requests"] <= self.per_minute:
             return
@@ -95,6 +93,28 @@ class SharedRateLimit:
                 "Retry-After": str(self._retry_after(earlier, current["requests"] - 1, elapsed))
             },
         )
+
+    async def _count_one(self, current_id: str, expires: datetime) -> dict:
+        """The window after one more request, counted atomically. A window is made
+        (at 0) apart from counting in it: concurrent upserts that return the document
+        race to insert it, and the embedded database answers some of the losers with
+        no document (though it counted them), so a request would not know its count."""
+        windows = RateWindow.get_pymongo_collection()
+        for _ in range(COUNT_ATTEMPTS):
+            current: dict | None = await windows.find_one_and_update(
+                {"_id": current_id},
+                {"$inc": {"requests": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if current is not None:
+                return current
+            with contextlib.suppress(DuplicateKeyError):  # made by another request
+                await windows.update_one(
+                    {"_id": current_id},
+                    {"$setOnInsert": {"requests": 0, "expires_at": expires}},
+                    upsert=True,
+                )
+        raise self.refusal(retry_after=1)  # not counted: refused rather than let through
 
     def _retry_after(self, earlier: int, current: int, elapsed: float) -> int:
         """Seconds until one more request fits, if no other comes meanwhile."""
