@@ -40,8 +40,7 @@ from services.admin.models import UserConfig, UserCredential
 from services.common.research.tokens import AccessToken
 from services.common.web.bodies import Record, json_body
 from services.common.web.errors import AppError
-from services.common.web.openapi import ALSO_EMPTY, documented_body, error_responses
-from services.common.web.validation import read_record
+from services.common.web.openapi import ALSO_EMPTY, error_responses
 
 
 class CredentialController(Controller):
@@ -106,27 +105,28 @@ class CredentialController(Controller):
         found = await UserConfig.find_all().sort("_id").to_list()
         return UserList(user_id_list=[c.user_id for c in found], user_name_list=None)
 
+    @json_body(first=limit_sign_in)
     @post(
         "/register_user",
         operation_id="registerUser",
         summary="Create a credential (open; rate-limited per address)",
-        operation_class=documented_body(Registration),
         responses=OPEN_ERRORS,
         status_code=200,
     )
-    async def register_user(self, request: Request) -> UserIdReply | Registered:
-        await limit_sign_in(request)
-        body = await read_record(request, Registration)
-        if body.language is None:
-            return UserIdReply(user_id=await accounts.register(body.username, body.password))
+    async def register_user(self, registration: Record[Registration]) -> UserIdReply | Registered:
+        if registration.language is None:
+            return UserIdReply(
+                user_id=await accounts.register(registration.username, registration.password)
+            )
         try:
-            user_id = await accounts.register(body.username, body.password)
+            user_id = await accounts.register(registration.username, registration.password)
         except AppError as problem:
-            code, text = outcomes.failure(problem, body.language)
+            code, text = outcomes.failure(problem, registration.language)
             return Registered(user_id="", auth_code=code, auth_msg=text)
-        text = outcomes.message("registered", body.language)
+        text = outcomes.message("registered", registration.language)
         return Registered(user_id=user_id, auth_code=outcomes.SUCCESS, auth_msg=text)
 
+    @json_body(first=limit_sign_in)
     @post(
         "/authenticate_user",
         operation_id="authenticateUser",
@@ -135,23 +135,20 @@ class CredentialController(Controller):
         "with each further failure (429 with Retry-After). With `language` (the current "
         "front end), the outcome is in the body (`auth_code`, `auth_msg`) and the user's "
         "config and default characters are made on the first sign-in.",
-        operation_class=documented_body(SignIn),
         responses=OPEN_ERRORS,
         status_code=200,
     )
     async def authenticate_user(
-        self, settings: Settings, vault: Vault, request: Request
+        self, settings: Settings, vault: Vault, request: Request, sign_in: Record[SignIn]
     ) -> SignedIn | SignInOutcome:
-        await limit_sign_in(request)
-        body = await read_record(request, SignIn)
-        if body.language is None:
-            credential = await accounts.check_password(settings, body.username, body.password)
+        if sign_in.language is None:
+            credential = await accounts.check_password(settings, sign_in.username, sign_in.password)
             token, expires_at = await accounts.start_session(settings, credential.user_id)
             return SignedIn(user_id=credential.user_id, token=token, token_expires_at=expires_at)
         try:
-            credential = await accounts.check_password(settings, body.username, body.password)
+            credential = await accounts.check_password(settings, sign_in.username, sign_in.password)
         except AppError as problem:
-            code, text = outcomes.failure(problem, body.language)
+            code, text = outcomes.failure(problem, sign_in.language)
             return SignInOutcome(user_id="", auth_code=code, auth_msg=text)
         defaults = request.app.state.defaults
         await users.ensure_user(defaults, vault, credential.user_id)
@@ -159,36 +156,34 @@ class CredentialController(Controller):
         return SignInOutcome(
             user_id=credential.user_id,
             auth_code=outcomes.SUCCESS,
-            auth_msg=outcomes.message("signed_in", body.language),
+            auth_msg=outcomes.message("signed_in", sign_in.language),
             token=token,
             token_expires_at=expires_at,
         )
 
+    @json_body(first=limit_sign_in)
     @post(
         "/update_user_password",
         operation_id="updateUserPassword",
         summary="Change a password (ends every session of that user)",
-        operation_class=documented_body(PasswordChange),
         responses=OPEN_ERRORS,
         status_code=200,
         opt={ALSO_EMPTY: True},
     )
     async def update_user_password(
-        self, settings: Settings, request: Request
+        self, settings: Settings, change: Record[PasswordChange]
     ) -> Response[PasswordChanged | None]:
-        await limit_sign_in(request)
-        body = await read_record(request, PasswordChange)
         try:
-            credential = await accounts.check_password(settings, body.username, body.password)
+            credential = await accounts.check_password(settings, change.username, change.password)
         except AppError as problem:
-            if body.language is None:
+            if change.language is None:
                 raise
-            code, text = outcomes.failure(problem, body.language)
+            code, text = outcomes.failure(problem, change.language)
             return Response(PasswordChanged(auth_code=code, auth_msg=text))
-        await accounts.change_password(credential, body.new_password)
-        if body.language is None:
+        await accounts.change_password(credential, change.new_password)
+        if change.language is None:
             return done()
-        text = outcomes.message("password_changed", body.language)
+        text = outcomes.message("password_changed", change.language)
         return Response(PasswordChanged(auth_code=outcomes.SUCCESS, auth_msg=text))
 
     @json_body

@@ -36,9 +36,8 @@ from services.common.research.studies import (
 from services.common.research.tokens import revoke_token
 from services.common.web.bodies import Record, json_body
 from services.common.web.errors import Conflict, NotFound, field_error
-from services.common.web.openapi import documented_body, error_responses
+from services.common.web.openapi import error_responses
 from services.common.web.timestamps import stored_now
-from services.common.web.validation import read_record
 
 
 def _code_state(document: dict, now: datetime) -> CodeState:
@@ -182,6 +181,7 @@ class ParticipantController(Controller):
         await revoke_token(found.get("token_id"))
         return issued
 
+    @json_body(optional=True)
     @post(
         "/{user_id:str}/withdraw",
         guards=ADMIN_ONLY,
@@ -191,14 +191,17 @@ class ParticipantController(Controller):
         'sent stays until it is deleted; with `{"delete_data": true}` it is deleted in every '
         "service in the same call, and the answer carries the signed deletion receipt "
         "(a deletion cut short completes when the call is made again).",
-        operation_class=documented_body(Withdrawal),
         responses=error_responses(401, 403, 404, 503),
         status_code=200,
     )
     async def withdraw(
-        self, settings: Settings, request: Request, study_id: FromPath[str], user_id: FromPath[str]
+        self,
+        settings: Settings,
+        request: Request,
+        study_id: FromPath[str],
+        user_id: FromPath[str],
+        asked: Record[Withdrawal],
     ) -> ParticipantView:
-        asked = await read_record(request, Withdrawal) if await request.body() else Withdrawal()
         await stored_study(study_id)
         collection = Participant.get_pymongo_collection()
         found = await collection.find_one({"study_id": study_id, "user_id": user_id})

@@ -10,7 +10,8 @@ operation's request body, so the reading and the document cannot differ.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints, overload
 
 from litestar import Request
 from litestar.di import Dependency, Provide
@@ -40,13 +41,43 @@ def _record_parameter(handler: HTTPRouteHandler) -> tuple[str, type[Any]]:
     raise TypeError(f"{handler.handler_name} has no parameter declared Record[...]")
 
 
-def json_body(handler: HTTPRouteHandler) -> HTTPRouteHandler:
-    """Gives `handler` its JSON body as the parameter it declares `Record[T]`."""
-    name, record_type = _record_parameter(handler)
+Check = Callable[[Request[Any, Any, Any]], Awaitable[None]]
 
-    async def provide_record(request: Request[Any, Any, Any]) -> Any:
-        return await read_record(request, record_type)
 
-    handler.operation_class = documented_body(record_type)
-    handler.dependencies = {**(handler.dependencies or {}), name: Provide(provide_record)}
-    return handler
+@overload
+def json_body(handler: HTTPRouteHandler) -> HTTPRouteHandler: ...
+
+
+@overload
+def json_body(
+    *, first: Check | None = None, optional: bool = False
+) -> Callable[[HTTPRouteHandler], HTTPRouteHandler]: ...
+
+
+def json_body(
+    handler: HTTPRouteHandler | None = None,
+    *,
+    first: Check | None = None,
+    optional: bool = False,
+) -> HTTPRouteHandler | Callable[[HTTPRouteHandler], HTTPRouteHandler]:
+    """Gives `handler` its JSON body as the parameter it declares `Record[T]`.
+
+    `first` runs before the body is read (a rate limit, which must count a request
+    whose body is refused too); with `optional`, no body at all reads as `T()` and the
+    document says the body may be left out."""
+
+    def wrap(handler: HTTPRouteHandler) -> HTTPRouteHandler:
+        name, record_type = _record_parameter(handler)
+
+        async def provide_record(request: Request[Any, Any, Any]) -> Any:
+            if first is not None:
+                await first(request)
+            if optional and not await request.body():
+                return record_type()
+            return await read_record(request, record_type)
+
+        handler.operation_class = documented_body(record_type, required=not optional)
+        handler.dependencies = {**(handler.dependencies or {}), name: Provide(provide_record)}
+        return handler
+
+    return wrap(handler) if handler is not None else wrap

@@ -85,7 +85,9 @@ BATCH_ITEM_DESCRIPTION = (
 )
 
 
-def documented_body(record_type: type, *, batch: bool = False) -> type[Operation]:
+def documented_body(
+    record_type: type, *, batch: bool = False, required: bool = True
+) -> type[Operation]:
     """An Operation class whose request body is `record_type` (or a batch of them)."""
     record_schema = _record_schema(record_type)
     if batch:
@@ -98,7 +100,7 @@ def documented_body(record_type: type, *, batch: bool = False) -> type[Operation
         content = {"application/json": OpenAPIMediaType(schema=array)}  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
     else:
         content = {"application/json": OpenAPIMediaType(schema=record_schema)}  # type: ignore[arg-type]  # msgspec's schema dict in place of Litestar's Schema
-    return _operation_with_body(content)
+    return _operation_with_body(content, required=required)
 
 
 def documented_object(description: str) -> type[Operation]:
