@@ -29,10 +29,6 @@ def settings_of(request: ASGIConnection) -> AdminSettings:
     return request.app.state.settings
 
 
-def vault_of(request: Request) -> accounts.KeyVault:
-    return request.app.state.vault
-
-
 async def caller(request: ASGIConnection) -> Principal:
     """Who sends the request: a role credential, a participant's token, or a user's token
     from authenticate_user.

@@ -19,11 +19,11 @@ from services.admin.companion.character_controller import (
 )
 from services.admin.companion.logs import LogController
 from services.admin.deps import DEPENDENCIES
-from services.admin.limits import SharedRateLimit
+from services.admin.limits import EnrolmentLimits, SharedRateLimit
 from services.admin.models import DOCUMENTS
 from services.admin.research.audit import AuditAppendController, AuditController
 from services.admin.research.deletions import ReceiptController
-from services.admin.research.enrolment import EnrolmentController, EnrolmentLimits
+from services.admin.research.enrolment import EnrolmentController
 from services.admin.research.notices import NoticeController, NoticeSender
 from services.admin.research.participants import ParticipantController
 from services.admin.research.studies import StudyController

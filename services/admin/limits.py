@@ -7,6 +7,7 @@ the previous fixed minute (the previous one weighted by how much of it still lie
 within the last 60 s), which smooths the burst a plain fixed window allows at its
 edges. A request is counted first and uncounted if it is refused, so concurrent
 requests cannot all slip under the limit and refused ones do not extend the wait.
+Enrolment's limits (per address, and wrong codes per study) are built from them.
 """
 
 from __future__ import annotations
@@ -124,3 +125,31 @@ class SharedRateLimit:
         room = (self.per_minute - current - 1) / earlier
         wait = WINDOW_SECONDS * (1 - room) - elapsed
         return max(1, math.ceil(wait - 1e-6))  # not a second more for rounding
+
+
+class EnrolmentLimits:
+    """How code guessing is limited, without a lock that a few addresses can trip for a
+    whole class: every address has its own budget of attempts a minute; wrong codes
+    are also counted per study, and while a study gets more wrong codes than its
+    budget, only addresses that sent a wrong code lately are held back (429). A phone
+    with its valid code, from an address that has not guessed, still enrols.
+
+    With 10-character codes of 32 symbols (50 bits), an attacker who brings A fresh
+    addresses during an attack makes about A guesses per minute; each hits one of the
+    study's P unused codes with probability P / 2**50."""
+
+    def __init__(self, per_address: int, wrong_per_study: int) -> None:
+        message = "Too many enrolment attempts; retry later"
+        self.per_address = SharedRateLimit("enrol-address", per_address, message)
+        self.wrong_per_study = SharedRateLimit("enrol-wrong-study", wrong_per_study, message)
+        self.wrong_per_address = SharedRateLimit("enrol-wrong-address", per_address, message)
+
+    async def hold_back_guessers(self, study_id: str, address: str) -> None:
+        if await self.wrong_per_study.rate(study_id) <= self.wrong_per_study.per_minute:
+            return
+        if await self.wrong_per_address.rate(address) > 0:
+            raise self.wrong_per_study.refusal()
+
+    async def failed(self, study_id: str, address: str) -> None:
+        await self.wrong_per_study.count(study_id)
+        await self.wrong_per_address.count(address)

@@ -35,7 +35,7 @@ from services.admin.companion.schemas import (
     UserRef,
     WhoAmI,
 )
-from services.admin.deps import Settings, Vault
+from services.admin.deps import AppDefaults, Settings, Vault
 from services.admin.models import UserConfig, UserCredential
 from services.common.research.tokens import AccessToken
 from services.common.web.bodies import Record, json_body
@@ -139,7 +139,7 @@ class CredentialController(Controller):
         status_code=200,
     )
     async def authenticate_user(
-        self, settings: Settings, vault: Vault, request: Request, sign_in: Record[SignIn]
+        self, settings: Settings, vault: Vault, defaults: AppDefaults, sign_in: Record[SignIn]
     ) -> SignedIn | SignInOutcome:
         if sign_in.language is None:
             credential = await accounts.check_password(settings, sign_in.username, sign_in.password)
@@ -150,7 +150,6 @@ class CredentialController(Controller):
         except AppError as problem:
             code, text = outcomes.failure(problem, sign_in.language)
             return SignInOutcome(user_id="", auth_code=code, auth_msg=text)
-        defaults = request.app.state.defaults
         await users.ensure_user(defaults, vault, credential.user_id)
         token, expires_at = await accounts.start_session(settings, credential.user_id)
         return SignInOutcome(
@@ -196,10 +195,10 @@ class CredentialController(Controller):
         status_code=200,
     )
     async def create_user(
-        self, vault: Vault, request: Request, record: Record[UserRef]
+        self, vault: Vault, defaults: AppDefaults, request: Request, record: Record[UserRef]
     ) -> Response[None]:
         await authorize_user(request, record.user_id)
-        await users.create_user(request.app.state.defaults, vault, record.user_id)
+        await users.create_user(defaults, vault, record.user_id)
         return done()
 
     @json_body
@@ -247,5 +246,5 @@ class OrchestratorController(Controller):
         operation_id="motionKeywords",
         summary="Words the orchestrator turns into an avatar's motions",
     )
-    async def motion_keywords(self, request: Request) -> MotionKeywords:
-        return MotionKeywords(motion_keywords=request.app.state.defaults.motion_keywords)
+    async def motion_keywords(self, defaults: AppDefaults) -> MotionKeywords:
+        return MotionKeywords(motion_keywords=defaults.motion_keywords)

@@ -12,7 +12,9 @@ from litestar import Controller, MediaType, Request, Response, get
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
-from services.admin.access import ADMIN_ONLY, settings_of
+from services.admin.access import ADMIN_ONLY
+from services.admin.deps import Settings
+from services.admin.settings import AdminSettings
 from services.common.runtime.logs import Redactor, log_file, tail
 from services.common.runtime.settings import SERVICE_NAMES
 from services.common.web.errors import ServiceUnavailable
@@ -47,15 +49,14 @@ class LogController(Controller):
     guards = ADMIN_ONLY
 
     @staticmethod
-    def _path(request: Request, service: str) -> Any:
-        path = log_file(settings_of(request).log_dir, service)
+    def _path(settings: AdminSettings, service: str) -> Any:
+        path = log_file(settings.log_dir, service)
         if not path.is_file():
             raise ServiceUnavailable(f"No log file for {service} at {path}")
         return path
 
     @staticmethod
-    def _redactor(request: Request) -> Redactor:
-        settings = settings_of(request)
+    def _redactor(settings: AdminSettings) -> Redactor:
         return Redactor([*settings.credentials.by_role().values(), *settings.secret_keys])
 
     @get(
@@ -68,13 +69,14 @@ class LogController(Controller):
     )
     async def tail_log(
         self,
+        settings: Settings,
         request: Request,
         n_lines: LineCount,
         service: ServiceChoice = "admin",
         format: FormatChoice = None,
     ) -> Response[Any]:
-        path = self._path(request, service)
-        redact = self._redactor(request)
+        path = self._path(settings, service)
+        redact = self._redactor(settings)
         lines = [redact(line) for line in await anyio.to_thread.run_sync(tail, path, n_lines)]
         accept = request.headers.get("accept", "")
         wants_json = format == "json" or (
@@ -90,9 +92,9 @@ class LogController(Controller):
         )
         return Response(page, media_type=MediaType.HTML)
 
-    async def _download(self, request: Request, service: str) -> Stream:
-        path = self._path(request, service)
-        redact = self._redactor(request)
+    async def _download(self, settings: AdminSettings, service: str) -> Stream:
+        path = self._path(settings, service)
+        redact = self._redactor(settings)
 
         async def lines() -> AsyncIterator[bytes]:
             async with await anyio.open_file(path, "rb") as handle:
@@ -113,9 +115,9 @@ class LogController(Controller):
         opt={ALSO_SERVED_AS: {"application/x-ndjson": TEXT}},
     )
     async def download_seed_spelling(
-        self, request: Request, service: ServiceChoice = "admin"
+        self, settings: Settings, service: ServiceChoice = "admin"
     ) -> Stream:
-        return await self._download(request, service)
+        return await self._download(settings, service)
 
     @get(
         "/download_log_file",
@@ -124,5 +126,5 @@ class LogController(Controller):
         responses=error_responses(401, 403, 503),
         opt={ALSO_SERVED_AS: {"application/x-ndjson": TEXT}},
     )
-    async def download(self, request: Request, service: ServiceChoice = "admin") -> Stream:
-        return await self._download(request, service)
+    async def download(self, settings: Settings, service: ServiceChoice = "admin") -> Stream:
+        return await self._download(settings, service)

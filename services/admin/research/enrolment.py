@@ -24,8 +24,7 @@ import segno
 from litestar import Controller, Request, post
 from pymongo.errors import PyMongoError
 
-from services.admin.deps import Settings
-from services.admin.limits import SharedRateLimit
+from services.admin.deps import Limits, Settings
 from services.admin.models import Participant
 from services.admin.research.schemas import Enrolled, Enrolment, IssuedCode
 from services.admin.research.viewer_tokens import issue_token
@@ -152,9 +151,8 @@ class EnrolmentController(Controller):
         security=[],
     )
     async def enrol(
-        self, settings: Settings, request: Request, enrolment: Record[Enrolment]
+        self, settings: Settings, limits: Limits, request: Request, enrolment: Record[Enrolment]
     ) -> Enrolled:
-        limits: EnrolmentLimits = request.app.state.enrolment_limits
         address = client_address(request)
         await limits.per_address.check(address)
         await limits.hold_back_guessers(enrolment.study_id, address)
@@ -163,31 +161,3 @@ class EnrolmentController(Controller):
         except FieldError:
             await limits.failed(enrolment.study_id, address)
             raise
-
-
-class EnrolmentLimits:
-    """How code guessing is limited, without a lock that a few addresses can trip for a
-    whole class: every address has its own budget of attempts a minute; wrong codes
-    are also counted per study, and while a study gets more wrong codes than its
-    budget, only addresses that sent a wrong code lately are held back (429). A phone
-    with its valid code, from an address that has not guessed, still enrols.
-
-    With 10-character codes of 32 symbols (50 bits), an attacker who brings A fresh
-    addresses during an attack makes about A guesses per minute; each hits one of the
-    study's P unused codes with probability P / 2**50."""
-
-    def __init__(self, per_address: int, wrong_per_study: int) -> None:
-        message = "Too many enrolment attempts; retry later"
-        self.per_address = SharedRateLimit("enrol-address", per_address, message)
-        self.wrong_per_study = SharedRateLimit("enrol-wrong-study", wrong_per_study, message)
-        self.wrong_per_address = SharedRateLimit("enrol-wrong-address", per_address, message)
-
-    async def hold_back_guessers(self, study_id: str, address: str) -> None:
-        if await self.wrong_per_study.rate(study_id) <= self.wrong_per_study.per_minute:
-            return
-        if await self.wrong_per_address.rate(address) > 0:
-            raise self.wrong_per_study.refusal()
-
-    async def failed(self, study_id: str, address: str) -> None:
-        await self.wrong_per_study.count(study_id)
-        await self.wrong_per_address.count(address)

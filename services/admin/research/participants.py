@@ -15,7 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from services.admin.access import ADMIN_ONLY, READERS_ONLY, caller
-from services.admin.deps import Settings
+from services.admin.deps import Settings, StudyProtections
 from services.admin.models import Participant
 from services.admin.research.deletions import delete_data
 from services.admin.research.enrolment import issue_code
@@ -143,16 +143,14 @@ class ParticipantController(Controller):
         responses=STUDY_ERRORS,
     )
     async def participants(
-        self, request: Request, study_id: FromPath[str]
+        self, protections: StudyProtections, request: Request, study_id: FromPath[str]
     ) -> list[ParticipantView]:
         await readable_study(request, study_id)
         study = await stored_study(study_id)
         now = stored_now()
         cursor = Participant.get_pymongo_collection().find({"study_id": study_id}).sort("user_id")
         views = [_participant_view(document, now) async for document in cursor]
-        names = await study_pseudonyms(
-            study, [v.user_id for v in views], request.app.state.protections
-        )
+        names = await study_pseudonyms(study, [v.user_id for v in views], protections)
         if names is None:
             return views
         if (await caller(request)).role == Role.ADMIN:  # both names
