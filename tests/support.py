@@ -215,3 +215,18 @@ def enrolled(stack: Any, study_id: str, user_ids: list[str]) -> dict[str, dict[s
             answer = phone.post("/api/enrol", json={"study_id": study_id, "code": person["code"]})
             tokens[person["user_id"]] = {"Authorization": f"Bearer {answer.json()['token']}"}
         return tokens
+
+
+def all_threads_stopped(pid: int) -> Callable[[], bool]:
+    """Whether every thread of `pid` has stopped. A SIGSTOP is taken by one thread,
+    which stops the others only once it runs: one waiting on the disk (the database's
+    fsync) leaves the others serving for a while."""
+
+    def check() -> bool:
+        tasks = Path(f"/proc/{pid}/task")
+        states = [
+            (task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()
+        ]
+        return all(state in ("T", "t") for state in states)
+
+    return check

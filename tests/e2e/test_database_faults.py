@@ -24,7 +24,7 @@ from generators.telemetry import dataset
 from services.launcher.config import local_mongodb_uri
 from services.launcher.database import mongo_ready, secantus_argv
 from tests.conftest import Stack, run_stack
-from tests.support import REPO, TOKENS, enrolled, free_port, wait_until
+from tests.support import REPO, TOKENS, all_threads_stopped, enrolled, free_port, wait_until
 
 DB_TIMEOUT_SECONDS = 2
 PARTICIPANTS, DAYS, START = 8, 10, date(2026, 9, 1)
@@ -51,6 +51,8 @@ class Database:
     def signal(self, signum: int) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signum)
+        if signum == signal.SIGSTOP:
+            wait_until(all_threads_stopped(self.process.pid), 30, "the database to stop")
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

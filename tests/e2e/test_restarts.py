@@ -24,7 +24,7 @@ from tests.ingest.conftest import new_participant
 from tests.ingest.test_read import store
 from tests.media.conftest import h264_video, sha256, upload
 from tests.media.test_resumable import PATCH_TYPE, TUS, create, offset_of, send
-from tests.support import bearer, wait_until
+from tests.support import all_threads_stopped, bearer, wait_until
 
 # `stack` here is a stack of its own, with the session's settings: these tests stop its
 # processes.
@@ -100,6 +100,7 @@ def test_reads_journaled_before_a_kill_are_all_stored(stack: Stack) -> None:
     reads = 20
     admin_process = psutil.Process(stack.supervisor.processes["admin"].pid)
     admin_process.suspend()
+    wait_until(all_threads_stopped(admin_process.pid), 30, "the admin service to stop")
     try:
         with stack.client() as client:
             for n in range(reads):

@@ -21,6 +21,7 @@ from services.media.storage import BUCKET
 from tests.conftest import Stack, run_stack, stack_of_its_own
 from tests.media.conftest import opencv_video
 from tests.support import (
+    all_threads_stopped,
     free_port,
     http_ok,
     log_entries,
@@ -259,6 +260,7 @@ def test_sign_in_limits_and_locks_hold_across_admin_workers(workers: Stack) -> N
         others = [psutil.Process(p) for p in worker_pids(workers, "admin") - {pid}]
         for other in others:
             other.suspend()
+            wait_until(all_threads_stopped(other.pid), 30, "the other worker to stop")
         try:
             with httpx.Client(base_url=workers.config.url("admin"), timeout=30) as direct:
                 for _ in range(6):
