@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -111,13 +110,24 @@ def test_every_confirmed_record_survives_five_kills_of_the_database(
     )
     rng = random.Random(11)
     kills = 0
+
+    def stored() -> int:
+        with MongoClient(database.uri, serverSelectionTimeoutMS=2000) as client:
+            names = ("sentiments", "gps_coordinates")
+            return sum(client[stack.db_name][name].count_documents({}) for name in names)
+
     while kills < 5 and generator.poll() is None:
-        time.sleep(rng.uniform(0.2, 1.5))
+        # Killed again once writes flow again: a random number of records later.
+        wanted = stored() + rng.randint(50, 500)
+        wait_until(
+            lambda wanted=wanted: generator.poll() is not None or stored() >= wanted,
+            120,
+            "writes to go on",
+        )
         if generator.poll() is not None:
             break
         database.kill()
         kills += 1
-        time.sleep(rng.uniform(0.0, 1.0))
         database.start()
     output = generator.communicate(timeout=300)[0].decode()
     assert kills == 5, f"the generator finished after {kills} kills: make its run longer"

@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -76,6 +76,11 @@ def post_until_stored(client: httpx.Client, record: dict) -> None:
         assert status in (None, 502, 503), status
         time.sleep(0.1)
     raise AssertionError(f"{record['client_id']} never stored")
+
+
+def storing(stack: Stack, participant: str) -> Callable[[], bool]:
+    """Whether the load is under way: some of `participant`'s records are stored."""
+    return lambda: len(stored_client_ids(stack, participant)) >= 20
 
 
 def stored_client_ids(stack: Stack, participant: str) -> list[str]:
@@ -170,7 +175,7 @@ def test_a_killed_worker_is_replaced_and_retrying_clients_lose_nothing(workers: 
     try:
         with ThreadPoolExecutor(8) as pool, workers.client("device") as device:
             sent = [pool.submit(post_until_stored, device, r) for r in records]
-            time.sleep(0.3)
+            wait_until(storing(workers, participant), 30, "the first records stored")
             victim = sorted(before)[0]
             psutil.Process(victim).send_signal(signal.SIGKILL)
             for future in sent:
@@ -232,9 +237,9 @@ def test_media_workers_share_uploads_and_previews(workers: Stack, tmp_path: Path
 
 
 def _wait_for_a_quiet_minute_edge() -> None:
-    """The limit weighs the last minute's requests; start well inside a minute."""
-    if time.time() % 60 > 40:
-        time.sleep(61 - time.time() % 60)
+    """The limit weighs the last minute's requests; start well inside a minute. (The
+    limit is counted in the admin processes' own clock, which a test cannot set.)"""
+    wait_until(lambda: time.time() % 60 <= 40, 25, "a minute with 20 s left")
 
 
 def test_sign_in_limits_and_locks_hold_across_admin_workers(workers: Stack) -> None:
@@ -321,7 +326,7 @@ def test_the_gateway_balances_replicas_and_passes_over_one_that_is_down(replicas
     records = [sentiment(participant, n) for n in range(300)]
     with ThreadPoolExecutor(8) as pool, replicas.client("device") as device:
         sent = [pool.submit(post_until_stored, device, r) for r in records]
-        time.sleep(0.3)
+        wait_until(storing(replicas, participant), 30, "the first records stored")
         replicas.supervisor.processes["second-ingest"].send_signal(signal.SIGKILL)
         for future in sent:
             future.result()

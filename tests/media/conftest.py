@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -149,13 +148,11 @@ def upload(
 
 
 def wait_for_previews(viewer: httpx.Client, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = viewer.get("/api/vlogs", params={"limit": 1000}).json()
-        if not any(v["preview_state"] == "pending" for v in pending):
-            return
-        time.sleep(0.2)
-    raise AssertionError("previews still pending")
+    def none_pending() -> bool:
+        listed = viewer.get("/api/vlogs", params={"limit": 1000}).json()
+        return not any(v["preview_state"] == "pending" for v in listed)
+
+    wait_until(none_pending, timeout, "the previews")
 
 
 def assert_nothing_half_stored(stack: Stack, viewer: httpx.Client) -> None:
