@@ -69,6 +69,7 @@ bench: $(INSTALLED)
 	$(PY) bench/media.py
 	$(PY) bench/export.py
 	$(PY) bench/audit.py
+	$(PY) bench/audit_append.py
 	$(PY) bench/connection_limits.py
 	$(PY) bench/scoped_auth.py
 	$(PY) bench/access_line.py

@@ -45,7 +45,9 @@ PER_PROCESS_PATHS = ("/health", "/ready")
 contract_stack = stack_of_its_own("emogo_contract", EMOGO_SIGN_IN_REQUESTS_PER_MINUTE="10000")
 
 
-@pytest.mark.parametrize("document", ["ingest", "media", "admin", "gateway"])
+# The admin's document first: its audit listings, downloads and chain check read the
+# whole trail, which every recorded read of the other documents' runs lengthens.
+@pytest.mark.parametrize("document", ["admin", "ingest", "media", "gateway"])
 def test_every_answer_matches_the_openapi_document(
     contract_stack: Stack, document: str, tmp_path: Path
 ) -> None:
