@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -67,8 +67,11 @@ class Database:
             self.process.wait(15)
 
 
-@pytest.fixture
-def faulty(tmp_path: Path) -> Iterator[tuple[Database, Stack]]:
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, Stack]]:
+    """One database and stack for the module: each test leaves the database running, and
+    each looks only at its own participants' records."""
+    tmp_path = tmp_path_factory.mktemp("faults")
     database = Database(tmp_path)
     database.start()
     try:
@@ -154,8 +157,9 @@ def test_every_confirmed_record_survives_five_kills_of_the_database(
     with MongoClient(database.uri) as client:
         stored = client[stack.db_name]
         for collection, records in (("sentiments", moods), ("gps_coordinates", fixes)):
+            theirs = {"user_id": {"$in": sorted({r["user_id"] for r in records})}}
             client_ids = [
-                d["client_id"] for d in stored[collection].find({}, {"client_id": 1, "_id": 0})
+                d["client_id"] for d in stored[collection].find(theirs, {"client_id": 1, "_id": 0})
             ]
             assert len(client_ids) == len(records), collection  # nothing lost, nothing twice
             assert set(client_ids) == {r["client_id"] for r in records}, collection
@@ -163,8 +167,14 @@ def test_every_confirmed_record_survives_five_kills_of_the_database(
     # The daily rollups add up to the records again once the failures have settled.
     viewer = {"Authorization": f"Bearer {TOKENS['viewer']}"}
 
+    # Whole days (the rollups answer) around the generated ones, which no other test's
+    # records fall in.
+    days = {"since": START.isoformat(), "until": (START + timedelta(days=DAYS)).isoformat()}
+
     def rollups_agree() -> bool:
-        totals = httpx.get(f"{stack.gateway}/api/telemetry/summary", headers=viewer, timeout=30)
+        totals = httpx.get(
+            f"{stack.gateway}/api/telemetry/summary", params=days, headers=viewer, timeout=30
+        )
         body = totals.json() if totals.status_code == 200 else {}
         return (body.get("sentiments"), body.get("gps_fixes")) == (len(moods), len(fixes))
 
