@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import statistics
 import time
-from datetime import UTC, datetime
 
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
@@ -23,23 +22,11 @@ from services.admin.models import AuditBlock
 from services.admin.research.audit import ChainEnd, append
 from services.common.research.audit import AuditEntry
 from services.common.research.pseudonyms import PseudonymEntry
+from tests.support import audit_read
 
 
 def batch(name: str) -> list[AuditEntry]:
-    return [
-        AuditEntry(
-            time=datetime.now(UTC),
-            credential_id="env:viewer",
-            credential_name="the environment's viewer token",
-            role="viewer",
-            action="GET /api/gps",
-            status=200,
-            bytes=10,
-            request_id=f"{name}-{n}",
-            participants=["P001"],
-        )
-        for n in range(3)
-    ]
+    return [audit_read(f"{name}-{n}", participants=["P001"]) for n in range(3)]
 
 
 async def median_append(client: AsyncMongoClient, name: str, blocks: int, appends: int) -> float:

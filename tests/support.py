@@ -13,12 +13,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
+from services.common.research.audit import AuditEntry
 from services.common.runtime.settings import DEFAULT_PORTS, Credentials
 from services.launcher.config import StackConfig
 
@@ -32,6 +34,23 @@ TOKENS = {
     "viewer": "test-viewer-token-0123456789",
     "device": "test-device-token-0123456789",
 }
+
+
+def audit_read(request_id: str, **fields: Any) -> AuditEntry:
+    """An audit entry of one viewer's GPS read, as the gateway records it."""
+    return AuditEntry(
+        **{
+            "time": datetime(2026, 12, 7, tzinfo=UTC),
+            "credential_id": "env:viewer",
+            "credential_name": "the environment's viewer token",
+            "role": "viewer",
+            "action": "GET /api/gps",
+            "status": 200,
+            "bytes": 10,
+            "request_id": request_id,
+            **fields,
+        }
+    )
 
 
 def bearer(role: str) -> dict[str, str]:

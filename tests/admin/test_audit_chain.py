@@ -6,7 +6,6 @@ No processes: `append` is called directly, each ChainEnd standing for one worker
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
@@ -14,22 +13,11 @@ from pymongo import AsyncMongoClient
 from services.admin.models import AuditBlock
 from services.admin.research.audit import ChainEnd, append, blocks
 from services.common.research.audit import AuditEntry, verify
+from tests.support import audit_read
 
 
 def batch(name: str, size: int) -> list[AuditEntry]:
-    return [
-        AuditEntry(
-            time=datetime(2026, 12, 7, tzinfo=UTC),
-            credential_id="env:viewer",
-            credential_name="the environment's viewer token",
-            role="viewer",
-            action="GET /api/gps",
-            status=200,
-            bytes=10,
-            request_id=f"{name}-{n}",
-        )
-        for n in range(size)
-    ]
+    return [audit_read(f"{name}-{n}") for n in range(size)]
 
 
 def test_workers_chain_every_batch_after_the_newest_entry(mongodb_uri: str, db_name: str) -> None:

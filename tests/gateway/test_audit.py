@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from pymongo import MongoClient
 
 from tests.conftest import Stack
 from tests.media.conftest import opencv_video, upload
-from tests.support import TOKENS, wait_until
+from tests.support import TOKENS, audit_read, wait_until
 
 PARTICIPANT = f"P-audit-{uuid.uuid4().hex[:8]}"
 
@@ -324,16 +325,7 @@ def test_concurrent_batches_make_one_chain(stack: Stack) -> None:
     chained one after another: no entry lost, no fork."""
     import asyncio
 
-    entry = {
-        "time": "2026-11-30T10:00:00Z",
-        "credential_id": "env:viewer",
-        "credential_name": "the environment's viewer token",
-        "role": "viewer",
-        "action": "GET /api/gps",
-        "status": 200,
-        "bytes": 10,
-        "request_id": "",
-    }
+    entry = msgspec.to_builtins(audit_read(""))
     marker = f"concurrent-{uuid.uuid4().hex}"
     headers = {"Authorization": f"Bearer {stack.config.service_token}"}
 

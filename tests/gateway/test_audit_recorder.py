@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.research.audit import GENESIS, AuditEntry, block_of, chained, verify
 from services.gateway.audit.journal import AuditJournal
 from services.gateway.audit.recorder import AuditRecorder, Refused
+from tests.support import audit_read
 
 
 def entry(request_id: str, **filters: str) -> AuditEntry:
-    return AuditEntry(
-        time=datetime(2026, 12, 7, tzinfo=UTC),
-        credential_id="env:viewer",
-        credential_name="the environment's viewer token",
-        role="viewer",
-        action="GET /api/gps",
-        status=200,
-        bytes=10,
-        request_id=request_id,
-        filters=filters,
-    )
+    return audit_read(request_id, filters=filters)
 
 
 class AdminService:
