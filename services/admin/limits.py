@@ -74,7 +74,9 @@ class SharedRateLimit:
     def refusal(self, retry_after: int = WINDOW_SECONDS) -> TooManyRequests:
         return TooManyRequests(self.message, headers={"Retry-After": str(retry_after)})
 
-    async def check(self, key: str, now: float | None = None) -> None:
+    async def check(self, key: str, now: float | None = None) -> str:
+        """Counts one request of `key`, or refuses it (429, not counted) past the limit;
+        returns the window it was counted in, for `release`."""
         now = time.time() if now is None else now
         minute = int(now // WINDOW_SECONDS)
         elapsed = now - minute * WINDOW_SECONDS
@@ -86,7 +88,7 @@ class SharedRateLimit:
         earlier: int = previous["requests"] if previous else 0
         weight = 1 - elapsed / WINDOW_SECONDS
         if earlier * weight + current["requests"] <= self.per_minute:
-            return
+            return current_id
         await windows.update_one({"_id": current_id}, {"$inc": {"requests": -1}})
         raise TooManyRequests(
             self.message,
@@ -117,6 +119,13 @@ class SharedRateLimit:
                 )
         raise self.refusal(retry_after=1)  # not counted: refused rather than let through
 
+    async def release(self, window: str) -> None:
+        """Takes back one request counted by `check` in `window`: it turned out not to
+        be one the limit is for."""
+        await RateWindow.get_pymongo_collection().update_one(
+            {"_id": window, "requests": {"$gt": 0}}, {"$inc": {"requests": -1}}
+        )
+
     def _retry_after(self, earlier: int, current: int, elapsed: float) -> int:
         """Seconds until one more request fits, if no other comes meanwhile."""
         if current >= self.per_minute:  # only the next minute frees room
@@ -129,10 +138,12 @@ class SharedRateLimit:
 
 class EnrolmentLimits:
     """How code guessing is limited, without a lock that a few addresses can trip for a
-    whole class: every address has its own budget of attempts a minute; wrong codes
-    are also counted per study, and while a study gets more wrong codes than its
-    budget, only addresses that sent a wrong code lately are held back (429). A phone
-    with its valid code, from an address that has not guessed, still enrols.
+    whole class: every address has its own budget of attempts a minute, and an attempt
+    whose code works is given back (a class enrolling from one classroom's network
+    address, or an admin's script, is not guessing); wrong codes are also counted per
+    study, and while a study gets more wrong codes than its budget, only addresses that
+    sent a wrong code lately are held back (429). A phone with its valid code, from an
+    address that has not guessed, still enrols.
 
     With 10-character codes of 32 symbols (50 bits), an attacker who brings A fresh
     addresses during an attack makes about A guesses per minute; each hits one of the

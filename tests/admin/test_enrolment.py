@@ -338,3 +338,21 @@ def test_every_address_has_its_own_budget(limited_stack: Stack) -> None:
         assert statuses == [404] * 6 + [429]
         other = exchange_from(anonymous, "192.0.2.45", "no-such-study", "AAAAA-AAAAA")
         assert other.status_code == 404
+
+
+def test_a_class_behind_one_address_enrols_whole(limited_stack: Stack) -> None:
+    """A classroom's phones share one network address (and an admin's script enrols a
+    class from one machine): codes that work do not use up the address's budget of 6,
+    so all 9 enrol; wrong codes from it still do."""
+    classroom = "192.0.2.60"
+    with limited_stack.client("admin") as admin, limited_stack.client() as anonymous:
+        study = new_study(admin)
+        issued = enrol(admin, study, count=9)
+        for participant in issued:
+            answer = exchange_from(anonymous, classroom, study, participant["code"])
+            assert answer.status_code == 201, answer.text
+        wrong = [
+            exchange_from(anonymous, classroom, "no-such-study", "AAAAA-AAAAA").status_code
+            for _ in range(7)
+        ]
+        assert wrong == [404] * 6 + [429]

@@ -52,6 +52,14 @@ def test_the_limit_holds_per_key_and_refused_requests_do_not_count(
         # ...3 * (1 - (1 + wait) / 60) + 1 <= 3 once wait >= 19 s.
         assert refused.value.headers["Retry-After"] == "19"
         await limit.check("10.0.0.1", now=MINUTE_START + 80)
+        # A request given back (it was not one the limit is for) frees its place.
+        taken = await limit.check("10.0.0.3", now=MINUTE_START + 130)
+        await limit.check("10.0.0.3", now=MINUTE_START + 130)
+        await limit.release(taken)
+        for _ in range(2):
+            await limit.check("10.0.0.3", now=MINUTE_START + 130)
+        with pytest.raises(TooManyRequests):
+            await limit.check("10.0.0.3", now=MINUTE_START + 130)
         await _close_clients()
 
     asyncio.run(scenario())

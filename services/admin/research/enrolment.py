@@ -154,10 +154,13 @@ class EnrolmentController(Controller):
         self, settings: Settings, limits: Limits, request: Request, enrolment: Record[Enrolment]
     ) -> Enrolled:
         address = client_address(request)
-        await limits.per_address.check(address)
+        attempt = await limits.per_address.check(address)
         await limits.hold_back_guessers(enrolment.study_id, address)
         try:
-            return await exchange(enrolment.study_id, enrolment.code, settings.secret_keys)
+            enrolled = await exchange(enrolment.study_id, enrolment.code, settings.secret_keys)
         except FieldError:
             await limits.failed(enrolment.study_id, address)
             raise
+        # A code that works was no guess: a class behind one address enrols whole.
+        await limits.per_address.release(attempt)
+        return enrolled
