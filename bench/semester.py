@@ -10,10 +10,14 @@ an analysis script do, against the targets:
   /export (the TA's page)                         under 300 ms
   GET /api/gps?limit=100 (no filter)              under 100 ms
   a participant's newest 100 GPS fixes            under 50 ms
+  a study's newest 100 GPS fixes (--studies 10)   under 50 ms
   a cursor walk of ~100 k fixes                   under 3x the NDJSON stream of the same
   gps.csv (every fix)                             at least 0.8 of the NDJSON stream's rate
 
-    .venv/bin/python bench/semester.py [--participants 60] [--days 120]
+    .venv/bin/python bench/semester.py [--participants 60] [--days 120] [--studies 10]
+
+With --studies N the participants are spread over N studies (as N classes), and a
+study's list is timed beside the unfiltered one.
 """
 
 from __future__ import annotations
@@ -51,11 +55,24 @@ async def create_indexes(uri: str) -> None:
     await client.close()
 
 
-def load(uri: str, participants: int, days: int) -> tuple[int, int]:
+def study_of(studies: int) -> Any:
+    """Each participant's study, in turn, when there are several (None: no study)."""
+    seen: dict[str, str | None] = {}
+
+    def study(user_id: str) -> str | None:
+        if user_id not in seen:
+            seen[user_id] = f"study-{len(seen) % studies + 1:02d}" if studies > 1 else None
+        return seen[user_id]
+
+    return study
+
+
+def load(uri: str, participants: int, days: int, studies: int = 1) -> tuple[int, int]:
     asyncio.run(create_indexes(uri))
     start = datetime.now(UTC).date() - timedelta(days=days)
     moods, fixes = dataset(participants, days, 1, start)
     now = stored_now()
+    study = study_of(studies)
     database = MongoClient(uri)[DB_NAME]
     for kind, records in ((SENTIMENTS, moods), (GPS_FIXES, fixes)):
         collection = database[kind.document.Settings.name]
@@ -64,6 +81,9 @@ def load(uri: str, participants: int, days: int) -> tuple[int, int]:
                 to_document(kind, convert_record(record, kind.record_in), now, timedelta(days=1))
                 for record in records[first : first + 10_000]
             ]
+            for document in documents:
+                if (found := study(document["user_id"])) is not None:
+                    document["study_id"] = found
             collection.insert_many(documents, ordered=False)
     return len(moods), len(fixes)
 
@@ -103,7 +123,9 @@ def verdict(ok: bool) -> str:
     return "meets the target" if ok else "MISSES the target"
 
 
-def measure(gateway: str, headers: dict[str, str], participants: int, days: int) -> None:
+def measure(
+    gateway: str, headers: dict[str, str], participants: int, days: int, studies: int = 1
+) -> None:
     with httpx.Client(base_url=gateway, headers=headers, timeout=600) as viewer:
         someone = viewer.get("/api/telemetry/participants", params={"limit": 1}).json()
         user_id = someone["participants"][0]["user_id"]
@@ -114,6 +136,17 @@ def measure(gateway: str, headers: dict[str, str], participants: int, days: int)
                 "a participant's newest 100 fixes",
                 timed(viewer, "/api/gps", {"user_id": user_id, "limit": 100}),
                 0.050,
+            ),
+            *(
+                [
+                    (
+                        "a study's newest 100 fixes",
+                        timed(viewer, "/api/gps", {"study_id": "study-01", "limit": 100}),
+                        0.050,
+                    )
+                ]
+                if studies > 1
+                else []
             ),
             ("/api/telemetry/summary", timed(viewer, "/api/telemetry/summary"), None),
             (
@@ -154,12 +187,12 @@ def measure(gateway: str, headers: dict[str, str], participants: int, days: int)
 
 
 @contextmanager
-def semester_stack(participants: int, days: int) -> Iterator[tuple[Any, str]]:
+def semester_stack(participants: int, days: int, studies: int = 1) -> Iterator[tuple[Any, str]]:
     """A stack on a fresh embedded database holding the semester's telemetry, with its
     rollups counted: yields the stack's config and the database URI."""
     with embedded_database() as (uri, _):
         began = time.perf_counter()
-        moods, fixes = load(uri, participants, days)
+        moods, fixes = load(uri, participants, days, studies)
         print(
             f"stored {moods} sentiments and {fixes} GPS fixes in "
             f"{time.perf_counter() - began:.0f} s",
@@ -187,9 +220,16 @@ def main() -> None:
     )
     parser.add_argument("--participants", type=int, default=60)
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--studies", type=int, default=1, help="studies the class is spread over")
     args = parser.parse_args()
-    with semester_stack(args.participants, args.days) as (config, _):
-        measure(config.url("gateway"), bearer(config, "viewer"), args.participants, args.days)
+    with semester_stack(args.participants, args.days, args.studies) as (config, _):
+        measure(
+            config.url("gateway"),
+            bearer(config, "viewer"),
+            args.participants,
+            args.days,
+            args.studies,
+        )
 
 
 if __name__ == "__main__":

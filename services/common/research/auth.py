@@ -221,7 +221,9 @@ def own_scope(principal: Principal, study_id: str | None = None) -> dict[str, An
     studies: list[str | None] = [s for s in principal.study_ids if s != DEFAULT_STUDY]
     if DEFAULT_STUDY in principal.study_ids:
         studies.append(None)  # matches a record without a study, as MongoDB matches null
-    return {"study_id": {"$in": studies}}
+    # One study as an equality: the embedded database reads the `study_time` index for
+    # it, and sorts the matches of an `$in` itself.
+    return {"study_id": studies[0] if len(studies) == 1 else {"$in": studies}}
 
 
 def edit_scope(principal: Principal) -> dict[str, Any]:
