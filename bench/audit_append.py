@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from support import embedded_database
 
 from services.admin.models import AuditBlock
-from services.admin.research.audit import ChainEnd, append
+from services.admin.research.trail import ChainEnd, append
 from services.common.research.audit import AuditEntry
 from services.common.research.pseudonyms import PseudonymEntry
 from tests.support import audit_read

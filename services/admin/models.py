@@ -157,7 +157,7 @@ class AuditBlock(Document):
         name = "audit_trail"
         indexes = [
             IndexModel([("batch_id", 1)], name="batch_unique", unique=True),
-            # Where the chain ends (services.admin.research.audit.ChainEnd).
+            # Where the chain ends (services.admin.research.trail.ChainEnd).
             IndexModel([("last_seq", 1)], name="chain_end"),
             IndexModel([("credential_ids", 1), ("_id", 1)], name="credential_block"),
             IndexModel([("participants", 1), ("_id", 1)], name="participant_block"),

@@ -11,7 +11,7 @@ from beanie import init_beanie
 from pymongo import AsyncMongoClient
 
 from services.admin.models import AuditBlock
-from services.admin.research.audit import ChainEnd, append, blocks
+from services.admin.research.trail import ChainEnd, append, blocks
 from services.common.research.audit import AuditEntry, verify
 from tests.support import audit_read
 
