@@ -26,7 +26,7 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,7 +55,7 @@ async def create_indexes(uri: str) -> None:
     await client.close()
 
 
-def study_of(studies: int) -> Any:
+def study_of(studies: int) -> Callable[[str], str | None]:
     """Each participant's study, in turn, when there are several (None: no study)."""
     seen: dict[str, str | None] = {}
 

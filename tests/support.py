@@ -177,9 +177,8 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(0.02):
             self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.02)
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()

@@ -89,7 +89,7 @@ class SharedRateLimit:
         weight = 1 - elapsed / WINDOW_SECONDS
         if earlier * weight + current["requests"] <= self.per_minute:
             return current_id
-        await windows.update_one({"_id": current_id}, {"$inc": {"requests": -1}})
+        await self.release(current_id)
         raise TooManyRequests(
             self.message,
             headers={

@@ -116,38 +116,37 @@ def test_every_confirmed_record_survives_five_kills_of_the_database(
     rng = random.Random(11)
     kills = 0
 
-    watcher: MongoClient = MongoClient(database.uri, serverSelectionTimeoutMS=2000)
+    with MongoClient(database.uri, serverSelectionTimeoutMS=2000) as watcher:
 
-    def stored_since(moment: datetime, wanted: int) -> bool:
-        # Records received since `moment`, through the `received_at` index: counting
-        # every record, ten times a second, is a scan the database would spend its
-        # time on.
-        query = {"received_at": {"$gte": moment}}
-        try:
-            found = sum(
-                watcher[stack.db_name][name].count_documents(query)
-                for name in ("sentiments", "gps_coordinates")
+        def stored_since(moment: datetime, wanted: int) -> bool:
+            # Records received since `moment`, through the `received_at` index: counting
+            # every record, ten times a second, is a scan the database would spend its
+            # time on.
+            query = {"received_at": {"$gte": moment}}
+            try:
+                found = sum(
+                    watcher[stack.db_name][name].count_documents(query)
+                    for name in ("sentiments", "gps_coordinates")
+                )
+            except PyMongoError:  # the connections the last kill cut
+                return False
+            return found >= wanted
+
+        while kills < 5 and generator.poll() is None:
+            # Killed again once writes flow again: a random number of records later.
+            since, wanted = datetime.now(UTC), rng.randint(50, 500)
+            wait_until(
+                lambda since=since, wanted=wanted: (
+                    generator.poll() is not None or stored_since(since, wanted)
+                ),
+                120,
+                "writes to go on",
             )
-        except PyMongoError:  # the connections the last kill cut
-            return False
-        return found >= wanted
-
-    while kills < 5 and generator.poll() is None:
-        # Killed again once writes flow again: a random number of records later.
-        since, wanted = datetime.now(UTC), rng.randint(50, 500)
-        wait_until(
-            lambda since=since, wanted=wanted: (
-                generator.poll() is not None or stored_since(since, wanted)
-            ),
-            120,
-            "writes to go on",
-        )
-        if generator.poll() is not None:
-            break
-        database.kill()
-        kills += 1
-        database.start()
-    watcher.close()
+            if generator.poll() is not None:
+                break
+            database.kill()
+            kills += 1
+            database.start()
     output = generator.communicate(timeout=300)[0].decode()
     assert kills == 5, f"the generator finished after {kills} kills: make its run longer"
     # The generator retries until every batch is confirmed; exit 0 means all were.

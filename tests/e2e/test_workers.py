@@ -66,16 +66,16 @@ def sentiment(participant: str, n: int) -> dict:
 def post_until_stored(client: httpx.Client, record: dict) -> None:
     """What a phone does: resend with the same client id until the answer says stored
     (201) or already stored (409)."""
-    for _ in range(50):
+
+    def stored() -> bool:
         try:
             status = client.post("/api/sentiments", json=record).status_code
         except httpx.TransportError:
-            status = None
-        if status in (201, 409):
-            return
-        assert status in (None, 502, 503), status
-        time.sleep(0.1)
-    raise AssertionError(f"{record['client_id']} never stored")
+            return False
+        assert status in (201, 409, 502, 503), status
+        return status in (201, 409)
+
+    wait_until(stored, 30, f"{record['client_id']} to be stored")
 
 
 def storing(stack: Stack, participant: str) -> Callable[[], bool]:
@@ -200,18 +200,22 @@ def test_media_workers_share_uploads_and_previews(workers: Stack, tmp_path: Path
 
     def send(clip: bytes) -> dict:
         # Each worker receives a few uploads at once and asks for a retry beyond that.
-        for _ in range(100):
+        answers: list[httpx.Response] = []
+
+        def taken() -> bool:
             with workers.client("device") as device:
-                response = device.post(
-                    "/api/vlogs/upload",
-                    data={"user_id": participant},
-                    files={"video": ("clip.mp4", clip, "video/mp4")},
+                answers.append(
+                    device.post(
+                        "/api/vlogs/upload",
+                        data={"user_id": participant},
+                        files={"video": ("clip.mp4", clip, "video/mp4")},
+                    )
                 )
-            if response.status_code != 429:
-                break
-            time.sleep(0.2)
-        assert response.status_code in (200, 201), response.text
-        return response.json()
+            return answers[-1].status_code != 429
+
+        wait_until(taken, 60, "an upload slot")
+        assert answers[-1].status_code in (200, 201), answers[-1].text
+        return answers[-1].json()
 
     with ThreadPoolExecutor(6) as pool:
         vlogs = list(pool.map(send, clips))
