@@ -7,10 +7,19 @@ PY := $(VENV)/bin/python
 # Reinstall whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-fast test-contract lint format docs docs-build docs-reference venv bench demo lock clean
+.PHONY: run backup restore test test-fast test-contract lint format docs docs-build docs-reference venv bench demo lock clean
 
 run: $(INSTALLED)
 	$(PY) -m services.launcher
+
+# A backup of the embedded database (the stack running or not), and restoring one into
+# the stopped stack: make restore BACKUP=data/backups/emogo-backup-... (docs/backups.md).
+backup: $(INSTALLED)
+	$(PY) -m services.launcher backup
+
+restore: $(INSTALLED)
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=data/backups/emogo-backup-..."; exit 2; }
+	$(PY) -m services.launcher restore "$(BACKUP)"
 
 # The tests run in several workers (pytest-xdist), each with its own database server
 # and session stack, each taking whole modules (a module's own stack starts once), the

@@ -162,6 +162,9 @@ def stack_config(
         credentials_file=data_dir / "unused.env",
         secret_key=SECRET_KEY,
         service_token=SERVICE_TOKEN,
+        backup_dir=data_dir / "backups",
+        backup_every_seconds=0.0,
+        backup_keep=7,
         passthrough_env={**os.environ, **env},
     )
 

@@ -26,6 +26,7 @@ from services.admin.research.deletions import ReceiptController
 from services.admin.research.enrolment import EnrolmentController
 from services.admin.research.notices import NoticeController, NoticeSender
 from services.admin.research.participants import ParticipantController
+from services.admin.research.replay import DeletionReplay
 from services.admin.research.studies import StudyController
 from services.admin.research.viewer_tokens import ViewerTokenController
 from services.admin.settings import AdminSettings, load_settings
@@ -49,6 +50,17 @@ async def silence_notices(app: Litestar) -> AsyncIterator[None]:
         yield
     finally:
         await sender.stop()
+
+
+@asynccontextmanager
+async def replay_deletions(app: Litestar) -> AsyncIterator[None]:
+    """Deletions a restored database does not know, done again (services.admin.research.replay)."""
+    replay = DeletionReplay(app.state.settings)
+    replay.start()
+    try:
+        yield
+    finally:
+        await replay.stop()
 
 
 def create_app(settings: AdminSettings | None = None) -> Litestar:
@@ -82,7 +94,7 @@ def create_app(settings: AdminSettings | None = None) -> Litestar:
         state=shared_state(),
         dependencies=DEPENDENCIES,
         prepare_database=(lambda: bootstrap(target)) if settings.bootstrap_database else None,
-        extra_lifespan=[default_study, silence_notices],
+        extra_lifespan=[default_study, silence_notices, replay_deletions],
     )
     # Read and checked now, so a broken defaults folder stops the start-up.
     app.state.defaults = accounts.Defaults(settings.defaults_dir)

@@ -53,6 +53,9 @@ class AdminSettings(ServiceSettings, frozen=True, kw_only=True):
     # Webhooks may point to loopback, link-local and private addresses (a receiver on
     # the lab's own network); off by default (services.admin.research.webhooks).
     webhook_allow_private: bool
+    # Every deletion receipt, also kept outside the database: a database restored from
+    # an older backup has those deletions done again (services.admin.research.journal).
+    deletion_journal: Path
 
     def __repr__(self) -> str:
         return f"AdminSettings(port={self.port}, db={self.db_name!r})"
@@ -100,4 +103,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdminSettings:
         notice_retry_seconds=env.number("EMOGO_NOTICE_RETRY_SECONDS", 60.0, 0.1, 86400.0),
         notice_attempts=env.integer("EMOGO_NOTICE_ATTEMPTS", 8, 1, 50),
         webhook_allow_private=env.flag("EMOGO_WEBHOOK_ALLOW_PRIVATE", False),
+        deletion_journal=Path(
+            env.text(
+                "EMOGO_DELETION_JOURNAL",
+                str(Path(fields["data_dir"]) / "deletion-receipts.jsonl"),  # type: ignore[arg-type]  # a Path, from common_fields
+            )
+        ).resolve(),
     )

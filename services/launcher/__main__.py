@@ -5,18 +5,25 @@ then ingest, media and admin, then the gateway; waits until each is ready; print
 where everything is and how to sign in. A child that dies is reported with the end
 of its output and restarted (a few times, then the stack stops). Ctrl-C or SIGTERM
 stops everything, gateway first and database last.
+
+`python -m services.launcher backup [--to FOLDER]` writes a backup of the embedded
+database, the stack running or not; `restore BACKUP` puts one in place of a stopped
+stack's database (services.launcher.backups).
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import time
+from pathlib import Path
 
 from services.common.runtime.settings import (
     SERVICE_NAMES,
     ConfigError,
 )
+from services.launcher.backups import BackupSchedule, restore_backup, take_backup
 from services.launcher.config import StackConfig, StackError
 from services.launcher.supervisor import (
     Supervisor,
@@ -72,10 +79,17 @@ def run(config: StackConfig) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    schedule = None
+    if config.backup_every_seconds and not config.external_mongodb_uri:
+        schedule = BackupSchedule(
+            config, config.backup_dir, config.backup_every_seconds, config.backup_keep
+        )
     try:
         print("Starting EmoGo ...", flush=True)
         supervisor.start_all()
         print(banner(config), flush=True)
+        if schedule is not None:
+            schedule.start()
         while True:
             for name, code in supervisor.died():
                 supervisor.restart_after_death(name, code)
@@ -87,14 +101,60 @@ def run(config: StackConfig) -> int:
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        if schedule is not None:
+            schedule.stop()
         supervisor.stop_all()
         print("Stopped.", flush=True)
 
 
-def main() -> None:
+def backup(config: StackConfig, into: Path | None) -> int:
+    made = take_backup(config, into or config.backup_dir)
+    print(f"Backup written: {made}")
+    print("Copy it to another disk or machine: a backup beside the data it saves is lost with it.")
+    return 0
+
+
+def restore(config: StackConfig, source: Path) -> int:
+    restored = restore_backup(config, source)
+    print(
+        f"Restored the database as it was at {restored.created_at} "
+        f"({restored.collections} collections)."
+    )
+    if restored.replaced is not None:
+        print(
+            f"The database it replaced is kept in {restored.replaced}; delete it once "
+            "the restored stack is checked."
+        )
+    print(
+        "Deletions made after the backup are done again when the stack next starts "
+        "(from the deletion receipts kept outside the database). Start it: make run"
+    )
+    return 0
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.launcher", description="Runs, backs up and restores EmoGo."
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="start the whole stack (the default)")
+    taking = commands.add_parser("backup", help="write a backup of the embedded database")
+    taking.add_argument("--to", type=Path, help="folder to write it in (EMOGO_BACKUP_DIR)")
+    restoring = commands.add_parser("restore", help="restore a stopped stack from a backup")
+    restoring.add_argument("backup", type=Path, help="the backup's folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = parse_arguments(argv)
     try:
         config = StackConfig.from_env()
-        code = run(config)
+        if arguments.command == "backup":
+            code = backup(config, arguments.to)
+        elif arguments.command == "restore":
+            code = restore(config, arguments.backup)
+        else:
+            code = run(config)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         code = 2

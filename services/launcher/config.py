@@ -46,6 +46,12 @@ class StackConfig:
     secret_key: str
     # The gateway's own credential towards the services (EMOGO_SERVICE_TOKEN).
     service_token: str
+    # Scheduled backups of the embedded database (services.launcher.backups): where,
+    # how often (0: never) and how many are kept.
+    backup_dir: Path
+    backup_every_seconds: float
+    backup_keep: int
+    db_name: str = "emogo"
     passthrough_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -80,6 +86,10 @@ class StackConfig:
             credentials_file=credentials_file,
             secret_key=secrets_of[SECRET_KEY_VARIABLE],
             service_token=secrets_of[SERVICE_TOKEN_VARIABLE],
+            backup_dir=Path(env.text("EMOGO_BACKUP_DIR", str(data_dir / "backups"))).resolve(),
+            backup_every_seconds=env.duration("EMOGO_BACKUP_EVERY", 0.0, 0.0, 366 * 86400.0),
+            backup_keep=env.integer("EMOGO_BACKUP_KEEP", 7, 1, 10_000),
+            db_name=env.text("DB_NAME", "emogo", "EMOGO_DB_NAME"),
             passthrough_env=environ,
         )
 

@@ -29,6 +29,7 @@ from litestar.params import FromPath
 from services.admin.access import ADMIN_ONLY
 from services.admin.deps import Settings
 from services.admin.models import DeletionJob
+from services.admin.research.journal import DeletionJournal
 from services.admin.research.receipts import (
     SIGNATURE_ALGORITHM,
     DeletionReceipt,
@@ -155,6 +156,15 @@ async def delete_data(
             "done_steps": [],
         }
         job["_id"] = (await jobs.insert_one(job)).inserted_id
+    return await run_deletion(settings, job)
+
+
+async def run_deletion(settings: AdminSettings, job: dict[str, Any]) -> DeletionReceipt:
+    """Does the steps of a deletion job not done yet, then signs and keeps its receipt,
+    and writes it to the deletion journal. A job done again after a restore
+    (`reapplying`: the receipt given the first time) keeps that first receipt."""
+    jobs = DeletionJob.get_pymongo_collection()
+    study_id, user_id = job["study_id"], job["user_id"]
     headers = {"Authorization": f"Bearer {settings.credentials.admin}"}
     async with httpx.AsyncClient(
         base_url=settings.gateway_url.rstrip("/"), headers=headers, timeout=REQUEST_SECONDS
@@ -198,11 +208,14 @@ async def delete_data(
         "signature_algorithm": SIGNATURE_ALGORITHM,
     }
     receipt["signature"] = sign(receipt, settings.secret_keys[0])
-    await jobs.update_one(
-        {"_id": job["_id"]},
-        {"$set": {"state": "done", "completed_at": stored_now(), "receipt": receipt}},
-    )
-    return msgspec.convert(receipt, DeletionReceipt)
+    done: dict[str, Any] = {"state": "done", "completed_at": stored_now(), "receipt": receipt}
+    if job.get("reapplying"):
+        # The participant holds the first receipt; what this run found is kept beside it.
+        done["receipt"] = job["reapplying"]
+        done["reapplied"] = receipt
+    await jobs.update_one({"_id": job["_id"]}, {"$set": done})
+    await DeletionJournal(settings.deletion_journal).keep(done["receipt"])
+    return msgspec.convert(done["receipt"], DeletionReceipt)
 
 
 def _instant(value: datetime) -> str:

@@ -61,6 +61,23 @@ def _participant_view(document: dict, now: datetime) -> ParticipantView:
     )
 
 
+async def withdraw_participant(found: dict, now: datetime) -> dict:
+    """Stops a participant: their token and any pending code stop working, and they are
+    marked withdrawn (a first withdrawal's time stays). The participant as stored after."""
+    # The token is revoked before the status says so: a failure in between leaves
+    # a participant who can still be withdrawn again, never a live token.
+    await revoke_token(found.get("token_id"))
+    updated = await Participant.get_pymongo_collection().find_one_and_update(
+        {"_id": found["_id"]},
+        {
+            "$set": {"status": "withdrawn", "code_digest": None, "code_expires_at": None},
+            "$min": {"withdrawn_at": now},
+        },
+        return_document=ReturnDocument.AFTER,
+    )
+    return updated or found
+
+
 async def _generated_ids(study_id: str, count: int) -> list[str]:
     """The next `count` pseudonymous ids of the study: P001, P002, ... after the
     highest one in use (P1000 follows P999)."""
@@ -205,22 +222,12 @@ class ParticipantController(Controller):
         found = await collection.find_one({"study_id": study_id, "user_id": user_id})
         if found is None:
             raise NotFound(f"No participant {user_id!r} in study {study_id!r}")
-        # The token is revoked before the status says so: a failure in between leaves
-        # a participant who can still be withdrawn again, never a live token.
-        await revoke_token(found.get("token_id"))
         now = stored_now()
-        updated = await collection.find_one_and_update(
-            {"_id": found["_id"]},
-            {
-                "$set": {"status": "withdrawn", "code_digest": None, "code_expires_at": None},
-                "$min": {"withdrawn_at": now},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
-        view = _participant_view(updated or found, now)
+        updated = await withdraw_participant(found, now)
+        view = _participant_view(updated, now)
         if not asked.delete_data:
             return view
-        withdrawn_at = (updated or found).get("withdrawn_at") or now
+        withdrawn_at = updated.get("withdrawn_at") or now
         receipt = await delete_data(
             settings, study_id, user_id, await caller(request), withdrawn_at
         )

@@ -5,6 +5,7 @@ tokens write to the study `default`, which always exists and cannot be closed.""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -105,6 +106,15 @@ async def readable_study(request: Request, study_id: str) -> None:
     scope = (await caller(request)).study_ids
     if scope is not None and study_id not in scope:
         raise NotFound(f"No study {study_id!r}")
+
+
+async def close_study(study_id: str, now: datetime) -> None:
+    """Closes a study: it takes no new data. Closing again changes nothing: the first
+    closing time stays."""
+    await Study.get_pymongo_collection().update_one(
+        {"study_id": study_id, "status": StudyStatus.ACTIVE.value},
+        {"$set": {"status": StudyStatus.CLOSED.value, "closed_at": now, "updated_at": now}},
+    )
 
 
 async def _find(study_id: str, fallback_zone: str) -> StudyView:
@@ -228,13 +238,7 @@ class StudyController(Controller):
     async def close(self, settings: Settings, study_id: FromPath[str]) -> StudyView:
         if study_id == DEFAULT_STUDY:
             raise Conflict("The default study stays open: the global device token writes to it")
-        collection = Study.get_pymongo_collection()
-        now = stored_now()
-        # Closing again changes nothing: the first closing time stays.
-        await collection.update_one(
-            {"study_id": study_id, "status": StudyStatus.ACTIVE.value},
-            {"$set": {"status": StudyStatus.CLOSED.value, "closed_at": now, "updated_at": now}},
-        )
+        await close_study(study_id, stored_now())
         return await _find(study_id, settings.display_timezone)
 
     @post(

@@ -35,6 +35,9 @@ class ConfigError(Exception):
         self.reason = reason
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 class Environment:
     """Typed reads of environment variables, each failing with a `ConfigError`."""
 
@@ -76,6 +79,25 @@ class Environment:
         if not minimum <= number <= maximum:
             raise ConfigError(name, f"must be between {minimum} and {maximum}, got {number}")
         return number
+
+    def duration(self, name: str, default: float, minimum: float, maximum: float) -> float:
+        """Seconds, written as a number of seconds or with a unit: 90, 90s, 30m, 6h, 1d."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        unit = value[-1].lower()
+        scale = DURATION_UNITS.get(unit)
+        try:
+            seconds = float(value[:-1] if scale else value) * (scale or 1)
+        except ValueError:
+            raise ConfigError(
+                name, f"must be a duration such as 90s, 30m, 6h or 1d, got {value!r}"
+            ) from None
+        if not minimum <= seconds <= maximum:
+            raise ConfigError(
+                name, f"must be between {minimum:g} s and {maximum:g} s, got {seconds:g} s"
+            )
+        return seconds
 
     def port(self, name: str, default: int) -> int:
         return self.integer(name, default, 1, 65535)
