@@ -7,7 +7,8 @@ floor: a bare relay before a bare service), then sends each kind of request at
 concurrency 16 and reads each process's CPU time (user + system, from
 /proc/<pid>/stat) before and after:
 
-  - a single sentiment (POST /api/sentiments),
+  - a single sentiment (POST /api/sentiments), with the device token and with the
+    tokens of 16 enrolled phones, each its own participant (`PHONES`),
   - a batch of 500 sentiments (POST /api/sentiments/batch),
   - a list page (GET /api/sentiments?limit=100),
   - a 10 MB video download (GET /api/vlogs/{id}/download),
@@ -57,6 +58,8 @@ REFERENCE_DB = "emogo_bench_reference"
 HERE = Path(__file__).resolve().parent
 # Sends request number n and returns the answer.
 MakeRequest = Callable[[int], Coroutine[Any, Any, httpx.Response]]
+# Phones with a participant token each, posting at once (one post in flight each).
+PHONES = 16
 
 
 def cpu_seconds(pid: int) -> float:
@@ -148,6 +151,43 @@ async def alternating_blocks(
 
 def median_and_range(values: list[float]) -> str:
     return f"{statistics.median(values):6.3f}  ({min(values):.3f}-{max(values):.3f})"
+
+
+async def enrolled_phones(client: httpx.AsyncClient, admin: dict[str, str]) -> list[dict]:
+    """PHONES participants of a new study, each enrolled with its own token: their
+    Authorization headers and ids."""
+    study = f"cpu-{time.time_ns()}"
+    created = await client.post(
+        "/api/studies", json={"study_id": study, "name": study}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    issued = await client.post(
+        f"/api/studies/{study}/participants", json={"count": PHONES}, headers=admin
+    )
+    assert issued.status_code == 201, issued.text
+    phones = []
+    for person in issued.json()["participants"]:
+        answer = await client.post(
+            "/api/enrol", json={"study_id": study, "code": person["code"]}, headers={}
+        )
+        assert answer.status_code in (200, 201), answer.text
+        phones.append(
+            {"user_id": person["user_id"], "Authorization": f"Bearer {answer.json()['token']}"}
+        )
+    return phones
+
+
+def phone_posts(client: httpx.AsyncClient, phones: list[dict]) -> MakeRequest:
+    """Request n comes from phone n % PHONES, as its own participant."""
+
+    def post(n: int) -> Coroutine[Any, Any, httpx.Response]:
+        phone = phones[n % len(phones)]
+        body = {**sentiment(n), "user_id": phone["user_id"]}
+        return client.post(
+            "/api/sentiments", json=body, headers={"Authorization": phone["Authorization"]}
+        )
+
+    return post
 
 
 def single_posts(client: httpx.AsyncClient) -> MakeRequest:
@@ -268,6 +308,16 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
         args.concurrency,
         201,
     )
+    async with httpx.AsyncClient(base_url=gateway, limits=limits, timeout=600) as anyone:
+        phones = await enrolled_phones(anyone, bearer(config, "admin"))
+        results["single post, participant tokens"] = await measure(
+            "single post, participant tokens",
+            through("ingest"),
+            phone_posts(anyone, phones),
+            n,
+            min(args.concurrency, PHONES),
+            201,
+        )
     if not args.posts_only:
         results.update(await measure_the_rest(device, viewer, through, pid, args))
     for label, costs in results.items():
@@ -308,11 +358,14 @@ async def run(config: Any, supervisor: Any, args: argparse.Namespace) -> None:
     ours = results["single post"]
     pair = ours["gateway"] + ours["service"]
     floor_pair = floor["gateway"] + floor["service"]
-    print(f"\nsingle post: gateway + ingest {pair:.2f} ms", end="")
-    for kind, title in references[1:]:
-        seed = results[f"{kind} single"]["service"]
-        print(f"; against {title} {seed:.2f} ms (ratio {pair / seed:.2f})", end="")
-    print(f"; ingest alone {ours['service'] / results['minimal single']['service']:.1f}x minimal")
+    for label in ("single post", "single post, participant tokens"):
+        costs = results[label]
+        print(f"\n{label}: gateway + ingest {costs['gateway'] + costs['service']:.2f} ms", end="")
+        for kind, title in references[1:]:
+            seed = results[f"{kind} single"]["service"]
+            ratio = (costs["gateway"] + costs["service"]) / seed
+            print(f"; against {title} {seed:.2f} ms (ratio {ratio:.2f})", end="")
+    print(f"\ningest alone {ours['service'] / results['minimal single']['service']:.1f}x minimal")
     seed = results["seed-motor single"]["service"]
     print(
         f"the floor of any two processes: {floor_pair:.2f} ms, {floor_pair / seed:.2f} of the "

@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.research.wiring import SHARED_DOCUMENTS, shared_state
 from services.common.web.app import build_app
+from services.ingest.admission import TakingTurns
 from services.ingest.controllers import GpsController, SentimentController, TelemetryController
 from services.ingest.deps import DEPENDENCIES
 from services.ingest.folding import RECOUNT_TIMEOUT_SECONDS
@@ -49,6 +50,8 @@ async def grouped_inserts(app: Litestar) -> AsyncIterator[None]:
     """Single records go to the database in groups (services.ingest.inserts); what was
     handed over is sent before the app stops."""
     app.state.inserters = {kind.key: GroupInserter(_collection_of(kind)) for kind in KINDS}
+    # Large batches take turns at the database (services.ingest.admission).
+    app.state.batch_turns = TakingTurns()
     try:
         yield
     finally:

@@ -12,11 +12,13 @@ from services.common.research.auth import (
     OWN_READERS,
     READERS,
     Role,
+    from_gateway,
     may_write,
     own_scope,
     principal_of,
     requires,
     study_of,
+    writer_in,
     written_as,
 )
 from services.common.research.deps import CallerDisguise, CallerPrincipal
@@ -48,10 +50,13 @@ from services.common.web.pagination import (
     next_page_headers,
 )
 from services.common.web.schemas import (
+    RELAYED_CREDENTIAL_BYTES,
     RELAYED_POST_BYTES,
     RELAYED_POSTS_MOST,
     PostAnswer,
     PostAnswers,
+    Principal,
+    RelayedPost,
 )
 from services.common.web.validation import decode_json, read_body, require_json
 from services.ingest import deletions, services, summaries
@@ -87,35 +92,33 @@ BATCH_DESCRIPTION = (
     "with the reason. Records carrying a `client_id` already stored for the same "
     "participant count as duplicates and are not stored again, so a resent batch is safe."
 )
-RELAYED_DESCRIPTION = (
-    "What the gateway sends when single posts of one credential arrive while the "
-    "previous ones are still on their way: a JSON array of up to "
-    f"{RELAYED_POSTS_MOST} bodies, each of `POST {{route}}`. Each is stored, or "
-    "refused, exactly as it would have been alone, and its answer (status, the "
-    "headers it adds, its body) is given in order. A refusal of the whole request "
-    "(credential, body) stores nothing."
-)
 LIST_DESCRIPTION = (
     "A JSON array, newest first unless `order=asc`. When more records match, the "
     '`Link: <...>; rel="next"` and `X-Next-Cursor` headers give the next page.'
 )
 
 
-def relayed_posts(body: bytes) -> list[msgspec.Raw]:
-    """The bodies of posts relayed together: a JSON array of at most RELAYED_POSTS_MOST
-    values, each read later exactly as its own request's body would have been."""
+# One relayed post's share of the combined body: its body, its credential, the JSON
+# around them.
+RELAYED_ENTRY_BYTES = RELAYED_POST_BYTES + RELAYED_CREDENTIAL_BYTES + 64
+
+
+def relayed_posts(body: bytes) -> list[RelayedPost]:
+    """The posts relayed together: a JSON array of at most RELAYED_POSTS_MOST, each with
+    its own credential and its body, read later exactly as its own request would be."""
     try:
-        bodies = msgspec.json.decode(body, type=list[msgspec.Raw])
+        posts = msgspec.json.decode(body, type=list[RelayedPost])
     except msgspec.DecodeError as error:
         raise BadRequest(f"The body is not a JSON array of posts: {error}") from None
-    if not bodies or len(bodies) > RELAYED_POSTS_MOST:
-        raise field_error("body", f"must hold 1 to {RELAYED_POSTS_MOST} posts, not {len(bodies)}")
-    return bodies
+    if not posts or len(posts) > RELAYED_POSTS_MOST:
+        raise field_error("body", f"must hold 1 to {RELAYED_POSTS_MOST} posts, not {len(posts)}")
+    return posts
 
 
-async def store_one(kind: TelemetryKind, request: Request, body: bytes) -> Created:
+async def store_one(
+    kind: TelemetryKind, request: Request, body: bytes, principal: Principal
+) -> Created:
     """What one post stores, and its answer: the record as its writer may store it."""
-    principal = principal_of(request)
     raw = written_as(principal, decode_json(body))
     document = await services.insert_one(
         kind,
@@ -129,10 +132,12 @@ async def store_one(kind: TelemetryKind, request: Request, body: bytes) -> Creat
     )
 
 
-async def answer_alone(kind: TelemetryKind, request: Request, body: msgspec.Raw) -> PostAnswer:
-    """One relayed post answered as its own request would have been, refusal or not."""
+async def answer_alone(kind: TelemetryKind, request: Request, post: RelayedPost) -> PostAnswer:
+    """One relayed post answered as its own request would have been, refusal or not:
+    its own credential checked as the single route's guard checks it."""
     try:
-        created = await store_one(kind, request, bytes(body))
+        principal = await writer_in(request, post.authorization)
+        created = await store_one(kind, request, bytes(post.body), principal)
     except Exception as exc:  # each post's refusal is its own, as if it came alone
         refusal = error_response(request, exc)
         return PostAnswer(
@@ -167,22 +172,22 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         )
         async def create(self, request: Request) -> Created[kind.record_out]:  # type: ignore[name-defined]  # the kind's own type, resolved by Litestar
             require_json(request)
-            return await store_one(kind, request, await request.body())
+            return await store_one(kind, request, await request.body(), principal_of(request))
 
         @post(
             "/posts",
             operation_id=f"create{many}Relayed",
-            guards=[may_write()],
-            summary=f"Several single posts of {kind.noun_plural}, each answered as alone",
-            description=RELAYED_DESCRIPTION.format(route=route),
-            operation_class=documented_body(kind.record_in, batch=True),
-            request_max_body_size=RELAYED_POSTS_MOST * (RELAYED_POST_BYTES + 1) + 2,
+            # Only the gateway relays posts together (services.gateway.proxy.coalescing):
+            # each carries its own credential, checked here as `create` checks one.
+            guards=[from_gateway("relays posts together")],
+            include_in_schema=False,
+            request_max_body_size=RELAYED_POSTS_MOST * RELAYED_ENTRY_BYTES + 2,
             status_code=200,
         )
         async def create_relayed(self, request: Request) -> PostAnswers:
             require_json(request)
-            bodies = relayed_posts(await request.body())
-            answers = await asyncio.gather(*(answer_alone(kind, request, body) for body in bodies))
+            posts = relayed_posts(await request.body())
+            answers = await asyncio.gather(*(answer_alone(kind, request, post) for post in posts))
             return PostAnswers(answers=answers)
 
         @post(
@@ -203,7 +208,11 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             items = services.split_batch(body, content_type, settings.max_batch_records)
             items = services.batch_as_participant(principal, items)
             return await services.insert_batch(
-                kind, items, _max_ahead(settings), study_of(principal)
+                kind,
+                items,
+                _max_ahead(settings),
+                request.app.state.batch_turns,
+                study_of(principal),
             )
 
         @get(

@@ -35,6 +35,7 @@ from services.common.web.schemas import Principal
 from services.common.web.timestamps import recorded_at, stored_now
 from services.common.web.validation import convert_record, decode_json, is_json_media_type
 from services.common.web.windows import BandedReader
+from services.ingest.admission import TakingTurns
 from services.ingest.days import REGISTER, days_with_data
 from services.ingest.inserts import DUPLICATE_KEY, GroupInserter
 from services.ingest.kinds import TelemetryKind
@@ -181,7 +182,11 @@ def split_batch(body: bytes, content_type: str, max_records: int) -> list[Any]:
 
 
 async def insert_batch(
-    kind: TelemetryKind, items: list[Any], max_ahead: timedelta, study_id: str | None = None
+    kind: TelemetryKind,
+    items: list[Any],
+    max_ahead: timedelta,
+    turns: TakingTurns,
+    study_id: str | None = None,
 ) -> BatchResult:
     """Stores every valid record once; reports each one's fate by its index.
 
@@ -212,14 +217,15 @@ async def insert_batch(
 
     refused: set[int] = set()
     if to_insert:
-        await REGISTER.note(kind, [doc for _, doc in to_insert])
-        try:
-            await kind.collection.insert_many([doc for _, doc in to_insert], ordered=False)
-        except BulkWriteError as failure:
-            other = [e for e in failure.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
-            if other:
-                raise
-            refused = {e["index"] for e in failure.details["writeErrors"]}
+        async with turns.turn(len(to_insert)):
+            await REGISTER.note(kind, [doc for _, doc in to_insert])
+            try:
+                await kind.collection.insert_many([doc for _, doc in to_insert], ordered=False)
+            except BulkWriteError as failure:
+                other = [e for e in failure.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
+                if other:
+                    raise
+                refused = {e["index"] for e in failure.details["writeErrors"]}
 
     already_stored = await _stored_ids(kind, [to_insert[i][1] for i in sorted(refused)])
     for position, (index, document) in enumerate(to_insert):

@@ -276,7 +276,7 @@ DEEP = b"[" * 50_000 + b"]" * 50_000
 @pytest.mark.parametrize(
     ("path", "role"),
     [
-        ("/api/sentiments/posts", "device"),
+        ("/api/sentiments/batch", "device"),
         ("/api/deletion-receipts/verify", "admin"),
         ("/api/studies", "admin"),
     ],

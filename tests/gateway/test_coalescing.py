@@ -1,10 +1,12 @@
-"""Single posts of one credential that arrive together go to ingest together
+"""Single posts that arrive together go to ingest together, whatever their credentials
 (services.gateway.proxy.coalescing), and each client still gets the answer it would have
-had alone: stored once, refused alone, with the same status, headers and body."""
+had alone: stored once, refused alone (its credential too), with the same status,
+headers and body."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -15,7 +17,7 @@ from pymongo import MongoClient
 
 from services.gateway.proxy.coalescing import relayable
 from tests.conftest import Stack
-from tests.support import TOKENS, bearer, enrolled
+from tests.support import SERVICE_TOKEN, TOKENS, bearer, enrolled
 
 RELAYED_LINE = "POST /api/{kind}/posts 200"
 
@@ -156,7 +158,7 @@ def test_participants_reach_only_their_own_records_when_relayed_together(
     assert stored(stack, "sentiments", other) == []
 
 
-def test_a_credential_refused_as_a_whole_is_answered_to_each_as_alone(stack: Stack) -> None:
+def test_a_forged_credential_is_answered_as_alone(stack: Stack) -> None:
     forged = {"Authorization": "Bearer not-a-token-of-this-stack"}
     body = {"user_id": "forged", "emotion": "happy", "intensity": 0.5}
     answers = asyncio.run(post_at_once(stack, "/api/sentiments", [body] * 20, forged))
@@ -167,48 +169,133 @@ def test_a_credential_refused_as_a_whole_is_answered_to_each_as_alone(stack: Sta
     assert stored(stack, "sentiments", "forged") == []
 
 
+async def post_each_with_own_credential(
+    stack: Stack, path: str, posts: list[tuple[dict[str, str], dict]]
+) -> list[httpx.Response]:
+    """Every (credential, body) posted at the same moment, each on a connection of its own."""
+    limits = httpx.Limits(max_connections=len(posts))
+    async with httpx.AsyncClient(base_url=stack.gateway, limits=limits, timeout=60) as client:
+        return await asyncio.gather(
+            *(client.post(path, json=body, headers=headers) for headers, body in posts)
+        )
+
+
+def test_phones_with_their_own_tokens_are_relayed_together_each_checked_alone(
+    stack: Stack, admin: httpx.Client
+) -> None:
+    study_id = f"cm-{uuid.uuid4().hex[:8]}"
+    assert admin.post("/api/studies", json={"study_id": study_id, "name": "Cm"}).status_code == 201
+    people = [f"M{n}{uuid.uuid4().hex[:5]}" for n in range(12)]
+    tokens = enrolled(stack, study_id, people)
+    withdrawn = people[-1]
+    gone = admin.post(f"/api/studies/{study_id}/participants/{withdrawn}/withdraw", json={})
+    assert gone.status_code == 200
+    forged = {"Authorization": "Bearer emp_forged-0123456789abcdefghijklmnopqrstuvwxyz"}
+    rounds: list[list[tuple[str, dict[str, str], dict]]] = []
+    for _ in range(10):
+        n = len(rounds)
+        made = [
+            (
+                user_id,
+                tokens[user_id],
+                {"emotion": "calm", "intensity": 0.4, "client_id": f"{n}-{i}"},
+            )
+            for i, user_id in enumerate(people)
+        ]
+        made.append(("forged", forged, {"emotion": "calm", "intensity": 0.4}))
+        rounds.append(made)
+        before = relayed_requests(stack)
+        answers = asyncio.run(
+            post_each_with_own_credential(
+                stack, "/api/sentiments", [(headers, body) for _, headers, body in made]
+            )
+        )
+        if relayed_requests(stack) > before:
+            break
+    else:
+        raise AssertionError("no posts were relayed together in 10 rounds")
+    by_person = {who: answer for (who, _, _), answer in zip(rounds[-1], answers, strict=True)}
+    # A refused credential refuses its own post only, with the answer it gets alone.
+    assert by_person["forged"].status_code == 401
+    assert by_person["forged"].json()["detail"]["error"] == "Invalid credentials"
+    assert by_person[withdrawn].status_code == 401
+    for user_id in people[:-1]:
+        answer = by_person[user_id]
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["record"]["user_id"] == user_id, "stored as its own participant"
+        assert answer.json()["record"]["study_id"] == study_id
+    # Every round's posts of live tokens stored once, each under its own participant.
+    for user_id in people[:-1]:
+        client_ids = sorted(d["client_id"] for d in stored(stack, "sentiments", user_id))
+        assert client_ids == sorted(
+            body["client_id"] for made in rounds for who, _, body in made if who == user_id
+        )
+    assert stored(stack, "sentiments", withdrawn) == []
+
+
+def ingest_direct(stack: Stack, token: str | None) -> httpx.Client:
+    """A client of the ingest service itself, past the gateway."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=stack.config.url("ingest"), headers=headers, timeout=30)
+
+
 def test_ingest_answers_combined_posts_in_order_and_refuses_malformed_ones(
-    device: httpx.Client,
+    stack: Stack, device: httpx.Client
 ) -> None:
     participant = f"cp-{uuid.uuid4().hex[:8]}"
+    device_credential = f"Bearer {TOKENS['device']}"
     posts = [
         {"user_id": participant, "emotion": "happy", "intensity": 0.1},
         {"user_id": participant, "emotion": "happy", "intensity": "high"},
         [1, 2],
         {"user_id": participant, "emotion": "calm", "intensity": 0.9},
     ]
-    answer = device.post("/api/sentiments/posts", json=posts)
-    assert answer.status_code == 200
-    answers = answer.json()["answers"]
-    assert [a["status"] for a in answers] == [201, 422, 422, 201]
-    assert answers[0]["body"]["record"]["intensity"] == 0.1
-    assert answers[1]["body"]["detail"]["errors"][0]["field"] == "intensity"
-    assert answers[3]["body"]["record"]["emotion"] == "calm"
-    # The answers are those of posts sent alone.
-    alone = device.post("/api/sentiments", json=posts[2])
-    assert alone.status_code == 422
-    assert alone.json() == answers[2]["body"]
-    for body, reason in (
-        ([], "must hold 1 to 64 posts, not 0"),
-        ([{"user_id": participant}] * 65, "must hold 1 to 64 posts, not 65"),
-    ):
-        refused = device.post("/api/sentiments/posts", json=body)
-        assert refused.status_code == 422
-        assert refused.json()["detail"]["errors"] == [{"field": "body", "reason": reason}]
-    not_a_list = device.post("/api/sentiments/posts", json={"user_id": participant})
-    assert not_a_list.status_code == 400
-    assert "not a JSON array of posts" in not_a_list.json()["detail"]["error"]
-    as_text = device.post(
-        "/api/sentiments/posts", content=b"[]", headers={"content-type": "text/plain"}
+    combined = [{"authorization": device_credential, "body": post} for post in posts]
+    combined.append(
+        {"authorization": f"Bearer {TOKENS['viewer']}", "body": posts[0]}  # not a writer
     )
-    assert as_text.status_code == 415
+    with ingest_direct(stack, SERVICE_TOKEN) as gateway_itself:
+        answer = gateway_itself.post("/api/sentiments/posts", json=combined)
+        assert answer.status_code == 200
+        answers = answer.json()["answers"]
+        assert [a["status"] for a in answers] == [201, 422, 422, 201, 403]
+        assert answers[0]["body"]["record"]["intensity"] == 0.1
+        assert answers[1]["body"]["detail"]["errors"][0]["field"] == "intensity"
+        assert answers[3]["body"]["record"]["emotion"] == "calm"
+        # The answers are those of posts sent alone.
+        alone = device.post("/api/sentiments", json=posts[2])
+        assert alone.status_code == 422
+        assert alone.json() == answers[2]["body"]
+        one = {"authorization": device_credential, "body": {"user_id": participant}}
+        for body, reason in (
+            ([], "must hold 1 to 64 posts, not 0"),
+            ([one] * 65, "must hold 1 to 64 posts, not 65"),
+        ):
+            refused = gateway_itself.post("/api/sentiments/posts", json=body)
+            assert refused.status_code == 422
+            assert refused.json()["detail"]["errors"] == [{"field": "body", "reason": reason}]
+        for body in ({"user_id": participant}, [posts[0]], b"[" * 50_000 + b"]" * 50_000):
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            refused = gateway_itself.post(
+                "/api/sentiments/posts", content=raw, headers={"content-type": "application/json"}
+            )
+            assert refused.status_code == 400, refused.text[:300]
+        as_text = gateway_itself.post(
+            "/api/sentiments/posts", content=b"[]", headers={"content-type": "text/plain"}
+        )
+        assert as_text.status_code == 415
 
 
-def test_the_combined_route_needs_a_writer(stack: Stack) -> None:
-    body = [{"user_id": "x", "emotion": "happy", "intensity": 0.5}]
-    with stack.client("viewer") as viewer, stack.client() as anonymous:
-        assert viewer.post("/api/sentiments/posts", json=body).status_code == 403
-        assert anonymous.post("/api/sentiments/posts", json=body).status_code == 401
+def test_only_the_gateway_relays_posts_together(stack: Stack) -> None:
+    body = [{"authorization": f"Bearer {TOKENS['device']}", "body": {"emotion": "happy"}}]
+    for path in ("/api/sentiments/posts", "/api/gps/posts"):
+        for role in ("admin", "device", None):
+            # Not reachable from outside at all...
+            with stack.client(role) as outside:
+                assert outside.post(path, json=body).status_code == 404
+            # ...and at the service itself, no role token will do.
+            with ingest_direct(stack, TOKENS[role] if role else None) as direct:
+                assert direct.post(path, json=body).status_code == (403 if role else 401)
 
 
 def headers_of(**fields: str) -> CIMultiDict[str]:
@@ -233,20 +320,11 @@ def headers_of(**fields: str) -> CIMultiDict[str]:
         ("/api/sentiments", b"", CIMultiDict(), b"{}", False),
         ("/api/sentiments", b"", headers_of(**{"content-encoding": "gzip"}), b"{}", False),
         ("/api/sentiments", b"", headers_of(**{"content-type": "text/plain"}), b"{}", False),
+        # A credential longer than any issued one's goes alone.
+        ("/api/sentiments", b"", headers_of(authorization="Bearer " + "x" * 600), b"{}", False),
     ],
 )
 def test_what_may_be_relayed_together(
     path: str, query: bytes, headers: CIMultiDict[str], body: bytes, expected: bool
 ) -> None:
     assert relayable(path, query, headers, body) is expected
-
-
-def test_the_combined_route_is_documented(stack: Stack) -> None:
-    with stack.client("admin") as admin:
-        document = admin.get("/docs/ingest/openapi.json").json()
-    operation = document["paths"]["/api/sentiments/posts"]["post"]
-    assert operation["operationId"] == "createSentimentsRelayed"
-    assert "requestBody" in operation
-    answered = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
-    schema = document["components"]["schemas"][answered.rsplit("/", 1)[1]]
-    assert schema["required"] == ["answers"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hmac
 import io
 import sys
 from collections.abc import AsyncIterator
@@ -18,9 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
@@ -34,10 +31,9 @@ from services.common.research.audit import (
     StoredAuditEntry,
     verify,
 )
-from services.common.research.auth import CHALLENGE
+from services.common.research.auth import from_gateway
 from services.common.research.filters import time_span
-from services.common.web.errors import Forbidden, Unauthorized, field_error
-from services.common.web.guards import for_roles
+from services.common.web.errors import field_error
 from services.common.web.openapi import NDJSON_MEDIA_TYPE, documented_body, error_responses
 from services.common.web.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -154,17 +150,6 @@ def _csv_row(document: dict[str, Any]) -> list[Any]:
     return row
 
 
-async def from_gateway(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
-    """A guard: the gateway's own credential (EMOGO_SERVICE_TOKEN), never a role token,
-    so that not even the admin can write into the trail that records the admin."""
-    scheme, _, token = (connection.headers.get("authorization") or "").partition(" ")
-    expected: str = connection.app.state.settings.service_token
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Credentials required", headers=CHALLENGE)
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise Forbidden("Only the gateway appends to the audit trail")
-
-
 class AuditAppendController(Controller):
     """Where the gateway appends what it recorded; for no one else."""
 
@@ -176,7 +161,7 @@ class AuditAppendController(Controller):
         "/",
         operation_id="appendAuditEntries",
         summary="Append entries to the audit trail (the gateway sends what it recorded)",
-        guards=[for_roles(from_gateway, ("service",))],
+        guards=[from_gateway("appends to the audit trail")],
         operation_class=documented_body(AuditBatch),
         responses=error_responses(401, 403, 503),
     )

@@ -97,8 +97,17 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     cached = connection.scope.get(PRINCIPAL_SCOPE_KEY)
     if isinstance(cached, Principal):
         return cached
+    principal = await principal_in(connection, connection.headers.get("authorization"))
+    connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]  # our own key in Litestar's scope
+    return principal
+
+
+async def principal_in(
+    connection: ASGIConnection[Any, Any, Any, Any], header: str | None
+) -> Principal:
+    """The principal an `Authorization` header proves to this service; 401 with a Basic
+    challenge when it proves none."""
     state = connection.app.state
-    header = connection.headers.get("authorization")
     principal = principal_from_header(header, state.settings.credentials)
     issued: TokenFinder | None = state.get("issued_tokens")
     if principal is None and issued is not None:
@@ -110,7 +119,6 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
             else "Credentials required: send Authorization: Bearer <token> or HTTP Basic"
         )
         raise Unauthorized(message, headers=CHALLENGE)
-    connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]  # our own key in Litestar's scope
     return principal
 
 
@@ -155,17 +163,47 @@ def may_write() -> Guard:
     writers = frozenset(WRITERS)
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal = await authenticate(connection)
-        _require_role(principal, writers)
-        if principal.role != Role.PARTICIPANT:
-            return
-        issued: IssuedTokens = connection.app.state.issued_tokens
-        for study_id in principal.study_ids or ():
-            if await issued.study_is_closed(study_id):
-                raise Forbidden(f"The study {study_id!r} is closed: it takes no new data")
+        await _check_writer(connection, await authenticate(connection))
 
     guard.__name__ = "may_write"
     return for_roles(guard, writers)
+
+
+async def writer_in(connection: ASGIConnection[Any, Any, Any, Any], header: str) -> Principal:
+    """The writer a relayed post's own `Authorization` header proves, checked as
+    `may_write` checks a request's (401, 403 otherwise)."""
+    principal = await principal_in(connection, header)
+    await _check_writer(connection, principal)
+    return principal
+
+
+async def _check_writer(
+    connection: ASGIConnection[Any, Any, Any, Any], principal: Principal
+) -> None:
+    """A writer role, and for a participant an open study."""
+    _require_role(principal, frozenset(WRITERS))
+    if principal.role != Role.PARTICIPANT:
+        return
+    issued: IssuedTokens = connection.app.state.issued_tokens
+    for study_id in principal.study_ids or ():
+        if await issued.study_is_closed(study_id):
+            raise Forbidden(f"The study {study_id!r} is closed: it takes no new data")
+
+
+def from_gateway(what: str) -> Guard:
+    """The guard of what only the gateway may do: its own credential (EMOGO_SERVICE_TOKEN,
+    in the service's settings), never a role token, not even the admin's."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        scheme, _sep, token = (connection.headers.get("authorization") or "").partition(" ")
+        expected: str = connection.app.state.settings.service_token
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Credentials required", headers=CHALLENGE)
+        if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            raise Forbidden(f"Only the gateway {what}")
+
+    guard.__name__ = "from_gateway"
+    return for_roles(guard, ("service",))
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

@@ -93,6 +93,16 @@ class Principal(WireStruct, frozen=True):  # type: ignore[misc]  # msgspec allow
 # one request, each body at most this large. A phone's record is a few hundred bytes.
 RELAYED_POSTS_MOST = 64
 RELAYED_POST_BYTES = 16 * 1024
+# Each relayed post carries its own Authorization header, at most this long (a longer
+# one goes alone). An issued token's header is about 50 bytes.
+RELAYED_CREDENTIAL_BYTES = 512
+
+
+class RelayedPost(msgspec.Struct, frozen=True):
+    """One single post relayed together with others: its credential and its body."""
+
+    authorization: str
+    body: msgspec.Raw
 
 
 class PostAnswer(WireStruct):

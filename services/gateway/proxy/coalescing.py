@@ -1,24 +1,28 @@
-"""Single posts of one credential that arrive together go upstream together.
+"""Single posts that arrive together go upstream together, whatever their credentials.
 
 Phones and generators post one record per request. Relaying each costs the gateway an
-upstream request and the ingest service a whole HTTP request (parsing, routing, the
-credential check, an access line, an answer), which is most of what either spends on
-a post (bench/cpu_cost.py). Posts that arrive while an earlier one of the same
-credential is on its way wait for it and then go as one request to
-`POST <path>/posts`, where ingest stores or refuses each exactly as it would have
-alone and answers each in order; a post that arrives alone goes at once, as before.
-Every client still gets its own answer only after its own record is acknowledged.
-Once posts have met a request in flight, the next request waits a few milliseconds
+upstream request and the ingest service a whole HTTP request (parsing, routing, an
+access line, an answer), which is most of what either spends on a post
+(bench/cpu_cost.py). Posts that arrive while an earlier one to the same path is on its
+way wait for it and then go as one request to `POST <path>/posts`, made with the
+gateway's own credential (EMOGO_SERVICE_TOKEN) and carrying each post's own
+`Authorization` beside its body. Ingest checks each post's credential as its single
+route would (a refused credential refuses only its own post), stores or refuses each
+exactly as it would have alone and answers each in order; a post that arrives alone
+goes at once, as before. So a class of phones, each with its own participant token,
+shares requests as the one device token of a generator does. Every client still gets
+its own answer only after its own record is acknowledged. Once posts have met a
+request in flight, the next request waits a few milliseconds
 (EMOGO_GATEWAY_RELAY_LINGER_MS) for the posts of the clients just answered: a busy
-credential's posts then wait up to that much longer, an idle one's not at all.
+path's posts then wait up to that much longer, an idle one's not at all.
 
 What may be relayed together is narrow on purpose: a JSON object of at most
-RELAYED_POST_BYTES, no query, no content coding, a credential. Anything else, and
-every post when ingest refuses the combined request as a whole (an old replica
-without the route, a credential it refuses), goes alone, so its answer is the one
-it would always have had. A combined request whose fate is unknown (the connection
-broke after it was sent) answers each of its posts as one such post would be: 502,
-and the phone resends with its client_id.
+RELAYED_POST_BYTES, no query, no content coding, a credential of at most
+RELAYED_CREDENTIAL_BYTES. Anything else, and every post when ingest refuses the
+combined request as a whole (an old replica without the route), goes alone, so its
+answer is the one it would always have had. A combined request whose fate is unknown
+(the connection broke after it was sent) answers each of its posts as one such post
+would be: 502, and the phone resends with its client_id.
 """
 
 from __future__ import annotations
@@ -31,7 +35,12 @@ import msgspec
 from multidict import CIMultiDict
 
 from services.common.web.errors import BadGateway
-from services.common.web.schemas import RELAYED_POST_BYTES, RELAYED_POSTS_MOST, PostAnswers
+from services.common.web.schemas import (
+    RELAYED_CREDENTIAL_BYTES,
+    RELAYED_POST_BYTES,
+    RELAYED_POSTS_MOST,
+    PostAnswers,
+)
 from services.common.web.validation import is_json_media_type
 
 # The paths whose single posts are relayed together (ingest's single writes).
@@ -55,7 +64,10 @@ def relayable(path: str, query: bytes, headers: CIMultiDict[str], body: bytes) -
     """Whether a post may go upstream with others: a small JSON object, nothing else."""
     if query or not body or len(body) > RELAYED_POST_BYTES or path not in RELAYED_PATHS:
         return False
-    if "authorization" not in headers or "content-encoding" in headers:
+    credential = headers.get("authorization")
+    if not credential or len(credential) > RELAYED_CREDENTIAL_BYTES:
+        return False
+    if "content-encoding" in headers:
         return False
     content_type = headers.get("content-type")
     if content_type is not None and not is_json_media_type(content_type):
@@ -75,27 +87,34 @@ class _Waiting:
 
 
 class PostCoalescer:
-    """At most one request in flight per (service, path, credential); what arrives
-    meanwhile goes together in the next one."""
+    """At most one request in flight per (service, path); what arrives meanwhile goes
+    together in the next one, sent with the gateway's own credential."""
 
-    def __init__(self, exchange: Exchange, linger: float, most: int = RELAYED_POSTS_MOST) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        linger: float,
+        service_token: str,
+        most: int = RELAYED_POSTS_MOST,
+    ) -> None:
         self._exchange = exchange
         self._linger = linger
+        self._service_credential = f"Bearer {service_token}"
         self._most = most
-        self._waiting: dict[tuple[str, str, str], list[_Waiting]] = {}
-        self._senders: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self._waiting: dict[tuple[str, str], list[_Waiting]] = {}
+        self._senders: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     async def post(self, service: str, path: str, headers: CIMultiDict[str], body: bytes) -> Answer:
         """The answer to this post; raises what a failed upstream request means
         (services.gateway.proxy.relay.upstream_failure)."""
-        key = (service, path, headers["authorization"])
+        key = (service, path)
         answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(_Waiting(headers, body, answered))
         if key not in self._senders:
             self._senders[key] = asyncio.create_task(self._send_all(key))
         return await answered
 
-    async def _send_all(self, key: tuple[str, str, str]) -> None:
+    async def _send_all(self, key: tuple[str, str]) -> None:
         try:
             busy = False
             while waiting := self._waiting.get(key):
@@ -141,7 +160,8 @@ class PostCoalescer:
         headers.popall("x-request-id", None)  # the combined request gets its own
         headers.popall("content-length", None)
         headers["content-type"] = "application/json"
-        body = b"[" + b",".join(one.body for one in batch) + b"]"
+        headers["authorization"] = self._service_credential
+        body = b"[" + b",".join(_entry(one) for one in batch) + b"]"
         combined = await self._exchange(service, f"{path}/posts", headers, body)
         if combined.status != 200:
             return None
@@ -169,6 +189,12 @@ class PostCoalescer:
             )
             for answer in answers
         ]
+
+
+def _entry(one: _Waiting) -> bytes:
+    """A post as ingest reads it among others: its own credential and its body."""
+    credential = msgspec.json.encode(one.headers["authorization"])
+    return b'{"authorization":' + credential + b',"body":' + one.body + b"}"
 
 
 def _settle(one: _Waiting, answer: Answer) -> None:

@@ -15,8 +15,10 @@ from multidict import CIMultiDict
 
 from services.common.web.validation import ascii_integer
 
-# Paths of the services that only the gateway itself calls: never forwarded from outside.
-INTERNAL_PATHS = frozenset({"/api/audit/entries"})
+# Paths of the services that only the gateway itself calls, never forwarded from
+# outside: the audit trail's appends, and posts relayed together
+# (services.gateway.proxy.coalescing).
+INTERNAL_PATHS = frozenset({"/api/audit/entries", "/api/sentiments/posts", "/api/gps/posts"})
 
 
 def is_internal(raw_path: str) -> bool:

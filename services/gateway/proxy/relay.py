@@ -157,7 +157,9 @@ class ReverseProxy:
         self.credentials = settings.credentials
         self.session = session
         self.coalescer = (
-            PostCoalescer(self.exchange, settings.relay_linger) if settings.relay_together else None
+            PostCoalescer(self.exchange, settings.relay_linger, settings.service_token)
+            if settings.relay_together
+            else None
         )
 
     @staticmethod
