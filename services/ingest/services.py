@@ -256,21 +256,41 @@ async def _stored_ids(
     kind: TelemetryKind, documents: list[dict[str, Any]]
 ) -> dict[tuple[str, str], str]:
     """The ids already stored under the (user_id, client_id) of `documents` (one
-    batch: all of one study)."""
+    batch: all of one study).
+
+    A batch sent again (its answer was lost) is the usual case: its records are stored
+    with the same times, so each participant's records between the batch's first and
+    last time are read through the `participant_time` index. The embedded database
+    answered the direct query (`client_id` `$in`, which only the partial unique index
+    serves) by reading the whole collection: 1 s at 100,000 fixes and growing, for
+    every batch a reconnecting class sent again (bench/soak.py --storm). A client id
+    reused with another time is still looked up directly."""
     if not documents:
         return {}
-    by_participant: dict[str, list[str]] = {}
-    for document in documents:
-        by_participant.setdefault(document["user_id"], []).append(document["client_id"])
     study = documents[0].get("study_id")  # None matches the records of `default`
-    query = {
-        "$or": [
-            {"user_id": user_id, "client_id": {"$in": client_ids}, "study_id": study}
-            for user_id, client_ids in by_participant.items()
-        ]
-    }
-    found = kind.collection.find(query, {"_id": 1, "user_id": 1, "client_id": 1})
-    return {(d["user_id"], d["client_id"]): str(d["_id"]) async for d in found}
+    by_participant: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        by_participant.setdefault(document["user_id"], []).append(document)
+    found: dict[tuple[str, str], str] = {}
+    for user_id, theirs in by_participant.items():
+        wanted = {document["client_id"] for document in theirs}
+        times = [document["timestamp"] for document in theirs]
+        # `$lt` past the last time: the embedded database leaves out records equal to a
+        # `$lte` bound on an index that has keys after the time (here `_id`).
+        span = {"$gte": min(times), "$lt": max(times) + timedelta(milliseconds=1)}
+        stored = kind.collection.find(
+            {"user_id": user_id, "timestamp": span},
+            {"_id": 1, "client_id": 1, "study_id": 1},
+        )
+        async for record in stored:
+            if record.get("client_id") in wanted and record.get("study_id") == study:
+                found[(user_id, record["client_id"])] = str(record["_id"])
+        elsewhere = [c for c in wanted if (user_id, c) not in found]
+        if elsewhere:
+            query = {"user_id": user_id, "client_id": {"$in": elsewhere}, "study_id": study}
+            async for record in kind.collection.find(query, {"_id": 1, "client_id": 1}):
+                found[(user_id, record["client_id"])] = str(record["_id"])
+    return found
 
 
 async def get_one(

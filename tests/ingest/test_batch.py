@@ -74,6 +74,20 @@ def test_a_resent_batch_stores_nothing_twice(
     assert count(viewer, "sentiments", participant) == 50
 
 
+def test_a_duplicate_names_the_stored_record_whatever_its_time(
+    device: httpx.Client, participant: str
+) -> None:
+    """Duplicates are looked up by the batch's time span first; the first and last
+    record of the span, and a client id sent again with another time, are found too."""
+    records = sentiments(participant, 5)
+    first = device.post("/api/sentiments/batch", json=records).json()
+    stored_ids = {o["index"]: o["id"] for o in first["results"]}
+    again = [records[0], records[4], {**records[2], "timestamp": 1763867320 + 9999}]
+    second = device.post("/api/sentiments/batch", json=again).json()
+    assert [o["status"] for o in second["results"]] == ["duplicate"] * 3
+    assert [o["id"] for o in second["results"]] == [stored_ids[0], stored_ids[4], stored_ids[2]]
+
+
 def test_repeats_inside_one_batch_are_duplicates(
     device: httpx.Client, viewer: httpx.Client, participant: str
 ) -> None:
