@@ -129,6 +129,7 @@ class Answer:
     status: int  # 0: no answer (a connection error or the client's timeout)
     began: float
     ended: float
+    error: str = ""  # why there was no answer
 
 
 @dataclass
@@ -138,6 +139,8 @@ class Run:
     # Confirmed records' client ids, and vlogs' (id, sha256), by kind.
     confirmed: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     vlogs: list[tuple[str, str]] = field(default_factory=list)
+    # When the storm was sent, from its first request to its last answer.
+    storm: tuple[float, float] | None = None
 
     async def call(self, kind: str, send: Callable[[], Awaitable[Reply]]) -> Reply | None:
         """Sends until answered other than 503/429 (after Retry-After, as phones do)."""
@@ -145,8 +148,10 @@ class Run:
             began = time.monotonic()
             try:
                 answer = await send()
-            except ClientError:
-                self.answers.append(Answer(kind, 0, began, time.monotonic()))
+            except ClientError as problem:
+                self.answers.append(
+                    Answer(kind, 0, began, time.monotonic(), type(problem).__name__)
+                )
                 await asyncio.sleep(2.0)
                 continue
             self.answers.append(Answer(kind, answer.status_code, began, time.monotonic()))
@@ -309,8 +314,8 @@ async def tus_upload(run: Run, client: Client, phone: Phone, data: bytes) -> Rep
     began = time.monotonic()
     try:
         return await _tus_upload(run, client, phone, data)
-    except ClientError:
-        run.answers.append(Answer("vlog tus", 0, began, time.monotonic()))
+    except ClientError as problem:
+        run.answers.append(Answer("vlog tus", 0, began, time.monotonic(), type(problem).__name__))
         return None
 
 
@@ -321,6 +326,8 @@ async def _tus_upload(run: Run, client: Client, phone: Phone, data: bytes) -> Re
     created = await client.post(
         "/api/vlogs/tus",
         headers={**tus, "Upload-Length": str(len(data)), "Upload-Metadata": f"user_id {who}"},
+        # A creation without bytes has no type (aiohttp would say octet-stream).
+        skip_auto_headers=["Content-Type"],
     )
     if created.status_code != 201:
         run.answers.append(Answer("vlog tus", created.status_code, began, time.monotonic()))
@@ -460,8 +467,26 @@ def report(run: Run, memory_at: dict[str, dict[str, int]], records: list[str]) -
             + " ".join(f"{percentile(seconds, q):7.3f}" for q in (0.5, 0.99, 0.999))
             + f" {max(seconds):7.3f}"
         )
+    if run.storm is not None:
+        lines.append("\nsingle sentiments     p50     p99   p99.9     max  (seconds)")
+        began, ended = run.storm
+        for phase, inside in (
+            ("before the storm", lambda a: a.began < began),
+            ("during the storm", lambda a: began <= a.began < ended),
+            ("after the storm", lambda a: a.began >= ended),
+        ):
+            seconds = [a.ended - a.began for a in by_kind["sentiment"] if inside(a)]
+            if seconds:
+                lines.append(
+                    f"  {phase:17}"
+                    + " ".join(f"{percentile(seconds, q):7.3f}" for q in (0.5, 0.99, 0.999))
+                    + f" {max(seconds):7.3f}"
+                )
     server_errors = sum(1 for a in run.answers if a.status >= 500 or a.status == 0)
     lines.append(f"\nresponses 5xx or none: {server_errors}")
+    unanswered = Counter(a.error for a in run.answers if a.status == 0)
+    if unanswered:
+        lines.append("  no answer: " + ", ".join(f"{e} {n}" for e, n in unanswered.most_common()))
     found = stalls(run.answers, run.began)
     lines.append(f"stalls of {STALL_SECONDS:g} s or more: {len(found)}")
     lines += [f"  at {start:7.1f} s for {length:5.2f} s" for start, length in found]
@@ -504,7 +529,9 @@ async def soak(
             async def storm_midway() -> None:
                 await asyncio.sleep(args.minutes * 30)
                 print("storm: the first class's phones send two days each", flush=True)
+                began = time.monotonic()
                 await asyncio.gather(*(storm(run, storm_client, p) for p in classes[0].phones))
+                run.storm = (began, time.monotonic())
                 print(
                     f"storm sent in {time.monotonic() - run.began - args.minutes * 30:.0f} s",
                     flush=True,

@@ -98,7 +98,13 @@ REVOCATION_BOUND_SECONDS = 1.0
 REVOCATIONS_ID = "revocations"
 # `last_used_at` is written at most this often per token and process: a token's last
 # use is news for a person, not a counter on the hot path.
-LAST_USE_EVERY_SECONDS = 60.0
+LAST_USE_EVERY_SECONDS = 300.0
+# How long a process trusts a live token it read, while it keeps seeing the revocation
+# count (every REVOCATION_CHECK_SECONDS): a revocation makes it forget them all, so
+# this bounds nothing a person waits for. With CACHE_SECONDS instead, each of a class
+# of 600 phones, posting every 10-20 s, cost a token lookup per post, and a note of
+# its use every minute: a third of the embedded database's time (bench/soak.py).
+TRUSTED_SECONDS = 600.0
 
 
 class TokenFinder(Protocol):
@@ -127,23 +133,34 @@ async def revoke_token(token_id: str | None) -> None:
 
 
 class Remembered:
-    """Answers kept for `seconds` by key, misses too (so a flood of wrong tokens costs
-    one lookup per token and interval); at most about `most` keys are kept."""
+    """Answers kept for `seconds` by key, misses (None) too but for at most
+    `miss_seconds` (so a flood of wrong tokens costs one lookup per token and interval,
+    and a token just issued works within that); at most about `most` keys are kept."""
 
-    def __init__(self, seconds: float, most: int = 10_000) -> None:
+    def __init__(
+        self, seconds: float, most: int = 10_000, miss_seconds: float | None = None
+    ) -> None:
         self.seconds = seconds
+        self.miss_seconds = seconds if miss_seconds is None else miss_seconds
         self.most = most
         self._answers: dict[str, tuple[float, Any]] = {}
 
-    async def get(self, key: str, look_up: Callable[[], Awaitable[Any]]) -> Any:
+    async def get(
+        self, key: str, look_up: Callable[[], Awaitable[Any]], seconds: float | None = None
+    ) -> Any:
+        """The answer for `key`, read again when the one kept is older than `seconds`
+        (by default the instance's)."""
         now = time.monotonic()
         kept = self._answers.get(key)
-        if kept is not None and kept[0] > now:
-            return kept[1]
+        if kept is not None:
+            read_at, answer = kept
+            trusted = self.seconds if seconds is None else seconds
+            if now - read_at < (trusted if answer is not None else self.miss_seconds):
+                return answer
         answer = await look_up()
         if len(self._answers) >= self.most:
-            self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
-        self._answers[key] = (now + self.seconds, answer)
+            self._answers = {k: v for k, v in self._answers.items() if now - v[0] < self.seconds}
+        self._answers[key] = (now, answer)
         return answer
 
     def forget(self) -> None:
@@ -155,10 +172,14 @@ class IssuedTokens:
     closed, each kept for a few seconds."""
 
     def __init__(self, cache_seconds: float = CACHE_SECONDS) -> None:
-        self._tokens = Remembered(cache_seconds)
+        self._cache_seconds = cache_seconds
+        self._tokens = Remembered(TRUSTED_SECONDS, miss_seconds=cache_seconds)
         self._closed = Remembered(cache_seconds)
         self._generation: int | None = None
         self._next_revocation_check = 0.0
+        # When the revocation count was last read: tokens are trusted long only while
+        # it is read (a database that cannot be asked falls back to CACHE_SECONDS).
+        self._revocations_read_at = -REVOCATION_BOUND_SECONDS
         self._last_noted: dict[str, float] = {}
         self._notes: set[asyncio.Task[None]] = set()
 
@@ -166,12 +187,14 @@ class IssuedTokens:
         """The live (not revoked) document of an issued token, or None."""
         await self._follow_revocations()
         digest = token_digest(token)
+        following = time.monotonic() - self._revocations_read_at <= REVOCATION_BOUND_SECONDS
         document: dict[str, Any] | None = await self._tokens.get(
             digest,
             lambda: AccessToken.get_pymongo_collection().find_one(
                 {"token_sha256": digest, "revoked_at": None},
                 {"token_id": 1, "kind": 1, "study_ids": 1, "user_id": 1},
             ),
+            TRUSTED_SECONDS if following else self._cache_seconds,
         )
         if document is not None:
             self._note_use(document["token_id"], time.monotonic())
@@ -187,7 +210,7 @@ class IssuedTokens:
         try:
             found = await revocations().find_one({"_id": REVOCATIONS_ID})
         except PyMongoError:
-            # The tokens' own bound (CACHE_SECONDS) still holds. The request's next
+            # Tokens are trusted for CACHE_SECONDS only until it is read again. The request's next
             # database step reports the database down at once, not after a second wait.
             logger.warning("could not check for revoked tokens")
             fail_fast_from_now()
@@ -197,6 +220,7 @@ class IssuedTokens:
             if self._generation is not None:
                 self._tokens.forget()
             self._generation = generation
+        self._revocations_read_at = now
 
     async def study_is_closed(self, study_id: str) -> bool:
         async def look_up() -> bool:
