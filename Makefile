@@ -83,6 +83,8 @@ bench: $(INSTALLED)
 	$(PY) bench/scoped_auth.py
 	$(PY) bench/access_line.py
 	$(PY) bench/embedded_writes.py
+	$(PY) bench/embedded_settings.py --rounds 1
+	$(PY) bench/soak.py --minutes 3
 
 venv: $(INSTALLED)
 

@@ -89,9 +89,9 @@ def run_stack(mongodb_uri: str, data_dir: Path, db_name: str, **extra_env: str) 
         supervisor.stop_all()
 
 
-# The session stack's database deadline (see `stack`). Rollups fold records older than
-# twice the deadline, so a test that waits for a fold waits at least that long.
-SESSION_DB_TIMEOUT_SECONDS = 20
+# The session stack's database deadline: the production default. Rollups fold records
+# older than twice the deadline, so a test that waits for a fold waits at least that long.
+SESSION_DB_TIMEOUT_SECONDS = 5
 FOLD_WAIT_SECONDS = 2 * SESSION_DB_TIMEOUT_SECONDS + 30
 
 
@@ -106,12 +106,6 @@ SESSION_ENV = dict(
     # No internet here: maps show their offline drawing (tests/gateway/test_maps.py
     # starts a tile server of its own).
     EMOGO_MAP_TILES="off",
-    # The embedded database (WiredTiger underneath) sometimes holds every write for
-    # about 10 s on this suite's shared database: writers wait in WiredTiger's
-    # page-in loop for a page locked by its eviction. Past the default 5 s deadline
-    # a write answers 503 with Retry-After, which phones honour; the tests here
-    # post once, so their deadline outlasts the stall. The 503 itself is tested
-    # with a database of its own (tests/e2e/test_database_faults.py).
     EMOGO_DB_TIMEOUT=str(SESSION_DB_TIMEOUT_SECONDS),
 )
 

@@ -10,7 +10,8 @@ lowered much; how many the database works on at once can.
 
 So a batch of more than SMALL_BATCH records waits here, where waiting costs the
 database nothing, until fewer than AT_ONCE large batches of this process are being
-stored; then it has the whole deadline for its own insert. Small batches and single
+stored, and the last one's rest is over (REST_SHARE); then it has the whole deadline
+for its own insert. Small batches and single
 posts (the live traffic of phones that are online) never wait behind a storm. A batch
 that waited WAIT_SECONDS answers 503 with a Retry-After that spreads the senders out
 over the time the queue takes; the phone sends it again with its client ids.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from services.common.web.errors import ServiceUnavailable
@@ -31,6 +32,11 @@ SMALL_BATCH = 100
 # One large insert at a time: the embedded database is bound by one core (it is one
 # Python process), so a second concurrent insert only makes both slower.
 AT_ONCE = 1
+# After a large insert, its turn stays taken this many times as long: with ten classes
+# online the database was busy most of the time already, and large inserts back to back
+# held each live post for seconds (a sentiment's p50 7.7 s during a storm,
+# bench/soak.py --classes 10 --storm).
+REST_SHARE = 1.0
 # Shorter than the HTTP timeouts of phone clients (30-60 s) and the gateway's (300 s).
 WAIT_SECONDS = 30.0
 LONGEST_RETRY_AFTER = 120
@@ -39,9 +45,17 @@ LONGEST_RETRY_AFTER = 120
 class TakingTurns:
     """The turns of large batches in one process."""
 
-    def __init__(self, at_once: int = AT_ONCE, wait_seconds: float = WAIT_SECONDS) -> None:
+    def __init__(
+        self,
+        at_once: int = AT_ONCE,
+        wait_seconds: float = WAIT_SECONDS,
+        rest_share: float = REST_SHARE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
         self._slots = asyncio.Semaphore(at_once)
         self._at_once = at_once
+        self._rest_share = rest_share
         self._wait_seconds = wait_seconds
         self._waiting = 0
         # How long a large insert took lately (for Retry-After); 0.35 s at first.
@@ -63,14 +77,17 @@ class TakingTurns:
             ) from None
         finally:
             self._waiting -= 1
-        began = time.monotonic()
+        began = self._clock()
         try:
             yield
         finally:
-            self._slots.release()
-            self._insert_seconds = 0.8 * self._insert_seconds + 0.2 * (time.monotonic() - began)
+            took = self._clock() - began
+            self._insert_seconds = 0.8 * self._insert_seconds + 0.2 * took
+            # The next large batch waits as long again: large batches get at most half
+            # of the database's time, the live traffic the rest. The answer does not wait.
+            asyncio.get_running_loop().call_later(took * self._rest_share, self._slots.release)
 
     def retry_after(self) -> int:
         """Seconds until the batches waiting now are likely stored."""
-        drain = self._waiting * self._insert_seconds / self._at_once
+        drain = self._waiting * self._insert_seconds * (1 + self._rest_share) / self._at_once
         return max(1, min(LONGEST_RETRY_AFTER, math.ceil(drain)))

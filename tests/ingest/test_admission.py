@@ -14,7 +14,7 @@ from services.ingest.admission import SMALL_BATCH, TakingTurns
 
 def test_large_batches_take_turns_and_small_ones_do_not_wait() -> None:
     async def scenario() -> None:
-        turns = TakingTurns(at_once=1, wait_seconds=30)
+        turns = TakingTurns(at_once=1, wait_seconds=30, rest_share=0)
         first_in, release_first = asyncio.Event(), asyncio.Event()
         order: list[str] = []
 
@@ -42,7 +42,7 @@ def test_large_batches_take_turns_and_small_ones_do_not_wait() -> None:
 
 def test_a_batch_that_waited_too_long_is_told_when_to_come_back() -> None:
     async def scenario() -> None:
-        turns = TakingTurns(at_once=1, wait_seconds=0.01)
+        turns = TakingTurns(at_once=1, wait_seconds=0.01, rest_share=0)
         holding, release = asyncio.Event(), asyncio.Event()
 
         async def hold() -> None:
@@ -61,5 +61,25 @@ def test_a_batch_that_waited_too_long_is_told_when_to_come_back() -> None:
         # Its turn came back: the next large batch goes at once.
         async with turns.turn(500):
             pass
+
+    asyncio.run(scenario())
+
+
+def test_after_a_large_insert_its_turn_rests_as_long() -> None:
+    """An insert that took 10 s (by the injected clock) keeps the turn 10 s more: a large
+    batch that can wait less is told to come back, a small one goes at once."""
+
+    async def scenario() -> None:
+        readings = iter([100.0, 110.0])
+        turns = TakingTurns(
+            at_once=1, wait_seconds=0.01, rest_share=1.0, clock=lambda: next(readings)
+        )
+        async with turns.turn(1000):
+            pass
+        async with turns.turn(10):
+            pass
+        with pytest.raises(ServiceUnavailable):
+            async with turns.turn(1000):
+                pass
 
     asyncio.run(scenario())
