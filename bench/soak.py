@@ -219,30 +219,53 @@ async def enrol_class(admin: Client, anonymous: Client, number: int) -> Class:
     return Class(study_id, phones, {"Authorization": f"Bearer {viewer.json()['token']}"})
 
 
-async def phone_posts(run: Run, client: Client, phone: Phone, until: float) -> None:
-    rng = random.Random(phone.user_id + str(id(phone)))
-    next_sentiment = time.monotonic() + rng.uniform(0, SENTIMENT_EVERY)
-    next_gps = time.monotonic() + rng.uniform(0, GPS_EVERY)
+Action = Callable[[], Awaitable[object]]
+
+
+async def two_rhythms(
+    until: float,
+    rng: random.Random,
+    first: tuple[float, Action],
+    second: tuple[float, Action],
+    jitter: float = 0.0,
+) -> None:
+    """Does each action about every its seconds (from a random phase, each interval
+    varied by up to `jitter` of itself), one at a time, until `until`."""
+    (first_every, first_action), (second_every, second_action) = first, second
+    next_first = time.monotonic() + rng.uniform(0, first_every)
+    next_second = time.monotonic() + rng.uniform(0, second_every)
     while True:
-        due = min(next_sentiment, next_gps)
+        due = min(next_first, next_second)
         if due >= until:
             return
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        if next_sentiment <= next_gps:
-            next_sentiment += rng.uniform(0.5, 1.5) * SENTIMENT_EVERY
-            record = sentiment(phone.user_id, rng)
-            answer = await run.call(
-                "sentiment",
-                lambda r=record: client.post("/api/sentiments", json=r, headers=phone.headers),
-            )
-            if answer is not None and answer.status_code in (200, 201, 409):
-                run.confirmed["sentiments"].append(record["client_id"])
+        if next_first <= next_second:
+            next_first += rng.uniform(1 - jitter, 1 + jitter) * first_every
+            await first_action()
         else:
-            next_gps += rng.uniform(0.5, 1.5) * GPS_EVERY
-            fixes = [
-                fix(phone.user_id, rng, timedelta(seconds=3 * n)) for n in range(GPS_PER_BATCH)
-            ]
-            await post_batch(run, client, phone, "gps batch", "gps", fixes)
+            next_second += rng.uniform(1 - jitter, 1 + jitter) * second_every
+            await second_action()
+
+
+async def phone_posts(run: Run, client: Client, phone: Phone, until: float) -> None:
+    rng = random.Random(phone.user_id + str(id(phone)))
+
+    async def post_sentiment() -> None:
+        record = sentiment(phone.user_id, rng)
+        answer = await run.call(
+            "sentiment",
+            lambda: client.post("/api/sentiments", json=record, headers=phone.headers),
+        )
+        if answer is not None and answer.status_code in (200, 201, 409):
+            run.confirmed["sentiments"].append(record["client_id"])
+
+    async def post_fixes() -> None:
+        fixes = [fix(phone.user_id, rng, timedelta(seconds=3 * n)) for n in range(GPS_PER_BATCH)]
+        await post_batch(run, client, phone, "gps batch", "gps", fixes)
+
+    await two_rhythms(
+        until, rng, (SENTIMENT_EVERY, post_sentiment), (GPS_EVERY, post_fixes), jitter=0.5
+    )
 
 
 async def post_batch(
@@ -357,32 +380,19 @@ async def _tus_upload(run: Run, client: Client, phone: Phone, data: bytes) -> Re
 
 
 async def viewer(run: Run, client: Client, group: Class, until: float) -> None:
+    study, headers = {"study_id": group.study_id}, group.viewer
+
+    def export_page() -> Awaitable[object]:
+        return run.call("export page", lambda: client.get("/export", params=study, headers=headers))
+
+    def gps_list() -> Awaitable[object]:
+        return run.call(
+            "gps list",
+            lambda: client.get("/api/gps", params={**study, "limit": 100}, headers=headers),
+        )
+
     rng = random.Random(group.study_id + "viewer")
-    next_export = time.monotonic() + rng.uniform(0, EXPORT_EVERY)
-    next_list = time.monotonic() + rng.uniform(0, GPS_LIST_EVERY)
-    while True:
-        due = min(next_export, next_list)
-        if due >= until:
-            return
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        if next_export <= next_list:
-            next_export += EXPORT_EVERY
-            await run.call(
-                "export page",
-                lambda: client.get(
-                    "/export", params={"study_id": group.study_id}, headers=group.viewer
-                ),
-            )
-        else:
-            next_list += GPS_LIST_EVERY
-            await run.call(
-                "gps list",
-                lambda: client.get(
-                    "/api/gps",
-                    params={"study_id": group.study_id, "limit": 100},
-                    headers=group.viewer,
-                ),
-            )
+    await two_rhythms(until, rng, (EXPORT_EVERY, export_page), (GPS_LIST_EVERY, gps_list))
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -16,7 +16,6 @@ deletion that cannot be done yet is tried again, sooner at first, until it is do
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -29,6 +28,7 @@ from services.admin.research.participants import withdraw_participant
 from services.admin.research.receipts import check
 from services.admin.research.studies import close_study
 from services.admin.settings import AdminSettings
+from services.common.runtime.periodic import BackgroundTask
 from services.common.web.errors import ServiceUnavailable
 from services.common.web.timestamps import parse_instant
 
@@ -105,12 +105,11 @@ async def redo_pending(settings: AdminSettings) -> int:
     return left
 
 
-class DeletionReplay:
+class DeletionReplay(BackgroundTask):
     """The start-up task: reconcile, then redo until nothing is left."""
 
     def __init__(self, settings: AdminSettings) -> None:
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         wait = FIRST_RETRY_SECONDS
@@ -131,13 +130,3 @@ class DeletionReplay:
                 logger.exception("deletions to do again failed; trying again")
             await asyncio.sleep(wait)
             wait = min(wait * 2, LONGEST_RETRY_SECONDS)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

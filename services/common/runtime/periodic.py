@@ -11,7 +11,27 @@ from collections.abc import Awaitable, Callable
 from pymongo.errors import PyMongoError
 
 
-class Periodic:
+class BackgroundTask:
+    """A coroutine of the process (`_run`) started with the app and cancelled when it
+    stops."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class Periodic(BackgroundTask):
     """Runs `step` every `seconds` until stopped. A step that fails is logged and the
     next one runs on time: each step does whatever is still to do, so a database
     error (a warning: it is usually passing) costs one interval, not the work."""
@@ -27,7 +47,6 @@ class Periodic:
         self.step = step
         self.seconds = seconds
         self.logger = logger
-        self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
@@ -38,13 +57,3 @@ class Periodic:
             except Exception:
                 self.logger.exception(f"{self.what} failed")
             await asyncio.sleep(self.seconds)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
