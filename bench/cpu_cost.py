@@ -22,7 +22,9 @@ independent of how fast the machine happens to be at the moment, so these number
 carry better than rates; the ratios to the references are what to read.
 
     .venv/bin/python bench/cpu_cost.py [--requests 2000] [--concurrency 16] [--posts-only]
-                                       [--alternate BLOCKS]
+                                       [--alternate BLOCKS] [--tree PATH]
+
+`--tree` measures the stack of another checkout (the references are this one's).
 
 Measured one after the other, the apps each meet the host's load of their moment;
 `--alternate` then also sends single posts in alternating blocks to EmoGo's pair,
@@ -462,9 +464,11 @@ def main() -> None:
         metavar="BLOCKS",
         help="then single posts in this many alternating blocks: EmoGo, the seed, the floor",
     )
+    parser.add_argument("--tree", type=Path, help="measure the stack of this checkout")
     args = parser.parse_args()
     began = time.perf_counter()
-    with throwaway_stack(EMOGO_LOG_LEVEL="INFO") as (config, supervisor):
+    tree = {"PYTHONPATH": str(args.tree.resolve())} if args.tree else {}
+    with throwaway_stack(EMOGO_LOG_LEVEL="INFO", **tree) as (config, supervisor):
         asyncio.run(run(config, supervisor, args))
     print(f"({time.perf_counter() - began:.0f} s)")
 

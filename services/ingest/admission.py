@@ -32,10 +32,11 @@ SMALL_BATCH = 100
 # One large insert at a time: the embedded database is bound by one core (it is one
 # Python process), so a second concurrent insert only makes both slower.
 AT_ONCE = 1
-# After a large insert, its turn stays taken this many times as long: with ten classes
-# online the database was busy most of the time already, and large inserts back to back
-# held each live post for seconds (a sentiment's p50 7.7 s during a storm,
-# bench/soak.py --classes 10 --storm).
+# After a large insert, its turn stays taken this many times as long. With ten classes
+# online the database was busy most of the time already; large inserts back to back
+# held live posts for seconds (during a storm a sentiment's p50 7.7 s, p99 20 s). With
+# 1.0: p50 2.4 s, p99 8.5 s; with 3.0 the storm took 407 s instead of 263 and the live
+# posts' p99 was 10.3 s (bench/soak.py --classes 10 --storm, 2026-12-07).
 REST_SHARE = 1.0
 # Shorter than the HTTP timeouts of phone clients (30-60 s) and the gateway's (300 s).
 WAIT_SECONDS = 30.0
