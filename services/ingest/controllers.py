@@ -1,7 +1,6 @@
 """HTTP handlers of the ingest service: sentiments, GPS fixes, per-participant views."""
 
 import asyncio
-from datetime import timedelta
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
@@ -18,8 +17,6 @@ from services.common.research.auth import (
     principal_of,
     requires,
     study_of,
-    writer_in,
-    written_as,
 )
 from services.common.research.deps import CallerDisguise, CallerPrincipal
 from services.common.research.filters import (
@@ -32,7 +29,7 @@ from services.common.research.filters import (
 )
 from services.common.research.privacy import disguised_rows
 from services.common.research.studies import StudyZones
-from services.common.web.errors import BadRequest, NotFound, error_response, field_error
+from services.common.web.errors import NotFound
 from services.common.web.openapi import (
     NDJSON_MEDIA_TYPE,
     RecordIdPath,
@@ -50,20 +47,22 @@ from services.common.web.pagination import (
     next_page_headers,
 )
 from services.common.web.schemas import (
-    RELAYED_CREDENTIAL_BYTES,
-    RELAYED_POST_BYTES,
     RELAYED_POSTS_MOST,
-    PostAnswer,
     PostAnswers,
-    Principal,
-    RelayedPost,
 )
-from services.common.web.validation import decode_json, read_body, require_json
+from services.common.web.validation import read_body, require_json
 from services.ingest import deletions, services, summaries
 from services.ingest.activity import participant_activity
 from services.ingest.daily import daily_rows, ndjson_lines
 from services.ingest.deps import Settings, provide_gps_filter, provide_sentiment_filter
 from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
+from services.ingest.posts import (
+    RELAYED_ENTRY_BYTES,
+    answer_alone,
+    max_ahead,
+    relayed_posts,
+    store_one,
+)
 from services.ingest.schemas import (
     BatchResult,
     Count,
@@ -75,16 +74,7 @@ from services.ingest.schemas import (
     TelemetryTotals,
     TimelinePoint,
 )
-from services.ingest.settings import BATCH_BODY_CEILING, IngestSettings
-
-
-def _settings(request: Request) -> IngestSettings:
-    return request.app.state.settings
-
-
-def _max_ahead(settings: IngestSettings) -> timedelta:
-    return timedelta(seconds=settings.max_seconds_ahead)
-
+from services.ingest.settings import BATCH_BODY_CEILING
 
 BATCH_DESCRIPTION = (
     "A JSON array, or NDJSON (`Content-Type: application/x-ndjson`, one record per "
@@ -96,56 +86,6 @@ LIST_DESCRIPTION = (
     "A JSON array, newest first unless `order=asc`. When more records match, the "
     '`Link: <...>; rel="next"` and `X-Next-Cursor` headers give the next page.'
 )
-
-
-# One relayed post's share of the combined body: its body, its credential, the JSON
-# around them.
-RELAYED_ENTRY_BYTES = RELAYED_POST_BYTES + RELAYED_CREDENTIAL_BYTES + 64
-
-
-def relayed_posts(body: bytes) -> list[RelayedPost]:
-    """The posts relayed together: a JSON array of at most RELAYED_POSTS_MOST, each with
-    its own credential and its body, read later exactly as its own request would be."""
-    try:
-        posts = msgspec.json.decode(body, type=list[RelayedPost])
-    except msgspec.DecodeError as error:
-        raise BadRequest(f"The body is not a JSON array of posts: {error}") from None
-    if not posts or len(posts) > RELAYED_POSTS_MOST:
-        raise field_error("body", f"must hold 1 to {RELAYED_POSTS_MOST} posts, not {len(posts)}")
-    return posts
-
-
-async def store_one(
-    kind: TelemetryKind, request: Request, body: bytes, principal: Principal
-) -> Created:
-    """What one post stores, and its answer: the record as its writer may store it."""
-    raw = written_as(principal, decode_json(body))
-    document = await services.insert_one(
-        kind,
-        request.app.state.inserters[kind.key],
-        raw,
-        _max_ahead(_settings(request)),
-        study_of(principal),
-    )
-    return Created(
-        message=kind.created_message, id=str(document["_id"]), record=kind.to_wire(document)
-    )
-
-
-async def answer_alone(kind: TelemetryKind, request: Request, post: RelayedPost) -> PostAnswer:
-    """One relayed post answered as its own request would have been, refusal or not:
-    its own credential checked as the single route's guard checks it."""
-    try:
-        principal = await writer_in(request, post.authorization)
-        created = await store_one(kind, request, bytes(post.body), principal)
-    except Exception as exc:  # each post's refusal is its own, as if it came alone
-        refusal = error_response(request, exc)
-        return PostAnswer(
-            status=refusal.status_code or 500,  # error_response always sets one
-            body=msgspec.Raw(msgspec.json.encode(refusal.content)),
-            headers=dict(refusal.headers),
-        )
-    return PostAnswer(status=201, body=msgspec.Raw(msgspec.json.encode(created)))
 
 
 def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Provide) -> type:
@@ -210,7 +150,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             return await services.insert_batch(
                 kind,
                 items,
-                _max_ahead(settings),
+                max_ahead(settings),
                 request.app.state.batch_turns,
                 study_of(principal),
             )
@@ -238,7 +178,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
                 order,
                 limit,
                 cursor,
-                _max_ahead(settings),
+                max_ahead(settings),
                 disguise,
             )
             query = dict(request.query_params)
@@ -263,7 +203,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         async def stream(
             self, settings: Settings, disguise: CallerDisguise, selection: MongoFilter
         ) -> Stream:
-            records = services.stream_ndjson(kind, selection, _max_ahead(settings), disguise)
+            records = services.stream_ndjson(kind, selection, max_ahead(settings), disguise)
             return Stream(records, media_type=NDJSON_MEDIA_TYPE)
 
         @get(
@@ -340,7 +280,7 @@ class TelemetryController(Controller):
         self, settings: Settings, disguise: CallerDisguise, window: MongoFilter
     ) -> Stream:
         zones = await StudyZones.load(settings.display_timezone)
-        rows = daily_rows(window, zones, _max_ahead(settings), disguise)
+        rows = daily_rows(window, zones, max_ahead(settings), disguise)
         return Stream(ndjson_lines(rows), media_type=NDJSON_MEDIA_TYPE)
 
     @get(
