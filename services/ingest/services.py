@@ -181,6 +181,10 @@ def split_batch(body: bytes, content_type: str, max_records: int) -> list[Any]:
     return items
 
 
+# Records one insert of a batch carries (services.ingest.admission: large batches).
+INSERT_PIECE = 200
+
+
 async def insert_batch(
     kind: TelemetryKind,
     items: list[Any],
@@ -219,13 +223,18 @@ async def insert_batch(
     if to_insert:
         async with turns.turn(len(to_insert)):
             await REGISTER.note(kind, [doc for _, doc in to_insert])
-            try:
-                await kind.collection.insert_many([doc for _, doc in to_insert], ordered=False)
-            except BulkWriteError as failure:
-                other = [e for e in failure.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
-                if other:
-                    raise
-                refused = {e["index"] for e in failure.details["writeErrors"]}
+            # In pieces: the embedded database holds a collection's other writes while
+            # it inserts into it, so a phone's live post waits for one piece, not for
+            # a whole flushed queue.
+            for start in range(0, len(to_insert), INSERT_PIECE):
+                piece = [doc for _, doc in to_insert[start : start + INSERT_PIECE]]
+                try:
+                    await kind.collection.insert_many(piece, ordered=False)
+                except BulkWriteError as failure:
+                    errors = failure.details["writeErrors"]
+                    if any(e["code"] != DUPLICATE_KEY for e in errors):
+                        raise
+                    refused |= {start + e["index"] for e in errors}
 
     already_stored = await _stored_ids(kind, [to_insert[i][1] for i in sorted(refused)])
     for position, (index, document) in enumerate(to_insert):

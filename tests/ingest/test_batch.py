@@ -74,6 +74,21 @@ def test_a_resent_batch_stores_nothing_twice(
     assert count(viewer, "sentiments", participant) == 50
 
 
+def test_a_large_batch_sent_again_is_stored_once_across_its_pieces(
+    device: httpx.Client, viewer: httpx.Client, participant: str
+) -> None:
+    """A batch is inserted in pieces (services.ingest.services.INSERT_PIECE): duplicates
+    in any piece are reported at their own index, with the stored record's id."""
+    records = sentiments(participant, 450)
+    first = device.post("/api/sentiments/batch", json=records[:300]).json()
+    assert first["stored"] == 300
+    second = device.post("/api/sentiments/batch", json=records).json()
+    assert (second["stored"], second["duplicates"], second["rejected"]) == (150, 300, 0)
+    assert [o["status"] for o in second["results"]] == ["duplicate"] * 300 + ["stored"] * 150
+    assert [o["id"] for o in second["results"][:300]] == [o["id"] for o in first["results"]]
+    assert count(viewer, "sentiments", participant) == 450
+
+
 def test_a_duplicate_names_the_stored_record_whatever_its_time(
     device: httpx.Client, participant: str
 ) -> None:
