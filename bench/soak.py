@@ -22,7 +22,7 @@ records confirmed (2xx, or 409 for a single post already stored) but missing in 
 database, and records stored more than once (both by client id; vlogs by id and
 sha256); the resident memory of every process at the start and the end.
 
-    .venv/bin/python bench/soak.py [--minutes 3] [--classes 1] [--storm]
+    .venv/bin/python bench/soak.py [--minutes 3] [--classes 1] [--storm] [--no-reads]
                                    [--tree PATH]   # the stack from another checkout
 
 All simulated phones share one address, so every pool stays under the gateway's
@@ -532,7 +532,7 @@ async def soak(
                 for phone in group.phones
             ),
             *(uploads(run, others, group, until, folder) for group in classes),
-            *(viewer(run, others, group, until) for group in classes),
+            *(viewer(run, others, group, until) for group in classes if not args.no_reads),
         ]
         if args.storm:
 
@@ -561,6 +561,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--classes", type=int, default=1)
     parser.add_argument("--storm", action="store_true")
+    parser.add_argument(
+        "--no-reads", action="store_true", help="without the TAs (what their reads cost writes)"
+    )
     parser.add_argument("--tree", type=Path, help="run the stack of this checkout")
     args = parser.parse_args()
     extra = {"PYTHONPATH": str(args.tree.resolve())} if args.tree else {}
