@@ -28,8 +28,8 @@ def test_large_batches_take_turns_and_small_ones_do_not_wait() -> None:
 
         first = asyncio.create_task(large("first", release_first))
         await first_in.wait()
+        # Scheduled now, so it asks for its turn before the first can give it back.
         second = asyncio.create_task(large("second"))
-        await asyncio.sleep(0)  # the second is waiting for its turn now
         # A phone's live batch goes at once, beside the large insert.
         async with turns.turn(SMALL_BATCH):
             order.append("small")
@@ -42,7 +42,7 @@ def test_large_batches_take_turns_and_small_ones_do_not_wait() -> None:
 
 def test_a_batch_that_waited_too_long_is_told_when_to_come_back() -> None:
     async def scenario() -> None:
-        turns = TakingTurns(at_once=1, wait_seconds=0.01, rest_share=0)
+        turns = TakingTurns(at_once=1, wait_seconds=0, rest_share=0)
         holding, release = asyncio.Event(), asyncio.Event()
 
         async def hold() -> None:
@@ -67,12 +67,12 @@ def test_a_batch_that_waited_too_long_is_told_when_to_come_back() -> None:
 
 def test_after_a_large_insert_its_turn_rests_as_long() -> None:
     """An insert that took 10 s (by the injected clock) keeps the turn 10 s more: a large
-    batch that can wait less is told to come back, a small one goes at once."""
+    batch that cannot wait is told to come back, a small one goes at once."""
 
     async def scenario() -> None:
         readings = iter([100.0, 110.0])
         turns = TakingTurns(
-            at_once=1, wait_seconds=0.01, rest_share=1.0, clock=lambda: next(readings)
+            at_once=1, wait_seconds=0, rest_share=1.0, clock=lambda: next(readings)
         )
         async with turns.turn(1000):
             pass
