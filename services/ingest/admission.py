@@ -70,7 +70,10 @@ class TakingTurns:
             return
         self._waiting += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._wait_seconds)
+            if self._slots.locked():
+                await asyncio.wait_for(self._slots.acquire(), self._wait_seconds)
+            else:  # a free turn is taken without a timer (and with no wait allowed too)
+                await self._slots.acquire()
         except TimeoutError:
             raise ServiceUnavailable(
                 "Busy storing other large batches; send this one again later",
@@ -86,7 +89,11 @@ class TakingTurns:
             self._insert_seconds = 0.8 * self._insert_seconds + 0.2 * took
             # The next large batch waits as long again: large batches get at most half
             # of the database's time, the live traffic the rest. The answer does not wait.
-            asyncio.get_running_loop().call_later(took * self._rest_share, self._slots.release)
+            rest = took * self._rest_share
+            if rest > 0:
+                asyncio.get_running_loop().call_later(rest, self._slots.release)
+            else:
+                self._slots.release()
 
     def retry_after(self) -> int:
         """Seconds until the batches waiting now are likely stored."""

@@ -71,9 +71,7 @@ def test_after_a_large_insert_its_turn_rests_as_long() -> None:
 
     async def scenario() -> None:
         readings = iter([100.0, 110.0])
-        turns = TakingTurns(
-            at_once=1, wait_seconds=0, rest_share=1.0, clock=lambda: next(readings)
-        )
+        turns = TakingTurns(at_once=1, wait_seconds=0, rest_share=1.0, clock=lambda: next(readings))
         async with turns.turn(1000):
             pass
         async with turns.turn(10):
