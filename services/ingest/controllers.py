@@ -59,7 +59,6 @@ from services.ingest.kinds import GPS_FIXES, SENTIMENTS, TelemetryKind
 from services.ingest.posts import (
     RELAYED_ENTRY_BYTES,
     answer_alone,
-    max_ahead,
     relayed_posts,
     store_one,
 )
@@ -150,7 +149,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
             return await services.insert_batch(
                 kind,
                 items,
-                max_ahead(settings),
+                settings.max_ahead,
                 request.app.state.batch_turns,
                 study_of(principal),
             )
@@ -178,7 +177,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
                 order,
                 limit,
                 cursor,
-                max_ahead(settings),
+                settings.max_ahead,
                 disguise,
             )
             query = dict(request.query_params)
@@ -203,7 +202,7 @@ def records_controller(kind: TelemetryKind, route: str, tag: str, selection: Pro
         async def stream(
             self, settings: Settings, disguise: CallerDisguise, selection: MongoFilter
         ) -> Stream:
-            records = services.stream_ndjson(kind, selection, max_ahead(settings), disguise)
+            records = services.stream_ndjson(kind, selection, settings.max_ahead, disguise)
             return Stream(records, media_type=NDJSON_MEDIA_TYPE)
 
         @get(
@@ -280,7 +279,7 @@ class TelemetryController(Controller):
         self, settings: Settings, disguise: CallerDisguise, window: MongoFilter
     ) -> Stream:
         zones = await StudyZones.load(settings.display_timezone)
-        rows = daily_rows(window, zones, max_ahead(settings), disguise)
+        rows = daily_rows(window, zones, settings.max_ahead, disguise)
         return Stream(ndjson_lines(rows), media_type=NDJSON_MEDIA_TYPE)
 
     @get(

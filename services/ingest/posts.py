@@ -2,8 +2,6 @@
 each read with its own credential and answered as it would have been alone
 (services.gateway.proxy.coalescing, docs/adr/0008)."""
 
-from datetime import timedelta
-
 import msgspec
 from litestar import Request
 
@@ -21,7 +19,6 @@ from services.common.web.validation import decode_json
 from services.ingest import services
 from services.ingest.kinds import TelemetryKind
 from services.ingest.schemas import Created
-from services.ingest.settings import IngestSettings
 
 # One relayed post's share of the combined body: its body, its credential, the JSON
 # around them.
@@ -49,7 +46,7 @@ async def store_one(
         kind,
         request.app.state.inserters[kind.key],
         raw,
-        max_ahead(request.app.state.settings),
+        request.app.state.settings.max_ahead,
         study_of(principal),
     )
     return Created(
@@ -71,8 +68,3 @@ async def answer_alone(kind: TelemetryKind, request: Request, post: RelayedPost)
             headers=dict(refusal.headers),
         )
     return PostAnswer(status=201, body=msgspec.Raw(msgspec.json.encode(created)))
-
-
-def max_ahead(settings: IngestSettings) -> timedelta:
-    """How far ahead of the server's clock a record's time may be."""
-    return timedelta(seconds=settings.max_seconds_ahead)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from services.common.runtime.settings import (
     Environment,
@@ -25,6 +26,11 @@ class IngestSettings(ServiceSettings, frozen=True, kw_only=True):
     # The gateway's credential: only it relays posts together, each with its own
     # credential (POST <kind>/posts).
     service_token: str
+
+    @property
+    def max_ahead(self) -> timedelta:
+        """How far ahead of the server's clock a record's time may be."""
+        return timedelta(seconds=self.max_seconds_ahead)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> IngestSettings:
