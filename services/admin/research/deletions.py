@@ -142,21 +142,30 @@ async def delete_data(
     jobs = DeletionJob.get_pymongo_collection()
     job = await jobs.find_one({"study_id": study_id, "user_id": user_id, "state": "deleting"})
     if job is None:
-        job = {
-            "receipt_id": "rcpt_" + secrets.token_hex(10),
-            "study_id": study_id,
-            "user_id": user_id,
-            "requested_by": {
-                "credential_id": credential_id(principal),
-                "role": str(principal.role),
-            },
-            "requested_at": stored_now(),
-            "state": "deleting",
-            "planned": {},
-            "done_steps": [],
-        }
+        requester = {"credential_id": credential_id(principal), "role": str(principal.role)}
+        job = new_job("rcpt_" + secrets.token_hex(10), study_id, user_id, requester, stored_now())
         job["_id"] = (await jobs.insert_one(job)).inserted_id
     return await run_deletion(settings, job)
+
+
+def new_job(
+    receipt_id: str,
+    study_id: str,
+    user_id: str | None,
+    requested_by: dict[str, str],
+    requested_at: datetime,
+) -> dict[str, Any]:
+    """A deletion job before its first step (a DeletionJob document)."""
+    return {
+        "receipt_id": receipt_id,
+        "study_id": study_id,
+        "user_id": user_id,
+        "requested_by": requested_by,
+        "requested_at": requested_at,
+        "state": "deleting",
+        "planned": {},
+        "done_steps": [],
+    }
 
 
 async def run_deletion(settings: AdminSettings, job: dict[str, Any]) -> DeletionReceipt:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from services.admin.models import DeletionJob, Participant
-from services.admin.research.deletions import run_deletion
+from services.admin.research.deletions import new_job, run_deletion
 from services.admin.research.journal import DeletionJournal
 from services.admin.research.participants import withdraw_participant
 from services.admin.research.receipts import check
@@ -58,19 +59,16 @@ async def reconcile(settings: AdminSettings) -> int:
                 extra={"receipt_id": receipt_id},
             )
             continue
-        await _stop_again(receipt)
         requested_at = parse_instant(receipt["requested_at"])
-        job: dict[str, Any] = {
-            "receipt_id": receipt_id,
-            "study_id": receipt["study_id"],
-            "user_id": receipt["user_id"],
-            "requested_by": receipt["requested_by"],
-            "requested_at": requested_at,
-            "state": "deleting",
-            "planned": {},
-            "done_steps": [],
-            "reapplying": receipt,
-        }
+        await _stop_again(receipt, requested_at)
+        job = new_job(
+            receipt_id,
+            receipt["study_id"],
+            receipt["user_id"],
+            receipt["requested_by"],
+            requested_at,
+        )
+        job["reapplying"] = receipt
         await jobs.update_one({"receipt_id": receipt_id}, {"$setOnInsert": job}, upsert=True)
         logger.warning(
             "a deletion made after the database's backup is done again",
@@ -80,9 +78,8 @@ async def reconcile(settings: AdminSettings) -> int:
     return redo
 
 
-async def _stop_again(receipt: dict[str, Any]) -> None:
+async def _stop_again(receipt: dict[str, Any], when: datetime) -> None:
     """What the deletion's request did first, before anything was deleted."""
-    when = parse_instant(receipt["requested_at"])
     if receipt["user_id"] is None:
         await close_study(receipt["study_id"], when)
         return
