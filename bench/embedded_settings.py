@@ -35,7 +35,8 @@ from services.launcher.config import local_mongodb_uri
 from services.launcher.database import mongo_ready, secantus_argv
 from tests.support import free_port, wait_until
 
-MODES = {"replica set (oplog)": [], "--standalone (no oplog)": ["--standalone"]}
+# Each mode's argv from the launcher's (which has --standalone since this comparison).
+MODES = {"replica set (oplog)": False, "--standalone (no oplog)": True}
 KINDS = ("single insert", "fix in a batch of 1000", "8 MB video into GridFS")
 
 
@@ -93,11 +94,14 @@ async def writes(uri: str, pid: int) -> dict[str, float]:
     return costs
 
 
-def one_round(flags: list[str]) -> dict[str, float]:
+def one_round(standalone: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="emogo-bench-settings-") as folder:
         port = free_port()
+        argv = secantus_argv(port, Path(folder))
+        if not standalone:
+            argv.remove("--standalone")
         process = subprocess.Popen(
-            [*secantus_argv(port, Path(folder)), *flags],
+            argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
